@@ -1,0 +1,76 @@
+"""The run directory: lock, fingerprints, up-to-date checks, output paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stage1.errors import ConfigError, RunLockedError
+from stage1.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done
+
+
+def test_a_second_lock_on_the_same_run_directory_is_refused(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match="in use by another stage1 process"):
+            with RunLock(tmp_path):
+                pass
+    with RunLock(tmp_path):  # released on exit
+        pass
+
+
+def test_lock_held_by_another_process_is_refused_and_freed_when_it_dies(tmp_path):
+    code = (
+        "import sys, time; sys.path.insert(0, '.');"
+        "from stage1.run_dir import RunLock;"
+        f"lock = RunLock(__import__('pathlib').Path({str(tmp_path)!r})).__enter__();"
+        "print('locked', flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"pid {child.pid}"):
+            with RunLock(tmp_path):
+                pass
+    finally:
+        child.kill()  # SIGKILL: the kernel drops the flock
+        child.wait()
+    with RunLock(tmp_path):
+        pass
+
+
+def test_fingerprint_changes_with_settings_upstream_and_inputs(tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"a": 1}\n')
+    base = fingerprint("s", {"x": 1}, {"up": "f1"}, {"data": data})
+    assert fingerprint("s", {"x": 1}, {"up": "f1"}, {"data": data}) == base
+    assert fingerprint("s", {"x": 2}, {"up": "f1"}, {"data": data}) != base
+    assert fingerprint("s", {"x": 1}, {"up": "f2"}, {"data": data}) != base
+    data.write_text('{"a": 2}\n')
+    assert fingerprint("s", {"x": 1}, {"up": "f1"}, {"data": data}) != base
+
+
+def test_up_to_date_needs_record_fingerprint_and_outputs(tmp_path):
+    assert not is_up_to_date(tmp_path, "f")
+    (tmp_path / "out.jsonl").write_text("x\n")
+    mark_done(tmp_path, "s", "f", ("out.jsonl",))
+    assert is_up_to_date(tmp_path, "f")
+    assert not is_up_to_date(tmp_path, "g")
+    (tmp_path / "out.jsonl").unlink()
+    assert not is_up_to_date(tmp_path, "f")
+
+
+def test_mark_done_refuses_missing_outputs(tmp_path):
+    with pytest.raises(RuntimeError, match="without writing"):
+        mark_done(tmp_path, "s", "f", ("nothing.jsonl",))
+
+
+@pytest.mark.parametrize("bad", ["../outside.json", "/etc/passwd", "a/../../b"])
+def test_output_paths_cannot_escape_the_run_directory(tmp_path, bad):
+    with pytest.raises(ConfigError, match="escapes the run directory"):
+        inside_run_dir(tmp_path, bad, "run.log_file")
+
+
+def test_output_paths_inside_are_resolved(tmp_path):
+    assert inside_run_dir(tmp_path, "logs/run.log", "run.log_file") == (tmp_path / "logs" / "run.log").resolve()
