@@ -1,7 +1,8 @@
 """stage1 command line: one subcommand per stage, and ``run`` for all of them.
 
-This file is the only place that parses flags, prints and chooses exit codes. Heavy imports
-(torch, transformers, trl) happen inside commands, so ``--help`` answers at once.
+This file is the only place that parses flags, prints and chooses exit codes (0 success, 1 a
+regression or failed gate, 2 bad input or configuration). Heavy imports (torch, transformers, trl)
+happen inside commands, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_TINY_DIR = Path("runs/tiny-qwen")
+DEFAULT_RUN_DIR = Path("runs/tiny")
+STAGE_COMMANDS = {
+    "sft-data": "sft_data",
+    "train-sft": "sft",
+    "merge": "merge",
+    "negatives": "negatives",
+    "pairs": "pairs",
+    "train-dpo": "dpo",
+    "evaluate": "eval",
+}
 
 
 def _console():
@@ -19,12 +29,132 @@ def _console():
     return Console()
 
 
+def _config(args: argparse.Namespace):
+    from stage1.config import load_config
+
+    return load_config(args.config, args.set)
+
+
+def _prepare_run(args: argparse.Namespace, console):
+    from stage1.console import setup_logging
+    from stage1.run_dir import inside_run_dir
+
+    config = _config(args)
+    run_dir = Path(args.run_dir)
+    setup_logging(console, inside_run_dir(run_dir, config.run.log_file, "run.log_file"), args.debug)
+    return config, run_dir
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from stage1.console import StageDisplay
+    from stage1.pipeline import run_pipeline
+
+    console = _console()
+    config, run_dir = _prepare_run(args, console)
+    display = StageDisplay(console)
+    only = tuple(args.only) if getattr(args, "only", None) else None
+    run_pipeline(config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display)
+    console.print(display.summary())
+    _print_evaluation(console, run_dir)
+    return 0
+
+
+def _print_evaluation(console, run_dir: Path) -> None:
+    results = run_dir / "eval" / "results.json"
+    if not results.exists():
+        return
+    from stage1.report import load_results, rich_summary_table
+
+    console.print(rich_summary_table(load_results(results)))
+    console.print(f"report: [bold]{run_dir / 'eval' / 'report.md'}[/]  chart: [bold]{run_dir / 'eval' / 'chart.png'}[/]")
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """A single stage: inside a run directory (upstream must be done), or alone on explicit files."""
+    if args.inputs or args.out:
+        return _stage_on_files(args)
+    args.only = [STAGE_COMMANDS[args.command]]
+    if args.command == "train-dpo":
+        args.only.append("dpo_only")
+    status = cmd_run(args)
+    if args.command == "evaluate" and args.against:
+        return _compare_golden(Path(args.run_dir) / "eval" / "results.json", Path(args.against))
+    return status
+
+
+def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
+    from stage1.errors import ConfigError
+
+    named = {}
+    for text in args.inputs or []:
+        name, sep, path = text.partition("=")
+        if not sep:
+            raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
+        named[name] = Path(path)
+    return named
+
+
+def _stage_on_files(args: argparse.Namespace) -> int:
+    from stage1.errors import ConfigError
+    from stage1.stage_files import STAGE_INPUTS, run_stage_on_files
+
+    stage = STAGE_COMMANDS[args.command]
+    if not args.out:
+        raise ConfigError("--out is required with --in", field="--out")
+    inputs = _named_inputs(args)
+    missing = [name for name in STAGE_INPUTS[stage] if name not in inputs]
+    if missing:
+        raise ConfigError(
+            f"missing --in for {', '.join(missing)}", field="--in", hint=f"this stage reads: {', '.join(STAGE_INPUTS[stage])}"
+        )
+    console = _console()
+    result = run_stage_on_files(stage, _config(args), inputs, Path(args.out))
+    console.print(f"[green]✓ {args.command}[/] wrote {args.out}")
+    if isinstance(result, dict) and isinstance(result.get("counts"), dict):
+        from stage1.console import counts_table
+
+        console.print(counts_table(args.command, result["counts"]))
+    if args.command == "evaluate" and args.against:
+        return _compare_golden(Path(args.out) / "results.json", Path(args.against))
+    return 0
+
+
+def _compare_golden(results_path: Path, golden_path: Path) -> int:
+    from stage1.golden import compare_files
+
+    console = _console()
+    regressions = compare_files(results_path, golden_path)
+    if not regressions:
+        console.print(f"[green]no significant regression against {golden_path}[/]")
+        return 0
+    for regression in regressions:
+        console.print(f"[red]regression[/]: {regression}")
+    return 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from stage1.memplan import plan_for_config, plan_table
+
+    console = _console()
+    config = _config(args)
+    plan = plan_for_config(config, gpu_gib=args.gpu_gib)
+    console.print(plan_table(plan))
+    problems = plan.problems()
+    for problem in problems:
+        console.print(f"[red]does not fit[/]: {problem}")
+    return 2 if problems else 0
+
+
 def cmd_build_tiny(args: argparse.Namespace) -> int:
     from stage1.storage import sha256_file
     from stage1.tiny import build_tiny_qwen
 
     out = build_tiny_qwen(args.out, seed=args.seed)
-    _console().print(f"tiny Qwen2 written to [bold]{out}[/] (weights sha256 {sha256_file(out / 'model.safetensors')[:16]}…)")
+    digest = sha256_file(out / "model.safetensors")[:16]
+    _console().print(f"tiny Qwen2 written to [bold]{out}[/] (weights sha256 {digest}…)")
     return 0
 
 
@@ -56,21 +186,51 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="a preset name in configs/ (tiny, qwen2.5-32b) or a YAML file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set dpo.beta=0.2")
+    parser.add_argument("--run-dir", default=str(DEFAULT_RUN_DIR), help="where every stage reads and writes")
+    parser.add_argument("--force", nargs="?", const="all", action="append", metavar="STAGE", help="rerun a stage (or all) even when up to date")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stage1", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    run = commands.add_parser("run", help="every stage in order on the chosen preset (default: the tiny model)")
+    _add_common(run)
+    run.set_defaults(handler=cmd_run)
+
+    for name, stage in STAGE_COMMANDS.items():
+        command = commands.add_parser(name, help=f"the {stage} stage alone (in --run-dir, or on --in/--out files)")
+        _add_common(command)
+        command.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH", help="an input file for this stage")
+        command.add_argument("--out", default=None, help="output folder when running on explicit --in files")
+        if name == "evaluate":
+            command.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
+        command.set_defaults(handler=cmd_stage)
+
+    plan = commands.add_parser("plan", help="estimate peak GPU memory per stage before anything loads")
+    _add_common(plan)
+    plan.add_argument("--gpu-gib", type=float, default=None, help="GPU memory to plan for (default: from the preset)")
+    plan.set_defaults(handler=cmd_plan)
+
     build = commands.add_parser("build-tiny", help="build the tiny offline Qwen2 model")
-    build.add_argument("--out", type=Path, default=DEFAULT_TINY_DIR)
+    build.add_argument("--out", type=Path, default=DEFAULT_RUN_DIR / "model")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--debug", action="store_true")
     build.set_defaults(handler=cmd_build_tiny)
 
     inspect = commands.add_parser("inspect", help="show one example's tokens coloured by supervised/masked")
-    inspect.add_argument("--model", default=str(DEFAULT_TINY_DIR))
+    inspect.add_argument("--model", default=str(DEFAULT_RUN_DIR / "model"))
     inspect.add_argument("--instruction", default="What is the capital of France?")
     inspect.add_argument("--response", default="Paris is the capital of France.")
     inspect.add_argument("--max-length", type=int, default=512)
+    inspect.add_argument("--debug", action="store_true")
     inspect.set_defaults(handler=cmd_inspect)
     return parser
 
@@ -79,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        args = parser.parse_args(["inspect"] + (argv or []))
-    from stage1.errors import Stage1Error
+        parser.print_help()
+        return 2
+    from stage1.errors import EXIT_INPUT, Stage1Error
     from stage1.format import FormatError
 
     try:
@@ -89,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
-        return getattr(error, "exit_code", 2)
+        return getattr(error, "exit_code", EXIT_INPUT)
     except KeyboardInterrupt:
-        print("interrupted; outputs written so far are complete and the next run resumes", file=sys.stderr)
+        print("interrupted: finished stages are kept and the next run resumes", file=sys.stderr)
         return 130
 
 

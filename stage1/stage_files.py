@@ -1,0 +1,77 @@
+"""Run one stage alone on explicit files (``--in NAME=PATH ... --out DIR``), outside any run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stage1.config import PipelineConfig
+
+# Required inputs per stage; optional ones are read when given.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "sft_data": ("instructions",),
+    "sft": ("model", "train"),
+    "merge": ("model", "adapter"),
+    "negatives": ("sft",),
+    "pairs": ("sft", "negatives", "model", "eval_items"),
+    "dpo": ("model", "train", "eval"),
+    "eval": ("run", "eval_items"),
+}
+
+
+def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Path], out_dir: Path) -> Any:
+    """Call the stage's entry function with these files; the stage writes into ``out_dir``."""
+    seed = config.run.seed
+    training = config.section("training")
+    if stage == "sft_data":
+        from stage1.sft_data import run_sft_data
+
+        return run_sft_data(
+            config.section("sft_data"),
+            instructions_path=inputs["instructions"],
+            out_dir=out_dir,
+            model_dir=inputs.get("model"),
+            exemplars_path=inputs.get("exemplars", Path(config.data.exemplars)),
+            eval_items_path=inputs.get("eval_items"),
+            on_bad_rows=config.run.on_bad_rows,
+        )
+    if stage == "sft":
+        from stage1.train_sft import run_train_sft
+
+        return run_train_sft(
+            training, model_dir=inputs["model"], train_path=inputs["train"], out_dir=out_dir,
+            sft_args=dict(config.sft), lora_args=dict(config.lora), seed=seed,
+        )
+    if stage == "merge":
+        from stage1.merge import run_merge
+
+        return run_merge(training, model_dir=inputs["model"], adapter_dir=inputs["adapter"], out_dir=out_dir)
+    if stage == "negatives":
+        from stage1.negatives import run_negatives
+
+        return run_negatives(config.section("negatives"), sft_path=inputs["sft"], out_dir=out_dir)
+    if stage == "pairs":
+        from stage1.pairs import run_pairs
+
+        return run_pairs(
+            config.section("pairs"), sft_path=inputs["sft"], negatives_path=inputs["negatives"], out_dir=out_dir,
+            tokenizer_dir=inputs["model"], eval_items_path=inputs["eval_items"],
+        )
+    if stage == "dpo":
+        from stage1.train_dpo import run_train_dpo
+
+        return run_train_dpo(
+            training, model_dir=inputs["model"], train_path=inputs["train"], eval_path=inputs["eval"],
+            out_dir=out_dir, dpo_args=dict(config.dpo), lora_args=dict(config.lora), seed=seed,
+        )
+    if stage == "eval":
+        from stage1.evaluate import run_evaluate
+        from stage1.pipeline import Paths, variant_specs
+
+        run_dir = inputs["run"]
+        return run_evaluate(
+            config.section("eval"), variants=variant_specs(Paths(run_dir, config), config),
+            items_path=inputs["eval_items"], out_dir=out_dir,
+            training_paths=[run_dir / "sft_data" / "train.jsonl", run_dir / "pairs" / "train.jsonl"],
+        )
+    raise ValueError(f"unknown stage {stage!r}")
