@@ -64,8 +64,15 @@ def _id(data: dict[str, Any], name: str = "id") -> str:
     return text
 
 
+#: Longest instruction or response accepted, in characters. Far above any real training row
+#: (Qwen2.5's context is 32k tokens); a larger value is almost always a broken export.
+MAX_TEXT_CHARS = 100_000
+
+
 def _text(data: dict[str, Any], name: str) -> str:
     value = _get(data, name, str)
+    if len(value) > MAX_TEXT_CHARS:
+        raise RecordError(name, f"is {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}", hint="split or shorten it")
     try:
         return check_text(value, name)
     except FormatError as error:
