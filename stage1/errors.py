@@ -63,3 +63,7 @@ class GateError(Stage1Error):
 
 class RunLockedError(Stage1Error):
     """Another process holds the run directory."""
+
+
+class TrainingError(Stage1Error):
+    """Training cannot go on: a non-finite loss, or the adapter trained is not the one planned."""
