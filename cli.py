@@ -8,6 +8,7 @@ happen inside commands, so ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -251,6 +252,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", EXIT_INPUT)
+    except OSError as error:
+        if args.debug or error.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(
+            f"error: cannot write{where}: {error.strerror}; earlier outputs are intact "
+            "(writes are atomic), free space or choose a writable --run-dir and rerun",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept and the next run resumes", file=sys.stderr)
         return 130
