@@ -17,7 +17,7 @@ from stage1.config import PipelineConfig, dump_config
 from stage1.errors import ConfigError
 from stage1.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
 from stage1.settings import settings_to_dict
-from stage1.storage import atomic_write_text
+from stage1.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("stage1")
 
@@ -256,10 +256,24 @@ def run_pipeline(
             result = step.action()
             mark_done(step.out_dir, step.name, expected, step.outputs)
             report.outcomes.append(StageOutcome(step.name, "ran", time.perf_counter() - started, result))
+            _record_timing(run_dir, step.name, time.perf_counter() - started)
             log.info("stage %s: done in %.1f s", step.name, time.perf_counter() - started)
             if on_stage:
                 on_stage(step.name, "done")
     return report
+
+
+def _record_timing(run_dir: Path, stage: str, seconds: float) -> None:
+    """Append the stage's wall time and the process's peak memory so far to ``timings.json``."""
+    import json
+    import resource
+
+    path = Path(run_dir) / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    timings[stage] = {"seconds": round(seconds, 2), "peak_rss_mib": round(max(own, children) / 1024, 1)}
+    atomic_write_json(path, timings)
 
 
 def _recorded_fingerprint(run_dir: Path, config: PipelineConfig, name: str) -> str:
