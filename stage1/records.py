@@ -6,6 +6,7 @@ Nothing downstream re-checks a record's shape.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -69,10 +70,23 @@ def _id(data: dict[str, Any], name: str = "id") -> str:
 MAX_TEXT_CHARS = 100_000
 
 
+#: Control-token text such as ``<|endoftext|>`` or ``<|im_start|>``. The tokenizer helpers would
+#: encode it as plain text, but in a data file it is almost always a leaked chat template or a
+#: concatenation artefact, so files that carry it are refused at the edge with the field named.
+SPECIAL_TOKEN_TEXT = re.compile(r"<\|[A-Za-z0-9_]+\|>")
+
+
 def _text(data: dict[str, Any], name: str) -> str:
     value = _get(data, name, str)
     if len(value) > MAX_TEXT_CHARS:
         raise RecordError(name, f"is {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}", hint="split or shorten it")
+    special = SPECIAL_TOKEN_TEXT.search(value)
+    if special:
+        raise RecordError(
+            name,
+            f"contains the special-token text {special.group(0)!r}",
+            hint="remove control tokens from the data; the format never needs them",
+        )
     try:
         return check_text(value, name)
     except FormatError as error:
