@@ -1,0 +1,165 @@
+"""Generation: string stops through the real ``generate``, stop reasons, token counts, batching, seeding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stage1.format import STOP_END, STOP_EOS, STOP_MAX_TOKENS, STOP_RUNAWAY, render_prompt
+from stage1.generation import (
+    GenerationSettings,
+    TransformersBackend,
+    batches_by_length,
+    build_fewshot_prompt,
+    check_prompt_ids,
+    read_generation,
+)
+from stage1.masking import encode_text
+from tests.scripted_model import load_scripted
+
+# prompt -> the completion the scripted model writes (then eos, unless a stop string fires first)
+SCRIPTS = {
+    render_prompt("Capital of France?"): " Paris.\nEND\nInstruction: should never be generated",
+    render_prompt("When do you rest?"): " On the\nWEEKEND, mostly.\nEND",
+    render_prompt("Say yes."): " Yes.\nInstruction: Say no.\nResponse: No.\nEND",
+    render_prompt("Say done."): " Done.",
+    render_prompt("Count."): " one two three four five six seven eight nine ten eleven twelve",
+    render_prompt("Note?"): " Note: colons are fine.\nEND",
+    render_prompt("Acc\u00e9nt?"): " Caf\u00e9 cr\u00e8me.\nEND",
+}
+
+
+@pytest.fixture(scope="module")
+def scripted_backend(tiny_model_dir, qwen_tokenizer):
+    return TransformersBackend(load_scripted(tiny_model_dir, qwen_tokenizer, SCRIPTS), qwen_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def scripted_results(scripted_backend):
+    prompts = list(SCRIPTS)
+    results = scripted_backend.generate(prompts, GenerationSettings(max_new_tokens=12, batch_size=16))
+    return dict(zip(prompts, results))
+
+
+def test_end_line_stops_generation_and_is_not_part_of_the_response(scripted_results, qwen_tokenizer):
+    result = scripted_results[render_prompt("Capital of France?")]
+    assert (result.response, result.stop_reason, result.stopped, result.runaway) == ("Paris.", STOP_END, True, False)
+    assert result.completion_text == " Paris.\nEND", "generation must stop at the END line, not run on"
+    assert result.num_tokens == len(encode_text(qwen_tokenizer, " Paris.\nEND"))
+
+
+def test_weekend_does_not_stop_generation(scripted_results):
+    # "WEEKEND" ends in the same token as "END": a token-id stop would cut the answer here.
+    result = scripted_results[render_prompt("When do you rest?")]
+    assert result.response == "On the\nWEEKEND, mostly."
+    assert result.stop_reason == STOP_END
+
+
+def test_runaway_is_stopped_counted_and_the_answer_before_it_kept(scripted_results):
+    result = scripted_results[render_prompt("Say yes.")]
+    assert result.completion_text == " Yes.\nInstruction:"
+    assert (result.response, result.stop_reason, result.runaway, result.stopped) == ("Yes.", STOP_RUNAWAY, True, False)
+
+
+def test_eos_and_token_limit_are_told_apart(scripted_results, qwen_tokenizer):
+    by_eos = scripted_results[render_prompt("Say done.")]
+    assert (by_eos.response, by_eos.stop_reason, by_eos.stopped) == ("Done.", STOP_EOS, True)
+    assert by_eos.num_tokens == len(encode_text(qwen_tokenizer, " Done.")) + 1, "the eos token counts"
+    limited = scripted_results[render_prompt("Count.")]
+    assert (limited.stop_reason, limited.stopped, limited.num_tokens) == (STOP_MAX_TOKENS, False, 12)
+    assert limited.response.startswith("one two three")
+
+
+def test_a_colon_in_the_answer_does_not_stop_generation(scripted_results):
+    assert scripted_results[render_prompt("Note?")].response == "Note: colons are fine."
+
+
+def test_completion_comes_from_generated_ids_not_from_slicing_text(scripted_backend):
+    # A decomposed accent in the prompt: the tokenizer normalises it to NFC, so the decoded prompt is
+    # one character shorter than the prompt string; slicing decoded text by length would eat a character.
+    nfd_prompt = "Instruction: Acce\u0301nt?\nResponse:"
+    [result] = scripted_backend.generate([nfd_prompt], GenerationSettings(max_new_tokens=12))
+    assert result.prompt == nfd_prompt
+    assert result.completion_text == " Caf\u00e9 cr\u00e8me.\nEND"
+    assert result.response == "Caf\u00e9 cr\u00e8me."
+
+
+def test_batched_and_one_by_one_give_the_same_results(scripted_backend, scripted_results):
+    prompts = list(SCRIPTS)
+    single = [scripted_backend.generate([p], GenerationSettings(max_new_tokens=12, batch_size=1))[0] for p in prompts]
+    assert single == [scripted_results[p] for p in prompts]
+    batched = scripted_backend.generate(prompts, GenerationSettings(max_new_tokens=12, batch_size=3))
+    assert batched == single
+
+
+def test_special_token_text_in_a_prompt_never_becomes_a_control_token(scripted_backend, qwen_tokenizer):
+    prompt = render_prompt("Explain <|im_start|> and <|endoftext|> literally.")
+    [ids] = scripted_backend.encode_prompts([prompt])
+    assert 151644 not in ids and 151643 not in ids
+    [result] = scripted_backend.generate([prompt], GenerationSettings(max_new_tokens=3))
+    assert result.num_tokens <= 3
+    with pytest.raises(RuntimeError, match="special token ids \\[151644\\]"):
+        check_prompt_ids([16664, 151644], set(qwen_tokenizer.all_special_ids), "x")
+
+
+def test_fewshot_prompt_is_the_plain_format_with_blank_lines():
+    prompt = build_fewshot_prompt([("Q1", "A1"), ("Q2", "A2\nmore")], "Q3")
+    assert prompt == "Instruction: Q1\nResponse: A1\nEND\n\nInstruction: Q2\nResponse: A2\nmore\nEND\n\nInstruction: Q3\nResponse:"
+    assert "<|im_start|>" not in prompt
+
+
+def test_read_generation_cuts_at_the_first_end_id():
+    decode = lambda ids: "".join({1: " a", 2: "\nEND", 3: " b"}[i] for i in ids)  # noqa: E731
+    result = read_generation("p", [1, 3, 9, 9, 9], decode, {9})
+    assert (result.response, result.stop_reason, result.num_tokens) == ("a b", STOP_EOS, 3)
+    result = read_generation("p", [1, 2, 9, 9], decode, {9})
+    assert (result.response, result.stop_reason, result.num_tokens) == ("a", STOP_END, 2)
+    result = read_generation("p", [1, 3], decode, {9})
+    assert (result.stop_reason, result.num_tokens) == (STOP_MAX_TOKENS, 2)
+
+
+def test_batches_group_similar_lengths_and_cover_every_index():
+    batches = batches_by_length([5, 1, 9, 1, 5], 2)
+    assert batches == [[1, 3], [0, 4], [2]]
+
+
+@pytest.mark.parametrize("field, value", [("max_new_tokens", 0), ("batch_size", 0), ("temperature", 0.0), ("top_p", 1.5)])
+def test_bad_generation_settings_are_refused_naming_the_field(field, value):
+    from stage1.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"generation.{field}"):
+        GenerationSettings(**{field: value})
+
+
+@pytest.mark.slow
+def test_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny_model_dir, qwen_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    backend = TransformersBackend(AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(), qwen_tokenizer)
+    prompts = [render_prompt(f"Question {i}?") for i in range(5)]
+    settings = GenerationSettings(max_new_tokens=6, batch_size=4, do_sample=True, temperature=1.0, top_p=0.95, seed=3)
+    torch.manual_seed(1)
+    expected_next = torch.rand(2)
+    torch.manual_seed(1)
+    first = backend.generate(prompts, settings)
+    assert torch.equal(torch.rand(2), expected_next), "sampling must not consume the global torch RNG"
+    torch.manual_seed(999)
+    assert backend.generate(prompts, settings) == first, "same seed, same samples, whatever the global state"
+    other = backend.generate(prompts, GenerationSettings(**{**settings.__dict__, "seed": 4}))
+    assert [g.completion_text for g in other] != [g.completion_text for g in first]
+    greedy = backend.generate(prompts, GenerationSettings(max_new_tokens=6))
+    assert [g.completion_text for g in greedy] != [g.completion_text for g in first]
+
+
+@pytest.mark.gpu
+def test_vllm_generates_with_the_same_stops_and_parsing(tiny_model_dir, qwen_tokenizer):
+    pytest.importorskip("vllm", reason="vllm is an optional extra (pip install -e '.[vllm]')")
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM needs a CUDA GPU")
+    from stage1.generation import VLLMBackend
+
+    backend = VLLMBackend(str(tiny_model_dir), qwen_tokenizer, gpu_memory_utilization=0.2, enforce_eager=True)
+    results = backend.generate([render_prompt("Capital of France?")], GenerationSettings(max_new_tokens=8))
+    assert len(results) == 1
+    assert results[0].stop_reason in (STOP_END, STOP_EOS, STOP_RUNAWAY, STOP_MAX_TOKENS)
+    assert 0 < results[0].num_tokens <= 8
