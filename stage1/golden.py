@@ -1,0 +1,193 @@
+"""Golden results: fixed scoring fixtures, and the regression check against a reference evaluation.
+
+Two kinds of golden data live here:
+
+1. ``fixtures/golden/``: fixed responses to a fixed item set with their exact expected verdicts
+   and summary statistics, as JSON a person can diff. Re-scoring them must reproduce the files
+   exactly, so any change to a criterion or a statistic shows up as a diff. After a deliberate
+   change, regenerate them with ``write_fixture_expectations`` (command in fixtures/README.md).
+2. A reference ``results.json`` (for example the tiny pipeline's), compared with a new one by
+   ``compare_to_golden``: a criterion regressed when its drop is both significant and large.
+
+Tolerances (``GoldenTolerance``): paired McNemar ``p <= alpha`` (0.01) **and** a drop of at least
+``min_drop`` (5 points) when item ids match; otherwise the two Wilson intervals must not overlap
+(current high < golden low) **and** the drop is at least ``min_drop``. Greedy decoding on another
+GPU or library version flips a few items both ways: that is neither significant nor large. A
+criterion the golden result has and the new one lacks is a regression (the check fails closed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stage1.eval_items import EvalResponse, read_eval_items
+from stage1.eval_summary import summarise, verdicts_from_results
+from stage1.records import read_records
+from stage1.stats import is_significant, mcnemar
+from stage1.storage import atomic_write_json, atomic_write_jsonl, iter_jsonl
+
+MIN_PAIRED_OVERLAP = 0.5  # share of the golden items that must be present for a paired test
+
+
+@dataclass(frozen=True)
+class GoldenTolerance:
+    """How large and how certain a drop must be to count as a regression."""
+
+    alpha: float = 0.01  # McNemar p-value at or below which a paired drop is significant
+    min_drop: float = 0.05  # smallest drop in rate (absolute) that counts
+
+    def __post_init__(self):
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if not 0.0 <= self.min_drop < 1.0:
+            raise ValueError(f"min_drop must be in [0, 1), got {self.min_drop}")
+
+
+@dataclass(frozen=True)
+class Regression:
+    """One criterion of one variant that got significantly worse (or lost its evidence)."""
+
+    variant: str
+    criterion: str
+    method: str  # "mcnemar", "interval" or "missing"
+    golden_rate: float | None
+    current_rate: float | None
+    p_value: float | None
+    n: int
+    detail: str
+
+    def __str__(self) -> str:
+        def pct(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.1%}"
+
+        return f"{self.variant}/{self.criterion}: {pct(self.golden_rate)} → {pct(self.current_rate)} ({self.detail})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _paired(variant: str, criterion: str, golden: dict, current: dict, tolerance: GoldenTolerance) -> Regression | None:
+    ids = [i for i, v in golden.items() if v.get(criterion) is not None and current.get(i, {}).get(criterion) is not None]
+    if not ids:
+        return None
+    before = [bool(golden[i][criterion]) for i in ids]
+    after = [bool(current[i][criterion]) for i in ids]
+    n01 = sum(1 for a, b in zip(before, after) if not a and b)
+    n10 = sum(1 for a, b in zip(before, after) if a and not b)
+    golden_rate, current_rate = sum(before) / len(ids), sum(after) / len(ids)
+    test = mcnemar(n01, n10)
+    drop = golden_rate - current_rate
+    if n10 > n01 and is_significant(test.p_value, tolerance.alpha) and drop >= tolerance.min_drop:
+        detail = f"paired on {len(ids)} items: {n10} lost, {n01} gained, McNemar p={test.p_value:.3g} ({test.method})"
+        return Regression(variant, criterion, "mcnemar", golden_rate, current_rate, test.p_value, len(ids), detail)
+    return None
+
+
+def _unpaired(variant: str, criterion: str, golden: dict, current: dict, tolerance: GoldenTolerance) -> Regression | None:
+    if golden["rate"] is None:
+        return None
+    drop = golden["rate"] - current["rate"]
+    if current["high"] < golden["low"] and drop >= tolerance.min_drop:
+        detail = (
+            f"intervals apart: current [{current['low']:.3f}, {current['high']:.3f}] "
+            f"below golden [{golden['low']:.3f}, {golden['high']:.3f}]"
+        )
+        return Regression(variant, criterion, "interval", golden["rate"], current["rate"], None, current["n"], detail)
+    return None
+
+
+def _missing(variant: str, criterion: str, golden_rate: float | None, what: str) -> Regression:
+    return Regression(variant, criterion, "missing", golden_rate, None, None, 0, f"{what}; the check fails closed")
+
+
+def compare_to_golden(results: dict[str, Any], golden: dict[str, Any], tolerance: GoldenTolerance = GoldenTolerance()) -> list[Regression]:
+    """Every (variant, criterion) of ``golden`` that regressed in ``results``.
+
+    Paired McNemar on the shared items when at least half of the golden items were evaluated
+    again; otherwise Wilson-interval separation. A variant or criterion with evidence in the
+    golden results but none in ``results`` is reported as a ``missing`` regression.
+    """
+    golden_verdicts = verdicts_from_results(golden)
+    current_verdicts = verdicts_from_results(results)
+    regressions: list[Regression] = []
+    for variant, golden_rates in golden.get("rates", {}).items():
+        current_rates = results.get("rates", {}).get(variant)
+        for criterion, golden_cell in golden_rates.items():
+            if golden_cell["n"] == 0:
+                continue
+            if current_rates is None:
+                regressions.append(_missing(variant, criterion, golden_cell["rate"], "variant not evaluated"))
+                continue
+            current_cell = current_rates.get(criterion)
+            if current_cell is None or current_cell["n"] == 0:
+                regressions.append(_missing(variant, criterion, golden_cell["rate"], "no applicable items in the new results"))
+                continue
+            golden_items = golden_verdicts.get(variant, {})
+            current_items = current_verdicts.get(variant, {})
+            shared = sum(1 for i in golden_items if i in current_items)
+            if golden_items and shared >= MIN_PAIRED_OVERLAP * len(golden_items):
+                found = _paired(variant, criterion, golden_items, current_items, tolerance)
+            else:
+                found = _unpaired(variant, criterion, golden_cell, current_cell, tolerance)
+            if found is not None:
+                regressions.append(found)
+    return regressions
+
+
+def compare_files(results_path: str | Path, golden_path: str | Path, tolerance: GoldenTolerance = GoldenTolerance()) -> list[Regression]:
+    """``compare_to_golden`` on two ``results.json`` files.
+
+    Raises:
+        InputError: either file is missing or not a JSON object.
+    """
+    from stage1.report import load_results
+
+    return compare_to_golden(load_results(results_path), load_results(golden_path), tolerance)
+
+
+# ---------------------------------------------------------------- scoring fixtures
+
+ITEMS_FILE = "items.jsonl"
+RESPONSES_FILE = "responses.jsonl"
+SCORES_FILE = "expected_scores.jsonl"
+SUMMARY_FILE = "expected_summary.json"
+FIXTURE_PAIRS = (("base", "sft"),)
+FIXTURE_STATISTICS = {"confidence": 0.95, "q": 0.05, "bootstrap_samples": 200, "seed": 0, "min_category_items": 3}
+
+
+def score_fixture(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Re-score the fixed responses in ``folder``: per-response verdict rows and the summary.
+
+    Raises:
+        InputError: a malformed items or responses file.
+    """
+    folder = Path(folder)
+    items = read_eval_items(folder / ITEMS_FILE)
+    responses: dict[str, dict[str, EvalResponse]] = {}
+    for response in read_records(folder / RESPONSES_FILE, EvalResponse):
+        responses.setdefault(response.variant, {})[response.item_id] = response
+    summary = summarise(items, responses, pairs=FIXTURE_PAIRS, **FIXTURE_STATISTICS)
+    rows = [
+        {"item_id": row["id"], "variant": variant, "criteria": outcome["criteria"]}
+        for row in summary["items"]
+        for variant, outcome in row["outcomes"].items()
+    ]
+    kept = {key: summary[key] for key in ("criteria", "variants", "rates", "categories", "comparisons", "flips", "statistics")}
+    return rows, kept
+
+
+def read_fixture_expectations(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    folder = Path(folder)
+    rows = [row for _, row in iter_jsonl(folder / SCORES_FILE)]
+    return rows, json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+
+
+def write_fixture_expectations(folder: str | Path) -> None:
+    """Overwrite the expected scores and summary with what the code computes now."""
+    rows, summary = score_fixture(folder)
+    atomic_write_jsonl(Path(folder) / SCORES_FILE, rows)
+    atomic_write_json(Path(folder) / SUMMARY_FILE, summary)
+
