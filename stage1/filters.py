@@ -1,0 +1,197 @@
+"""Filters for SFT responses, each one counted: what was dropped, why, out of how many generated.
+
+Row filters, checked in this order (a row is counted under the first reason that drops it):
+
+- ``empty``: nothing before the stop;
+- ``runaway``: the raw text went on into a new ``Instruction:`` (measured on the raw text, so it
+  is counted even when the answer before it would survive; ``keep_rescued_runaways`` keeps that
+  answer and still counts the runaway under ``runaway_raw``);
+- ``max_tokens``: the token limit was hit without an END or eos (the answer may be cut);
+- ``format_refused``: the response holds a line the format cannot carry (``END`` alone, a line
+  starting with ``Response:``);
+- ``refusal``: an unwarranted refusal phrase opens a sentence.
+
+Dataset filters, applied after the row filters in input order:
+
+- ``duplicate``: the same (instruction, response) after ``text_keys.dedup_key``;
+- ``per_instruction_cap``: more than ``max_per_instruction`` responses for one normalised
+  instruction, across the whole dataset (not per file or per batch).
+
+Rates divide by the number generated, never by the rows that survived filtering.
+
+Pure: records and strings only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stage1.format import STOP_MAX_TOKENS, FormatError, check_text
+from stage1.records import SFTExample
+from stage1.text_keys import dedup_key
+
+DROP_EMPTY = "empty"
+DROP_RUNAWAY = "runaway"
+DROP_MAX_TOKENS = "max_tokens"
+DROP_FORMAT = "format_refused"
+DROP_REFUSAL = "refusal"
+DROP_DUPLICATE = "duplicate"
+DROP_CAP = "per_instruction_cap"
+DROP_REASONS = (DROP_EMPTY, DROP_RUNAWAY, DROP_MAX_TOKENS, DROP_FORMAT, DROP_REFUSAL, DROP_DUPLICATE, DROP_CAP)
+
+#: Phrases that open a refusal. Matched case-insensitively at the start of a sentence, followed by
+#: a word boundary; curly apostrophes count as straight ones.
+DEFAULT_REFUSAL_PHRASES = (
+    "I'm sorry",
+    "I am sorry",
+    "I apologize",
+    "I apologise",
+    "I cannot",
+    "I can't",
+    "I can not",
+    "I'm unable",
+    "I am unable",
+    "I'm not able",
+    "I am not able",
+    "I won't",
+    "I will not",
+    "I must decline",
+    "I don't feel comfortable",
+    "I do not feel comfortable",
+    "As an AI",
+    "As a language model",
+    "Unfortunately, I",
+)
+
+@dataclass(frozen=True)
+class Candidate:
+    """A response before filtering, from the instruction file or from the model."""
+
+    id: str
+    instruction: str
+    category: str
+    response: str
+    source: str
+    stop_reason: str | None = None
+    runaway: bool = False
+    num_tokens: int | None = None
+
+    def to_example(self) -> SFTExample:
+        return SFTExample(
+            id=self.id,
+            instruction=self.instruction,
+            response=check_text(self.response, "response"),
+            category=self.category,
+            source=self.source,
+            stop_reason=self.stop_reason,
+            num_tokens=self.num_tokens,
+        )
+
+
+def compile_refusal_pattern(phrases: Sequence[str]) -> re.Pattern[str] | None:
+    """One regex for all phrases, each anchored at a sentence start and ending at a word boundary."""
+    cleaned = [phrase.replace("\u2019", "'").strip() for phrase in phrases if phrase.strip()]
+    if not cleaned:
+        return None
+    alternatives = "|".join(re.escape(phrase) + (r"\b" if phrase[-1].isalnum() else "") for phrase in cleaned)
+    return re.compile(rf"(?:^|[.!?]\s+|\n\s*)(?:{alternatives})", re.IGNORECASE)
+
+
+def refusal_phrase(response: str, pattern: re.Pattern[str] | None) -> str | None:
+    """The refusal phrase that opens a sentence of ``response``, or None."""
+    if pattern is None:
+        return None
+    match = pattern.search(response.replace("\u2019", "'").replace("\u2018", "'"))
+    return match.group(0).strip(" .!?\n") if match else None
+
+
+def row_drop_reason(candidate: Candidate, pattern: re.Pattern[str] | None, keep_rescued_runaways: bool) -> str | None:
+    """Why a single row is dropped (the first applicable reason), or None to keep it."""
+    if not candidate.response.strip():
+        return DROP_EMPTY
+    if candidate.runaway and not keep_rescued_runaways:
+        return DROP_RUNAWAY
+    if candidate.stop_reason == STOP_MAX_TOKENS:
+        return DROP_MAX_TOKENS
+    try:
+        check_text(candidate.response, "response")
+    except FormatError:
+        return DROP_FORMAT
+    if refusal_phrase(candidate.response, pattern) is not None:
+        return DROP_REFUSAL
+    return None
+
+
+@dataclass
+class FilterResult:
+    """Kept examples and the counts behind them."""
+
+    kept: list[SFTExample]
+    generated: int
+    dropped: dict[str, int]
+    runaway_raw: int
+    stop_reasons: dict[str, int]
+    first_dropped: dict[str, list[str]]
+
+    def counts(self) -> dict[str, Any]:
+        accepted = len(self.kept)
+        return {
+            "generated": self.generated,
+            "accepted": accepted,
+            "acceptance_rate": accepted / self.generated if self.generated else None,
+            "dropped": dict(self.dropped),
+            "drop_rates": {k: (v / self.generated if self.generated else None) for k, v in self.dropped.items()},
+            "runaway_raw": self.runaway_raw,
+            "runaway_rate": self.runaway_raw / self.generated if self.generated else None,
+            "stop_reasons": dict(sorted(self.stop_reasons.items())),
+            "examples_of_dropped": {k: v for k, v in self.first_dropped.items() if v},
+        }
+
+
+def filter_candidates(
+    candidates: Iterable[Candidate],
+    *,
+    refusal_phrases: Sequence[str] = DEFAULT_REFUSAL_PHRASES,
+    keep_rescued_runaways: bool = False,
+    max_per_instruction: int = 1,
+    examples_kept_per_reason: int = 3,
+) -> FilterResult:
+    """Apply the row filters, then de-duplication, then the per-instruction cap (see module docstring)."""
+    pattern = compile_refusal_pattern(refusal_phrases)
+    dropped = dict.fromkeys(DROP_REASONS, 0)
+    first: dict[str, list[str]] = {reason: [] for reason in DROP_REASONS}
+    stop_reasons: Counter[str] = Counter()
+    seen_pairs: set[tuple[str, str]] = set()
+    per_instruction: Counter[str] = Counter()
+    kept: list[SFTExample] = []
+    generated = runaway_raw = 0
+
+    def drop(reason: str, candidate: Candidate) -> None:
+        dropped[reason] += 1
+        if len(first[reason]) < examples_kept_per_reason:
+            first[reason].append(f"{candidate.id}: {candidate.response[:120]!r}")
+
+    for candidate in candidates:
+        generated += 1
+        runaway_raw += int(candidate.runaway)
+        stop_reasons[candidate.stop_reason or "supplied"] += 1
+        reason = row_drop_reason(candidate, pattern, keep_rescued_runaways)
+        if reason is not None:
+            drop(reason, candidate)
+            continue
+        instruction_key = dedup_key(candidate.instruction)
+        pair_key = (instruction_key, dedup_key(candidate.response))
+        if pair_key in seen_pairs:
+            drop(DROP_DUPLICATE, candidate)
+            continue
+        seen_pairs.add(pair_key)
+        if per_instruction[instruction_key] >= max_per_instruction:
+            drop(DROP_CAP, candidate)
+            continue
+        per_instruction[instruction_key] += 1
+        kept.append(candidate.to_example())
+    return FilterResult(kept, generated, dropped, runaway_raw, dict(stop_reasons), first)
