@@ -1,0 +1,177 @@
+"""The evaluation stage on the tiny model: base against a briefly SFT-trained and merged model.
+
+One SFT run (20 steps) and one merge are shared by the module; every evaluation uses 13 items and
+short generations, so the module stays well under a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stage1.errors import GateError, InputError, LineageError
+from stage1.evaluate import EvalSettings, VariantSpec, run_evaluate
+from tests.integration.tiny_training import LORA_ARGS, SFT_ROWS, SFT_TRAIN_ARGS, write_sft_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+ITEMS = ROOT / "fixtures" / "golden" / "items.jsonl"
+FAST = EvalSettings(max_new_tokens=12, batch_size=8, bootstrap_samples=200, min_category_items=3)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """<run>/model, <run>/sft_data/train.jsonl, <run>/sft/adapter and <run>/merged, as the pipeline lays them out."""
+    from stage1.merge import run_merge
+    from stage1.train_settings import TrainingSettings
+    from stage1.train_sft import run_train_sft
+
+    run = tmp_path_factory.mktemp("eval-run")
+    shutil.copytree(tiny_model_dir, run / "model")
+    train = write_sft_rows(run / "sft_data" / "train.jsonl")
+    args = {**SFT_TRAIN_ARGS, "max_steps": 20, "learning_rate": 1e-2, "save_steps": 1000}
+    run_train_sft(TrainingSettings(), model_dir=run / "model", train_path=train, out_dir=run / "sft", sft_args=args,
+                  lora_args=LORA_ARGS, seed=0)
+    run_merge(TrainingSettings(), model_dir=run / "model", adapter_dir=run / "sft" / "adapter", out_dir=run / "merged")
+    return run
+
+
+def specs(run: Path) -> list[VariantSpec]:
+    return [
+        VariantSpec("base_raw", run / "model", use_format=False),
+        VariantSpec("base", run / "model"),
+        VariantSpec("sft", run / "merged"),
+        VariantSpec("dpo", run / "merged", adapter_dir=run / "dpo" / "adapter"),  # never trained here
+    ]
+
+
+@pytest.fixture
+def one_model_alive(monkeypatch):
+    """Counts live models through stage1.models; records the most ever alive at once."""
+    import stage1.models as models
+
+    state = {"alive": 0, "most": 0, "loaded": []}
+    real_load, real_free = models.load_model, models.free_model
+
+    def load_model(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        state["alive"] += 1
+        state["most"] = max(state["most"], state["alive"])
+        state["loaded"].append(id(model))
+        return model
+
+    def free_model(model):
+        real_free(model)
+        state["alive"] -= 1
+
+    monkeypatch.setattr(models, "load_model", load_model)
+    monkeypatch.setattr(models, "free_model", free_model)
+    return state
+
+
+def test_sft_stops_with_end_more_often_than_base(tiny_run, tmp_path, one_model_alive):
+    out = tmp_path / "eval"
+    manifest = run_evaluate(FAST, variants=specs(tiny_run), items_path=ITEMS, out_dir=out,
+                            training_paths=[tiny_run / "sft_data" / "train.jsonl"], in_process=True)
+    results = json.loads((out / "results.json").read_text())
+    rates = {v: results["rates"][v]["stopped_with_end"]["rate"] for v in ("base_raw", "base", "sft")}
+    assert rates["sft"] > rates["base"], rates
+
+    # One model at a time, each on a fresh base object, all freed.
+    assert one_model_alive["most"] == 1 and one_model_alive["alive"] == 0
+    assert len(one_model_alive["loaded"]) == 3
+
+    # Every output, the manifest last; the missing variants are reported, not silently dropped.
+    for name in ("results.json", "report.md", "chart.png", "generations/base.json", "generations/sft.json", "generations/base_raw.json"):
+        assert (out / name).is_file(), name
+    assert all((out / "manifest.json").stat().st_mtime_ns >= (out / name).stat().st_mtime_ns for name in ("results.json", "chart.png"))
+    assert results["skipped_variants"]["dpo"].startswith("adapter not found")
+    assert "dpo_only" in results["skipped_variants"]
+    assert "- variant `dpo`: adapter not found" in (out / "report.md").read_text()
+    assert manifest["counts"]["items"] == 13 and manifest["counts"]["variants"] == 3
+    assert results["provenance"]["leakage"]["checked"] is True
+
+    # The raw-instruction base really was prompted without the wrapper, the others with it.
+    first = results["items"][0]
+    assert first["outcomes"]["base_raw"]["prompt"] == first["instruction"]
+    assert first["outcomes"]["base"]["prompt"] == f"Instruction: {first['instruction']}\nResponse:"
+    variants = results["provenance"]["variants"]
+    assert variants["sft"]["model_hash"] != variants["base"]["model_hash"]
+
+
+def test_subprocess_per_variant_resumes_and_reruns_on_change(tiny_run, tmp_path):
+    out = tmp_path / "eval"
+    settings = EvalSettings(**{**FAST.__dict__, "limit": 3})
+    first = run_evaluate(settings, variants=[VariantSpec("base", tiny_run / "model")], items_path=ITEMS, out_dir=out)
+    run = first["runs"]["base"]
+    assert run["resumed"] is False
+    assert run["memory"]["released"]["child_processes_left"] == 0
+    generated = json.loads((out / "generations" / "base.json").read_text())
+    assert generated["pid"] != os.getpid() and len(generated["responses"]) == 3
+
+    again = run_evaluate(settings, variants=[VariantSpec("base", tiny_run / "model")], items_path=ITEMS, out_dir=out)
+    assert again["runs"]["base"]["resumed"] is True
+
+    changed = EvalSettings(**{**settings.__dict__, "max_new_tokens": 4})
+    third = run_evaluate(changed, variants=[VariantSpec("base", tiny_run / "model")], items_path=ITEMS, out_dir=out, in_process=True)
+    assert third["runs"]["base"]["resumed"] is False
+
+
+def test_an_interrupted_evaluation_resumes_at_the_next_variant(tiny_run, tmp_path, monkeypatch):
+    import stage1.eval_runner as runner
+
+    out = tmp_path / "eval"
+    settings = EvalSettings(**{**FAST.__dict__, "limit": 2, "variants": ("base", "sft")})
+    real = runner.generate_responses
+
+    def interrupted(spec, *args, **kwargs):
+        if spec.name == "sft":
+            raise KeyboardInterrupt
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "generate_responses", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluate(settings, variants=specs(tiny_run), items_path=ITEMS, out_dir=out, in_process=True)
+    assert (out / "generations" / "base.json").is_file() and not (out / "results.json").exists()
+    monkeypatch.setattr(runner, "generate_responses", real)
+    manifest = run_evaluate(settings, variants=specs(tiny_run), items_path=ITEMS, out_dir=out, in_process=True)
+    assert manifest["runs"]["base"]["resumed"] is True and manifest["runs"]["sft"]["resumed"] is False
+
+
+def test_dry_run_loads_and_reports_memory_without_generating(tiny_run, tmp_path):
+    out = tmp_path / "eval"
+    report = run_evaluate(FAST, variants=specs(tiny_run), items_path=ITEMS, out_dir=out, dry_run=True, in_process=True)
+    assert set(report["variants"]) == {"base_raw", "base", "sft"}
+    assert report["variants"]["sft"]["memory"]["after_load"]["rss_mib"] > 0
+    assert json.loads((out / "dry_run.json").read_text()) == report
+    assert not (out / "results.json").exists() and not (out / "manifest.json").exists()
+
+
+def test_leakage_gate_fails_closed(tiny_run, tmp_path):
+    leaking = tmp_path / "items.jsonl"
+    rows = [json.loads(line) for line in ITEMS.read_text().splitlines()]
+    rows.append({**rows[0], "id": "leak", "instruction": SFT_ROWS[0][0]})
+    leaking.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    train = tiny_run / "sft_data" / "train.jsonl"
+    with pytest.raises(GateError, match="appear in training data"):
+        run_evaluate(FAST, variants=specs(tiny_run), items_path=leaking, out_dir=tmp_path / "a", training_paths=[train], in_process=True)
+    with pytest.raises(GateError, match="not found"):
+        run_evaluate(FAST, variants=specs(tiny_run), items_path=ITEMS, out_dir=tmp_path / "b",
+                     training_paths=[tmp_path / "absent.jsonl"], in_process=True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_quantization_mismatch_is_refused_before_loading(tiny_run, tmp_path):
+    spec = VariantSpec("dpo_only", tiny_run / "model", adapter_dir=tiny_run / "sft" / "adapter", quantization="nf4")
+    with pytest.raises(LineageError, match="quantization"):
+        run_evaluate(FAST, variants=[spec], items_path=ITEMS, out_dir=tmp_path / "eval", in_process=True)
+
+
+def test_nothing_to_evaluate_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="no variant to evaluate"):
+        run_evaluate(FAST, variants=[VariantSpec("base", tmp_path / "nowhere")], items_path=ITEMS, out_dir=tmp_path / "eval")
