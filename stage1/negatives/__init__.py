@@ -1,0 +1,22 @@
+"""Rule-based negatives of five kinds, seeded and checked to be worse than the chosen answer.
+
+- ``settings``: ``NegativeSettings`` and the kind mix;
+- ``mix``: which kinds each example gets (the declared mix, honoured);
+- ``factual``, ``format_violation``, ``templates``: how each kind is built;
+- ``core``: the streaming maker and its checks;
+- ``stage``: ``run_negatives``, the file-in, file-out stage.
+"""
+
+from stage1.negatives.core import DonorPool, NegativeCounts, NegativeMaker, generate_negatives
+from stage1.negatives.settings import NegativeMix, NegativeSettings
+from stage1.negatives.stage import run_negatives
+
+__all__ = [
+    "DonorPool",
+    "NegativeCounts",
+    "NegativeMaker",
+    "NegativeMix",
+    "NegativeSettings",
+    "generate_negatives",
+    "run_negatives",
+]

@@ -1,0 +1,49 @@
+"""Which kinds of negative an example gets: the declared mix, honoured, without repeats in one example.
+
+Drawing ``k`` kinds one after another without replacement flattens the mix (with ``k = 5`` and
+five kinds every example gets every kind, whatever the weights). Here each example selects kind
+``i`` with inclusion probability ``pi_i = k * w_i`` exactly, by systematic sampling (Madow, 1949):
+lay the ``pi_i`` end to end in a freshly shuffled order, draw one ``u`` in ``[0, 1)``, and take
+the kinds whose interval holds one of ``u, u + 1, ..., u + k - 1``. An interval no longer than 1
+holds at most one of those points, so a kind repeats within an example only when its weight
+makes that unavoidable (``w_i > 1/k``). Over many examples each kind's share of all draws is its
+weight.
+
+Pure: ``random.Random`` passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+
+def plan_kinds(kinds: Sequence[str], weights: Sequence[float], per_example: int, rng: random.Random) -> list[str]:
+    """``per_example`` kinds for one example (a kind appears twice only if its weight exceeds 1/k).
+
+    Raises:
+        ValueError: weights that are negative or do not sum to 1, or a bad ``per_example``.
+    """
+    if len(kinds) != len(weights) or not kinds:
+        raise ValueError("kinds and weights must be non-empty and of the same length")
+    if per_example < 1:
+        raise ValueError(f"per_example must be at least 1, got {per_example}")
+    if any(w < 0 for w in weights) or not math.isclose(sum(weights), 1.0, abs_tol=1e-9):
+        raise ValueError(f"weights must be non-negative and sum to 1, got {list(weights)}")
+    order = [i for i, w in enumerate(weights) if w > 0]
+    rng.shuffle(order)
+    u = rng.random()
+    chosen: list[str] = []
+    start = 0.0
+    point = u
+    for index in order:
+        end = start + per_example * weights[index]
+        while point < end and len(chosen) < per_example:
+            chosen.append(kinds[index])
+            point += 1.0
+        start = end
+    # Rounding can leave the last point a hair past the final interval; it belongs to the last kind.
+    while len(chosen) < per_example:
+        chosen.append(kinds[order[-1]])
+    return chosen
