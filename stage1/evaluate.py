@@ -192,6 +192,19 @@ def _provenance(items_path: Path, items: list[EvalItem], settings: EvalSettings,
     }
 
 
+def build_results(settings: EvalSettings, items: list[EvalItem], records: dict[str, dict[str, Any]], *,
+                  skipped: dict[str, str], provenance: dict[str, Any]) -> dict[str, Any]:
+    """The results dict: scored summary, plus skipped variants, settings, provenance and run facts."""
+    responses = {name: {row["item_id"]: EvalResponse.from_dict(row) for row in record["responses"]} for name, record in records.items()}
+    results = summarise(items, responses, pairs=settings.comparison_pairs, confidence=settings.confidence, q=settings.q,
+                        bootstrap_samples=settings.bootstrap_samples, seed=settings.seed, min_category_items=settings.min_category_items)
+    results["skipped_variants"] = skipped
+    results["settings"] = settings_to_dict(settings)
+    results["provenance"] = provenance
+    results["runs"] = {name: {"memory": r["memory"], "seconds": r["seconds"], "resumed": r.get("resumed", False)} for name, r in records.items()}
+    return results
+
+
 def run_evaluate(
     settings: EvalSettings,
     *,
@@ -242,13 +255,8 @@ def run_evaluate(
         atomic_write_json(out / DRY_RUN_NAME, report)
         return report
 
-    responses = {name: {row["item_id"]: EvalResponse.from_dict(row) for row in record["responses"]} for name, record in records.items()}
-    results = summarise(items, responses, pairs=settings.comparison_pairs, confidence=settings.confidence, q=settings.q,
-                        bootstrap_samples=settings.bootstrap_samples, seed=settings.seed, min_category_items=settings.min_category_items)
-    results["skipped_variants"] = skipped
-    results["settings"] = settings_to_dict(settings)
-    results["provenance"] = _provenance(items_path, items, settings, described, training, leakage)
-    results["runs"] = {name: {"memory": r["memory"], "seconds": r["seconds"], "resumed": r.get("resumed", False)} for name, r in records.items()}
+    results = build_results(settings, items, records, skipped=skipped,
+                            provenance=_provenance(items_path, items, settings, described, training, leakage))
     written = write_reports(out, results)
     outputs = {**written, **{f"generations_{job['spec']['name']}": Path(job["out_path"]) for job in jobs}}
     inputs = {"items": items_path, **{f"training_{i}": p for i, p in enumerate(training)},
