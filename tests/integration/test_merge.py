@@ -1,0 +1,91 @@
+"""Merging the SFT adapter: the merged model is the live base+adapter model, saved as plain safetensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_training import SFT_ROWS, merged_run, prompts, sft_run
+
+from stage1.errors import ConfigError, LineageError
+from stage1.format import render_completion
+from stage1.lineage import adapter_hash, read_lineage, weights_hash
+from stage1.masking import encode_text
+from stage1.train_settings import TrainingSettings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def merged_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    return merged_run(tiny_model_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    return sft_run(tiny_model_dir, tmp_path_factory) / "adapter"
+
+
+def _logits(model, tokenizer) -> list[torch.Tensor]:
+    rows = [encode_text(tokenizer, p + render_completion(r)) for p, (_, r) in zip(prompts(), SFT_ROWS)]
+    with torch.no_grad():
+        return [model(input_ids=torch.tensor([ids])).logits[0] for ids in rows]
+
+
+def test_merged_logits_equal_live_base_plus_adapter(merged_dir, adapter_dir, tiny_model_dir):
+    from stage1.models import load_adapter, load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    live = _logits(load_adapter(load_model(tiny_model_dir), adapter_dir), tokenizer)
+    merged = _logits(load_model(merged_dir), tokenizer)
+    base = _logits(load_model(tiny_model_dir), tokenizer)
+    for a, b in zip(live, merged):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+    assert max(float((a - c).abs().max()) for a, c in zip(live, base)) > 1e-2, "the adapter must change the model"
+    manifest = json.loads((merged_dir / "manifest.json").read_text())
+    assert manifest["max_logit_diff_vs_live"] < 1e-4 and manifest["merge_mode"] == "16bit"
+
+
+def test_merged_folder_is_plain_safetensors_with_tokenizer_and_lineage(merged_dir, adapter_dir, tiny_model_dir):
+    names = {p.name for p in merged_dir.iterdir()}
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "lineage.json", "manifest.json"} <= names
+    assert not list(merged_dir.glob("*.bin")) and "adapter_config.json" not in names
+    config = json.loads((merged_dir / "config.json").read_text())
+    assert "quantization_config" not in config and config["dtype"] == "float32"
+    lineage = read_lineage(merged_dir)
+    assert lineage.kind == "merged"
+    assert lineage.parent_hash == weights_hash(tiny_model_dir)
+    assert lineage.adapter_hash == adapter_hash(adapter_dir)
+    assert lineage.weights_hash == weights_hash(merged_dir) != weights_hash(tiny_model_dir)
+    assert lineage.eos_token_id == 151643 and lineage.quantization == "none"
+
+
+def test_merged_tokenizer_encodes_like_the_base(merged_dir, tiny_model_dir):
+    from stage1.models import load_tokenizer
+
+    base, merged = load_tokenizer(tiny_model_dir), load_tokenizer(merged_dir)
+    for text in ("Instruction: What is 2024?\nResponse:", " <|endoftext|> BACKEND\nEND", "日本語 e\u0301 C#"):
+        assert encode_text(merged, text) == encode_text(base, text)
+    assert merged.eos_token_id == base.eos_token_id == 151643
+
+
+def test_merge_refuses_a_base_the_adapter_was_not_trained_on(adapter_dir, tmp_path):
+    from stage1.merge import run_merge
+    from stage1.tiny import build_tiny_qwen
+
+    other = build_tiny_qwen(tmp_path / "other", seed=3)
+    with pytest.raises(LineageError, match="weights"):
+        run_merge(TrainingSettings(), model_dir=other, adapter_dir=adapter_dir, out_dir=tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_dequantized_nf4_merge_needs_an_nf4_adapter(adapter_dir, tiny_model_dir, tmp_path):
+    from stage1.merge import run_merge
+
+    with pytest.raises(ConfigError, match="quantization"):
+        TrainingSettings(merge_mode="dequantized_nf4")
+    settings = TrainingSettings(quantization="nf4", merge_mode="dequantized_nf4")
+    with pytest.raises(ConfigError, match="trained against quantization=none"):
+        run_merge(settings, model_dir=tiny_model_dir, adapter_dir=adapter_dir, out_dir=tmp_path / "merged")

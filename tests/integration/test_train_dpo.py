@@ -1,0 +1,150 @@
+"""DPO with a new LoRA on the merged SFT model: reference, step-0 loss, rewards by kind, lineage.
+
+The SFT -> merge -> DPO chain runs here on the tiny model (SFT and merge are shared with the SFT and
+merge tests through tiny_training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_training import DPO_TRAIN_ARGS, LORA_ARGS, PAIR_KINDS, merged_run, pair_dicts, write_pairs
+from transformers import TrainerCallback
+
+from stage1.errors import InputError, LineageError, TrainingError
+from stage1.format import render_completion, render_prompt
+from stage1.lineage import read_lineage, weights_hash
+from stage1.records import PreferencePair
+from stage1.train_dpo import run_train_dpo
+from stage1.train_settings import TrainingSettings
+from stage1.training_data import build_preference_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def merged_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    return merged_run(tiny_model_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory) -> tuple[Path, Path]:
+    return write_pairs(tmp_path_factory.mktemp("pairs"))
+
+
+@pytest.fixture(scope="module")
+def dpo_dir(merged_dir, pair_files, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dpo-run") / "dpo"
+    train, evaluation = pair_files
+    run_train_dpo(TrainingSettings(), model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=out,
+                  dpo_args=DPO_TRAIN_ARGS, lora_args=LORA_ARGS)
+    return out
+
+
+def _history(run: Path) -> list[dict]:
+    return [entry for entry in json.loads((run / "log_history.json").read_text()) if "loss" in entry]
+
+
+def test_step_zero_loss_is_ln2_and_margins_are_zero(dpo_dir):
+    first = _history(dpo_dir)[0]
+    assert first["step"] == 1  # logged after the first update, computed on the step-0 weights
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert first["rewards/margins"] == pytest.approx(0.0, abs=1e-7)
+    assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-7)
+    assert first["rewards/accuracies"] == 0.0  # ties are not wins
+
+
+def test_training_moves_the_loss_and_margins(dpo_dir):
+    history = _history(dpo_dir)
+    assert len(history) == DPO_TRAIN_ARGS["max_steps"]
+    assert min(entry["loss"] for entry in history[1:]) < math.log(2) - 0.01
+    assert max(entry["rewards/margins"] for entry in history[1:]) > 0
+
+
+def test_manifest_reports_reward_accuracy_overall_and_by_kind(dpo_dir):
+    manifest = json.loads((dpo_dir / "manifest.json").read_text())
+    eval_pairs = pair_dicts()["eval"]
+    assert manifest["counts"]["pairs_eval"] == len(eval_pairs) and manifest["counts"]["pairs_train"] == len(pair_dicts()["train"])
+    assert set(manifest["by_kind"]) == {p["negative_kind"] for p in eval_pairs} and set(manifest["by_kind"]) <= set(PAIR_KINDS)
+    assert sum(k["count"] for k in manifest["by_kind"].values()) == len(eval_pairs)
+    accuracy = manifest["reward_accuracy"]
+    assert 0.0 <= accuracy <= 1.0
+    by_kind_mean = sum(k["reward_accuracy"] * k["count"] for k in manifest["by_kind"].values()) / len(eval_pairs)
+    assert accuracy == pytest.approx(by_kind_mean)
+    assert manifest["reward_margin"] == pytest.approx(manifest["rewards"]["mean_margin"])
+    assert manifest["parent_kind"] == "merged" and manifest["beta"] == DPO_TRAIN_ARGS["beta"]
+
+
+def test_lineage_names_the_merged_model_and_loading_elsewhere_fails(dpo_dir, merged_dir, tiny_model_dir):
+    from stage1.models import load_adapter, load_model
+
+    lineage = read_lineage(dpo_dir / "adapter")
+    assert lineage.kind == "dpo_adapter"
+    assert lineage.parent_hash == weights_hash(merged_dir) != weights_hash(tiny_model_dir)
+    assert sorted(lineage.trained_modules) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    load_adapter(load_model(merged_dir), dpo_dir / "adapter")
+    with pytest.raises(LineageError, match="weights"):
+        load_adapter(load_model(tiny_model_dir), dpo_dir / "adapter")
+
+
+def test_dpo_only_baseline_is_the_same_call_on_the_base(tiny_model_dir, pair_files, tmp_path):
+    train, evaluation = pair_files
+    manifest = run_train_dpo(TrainingSettings(), model_dir=tiny_model_dir, train_path=train, eval_path=evaluation,
+                             out_dir=tmp_path / "dpo_only", dpo_args={**DPO_TRAIN_ARGS, "max_steps": 2}, lora_args=LORA_ARGS)
+    assert manifest["parent_kind"] == "base"
+    assert read_lineage(tmp_path / "dpo_only" / "adapter").parent_hash == weights_hash(tiny_model_dir)
+    assert _history(tmp_path / "dpo_only")[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+
+
+class _PoisonLoRA(TrainerCallback):
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 1:
+            with torch.no_grad():
+                for name, param in model.named_parameters():
+                    if "lora_B" in name:
+                        param.fill_(float("inf"))
+
+
+def test_non_finite_dpo_loss_stops_with_the_last_good_checkpoint(merged_dir, pair_files, tmp_path):
+    train, evaluation = pair_files
+    with pytest.raises(TrainingError, match="checkpoint-1"):
+        run_train_dpo(TrainingSettings(), model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                      dpo_args={**DPO_TRAIN_ARGS, "max_steps": 3, "save_steps": 1}, lora_args=LORA_ARGS, callbacks=(_PoisonLoRA(),))
+    assert (tmp_path / "dpo" / "checkpoints" / "checkpoint-1").is_dir()
+    assert not (tmp_path / "dpo" / "checkpoints" / "checkpoint-2").exists()
+    assert not (tmp_path / "dpo" / "manifest.json").exists()
+
+
+def _pair(prompt: str, chosen: str, rejected: str, kind: str = "off_topic") -> PreferencePair:
+    return PreferencePair(prompt=prompt, chosen=chosen, rejected=rejected, instruction_id="i1", category="general",
+                          negative_kind=kind, split="train")
+
+
+def test_pairs_are_tokenized_by_us_with_special_token_text_kept_as_text(qwen_tokenizer):
+    pair = _pair(render_prompt("Say <|endoftext|> please."), render_completion("<|endoftext|>"), render_completion("No."))
+    (row,) = build_preference_rows(qwen_tokenizer, [pair], max_length=64, overlong="error", source="pairs.jsonl").rows
+    eos = qwen_tokenizer.eos_token_id
+    assert eos not in row["prompt_ids"]
+    assert row["chosen_ids"][-1] == eos and eos not in row["chosen_ids"][:-1]
+    assert row["rejected_ids"][-1] == eos
+    assert row["prompt_ids"][-2:] == [2582, 25]  # "Response", ":" -- the prompt ends at the colon
+    assert qwen_tokenizer.decode(row["prompt_ids"] + row["chosen_ids"][:-1]) == pair.prompt + pair.chosen
+
+
+def test_pairs_off_the_format_or_too_long_are_refused(qwen_tokenizer, tmp_path):
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("{}\n{}\n")
+    good = _pair(render_prompt("Q?"), render_completion("A."), render_completion("B."))
+    trailing_space = _pair(render_prompt("Q?") + " ", render_completion("A."), render_completion("B."))
+    with pytest.raises(InputError) as error:
+        build_preference_rows(qwen_tokenizer, [good, trailing_space], max_length=64, overlong="error", source=source)
+    assert (error.value.field, error.value.line) == ("prompt", 2)
+    long = _pair(render_prompt("Q?"), render_completion("A."), render_completion("word " * 100))
+    with pytest.raises(InputError, match="dpo.max_length"):
+        build_preference_rows(qwen_tokenizer, [good, long], max_length=32, overlong="error", source=source)
+    kept = build_preference_rows(qwen_tokenizer, [good, long], max_length=32, overlong="drop", source=source)
+    assert len(kept.rows) == 1 and kept.dropped_ids == ("i1",)
