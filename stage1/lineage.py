@@ -72,7 +72,8 @@ class Lineage:
         kind: ``sft_adapter``, ``dpo_adapter`` or ``merged``.
         parent_path: the model folder trained on or merged into, as it was given.
         parent_hash: ``weights_hash`` of that folder.
-        quantization: how the parent was held while training (``none``, ``nf4``, ``int8``).
+        quantization: how the parent was held while training (``none``, ``nf4``, ``int8``); for a
+            merged model, how the SFT adapter was trained, which is how DPO and evaluation hold it.
         dtype: the dtype of the unquantised weights while training, or of the merged weights.
         eos_token / eos_token_id: read from the tokenizer and checked against the generation config.
         trained_modules: projection names that got LoRA weights (empty for a merged model).

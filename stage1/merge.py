@@ -128,38 +128,40 @@ def run_merge(settings: TrainingSettings, *, model_dir: str | Path, adapter_dir:
             field="training.merge_mode",
             hint="use merge_mode: 16bit",
         )
-    tokenizer = load_tokenizer(model_dir)
-    probes = probe_ids(tokenizer)
     started = time.perf_counter()
-    live_logits = None
-    if settings.merge_check_logits:
-        live = load_live_model(model_dir, adapter_dir, lineage)
-        live_logits = probe_logits(live, probes)
-        free_model(live)
-        del live
-
-    merged = merge_adapter(model_dir, adapter_dir, settings)
-    eos = eos_info(merged, tokenizer)
-    logit_diff = max_logit_difference(live_logits, probe_logits(merged, probes)) if live_logits is not None else None
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_outputs(out)
-    merged.save_pretrained(str(out), safe_serialization=True, max_shard_size="5GB")
-    tokenizer.save_pretrained(str(out))
-    free_model(merged)
-    del merged
-    seconds = time.perf_counter() - started
-
-    config = {"training": settings_to_dict(settings)}
+    tokenizer = load_tokenizer(model_dir)
+    eos, logit_diff = merge_and_save(settings, model_dir, adapter_dir, out, tokenizer, lineage)
     facts = {
         "merge_mode": settings.merge_mode,
         "merge_dtype": settings.merge_dtype,
         "merge_device": settings.merge_device,
         "adapter_quantization": lineage.quantization,
         "max_logit_diff_vs_live": logit_diff,
-        "probes": len(probes),
-        "seconds": round(seconds, 3),
+        "probes": len(PROBES),
+        "seconds": round(time.perf_counter() - started, 3),
     }
-    merged_lineage = Lineage(
+    config = {"training": settings_to_dict(settings)}
+    merged_lineage = merged_model_lineage(lineage, settings, model_dir=model_dir, adapter_dir=adapter_dir, out=out, eos=eos, facts=facts)
+    write_lineage(out, merged_lineage)
+    log.info("merged %s into %s (%s); max logit difference vs live: %s", adapter_dir, model_dir, settings.merge_mode, logit_diff)
+    manifest = build_manifest(
+        STAGE,
+        config=config,
+        seed=None,
+        inputs={"model": model_dir, "adapter": adapter_dir},
+        # lineage.json carries the merged weights' hash; hashing the weights a second time would cost minutes at 32B.
+        outputs={"lineage": out / LINEAGE_NAME},
+        counts={"probes": len(PROBES)},
+        extra={**facts, "parent_hash": lineage.parent_hash, "adapter_hash": merged_lineage.adapter_hash,
+               "weights_hash": merged_lineage.weights_hash, "eos": eos.to_dict()},
+    )
+    write_manifest(out, manifest)
+    return manifest
+
+
+def merged_model_lineage(lineage: Lineage, settings: TrainingSettings, *, model_dir: Path, adapter_dir: Path, out: Path, eos, facts: dict) -> Lineage:
+    """The merged model's lineage: the base's hash, the adapter's hash, and its own weights' hash."""
+    return Lineage(
         kind="merged",
         parent_path=str(model_dir),
         parent_hash=lineage.parent_hash,
@@ -172,22 +174,30 @@ def run_merge(settings: TrainingSettings, *, model_dir: str | Path, adapter_dir:
         adapter_hash=adapter_hash(adapter_dir),
         weights_hash=weights_hash(out),
         data_hashes=lineage.data_hashes,
-        config=config,
+        config={"training": settings_to_dict(settings)},
         versions=library_versions(),
         extra={"adapter_path": str(adapter_dir), "adapter_kind": lineage.kind, **facts},
     )
-    write_lineage(out, merged_lineage)
-    log.info("merged %s into %s (%s); max logit difference vs live: %s", adapter_dir, model_dir, settings.merge_mode, logit_diff)
-    manifest = build_manifest(
-        STAGE,
-        config=config,
-        seed=None,
-        inputs={"model": model_dir, "adapter": adapter_dir},
-        # lineage.json carries the merged weights' hash; hashing the weights a second time would cost minutes at 32B.
-        outputs={"lineage": out / LINEAGE_NAME},
-        counts={"probes": len(probes)},
-        extra={**facts, "parent_hash": lineage.parent_hash, "adapter_hash": merged_lineage.adapter_hash,
-               "weights_hash": merged_lineage.weights_hash, "eos": eos.to_dict()},
-    )
-    write_manifest(out, manifest)
-    return manifest
+
+
+def merge_and_save(settings: TrainingSettings, model_dir: Path, adapter_dir: Path, out: Path, tokenizer, lineage: Lineage):
+    """Measure the live model on the probes, merge, measure again, save. Returns (eos, max logit difference or None).
+
+    One model is in memory at a time: the live model is freed before the merge base loads.
+    """
+    probes = probe_ids(tokenizer)
+    live_logits = None
+    if settings.merge_check_logits:
+        live = load_live_model(model_dir, adapter_dir, lineage)
+        live_logits = probe_logits(live, probes)
+        free_model(live)
+        del live
+    merged = merge_adapter(model_dir, adapter_dir, settings)
+    eos = eos_info(merged, tokenizer)
+    logit_diff = max_logit_difference(live_logits, probe_logits(merged, probes)) if live_logits is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_outputs(out)
+    merged.save_pretrained(str(out), safe_serialization=True, max_shard_size="5GB")
+    tokenizer.save_pretrained(str(out))
+    free_model(merged)
+    return eos, logit_diff
