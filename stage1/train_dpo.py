@@ -145,6 +145,8 @@ def run_train_dpo(
     outcome = run.train(trainer, facts, resume=resume)
     chosen, rejected = pair_rewards(trainer.model, tokenizer, prepared["eval"].rows, dpo_config.beta, settings.reward_eval_batch_size)
     rewards = summarize_by_kind(prepared["eval"].kinds, chosen, rejected)
+    log.info("eval reward accuracy %.3f, margin %.4f; by kind: %s", rewards["overall"]["reward_accuracy"],
+             rewards["overall"]["mean_margin"], {k: round(v["reward_accuracy"], 3) for k, v in rewards["by_kind"].items()})
     counts = {
         **{f"pairs_{split}": len(rows.rows) for split, rows in prepared.items()},
         **{f"dropped_overlong_{split}": len(rows.dropped_ids) for split, rows in prepared.items()},

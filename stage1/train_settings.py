@@ -37,7 +37,7 @@ class TrainingSettings:
     sample_max_new_tokens: int = 32  # length limit of those samples
     reward_eval_batch_size: int = 8  # pairs per forward pass when scoring the eval split after DPO
     gpu_memory_gib: float = 80.0  # GPU memory the memory plan checks against (stage1 plan --gpu-gib overrides)
-    dpo_only: bool = False  # also run the DPO-only baseline (the same DPO on the raw base) into <run>/dpo_only
+    dpo_only: bool = True  # also run the DPO-only baseline (the same DPO on the raw base) into <run>/dpo_only
 
     def __post_init__(self):
         for name in ("target_effective_batch", "dpo_target_effective_batch"):
