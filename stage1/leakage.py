@@ -88,9 +88,8 @@ class _EvalIndex:
             if not grams and key:
                 self.short.append((index, f" {key} "))
 
-    def matches(self, instruction: str) -> list[tuple[int, str, float]]:
-        """(eval index, match kind, containment) for every evaluation item this instruction leaks."""
-        key = dedup_key(instruction)
+    def matches(self, key: str) -> list[tuple[int, str, float]]:
+        """(eval index, match kind, containment) for every evaluation item the normalised instruction leaks."""
         found: dict[int, tuple[str, float]] = {index: ("exact", 1.0) for index in self.by_key.get(key, ())}
         shared: dict[int, int] = defaultdict(int)
         for gram in word_ngrams(key.split(), self.ngram):
@@ -123,6 +122,7 @@ def find_leaks(
     """
     index = _EvalIndex(eval_items, settings.ngram, settings.threshold)
     leaks: list[Leak] = []
+    matched: dict[str, list[tuple[int, str, float]]] = {}  # shared by the sets: pairs repeat SFT instructions
     for name, rows in sorted(training_sets.items()):
         seen: set[str] = set()
         for train_id, instruction in rows:
@@ -130,7 +130,9 @@ def find_leaks(
             if key in seen:
                 continue
             seen.add(key)
-            for eval_index, kind, similarity in index.matches(instruction):
+            if key not in matched:
+                matched[key] = index.matches(key)
+            for eval_index, kind, similarity in matched[key]:
                 eval_id, eval_instruction = index.items[eval_index]
                 leaks.append(Leak(eval_id, eval_instruction, name, str(train_id), instruction, kind, similarity))
     return leaks

@@ -33,6 +33,7 @@ from stage1.errors import ConfigError, InputError
 from stage1.format import render_completion, render_prompt
 from stage1.leakage import LeakageSettings, leakage_gate
 from stage1.manifest import build_manifest, write_manifest
+from stage1.negatives.stage import plain_fields
 from stage1.records import (
     BadRows,
     NegativeRecord,
@@ -81,11 +82,15 @@ class PairSettings:
 def nfc_bytes(text: str) -> int:
     """UTF-8 bytes of the text as the tokenizer sees it (NFC). A byte-level BPE token covers at least
     one byte, so this bounds the token count from above."""
+    if text.isascii():
+        return len(text)
     return len(unicodedata.normalize("NFC", text).encode("utf-8"))
 
 
 def _round_robin_by_kind(pairs: list[PreferencePair], limit: int, rng: random.Random) -> list[PreferencePair]:
     """Up to ``limit`` pairs, one kind at a time, so a cap keeps the kinds balanced."""
+    if len(pairs) <= limit:
+        return pairs
     by_kind: dict[str, list[PreferencePair]] = defaultdict(list)
     for pair in pairs:
         by_kind[pair.negative_kind].append(pair)
@@ -291,9 +296,6 @@ def run_pairs(
     negatives = read_records(
         negatives_source, _negative_parser({e.id for e in examples}), on_bad_rows=on_bad_rows, bad_rows=bad_rows["negatives"]
     )
-    # Every pair's instruction comes from the SFT rows, so checking them first fails fast; the pairs
-    # are checked again once built, so the manifest records both training sets as checked.
-    leakage_gate(eval_items_path, {"sft_train": [(e.id, e.instruction) for e in examples]}, settings.leakage)
     train, evaluation, counts = build_pairs(examples, negatives, settings, TokenLengths(load_tokenizer(tokenizer_dir)))
     instructions = {e.id: e.instruction for e in examples}
     leakage = leakage_gate(
@@ -305,8 +307,8 @@ def run_pairs(
         settings.leakage,
     )
     outputs = {
-        "train": atomic_write_jsonl(out / TRAIN_FILE, (p.to_dict() for p in train)),
-        "eval": atomic_write_jsonl(out / EVAL_FILE, (p.to_dict() for p in evaluation)),
+        "train": atomic_write_jsonl(out / TRAIN_FILE, (plain_fields(p) for p in train)),
+        "eval": atomic_write_jsonl(out / EVAL_FILE, (plain_fields(p) for p in evaluation)),
     }
     manifest = build_manifest(
         STAGE,

@@ -30,9 +30,11 @@ def dedup_key(text: str) -> str:
     >>> dedup_key("  What is the CAPITAL of France?? ")
     'what is the capital of france'
     """
+    if text.isascii():
+        # Fast path for the common case: ASCII is already NFKC, casefold is lower, punctuation by table.
+        return " ".join(text.lower().translate(_ASCII_PUNCTUATION).split())
     folded = unicodedata.normalize("NFKC", text).casefold()
     if folded.isascii():
-        # Fast path for the common case: ASCII punctuation by table.
         return " ".join(folded.translate(_ASCII_PUNCTUATION).split())
     return " ".join("".join(" " if _is_punctuation(ch) else ch for ch in folded).split())
 

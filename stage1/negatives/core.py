@@ -12,9 +12,10 @@ A planned negative that fails ``attempts`` times, or whose kind does not apply (
 to change, no example of another category), is counted under ``not_applicable`` and skipped:
 never replaced by a canned sentence.
 
-State is bounded: the donor pool holds at most ``donor_pool_size`` answers per category and the
-repeat counter only counts strings that can repeat (templates and donor answers), so memory does
-not grow with the number of examples streamed through.
+State is bounded: the donor pool holds at most ``donor_pool_size`` answers per category, and uses
+of the strings that can repeat (numbered templates, donor answers) are counted in fixed-size
+arrays, so memory does not grow with the number of examples streamed through. Negatives derived
+from the chosen answer (factual, format) are as varied as the answers and are not capped.
 
 Pure: records, strings and ``random.Random``; same seed and inputs give the same output.
 """
@@ -22,6 +23,7 @@ Pure: records, strings and ``random.Random``; same seed and inputs give the same
 from __future__ import annotations
 
 import random
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,10 +33,10 @@ from stage1.format import FormatError, render_completion
 from stage1.negatives import format_violation as fv
 from stage1.negatives import templates
 from stage1.negatives.factual import falsify
-from stage1.negatives.mix import plan_kinds
+from stage1.negatives.mix import KindPlanner
 from stage1.negatives.settings import NegativeSettings
 from stage1.records import NegativeRecord, SFTExample
-from stage1.text_keys import contains_words, dedup_key
+from stage1.text_keys import dedup_key
 
 REFUSAL, FORMAT, FACTUAL, OFF_TOPIC, VAGUE = (
     "unwarranted_refusal",
@@ -44,6 +46,7 @@ REFUSAL, FORMAT, FACTUAL, OFF_TOPIC, VAGUE = (
     "verbose_vague",
 )
 CONTENT_FREE_KINDS = (REFUSAL, OFF_TOPIC, VAGUE)
+QUOTING_SHARE = 0.25  # refusals that quote the instruction; the rest are numbered templates
 
 
 @dataclass(frozen=True)
@@ -52,21 +55,28 @@ class Built:
 
     completion: str
     method: str
-    repeat_key: str | None = None  # set when the same string could recur (templates, donor answers)
+    slot: tuple[str, int] | None = None  # (pool, number) of a string that could recur: a template or a donor answer
     source_instruction_id: str | None = None
+    borrowed: str | None = None  # the donor's answer, for off-topic negatives
 
 
 class DonorPool:
-    """A seeded reservoir of answers per category, for off-topic and runaway negatives."""
+    """A seeded reservoir of answers per category, for off-topic and runaway negatives.
+
+    After ``freeze`` every donor has a number (its slot) and no two donors share an answer after
+    ``dedup_key``, so counting uses per slot counts uses per string.
+    """
 
     def __init__(self, size: int, seed: int):
         self.size = size
         self._rng = random.Random(f"{seed}:donors")
         self._seen: Counter[str] = Counter()
-        self.by_category: dict[str, list[SFTExample]] = {}
+        self._reservoirs: dict[str, list[SFTExample]] = {}
+        self.donors: list[SFTExample] = []
+        self.by_category: dict[str, list[int]] = {}
 
     def offer(self, example: SFTExample) -> None:
-        pool = self.by_category.setdefault(example.category, [])
+        pool = self._reservoirs.setdefault(example.category, [])
         self._seen[example.category] += 1
         if len(pool) < self.size:
             pool.append(example)
@@ -75,22 +85,34 @@ class DonorPool:
         if slot < self.size:
             pool[slot] = example
 
+    def freeze(self) -> DonorPool:
+        """Number the donors, dropping answers already held (in sorted category order)."""
+        answers: set[str] = set()
+        for category in sorted(self._reservoirs):
+            for example in self._reservoirs[category]:
+                key = dedup_key(example.response)
+                if key in answers:
+                    continue
+                answers.add(key)
+                self.by_category.setdefault(category, []).append(len(self.donors))
+                self.donors.append(example)
+        self._reservoirs = {}
+        return self
+
     @classmethod
     def from_examples(cls, examples: Iterable[SFTExample], size: int, seed: int) -> DonorPool:
         pool = cls(size, seed)
         for example in examples:
             pool.offer(example)
-        return pool
+        return pool.freeze()
 
-    def other_category(self, category: str, rng: random.Random) -> SFTExample | None:
-        categories = sorted(name for name, pool in self.by_category.items() if name != category and pool)
-        if not categories:
-            return None
-        return rng.choice(self.by_category[rng.choice(categories)])
+    def other_category(self, category: str, rng: random.Random) -> int | None:
+        """The slot of a donor from another category, or None when there is no other category."""
+        categories = sorted(name for name in self.by_category if name != category)
+        return rng.choice(self.by_category[rng.choice(categories)]) if categories else None
 
     def any(self, rng: random.Random) -> SFTExample | None:
-        categories = sorted(name for name, pool in self.by_category.items() if pool)
-        return rng.choice(self.by_category[rng.choice(categories)]) if categories else None
+        return rng.choice(self.donors) if self.donors else None
 
 
 @dataclass
@@ -118,6 +140,15 @@ class NegativeCounts:
         }
 
 
+class _Chosen:
+    """The chosen answer of one example, rendered and normalised once for all its checks."""
+
+    def __init__(self, example: SFTExample):
+        self.completion = render_completion(example.response)
+        self.completion_key = f" {dedup_key(self.completion)} "
+        self.response_key = f" {dedup_key(example.response)} "
+
+
 class NegativeMaker:
     """Turns examples into negatives one at a time (see the module docstring)."""
 
@@ -125,10 +156,14 @@ class NegativeMaker:
         self.settings = settings
         self.donors = donors
         self.rng = random.Random(f"{settings.seed}:negatives")
-        self.repeats: Counter[str] = Counter()
+        # Uses per numbered string, in fixed-size arrays: exact caps, memory independent of the stream length.
+        self.uses = {
+            "refusal": array("I", [0]) * templates.REFUSAL_SPACE,
+            "vague": array("I", [0]) * templates.VAGUE_SPACE,
+            "donor": array("I", [0]) * len(donors.donors),
+        }
         self.counts = NegativeCounts()
-        self._kinds = settings.mix.kinds()
-        self._weights = settings.mix.weights()
+        self._planner = KindPlanner(settings.mix.kinds(), settings.mix.weights(), settings.per_example)
         self._builders = {
             REFUSAL: self._refusal,
             FORMAT: self._format_violation,
@@ -138,24 +173,24 @@ class NegativeMaker:
         }
 
     def negatives_for(self, example: SFTExample) -> list[NegativeRecord]:
-        chosen = render_completion(example.response)
+        chosen = _Chosen(example)
         made: list[NegativeRecord] = []
         self.counts.examples += 1
-        for kind in plan_kinds(self._kinds, self._weights, self.settings.per_example, self.rng):
+        for kind in self._planner.plan(self.rng):
             self.counts.planned[kind] += 1
             built = self._first_acceptable(kind, example, chosen, {n.completion for n in made})
             if built is None:
                 self.counts.not_applicable[kind] += 1
                 continue
-            if built.repeat_key is not None:
-                self.repeats[built.repeat_key] += 1
+            if built.slot is not None:
+                self.uses[built.slot[0]][built.slot[1]] += 1
             self.counts.produced[kind] += 1
             self.counts.methods[f"{kind}:{built.method}"] += 1
             made.append(NegativeRecord(example.id, kind, built.completion, built.method, built.source_instruction_id))
         self.counts.per_example[len(made)] += 1
         return made
 
-    def _first_acceptable(self, kind: str, example: SFTExample, chosen: str, taken: set[str]) -> Built | None:
+    def _first_acceptable(self, kind: str, example: SFTExample, chosen: _Chosen, taken: set[str]) -> Built | None:
         for _ in range(self.settings.attempts):
             try:
                 built = self._builders[kind](example)
@@ -163,45 +198,61 @@ class NegativeMaker:
                 built = None
             if built is None:
                 return None  # the kind does not apply to this example; retrying would not change that
-            problem = self._problem(kind, built, example, chosen, taken)
+            problem = self._problem(kind, built, chosen, taken)
             if problem is None:
                 return built
             self.counts.rejected[problem] += 1
         return None
 
-    def _problem(self, kind: str, built: Built, example: SFTExample, chosen: str, taken: set[str]) -> str | None:
-        if dedup_key(built.completion) == dedup_key(chosen):
+    def _problem(self, kind: str, built: Built, chosen: _Chosen, taken: set[str]) -> str | None:
+        completion_key = f" {dedup_key(built.completion)} "
+        if completion_key == chosen.completion_key:
             return "equal_to_chosen"
-        if kind in CONTENT_FREE_KINDS and contains_words(built.completion, example.response):
+        if kind in CONTENT_FREE_KINDS and chosen.response_key.strip() and chosen.response_key in completion_key:
             return "contains_chosen"
-        if kind == OFF_TOPIC and built.repeat_key is not None and contains_words(example.response, built.repeat_key):
+        if built.borrowed is not None and f" {dedup_key(built.borrowed)} " in chosen.response_key:
             return "inside_chosen"  # "Yes." borrowed for "Yes, it is." would be a correct answer
-        if ".." in built.completion and ".." not in chosen:
+        if ".." in built.completion and ".." not in chosen.completion:
             return "doubled_period"
         if built.completion in taken:
             return "duplicate_for_example"
-        if built.repeat_key is not None and self.repeats[built.repeat_key] >= self.settings.max_repeats:
+        if built.slot is not None and self.uses[built.slot[0]][built.slot[1]] >= self.settings.max_repeats:
             return "repeat_cap"
         return None
 
     # ------------------------------------------------------------ one builder per kind
 
-    def _refusal(self, example: SFTExample) -> Built:
-        text, templated = templates.refusal_text(example, self.rng)
-        return Built(render_completion(text), "template", repeat_key=text if templated else None)
+    def _free_slot(self, pool: str) -> int | None:
+        """A random string number of ``pool`` used fewer than ``max_repeats`` times, or None."""
+        uses = self.uses[pool]
+        for _ in range(self.settings.attempts):
+            index = self.rng.randrange(len(uses))
+            if uses[index] < self.settings.max_repeats:
+                return index
+        return None
 
-    def _vague(self, example: SFTExample) -> Built:
-        text = templates.vague_text(self.rng)
-        return Built(render_completion(text), "template", repeat_key=text)
+    def _refusal(self, example: SFTExample) -> Built:
+        index = None if self.rng.random() < QUOTING_SHARE else self._free_slot("refusal")
+        if index is None:  # by choice, or every templated refusal tried is used up
+            return Built(render_completion(templates.quoting_refusal(example, self.rng)), "quoting_template")
+        return Built(render_completion(templates.refusal_from_index(index)), "template", ("refusal", index))
+
+    def _vague(self, example: SFTExample) -> Built | None:
+        index = self._free_slot("vague")
+        if index is None:
+            return None
+        return Built(render_completion(templates.vague_from_index(index)), "template", ("vague", index))
 
     def _off_topic(self, example: SFTExample) -> Built | None:
         key = dedup_key(example.instruction)
         for _ in range(self.settings.attempts):
-            donor = self.donors.other_category(example.category, self.rng)
-            if donor is None:
+            slot = self.donors.other_category(example.category, self.rng)
+            if slot is None:
                 return None
-            if dedup_key(donor.instruction) != key:
-                return Built(render_completion(donor.response), f"from:{donor.category}", donor.response, donor.id)
+            donor = self.donors.donors[slot]
+            if dedup_key(donor.instruction) != key and self.uses["donor"][slot] < self.settings.max_repeats:
+                completion = render_completion(donor.response)
+                return Built(completion, f"from:{donor.category}", ("donor", slot), donor.id, donor.response)
         return None
 
     def _factual(self, example: SFTExample) -> Built | None:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from stage1.negatives.facts import ANTONYMS, ENTITY_CLASSES, LOWERCASE_CLASSES, NUMBER_WORDS
-from stage1.text_keys import contains_words
+from stage1.text_keys import dedup_key
 
 # A number not glued to a word or another number: "42", "1,000", "3.5"; not the 2 in "H2O" or "3.5"'s 5.
 NUMBER_PATTERN = re.compile(r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])(?![.,]\d)")
@@ -31,17 +31,13 @@ SMALL_NUMBER_WORDS = NUMBER_WORDS[:21]  # zero .. twenty
 TENS_WORDS = NUMBER_WORDS[21:28]  # thirty .. ninety
 
 
-def _alternation(words: list[str]) -> str:
-    return "|".join(re.escape(word) for word in sorted(set(words), key=lambda w: (-len(w), w)))
-
-
+_WORD = re.compile(r"\w+")
 _PROPER = {name: kind for kind, names in ENTITY_CLASSES.items() if kind not in LOWERCASE_CLASSES for name in names}
 _COMMON = {name.casefold(): kind for kind, names in ENTITY_CLASSES.items() if kind in LOWERCASE_CLASSES for name in names}
-PROPER_PATTERN = re.compile(rf"\b(?:{_alternation(list(_PROPER))})\b")
-COMMON_PATTERN = re.compile(rf"\b(?:{_alternation(list(_COMMON))})\b", re.IGNORECASE)
-NUMBER_WORD_PATTERN = re.compile(rf"\b(?:{_alternation([*SMALL_NUMBER_WORDS, *TENS_WORDS])})\b", re.IGNORECASE)
 _OPPOSITE = {a: b for a, b in ANTONYMS} | {b: a for a, b in ANTONYMS}
-ANTONYM_PATTERN = re.compile(rf"\b(?:{_alternation(list(_OPPOSITE))})\b", re.IGNORECASE)
+_NUMBER_WORDS = frozenset((*SMALL_NUMBER_WORDS, *TENS_WORDS))
+#: The most words a proper name spans ("J. R. R. Tolkien" is four).
+MAX_NAME_WORDS = max(len(_WORD.findall(name)) for name in _PROPER)
 
 
 @dataclass(frozen=True)
@@ -92,16 +88,69 @@ def _changed_number_word(word: str, rng: random.Random) -> str:
     return match_case(word, rng.choice(options))
 
 
-def _entity_replacement(name: str, kind: str, response: str, instruction: str, rng: random.Random) -> str | None:
-    options = [
-        other
-        for other in ENTITY_CLASSES[kind]
-        if other.casefold() != name.casefold() and not contains_words(response, other) and not contains_words(instruction, other)
-    ]
+# Each entity's normalised form, padded for whole-word tests against a padded normalised text.
+_PADDED_KEYS = {kind: [(name, f" {dedup_key(name)} ") for name in names] for kind, names in ENTITY_CLASSES.items()}
+
+
+def _entity_replacement(name: str, kind: str, padded_texts: tuple[str, str], rng: random.Random) -> str | None:
+    """Another entity of ``kind`` that neither the response nor the instruction mentions."""
+    response_key, instruction_key = padded_texts
+    members = _PADDED_KEYS[kind]
+
+    def usable(other: str, key: str) -> bool:
+        return other.casefold() != name.casefold() and key not in response_key and key not in instruction_key
+
+    # Draw until a usable member turns up (one or two draws in practice), then fall back to the full
+    # list, so the choice is uniform over usable members either way.
+    for _ in range(8):
+        other, key = members[rng.randrange(len(members))]
+        if usable(other, key):
+            return match_case(name, other) if kind in LOWERCASE_CLASSES else other
+    options = [other for other, key in members if usable(other, key)]
     if not options:
         return None
     choice = rng.choice(options)
     return match_case(name, choice) if kind in LOWERCASE_CLASSES else choice
+
+
+def _words(text: str) -> list[tuple[int, int]]:
+    return [match.span() for match in _WORD.finditer(text)]
+
+
+def _word_changes(response: str, padded_texts: tuple[str, str], rng: random.Random) -> list[Change]:
+    """Entity, number-word and antonym changes, found by one scan over the words (whole words only).
+
+    At each word the longest proper name starting there wins, as a regex alternation sorted by
+    length would; a dictionary lookup per span keeps this fast with hundreds of names.
+    """
+    changes: list[Change] = []
+    words = _words(response)
+    index = 0
+    while index < len(words):
+        span = 1
+        for length in range(min(MAX_NAME_WORDS, len(words) - index), 0, -1):
+            start, end = words[index][0], words[index + length - 1][1]
+            kind = _PROPER.get(response[start:end])
+            if kind is not None:
+                new = _entity_replacement(response[start:end], kind, padded_texts, rng)
+                if new is not None:
+                    changes.append(Change(start, end, new, f"entity:{kind}", 1))
+                span = length
+                break
+        else:
+            start, end = words[index]
+            word = response[start:end]
+            lowered = word.casefold()
+            if lowered in _COMMON:
+                new = _entity_replacement(word, _COMMON[lowered], padded_texts, rng)
+                if new is not None:
+                    changes.append(Change(start, end, new, f"entity:{_COMMON[lowered]}", 1))
+            elif lowered in _NUMBER_WORDS:
+                changes.append(Change(start, end, _changed_number_word(word, rng), "number_word", 1))
+            elif lowered in _OPPOSITE:
+                changes.append(Change(start, end, match_case(word, _OPPOSITE[lowered]), "antonym", 2))
+        index += span
+    return changes
 
 
 def possible_changes(response: str, instruction: str, rng: random.Random) -> list[Change]:
@@ -111,20 +160,11 @@ def possible_changes(response: str, instruction: str, rng: random.Random) -> lis
         new = changed_number(match.group(0), rng)
         if new != match.group(0):
             changes.append(Change(match.start(), match.end(), new, "number", 1))
-    for match in NUMBER_WORD_PATTERN.finditer(response):
-        changes.append(Change(match.start(), match.end(), _changed_number_word(match.group(0), rng), "number_word", 1))
-    for pattern, kinds, key in ((PROPER_PATTERN, _PROPER, str), (COMMON_PATTERN, _COMMON, str.casefold)):
-        for match in pattern.finditer(response):
-            kind = kinds[key(match.group(0))]
-            new = _entity_replacement(match.group(0), kind, response, instruction, rng)
-            if new is not None:
-                changes.append(Change(match.start(), match.end(), new, f"entity:{kind}", 1))
+    padded_texts = (f" {dedup_key(response)} ", f" {dedup_key(instruction)} ")
+    changes += _word_changes(response, padded_texts, rng)
     yes_no = YES_NO_PATTERN.match(response)
     if yes_no:
         changes.append(Change(0, yes_no.end(), "No" if yes_no.group(0) == "Yes" else "Yes", "yes_no", 1))
-    for match in ANTONYM_PATTERN.finditer(response):
-        word = match.group(0)
-        changes.append(Change(match.start(), match.end(), match_case(word, _OPPOSITE[word.casefold()]), "antonym", 2))
     return changes
 
 
@@ -133,12 +173,9 @@ def falsify(response: str, instruction: str, rng: random.Random) -> tuple[str, s
     changes = possible_changes(response, instruction, rng)
     if not changes:
         return None
-
-    def rank(change: Change) -> tuple[int, int]:
-        in_instruction = contains_words(instruction, response[change.start : change.end])
-        return change.tier, int(in_instruction)
-
-    best = min(rank(change) for change in changes)
-    change = rng.choice([c for c in changes if rank(c) == best])
+    instruction_key = f" {dedup_key(instruction)} "
+    ranks = [(change.tier, int(f" {dedup_key(response[change.start : change.end])} " in instruction_key)) for change in changes]
+    best = min(ranks)
+    change = rng.choice([change for change, rank in zip(changes, ranks) if rank == best])
     falsified = response[: change.start] + change.replacement + response[change.end :]
     return (falsified, change.method) if falsified != response else None

@@ -19,31 +19,42 @@ import random
 from collections.abc import Sequence
 
 
-def plan_kinds(kinds: Sequence[str], weights: Sequence[float], per_example: int, rng: random.Random) -> list[str]:
-    """``per_example`` kinds for one example (a kind appears twice only if its weight exceeds 1/k).
+class KindPlanner:
+    """Plans the kinds of each example; weights are checked once, here.
 
     Raises:
         ValueError: weights that are negative or do not sum to 1, or a bad ``per_example``.
     """
-    if len(kinds) != len(weights) or not kinds:
-        raise ValueError("kinds and weights must be non-empty and of the same length")
-    if per_example < 1:
-        raise ValueError(f"per_example must be at least 1, got {per_example}")
-    if any(w < 0 for w in weights) or not math.isclose(sum(weights), 1.0, abs_tol=1e-9):
-        raise ValueError(f"weights must be non-negative and sum to 1, got {list(weights)}")
-    order = [i for i, w in enumerate(weights) if w > 0]
-    rng.shuffle(order)
-    u = rng.random()
-    chosen: list[str] = []
-    start = 0.0
-    point = u
-    for index in order:
-        end = start + per_example * weights[index]
-        while point < end and len(chosen) < per_example:
-            chosen.append(kinds[index])
-            point += 1.0
-        start = end
-    # Rounding can leave the last point a hair past the final interval; it belongs to the last kind.
-    while len(chosen) < per_example:
-        chosen.append(kinds[order[-1]])
-    return chosen
+
+    def __init__(self, kinds: Sequence[str], weights: Sequence[float], per_example: int):
+        if len(kinds) != len(weights) or not kinds:
+            raise ValueError("kinds and weights must be non-empty and of the same length")
+        if per_example < 1:
+            raise ValueError(f"per_example must be at least 1, got {per_example}")
+        if any(w < 0 for w in weights) or not math.isclose(sum(weights), 1.0, abs_tol=1e-9):
+            raise ValueError(f"weights must be non-negative and sum to 1, got {list(weights)}")
+        self.per_example = per_example
+        # (kind, pi_i = k * w_i) for the kinds that can be drawn at all
+        self._intervals = [(kind, per_example * weight) for kind, weight in zip(kinds, weights) if weight > 0]
+
+    def plan(self, rng: random.Random) -> list[str]:
+        """``per_example`` kinds for one example (a kind appears twice only if its weight exceeds 1/k)."""
+        intervals = list(self._intervals)
+        rng.shuffle(intervals)
+        point = rng.random()
+        chosen: list[str] = []
+        end = 0.0
+        for kind, length in intervals:
+            end += length
+            while point < end and len(chosen) < self.per_example:
+                chosen.append(kind)
+                point += 1.0
+        # Rounding can leave the last point a hair past the final interval; it belongs to the last kind.
+        while len(chosen) < self.per_example:
+            chosen.append(intervals[-1][0])
+        return chosen
+
+
+def plan_kinds(kinds: Sequence[str], weights: Sequence[float], per_example: int, rng: random.Random) -> list[str]:
+    """One example's kinds; see ``KindPlanner`` (which checks the weights once for many examples)."""
+    return KindPlanner(kinds, weights, per_example).plan(rng)

@@ -1,7 +1,9 @@
 """Text pieces for the templated negatives, combined at random so no one string dominates.
 
-Refusals combine an opener, a declining sentence and an optional closer (8 x 13 x 8 ways, some
-quoting the instruction); vague answers combine an opener, two or three fillers and a closer.
+Refusals combine an opener, a declining sentence and an optional closer (8 x 10 x 7 numbered
+template-only strings, plus sentences quoting the instruction); vague answers combine an opener,
+two or three fillers and a closer (69,696 numbered strings). Numbering the strings lets the maker
+count uses in a fixed-size array: the repeat cap is exact and its memory does not grow.
 Every declining sentence is one the evaluation's refusal detector recognises, so the pairs teach
 exactly what evaluation measures. Pieces are written with single periods and proper capitals:
 a surface cue such as a doubled period would let a model tell rejected from chosen without
@@ -26,12 +28,14 @@ REFUSAL_CORES = (
     "this is not something I can help with.",
     "I'm not able to provide that information.",
     "I must decline to answer.",
+)
+#: Declining sentences that quote the instruction: unique per instruction, so never capped.
+QUOTING_REFUSAL_CORES = (
     'I can\'t help with "{instruction}".',
     'I am not able to answer "{instruction}".',
     'I cannot assist with a request like "{instruction}".',
 )
 REFUSAL_CLOSERS = (
-    "",
     "",
     "Please ask me something else.",
     "Perhaps another source can help.",
@@ -117,15 +121,43 @@ def _join(*parts: str) -> str:
     return text[0].upper() + text[1:] if text else text
 
 
-def refusal_text(example: SFTExample, rng: random.Random) -> tuple[str, bool]:
-    """A refusal and whether it is template-only (no example text in it)."""
-    core = rng.choice(REFUSAL_CORES)
-    templated = "{instruction}" not in core
-    core = core.replace("{instruction}", example.instruction.replace("\n", " ").strip().rstrip("."))
-    return _join(rng.choice(REFUSAL_OPENERS), core, rng.choice(REFUSAL_CLOSERS)), templated
+def _mixed_radix(index: int, sizes: tuple[int, ...]) -> list[int]:
+    digits = []
+    for size in reversed(sizes):
+        index, digit = divmod(index, size)
+        digits.append(digit)
+    return digits[::-1]
 
 
-def vague_text(rng: random.Random) -> str:
-    """Three to five sentences that say nothing about the question."""
-    fillers = rng.sample(VAGUE_FILLERS, rng.choice((2, 3)))
-    return _join(rng.choice(VAGUE_OPENERS), *fillers, rng.choice(VAGUE_CLOSERS))
+_REFUSAL_SIZES = (len(REFUSAL_OPENERS), len(REFUSAL_CORES), len(REFUSAL_CLOSERS))
+#: Number of distinct template-only refusals; ``refusal_from_index`` numbers them 0..REFUSAL_SPACE-1.
+REFUSAL_SPACE = _REFUSAL_SIZES[0] * _REFUSAL_SIZES[1] * _REFUSAL_SIZES[2]
+
+
+def refusal_from_index(index: int) -> str:
+    """The template-only refusal number ``index`` (distinct indices give distinct strings)."""
+    opener, core, closer = _mixed_radix(index, _REFUSAL_SIZES)
+    return _join(REFUSAL_OPENERS[opener], REFUSAL_CORES[core], REFUSAL_CLOSERS[closer])
+
+
+def quoting_refusal(example: SFTExample, rng: random.Random) -> str:
+    """A refusal that quotes the instruction (so it is unique to the instruction)."""
+    quoted = example.instruction.replace("\n", " ").strip().rstrip(".")
+    core = rng.choice(QUOTING_REFUSAL_CORES).replace("{instruction}", quoted)
+    return _join(rng.choice(REFUSAL_OPENERS), core, rng.choice(REFUSAL_CLOSERS))
+
+
+# Vague answers: opener, then two or three distinct fillers in order, then a closer.
+_PAIRS = [(a, b) for a in range(len(VAGUE_FILLERS)) for b in range(len(VAGUE_FILLERS)) if a != b]
+_TRIPLES = [(a, b, c) for a, b in _PAIRS for c in range(len(VAGUE_FILLERS)) if c not in (a, b)]
+_FILLER_CHOICES = _PAIRS + _TRIPLES
+_VAGUE_SIZES = (len(VAGUE_OPENERS), len(_FILLER_CHOICES), len(VAGUE_CLOSERS))
+#: Number of distinct vague answers; ``vague_from_index`` numbers them 0..VAGUE_SPACE-1.
+VAGUE_SPACE = _VAGUE_SIZES[0] * _VAGUE_SIZES[1] * _VAGUE_SIZES[2]
+
+
+def vague_from_index(index: int) -> str:
+    """Vague answer number ``index``: three to five sentences that say nothing about the question."""
+    opener, fillers, closer = _mixed_radix(index, _VAGUE_SIZES)
+    middle = [VAGUE_FILLERS[i] for i in _FILLER_CHOICES[fillers]]
+    return _join(VAGUE_OPENERS[opener], *middle, VAGUE_CLOSERS[closer])
