@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stage1.errors import ConfigError, LineageError
-from stage1.lineage import Lineage, check_parent, read_lineage, weights_hash
+from stage1.errors import ConfigError, InputError, LineageError
+from stage1.lineage import Lineage, check_parent, read_lineage
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,6 @@ def load_model(
 
 
 def _model_folder(path: str | Path) -> Path:
-    from stage1.errors import InputError
-
     folder = Path(path)
     if not folder.is_dir():
         raise InputError("model folder not found", path=folder, hint="give a local folder with config.json and *.safetensors")
@@ -243,11 +241,6 @@ def _check_expected_parent(lineage: Lineage, model, expected_parent: str | Path 
             )
         return
     check_parent(lineage, expected_parent)
-
-
-def model_identity(model_dir: str | Path) -> str:
-    """The weights hash lineage files record for a model folder."""
-    return weights_hash(model_dir)
 
 
 def free_model(model) -> None:

@@ -84,3 +84,26 @@ def test_dequantized_nf4_merge_is_closer_to_the_trained_model_than_16bit(nf4_run
     exact, approximate = results["dequantized_nf4"]["max_logit_diff_vs_live"], results["16bit"]["max_logit_diff_vs_live"]
     # The live model computes in bf16, so even the dequantised merge differs by bf16 rounding.
     assert exact < 0.02 and exact < approximate / 5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_qlora_chain_on_cuda(tiny_model_dir, tmp_path):
+    """The 32B path in miniature: nf4 + bf16 compute on the GPU, merge on the CPU, DPO on the merged model in nf4."""
+    from tiny_training import DPO_TRAIN_ARGS, write_pairs
+
+    from stage1.merge import run_merge
+    from stage1.train_dpo import run_train_dpo
+
+    settings = TrainingSettings(quantization="nf4", dtype="bfloat16", device="cuda", merge_mode="dequantized_nf4")
+    train = write_sft_rows(tmp_path / "train.jsonl")
+    sft = run_train_sft(settings, model_dir=tiny_model_dir, train_path=train, out_dir=tmp_path / "sft", sft_args=SHORT, lora_args=LORA_ARGS)
+    assert sft["config"]["resolved"]["bf16"] is True and sft["config"]["resolved"]["gradient_checkpointing"] is True
+    merged = run_merge(settings, model_dir=tiny_model_dir, adapter_dir=tmp_path / "sft" / "adapter", out_dir=tmp_path / "merged")
+    assert merged["merge_device"] == "cpu"
+    pairs_train, pairs_eval = write_pairs(tmp_path / "pairs")
+    dpo = run_train_dpo(settings, model_dir=tmp_path / "merged", train_path=pairs_train, eval_path=pairs_eval,
+                        out_dir=tmp_path / "dpo", dpo_args={**DPO_TRAIN_ARGS, "max_steps": 2}, lora_args=LORA_ARGS)
+    history = [e for e in json.loads((tmp_path / "dpo" / "log_history.json").read_text()) if "loss" in e]
+    assert history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert dpo["quantization"] == "nf4"
