@@ -1,0 +1,130 @@
+"""Records round-trip through their dict form; bad rows are reported with file, line and field, or
+skipped and counted; every input format gives the same records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stage1.errors import InputError
+from stage1.format import check_text, render_completion, render_prompt
+from stage1.negatives.stage import plain_fields
+from stage1.records import (
+    NEGATIVE_KINDS,
+    SPECIAL_TOKEN_TEXT,
+    BadRows,
+    InstructionRecord,
+    NegativeRecord,
+    PreferencePair,
+    SFTExample,
+    read_records,
+)
+from tests.strategies import format_text
+
+record_text = format_text.filter(lambda t: not SPECIAL_TOKEN_TEXT.search(t)).map(lambda t: check_text(t, "text"))
+labels = st.sampled_from(["general", "factual_qa", "lists", "kategorie ü"])
+ids = st.one_of(st.integers(0, 10**6).map(str), st.text(alphabet="abcxyz-_0123", min_size=1, max_size=8))
+
+
+@given(ids, record_text, record_text, labels, st.sampled_from(["file", "model"]), st.none() | st.integers(1, 99))
+def test_sft_example_round_trips(id_, instruction, response, category, source, num_tokens):
+    """from_dict(to_dict(x)) == x, through JSON too."""
+    example = SFTExample(id_, instruction, response, category, source, "end" if num_tokens else None, num_tokens)
+    assert SFTExample.from_dict(json.loads(json.dumps(example.to_dict()))) == example
+
+
+@given(ids, record_text, labels)
+def test_instruction_record_round_trips(id_, instruction, category):
+    record = InstructionRecord(id_, instruction, category)
+    assert InstructionRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+@given(ids, st.sampled_from(NEGATIVE_KINDS), record_text, st.none() | ids)
+def test_negative_record_round_trips_and_plain_fields_match(id_, kind, text, source_id):
+    negative = NegativeRecord(id_, kind, render_completion(text), "rule", source_id)
+    assert NegativeRecord.from_dict(json.loads(json.dumps(negative.to_dict()))) == negative
+    assert plain_fields(negative) == negative.to_dict()
+
+
+@given(ids, record_text, record_text, record_text, st.sampled_from(NEGATIVE_KINDS), st.sampled_from(["train", "eval"]))
+def test_preference_pair_round_trips(id_, instruction, chosen, rejected, kind, split):
+    if chosen == rejected:
+        return
+    pair = PreferencePair(render_prompt(instruction), render_completion(chosen), render_completion(rejected), id_, "c", kind, split)
+    assert PreferencePair.from_dict(json.loads(json.dumps(pair.to_dict()))) == pair
+    assert plain_fields(pair) == pair.to_dict()
+
+
+def test_pair_with_rejected_equal_to_chosen_is_refused():
+    row = {"prompt": "p", "chosen": " a\nEND", "rejected": " a\nEND", "instruction_id": "1", "category": "c",
+           "negative_kind": "off_topic", "split": "train"}
+    with pytest.raises(Exception, match="rejected.*equals chosen"):
+        PreferencePair.from_dict(row)
+
+
+ROWS = [
+    {"id": "a", "instruction": "What is 2 plus 2?", "response": "2 plus 2 is 4.", "category": "arithmetic"},
+    {"id": "b", "instruction": "Capital of Peru?", "response": "Lima.", "category": "factual_qa"},
+]
+
+
+def _write_all_formats(folder):
+    import csv
+
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    (folder / "rows.json").write_text(json.dumps(ROWS))
+    with open(folder / "rows.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(ROWS[0]))
+        writer.writeheader()
+        writer.writerows(ROWS)
+    return [folder / "rows.jsonl", folder / "rows.json", folder / "rows.csv"]
+
+
+def test_every_file_format_gives_the_same_records(tmp_path):
+    paths = _write_all_formats(tmp_path)
+    results = [read_records(path, SFTExample) for path in paths]
+    assert all(result == results[0] for result in results) and len(results[0]) == 2
+
+
+def test_a_datasets_folder_gives_the_same_records_and_stage_output(tmp_path):
+    from datasets import Dataset
+
+    from stage1.sft_data import SFTDataSettings, run_sft_data
+
+    Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "folder"))
+    jsonl = _write_all_formats(tmp_path)[0]
+    assert read_records(tmp_path / "folder", SFTExample) == read_records(jsonl, SFTExample)
+    settings = SFTDataSettings(heldout_fraction=0.0)
+    from_folder = run_sft_data(settings, instructions_path=tmp_path / "folder", out_dir=tmp_path / "a")
+    from_file = run_sft_data(settings, instructions_path=jsonl, out_dir=tmp_path / "b")
+    assert from_folder["output_hashes"] == from_file["output_hashes"]
+
+
+@pytest.mark.parametrize(
+    "row, field, message",
+    [
+        ({"id": "x", "kind": "sarcasm", "completion": " a\nEND", "method": "r"}, "kind", "unknown value 'sarcasm'"),
+        ({"id": "x", "kind": "off_topic", "completion": "   ", "method": "r"}, "completion", "is empty"),
+        ({"instruction_id": "x", "kind": "off_topic", "completion": 3}, "completion", "expected str"),
+    ],
+)
+def test_bad_negative_rows_name_file_line_and_field(tmp_path, row, field, message):
+    path = tmp_path / "negatives.jsonl"
+    row = {"instruction_id": "x", **{k: v for k, v in row.items() if k != "id"}}
+    path.write_text(json.dumps({"instruction_id": "ok", "kind": "off_topic", "completion": " b\nEND", "method": "r"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(InputError) as caught:
+        read_records(path, NegativeRecord)
+    assert (caught.value.line, caught.value.field) == (2, field) and message in str(caught.value)
+    bad = BadRows()
+    kept = read_records(path, NegativeRecord, on_bad_rows="skip", bad_rows=bad)
+    assert len(kept) == 1 and bad.count == 1 and bad.first[0].startswith(f"{path}:2:")
+
+
+def test_special_token_text_in_data_is_refused(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"id": "a", "instruction": "Say <|im_start|> now", "response": "ok"}) + "\n")
+    with pytest.raises(InputError, match="rows.jsonl:1: field 'instruction': contains the special-token text"):
+        read_records(path, SFTExample)
