@@ -190,6 +190,19 @@ def _read_sources(
     return records, exemplars
 
 
+def _check_leakage(
+    eval_items_path: Path, train: list[SFTExample], heldout: list[SFTExample], exemplars: list[SFTExample], settings: LeakageSettings
+) -> dict[str, Any]:
+    """The leakage gate over everything accepted, and the exemplars a few-shot prompt would show."""
+    training_sets = {
+        "sft_train": [(e.id, e.instruction) for e in train],
+        "sft_heldout": [(e.id, e.instruction) for e in heldout],
+    }
+    if exemplars:
+        training_sets["sft_exemplars"] = [(e.id, e.instruction) for e in exemplars]
+    return leakage_gate(eval_items_path, training_sets, settings)
+
+
 def run_sft_data(
     settings: SFTDataSettings,
     *,
@@ -232,21 +245,13 @@ def run_sft_data(
     else:
         candidates = candidates_from_file(records)
     filtered = filter_candidates(
-        candidates,
-        refusal_phrases=settings.refusal_phrases,
-        keep_rescued_runaways=settings.keep_rescued_runaways,
-        max_per_instruction=settings.max_per_instruction,
+        candidates, refusal_phrases=settings.refusal_phrases,
+        keep_rescued_runaways=settings.keep_rescued_runaways, max_per_instruction=settings.max_per_instruction,
     )
     train, heldout = split_by_instruction(filtered.kept, lambda e: e.instruction, settings.heldout_fraction, settings.seed)
     leakage = None
     if eval_items_path is not None:
-        training_sets = {
-            "sft_train": [(e.id, e.instruction) for e in train],
-            "sft_heldout": [(e.id, e.instruction) for e in heldout],
-        }
-        if exemplar_rows:
-            training_sets["sft_exemplars"] = [(e.id, e.instruction) for e in exemplar_rows]
-        leakage = leakage_gate(eval_items_path, training_sets, settings.leakage)
+        leakage = _check_leakage(Path(eval_items_path), train, heldout, exemplar_rows, settings.leakage)
         inputs["eval_items"] = Path(eval_items_path)
     outputs = {
         "train": atomic_write_jsonl(out / TRAIN_FILE, (e.to_dict() for e in train)),
