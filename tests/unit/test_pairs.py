@@ -163,6 +163,7 @@ def test_stage_writes_pairs_and_a_manifest(tiny_model_dir, stage_inputs, tmp_pat
     assert again["output_hashes"] == manifest["output_hashes"]
 
 
+@pytest.mark.slow
 def test_stage_gate_fails_closed(tiny_model_dir, stage_inputs, tmp_path):
     sft, negatives, _ = stage_inputs
     kwargs = dict(sft_path=sft, negatives_path=negatives, tokenizer_dir=tiny_model_dir)
