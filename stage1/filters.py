@@ -7,6 +7,8 @@ Row filters, checked in this order (a row is counted under the first reason that
   is counted even when the answer before it would survive; ``keep_rescued_runaways`` keeps that
   answer and still counts the runaway under ``runaway_raw``);
 - ``max_tokens``: the token limit was hit without an END or eos (the answer may be cut);
+- ``truncated``: the answer stops on a dangling colon or inside an unclosed code fence. Short
+  answers are not truncations: "Paris." and "4" are complete;
 - ``format_refused``: the response holds a line the format cannot carry (``END`` alone, a line
   starting with ``Response:``);
 - ``refusal``: an unwarranted refusal phrase opens a sentence.
@@ -37,11 +39,14 @@ from stage1.text_keys import dedup_key
 DROP_EMPTY = "empty"
 DROP_RUNAWAY = "runaway"
 DROP_MAX_TOKENS = "max_tokens"
+DROP_TRUNCATED = "truncated"
 DROP_FORMAT = "format_refused"
 DROP_REFUSAL = "refusal"
 DROP_DUPLICATE = "duplicate"
 DROP_CAP = "per_instruction_cap"
-DROP_REASONS = (DROP_EMPTY, DROP_RUNAWAY, DROP_MAX_TOKENS, DROP_FORMAT, DROP_REFUSAL, DROP_DUPLICATE, DROP_CAP)
+DROP_REASONS = (
+    DROP_EMPTY, DROP_RUNAWAY, DROP_MAX_TOKENS, DROP_TRUNCATED, DROP_FORMAT, DROP_REFUSAL, DROP_DUPLICATE, DROP_CAP,
+)
 
 #: Phrases that open a refusal. Matched case-insensitively at the start of a sentence, followed by
 #: a word boundary; curly apostrophes count as straight ones.
@@ -109,6 +114,11 @@ def refusal_phrase(response: str, pattern: re.Pattern[str] | None) -> str | None
     return match.group(0).strip(" .!?\n") if match else None
 
 
+def looks_truncated(response: str) -> bool:
+    """True when the answer ends on a colon (a list or code that never came) or leaves a code fence open."""
+    return response.rstrip().endswith(":") or response.count("```") % 2 == 1
+
+
 def row_drop_reason(candidate: Candidate, pattern: re.Pattern[str] | None, keep_rescued_runaways: bool) -> str | None:
     """Why a single row is dropped (the first applicable reason), or None to keep it."""
     if not candidate.response.strip():
@@ -117,6 +127,8 @@ def row_drop_reason(candidate: Candidate, pattern: re.Pattern[str] | None, keep_
         return DROP_RUNAWAY
     if candidate.stop_reason == STOP_MAX_TOKENS:
         return DROP_MAX_TOKENS
+    if looks_truncated(candidate.response):
+        return DROP_TRUNCATED
     try:
         check_text(candidate.response, "response")
     except FormatError:

@@ -18,6 +18,7 @@ from stage1.filters import (
     DROP_MAX_TOKENS,
     DROP_REFUSAL,
     DROP_RUNAWAY,
+    DROP_TRUNCATED,
     Candidate,
     compile_refusal_pattern,
     filter_candidates,
@@ -45,18 +46,22 @@ def test_each_filter_drops_and_counts_with_generated_as_denominator():
         _candidate(7, "a ?", "FINE answer", stop_reason="end"),  # duplicate of 1 after normalisation
         _candidate(8, "A?", "A different answer.", stop_reason="end"),  # over the cap of 1 for "a"
         _candidate(9, "G?", "Another fine answer.", stop_reason="eos"),
+        _candidate(10, "H?", "The steps are:", stop_reason="end"),
+        _candidate(11, "I?", "```python\nprint(1)", stop_reason="end"),
+        _candidate(12, "J?", "4", stop_reason="end"),
     ]
     result = filter_candidates(rows, max_per_instruction=1)
-    assert [e.id for e in result.kept] == ["1", "9"]
+    assert [e.id for e in result.kept] == ["1", "9", "12"], "a short answer such as '4' is not a truncation"
     counts = result.counts()
-    assert counts["generated"] == 9 and counts["accepted"] == 2
-    assert counts["acceptance_rate"] == pytest.approx(2 / 9)
+    assert counts["generated"] == 12 and counts["accepted"] == 3
+    assert counts["acceptance_rate"] == pytest.approx(3 / 12)
     assert counts["dropped"] == {
-        DROP_EMPTY: 1, DROP_RUNAWAY: 1, DROP_MAX_TOKENS: 1, DROP_FORMAT: 1, DROP_REFUSAL: 1, DROP_DUPLICATE: 1, DROP_CAP: 1,
+        DROP_EMPTY: 1, DROP_RUNAWAY: 1, DROP_MAX_TOKENS: 1, DROP_TRUNCATED: 2, DROP_FORMAT: 1, DROP_REFUSAL: 1,
+        DROP_DUPLICATE: 1, DROP_CAP: 1,
     }
     assert counts["generated"] == counts["accepted"] + sum(counts["dropped"].values())
-    assert counts["runaway_raw"] == 1 and counts["runaway_rate"] == pytest.approx(1 / 9)
-    assert counts["stop_reasons"] == {"end": 5, "eos": 2, "max_tokens": 1, "runaway": 1}
+    assert counts["runaway_raw"] == 1 and counts["runaway_rate"] == pytest.approx(1 / 12)
+    assert counts["stop_reasons"] == {"end": 8, "eos": 2, "max_tokens": 1, "runaway": 1}
 
 
 def test_a_rescued_runaway_is_kept_but_still_counted():
