@@ -207,6 +207,24 @@ def _check_passthrough(section: str, values: dict[str, Any], source: str | None,
     return dict(values)
 
 
+def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
+    """Fill values that one setting decides for several sections, unless a section sets its own.
+
+    ``run.seed`` becomes the seed of every stage that has one, so ``--set run.seed=7`` changes the
+    whole run; ``pairs.max_length`` follows ``dpo.max_length``, so no pair is kept that DPO would
+    have to cut.
+    """
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for section in ("sft_data", "negatives", "pairs", "eval"):
+        values = data.setdefault(section, {})
+        if isinstance(values, dict):
+            values.setdefault("seed", run_seed)
+    dpo, pairs = data.get("dpo"), data.get("pairs")
+    if isinstance(dpo, dict) and isinstance(pairs, dict) and isinstance(dpo.get("max_length"), int):
+        pairs.setdefault("max_length", dpo["max_length"])
+    return data
+
+
 def build_config(data: dict[str, Any], *, source: str | None = None, lines: dict[str, int] | None = None) -> PipelineConfig:
     """Type every section of a raw config mapping.
 
@@ -231,6 +249,7 @@ def build_config(data: dict[str, Any], *, source: str | None = None, lines: dict
             raise error from None
 
     local = {name: typed(name, cls) for name, cls in LOCAL_SECTIONS.items()}
+    data = _with_shared_values(data, local["run"].seed)
     sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
     passthrough = {name: _check_passthrough(name, data.get(name) or {}, source, lines) for name in PASSTHROUGH_SECTIONS}
     return PipelineConfig(**local, sections=sections, **passthrough, source=source)

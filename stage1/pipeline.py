@@ -109,6 +109,7 @@ def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
             exemplars_path=Path(data.exemplars),
             eval_items_path=Path(data.eval_items),
             on_bad_rows=config.run.on_bad_rows,
+            backend=config.run.generation_backend,
         )
 
     external = {"instructions": _external(data.instructions, "instructions"), "eval_items": _external(data.eval_items, "eval_items")}

@@ -34,6 +34,7 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
             exemplars_path=inputs.get("exemplars", Path(config.data.exemplars)),
             eval_items_path=inputs.get("eval_items"),
             on_bad_rows=config.run.on_bad_rows,
+            backend=config.run.generation_backend,
         )
     if stage == "sft":
         from stage1.train_sft import run_train_sft
