@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +149,17 @@ def resolve_preset(name_or_path: str | Path | None) -> Path:
 # ---------------------------------------------------------------- overrides
 
 
+# YAML 1.1 (PyYAML) reads "1e-3" as a string; users write learning rates that way, so numbers in
+# exponent form without a dot are read as floats here.
+_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def as_number(value: Any) -> Any:
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"dpo.beta=0.2"`` → (["dpo", "beta"], 0.2). Values are read as YAML scalars/lists, never evaluated.
 
@@ -161,7 +173,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    return key.strip().split("."), as_number(value)
 
 
 def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -199,6 +211,7 @@ def _check_passthrough(section: str, values: dict[str, Any], source: str | None,
             error.line = lines.get(dotted)
             raise ConfigError(error.message, path=source, line=error.line, field=dotted, hint=error.hint)
         default = known[key].default
+        value = values[key] = as_number(value)
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"expected a boolean, got {value!r}", path=source, line=lines.get(dotted), field=dotted)
         if isinstance(default, (int, float)) and not isinstance(default, bool):

@@ -62,6 +62,11 @@ def _coerce(value: Any, annotation: Any, field: str, source: str | None) -> Any:
             raise ConfigError(f"expected a mapping, got {type(value).__name__}", path=source, field=field)
         key_type, value_type = args or (Any, Any)
         return {_coerce(k, key_type, field, source): _coerce(v, value_type, f"{field}.{k}", source) for k, v in value.items()}
+    if annotation is float and isinstance(value, str):
+        try:
+            value = float(value)  # YAML 1.1 reads "1e-3" as a string
+        except ValueError:
+            pass
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation in (int, float, str, bool):
