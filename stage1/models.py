@@ -139,10 +139,14 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
     """The tokenizer of a model folder, with any chat template removed.
 
     Raises:
+        InputError: the folder is missing.
         ConfigError: the tokenizer has no eos token.
     """
     from transformers import AutoTokenizer
 
+    if not Path(path).is_dir():
+        # transformers would read a missing folder as a hub id and fail with an unrelated message
+        raise InputError("model folder not found", path=path, hint="give a local folder with the tokenizer files")
     tokenizer = AutoTokenizer.from_pretrained(Path(path), trust_remote_code=trust_remote_code)
     if tokenizer.eos_token_id is None:
         raise ConfigError("the tokenizer has no eos token", path=path, hint="Qwen2.5 base models use <|endoftext|>")
