@@ -18,14 +18,30 @@ CHECKED_LOG_KEYS = ("loss", "grad_norm", "train_loss", "eval_loss")
 
 
 def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The newest ``checkpoint-N`` folder, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete ``checkpoint-N`` folder, or None.
+
+    The Trainer writes ``trainer_state.json`` last and not atomically, so a process killed while
+    saving leaves a folder without it (or with a torn one); resuming from that folder would crash or
+    restore half a state. Only folders whose trainer state reads back count.
+    """
+    import json
+    import re
 
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
         return None
-    found = get_last_checkpoint(str(folder))
-    return Path(found) if found else None
+    candidates = []
+    for path in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir():
+            candidates.append((int(match.group(1)), path))
+    for _, path in sorted(candidates, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return path
+    return None
 
 
 class NonFiniteLossGuard(TrainerCallback):

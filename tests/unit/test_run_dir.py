@@ -74,3 +74,19 @@ def test_output_paths_cannot_escape_the_run_directory(tmp_path, bad):
 
 def test_output_paths_inside_are_resolved(tmp_path):
     assert inside_run_dir(tmp_path, "logs/run.log", "run.log_file") == (tmp_path / "logs" / "run.log").resolve()
+
+
+def test_resume_skips_a_checkpoint_torn_by_a_kill(tmp_path):
+    """A checkpoint folder whose trainer_state.json is missing or torn is never resumed from."""
+    from stage1.training_callbacks import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "none") is None
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    (tmp_path / "checkpoint-8").mkdir()  # killed before the state was written
+    (tmp_path / "checkpoint-12").mkdir()
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_st')  # killed mid-write
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    (tmp_path / "checkpoint-16").mkdir()
+    (tmp_path / "checkpoint-16" / "trainer_state.json").write_text('{"global_step": 16}')
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-16"
