@@ -1,0 +1,90 @@
+"""The whole tiny pipeline through the CLI, as a user runs it: `python cli.py run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL_STAGES = ("model", "sft_data", "sft", "merge", "negatives", "pairs", "dpo", "dpo_only", "eval")
+
+
+def _cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    run_dir = tmp_path_factory.mktemp("e2e") / "run"
+    result = _cli("run", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir, result
+
+
+@pytest.mark.slow
+def test_run_produces_a_report_and_training_helps(tiny_run):
+    run_dir, result = tiny_run
+    for name in ("results.json", "report.md", "chart.png"):
+        assert (run_dir / "eval" / name).is_file()
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "run.log").is_file()
+    assert str(run_dir / "eval" / "report.md") in result.stdout.replace("\n", "")
+    results = json.loads((run_dir / "eval" / "results.json").read_text())
+    rates = {variant: results["rates"][variant]["stopped_with_end"]["rate"] for variant in ("base", "sft")}
+    assert rates["sft"] > rates["base"], rates
+
+
+@pytest.mark.slow
+def test_dpo_reward_accuracy_on_its_eval_split(tiny_run):
+    run_dir, _ = tiny_run
+    manifest = json.loads((run_dir / "dpo" / "manifest.json").read_text())
+    assert manifest["counts"]["pairs_eval"] > 0
+    assert manifest["reward_accuracy"] > 0.5, manifest["rewards"]
+
+
+@pytest.mark.slow
+def test_second_run_skips_every_stage(tiny_run):
+    run_dir, _ = tiny_run
+    before = {stage: (run_dir / stage / "stage.json").stat().st_mtime_ns for stage in ("sft_data", "sft", "dpo", "eval")}
+    again = _cli("run", "--run-dir", str(run_dir))
+    assert again.returncode == 0, again.stderr[-3000:]
+    for stage in ALL_STAGES:
+        assert f"{stage}: up to date" in again.stdout, f"{stage} was not skipped:\n{again.stdout[-3000:]}"
+    after = {stage: (run_dir / stage / "stage.json").stat().st_mtime_ns for stage in before}
+    assert after == before
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    resumed = tmp_path / "run"
+    resumed.mkdir()
+    for stage in ("model", "sft_data"):
+        shutil.copytree(run_dir / stage, resumed / stage)
+    command = [sys.executable, str(ROOT / "cli.py"), "train-sft", "--run-dir", str(resumed), "--set", "sft.save_steps=4"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = resumed / "sft" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            break
+        time.sleep(0.5)
+    assert process.poll() is None, "training finished before a checkpoint could be interrupted"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (resumed / "sft" / "stage.json").exists()
+    saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    finished = _cli("train-sft", "--run-dir", str(resumed), "--set", "sft.save_steps=4")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert (resumed / "sft" / "adapter").is_dir() and (resumed / "sft" / "stage.json").is_file()
+    manifest = json.loads((resumed / "sft" / "manifest.json").read_text())
+    assert manifest["resumed_from"] is not None, "the second run must resume, not start over"
+    assert Path(manifest["resumed_from"]).name in {p.name for p in saved}
