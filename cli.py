@@ -37,11 +37,15 @@ def _config(args: argparse.Namespace):
 
 
 def _prepare_run(args: argparse.Namespace, console):
+    """Config, then every input file read, and only then the run directory and its log are touched."""
     from stage1.console import setup_logging
+    from stage1.pipeline import preflight
     from stage1.run_dir import inside_run_dir
 
     config = _config(args)
     run_dir = Path(args.run_dir)
+    inside_run_dir(run_dir, config.run.log_file, "run.log_file")
+    preflight(config)
     setup_logging(console, inside_run_dir(run_dir, config.run.log_file, "run.log_file"), args.debug)
     return config, run_dir
 
@@ -75,6 +79,11 @@ def _print_evaluation(console, run_dir: Path) -> None:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """A single stage: inside a run directory (upstream must be done), or alone on explicit files."""
+    if getattr(args, "variants", None):
+        names = [name.strip() for name in args.variants.split(",") if name.strip()]
+        args.set.append(f"eval.variants=[{', '.join(names)}]")
+    if getattr(args, "dry_run", False):
+        return _evaluate_dry_run(args)
     if args.inputs or args.out:
         return _stage_on_files(args)
     args.only = [STAGE_COMMANDS[args.command]]
@@ -84,6 +93,36 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if args.command == "evaluate" and args.against:
         return _compare_golden(Path(args.run_dir) / "eval" / "results.json", Path(args.against))
     return status
+
+
+def _evaluate_dry_run(args: argparse.Namespace) -> int:
+    """Load each variant once and report its memory; generates nothing and marks nothing done."""
+    from rich.table import Table
+
+    from stage1.evaluate import run_evaluate
+    from stage1.pipeline import Paths, variant_specs
+
+    console = _console()
+    config = _config(args)
+    run_dir = Path(dict(_named_inputs(args)).get("run", args.run_dir))
+    out_dir = Path(args.out) if args.out else run_dir / "eval"
+    report = run_evaluate(
+        config.section("eval"), variants=variant_specs(Paths(run_dir, config), config),
+        items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
+    )
+    table = Table("variant", "RSS loaded (MiB)", "RSS after free (MiB)", "GPU after (MiB)", "children left", "seconds",
+                  title="evaluation dry run (one model at a time, nothing generated)")
+    for name, value in report.get("variants", {}).items():
+        memory = value.get("memory", {})
+        released = memory.get("released", {})
+        table.add_row(
+            name, str(memory.get("after_load", {}).get("rss_mib")), str(memory.get("after_free", {}).get("rss_mib")),
+            str(released.get("gpu_used_mib")), str(released.get("child_processes_left")), str(value.get("seconds")),
+        )
+    for name, reason in report.get("skipped_variants", {}).items():
+        table.add_row(name, f"skipped: {reason}", "", "", "", "")
+    console.print(table)
+    return 0
 
 
 def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
@@ -213,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--out", default=None, help="output folder when running on explicit --in files")
         if name == "evaluate":
             command.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
+            command.add_argument("--variants", default=None, metavar="NAMES", help="comma-separated subset of base_raw,base,sft,dpo,dpo_only")
+            command.add_argument("--dry-run", action="store_true", help="load each variant and report memory, generate nothing")
         command.set_defaults(handler=cmd_stage)
 
     plan = commands.add_parser("plan", help="estimate peak GPU memory per stage before anything loads")

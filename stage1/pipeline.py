@@ -216,6 +216,23 @@ def variant_specs(paths: Paths, config: PipelineConfig) -> list[Any]:
     return specs
 
 
+def preflight(config: PipelineConfig) -> None:
+    """Read every input file the run needs before any stage starts, so bad input stops the run
+    (naming file, line and field) before a model is built or anything is written.
+
+    Raises:
+        InputError, ConfigError: as the stages' own readers would, only earlier.
+    """
+    from stage1.eval_items import read_eval_items
+    from stage1.records import BadRows
+    from stage1.sft_data import _read_sources
+
+    data = config.data
+    exemplars = Path(data.exemplars) if Path(data.exemplars).exists() else None
+    _read_sources(config.section("sft_data"), Path(data.instructions), exemplars, config.run.on_bad_rows, BadRows())
+    read_eval_items(Path(data.eval_items))
+
+
 def run_pipeline(
     config: PipelineConfig,
     run_dir: Path,
