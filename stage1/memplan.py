@@ -12,6 +12,8 @@ Each stage's peak is the sum of named parts, so a plan that does not fit says wh
   so the full (tokens x 152k) logits never exist; generation keeps one fp32 row per sequence;
 - the DPO reference pass: adapters disabled on the same weights, no extra copy, no stored
   activations (it runs under no_grad), but the batch holds chosen and rejected (2x sequences);
+- generation with transformers: weights, the KV cache (batch x tokens) and one fp32 logits row per
+  sequence; with vLLM only the weights are planned, since vLLM sizes its paged KV cache itself;
 - a fixed CUDA context and a fragmentation margin.
 
 The merge runs in CPU memory (``training.merge_device: cpu``) and needs no GPU memory.
@@ -151,6 +153,18 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class GenerationWorkload:
+    """Batched generation with transformers: SFT data from the base, or evaluation of a variant."""
+
+    stage: str = "generate"
+    quantization: str = "nf4"
+    dtype: str = "bfloat16"
+    batch_size: int = 8
+    total_tokens: int = 1024  # prompt + new tokens per sequence
+    backend: str = "transformers"  # "vllm" sizes its paged KV cache to the memory left after the weights
+
+
+@dataclass(frozen=True)
 class StagePlan:
     """One stage's estimated peak, part by part (GiB)."""
 
@@ -244,16 +258,18 @@ def plan_training(shape: ModelShape, work: Workload, stage: str) -> StagePlan:
     return StagePlan(stage, "gpu", {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), _training_advice(work, stage))
 
 
-def plan_generation(shape: ModelShape, quantization: str, dtype: str, batch_size: int, total_tokens: int, stage: str = "generate") -> StagePlan:
-    """Batched generation: weights, the KV cache, and one fp32 logits row per sequence."""
-    width = DTYPE_BYTES[dtype]
-    parts = {
-        "weights": weight_gib(shape, quantization, dtype),
-        "kv cache": shape.num_hidden_layers * 2 * shape.kv_dim * batch_size * total_tokens * width / GIB,
-        "logits": batch_size * shape.vocab_size * 4 / GIB,
-    }
-    advice = ("lower the generation batch size", "or evaluate with training.quantization: nf4")
-    return StagePlan(stage, "gpu", {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), advice)
+def plan_generation(shape: ModelShape, work: GenerationWorkload) -> StagePlan:
+    """Batched generation with transformers: weights, the KV cache, one fp32 logits row per sequence.
+
+    vLLM instead reserves a fixed share of the GPU (``gpu_memory_utilization``) up front.
+    """
+    width = DTYPE_BYTES[work.dtype]
+    parts = {"weights": weight_gib(shape, work.quantization, work.dtype)}
+    if work.backend != "vllm":
+        parts["kv cache"] = shape.num_hidden_layers * 2 * shape.kv_dim * work.batch_size * work.total_tokens * width / GIB
+        parts["logits"] = work.batch_size * shape.vocab_size * 4 / GIB
+    advice = (f"lower the {work.stage} batch size", "or load the model in nf4")
+    return StagePlan(work.stage, "gpu", {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), advice)
 
 
 def plan_merge(shape: ModelShape, merge_dtype: str, merge_device: str) -> StagePlan:
@@ -271,16 +287,16 @@ def plan_memory(
     dpo: Workload,
     merge_dtype: str = "bfloat16",
     merge_device: str = "cpu",
-    generation_batch: int = 8,
-    generation_tokens: int = 1024,
+    generation: tuple[GenerationWorkload, ...] = (GenerationWorkload(),),
     gpu_gib: float = 80.0,
 ) -> MemoryPlan:
     """Estimate every stage's peak. Pure arithmetic."""
     stages = (
-        plan_generation(shape, sft.quantization, sft.dtype, generation_batch, generation_tokens, "generate"),
+        *(plan_generation(shape, work) for work in generation if work.stage != "eval"),
         plan_training(shape, sft, "sft"),
         plan_merge(shape, merge_dtype, merge_device),
         plan_training(shape, dpo, "dpo"),
+        *(plan_generation(shape, work) for work in generation if work.stage == "eval"),
     )
     return MemoryPlan(gpu_gib, shape.parameter_count(), stages)
 
@@ -326,19 +342,36 @@ def shape_for_config(config) -> ModelShape:
     return ModelShape.from_config({**asdict(TinyQwenShape()), "tie_word_embeddings": True})
 
 
+def generation_workloads(config, training) -> tuple[GenerationWorkload, ...]:
+    """SFT-data generation (when the base writes the responses) and evaluation, from their sections."""
+    works = []
+    sft_data = config.sections.get("sft_data")
+    if sft_data is not None and getattr(sft_data, "source", "file") == "model":
+        decoding = getattr(sft_data, "generation", None)
+        works.append(GenerationWorkload(
+            stage="sft_data", quantization=getattr(sft_data, "quantization", "none"), dtype=getattr(sft_data, "dtype", "bfloat16"),
+            batch_size=int(getattr(decoding, "batch_size", 8)), total_tokens=int(getattr(decoding, "max_new_tokens", 256)) + 512,
+            backend=getattr(getattr(config, "run", None), "generation_backend", "transformers"),
+        ))
+    evaluation = config.sections.get("eval")
+    works.append(GenerationWorkload(
+        stage="eval", quantization=training.quantization, dtype=getattr(evaluation, "dtype", training.dtype),
+        batch_size=int(getattr(evaluation, "batch_size", 8) or 8), total_tokens=int(getattr(evaluation, "max_new_tokens", 256) or 256) + 512,
+        backend=getattr(getattr(config, "run", None), "generation_backend", "transformers"),
+    ))
+    return tuple(works)
+
+
 def plan_for_config(config, gpu_gib: float | None = None) -> MemoryPlan:
     """The plan for a resolved PipelineConfig (the ``stage1 plan`` command)."""
     training = config.section("training")
-    shape = shape_for_config(config)
-    eval_settings = config.sections.get("eval")
     return plan_memory(
-        shape,
+        shape_for_config(config),
         sft=workload_from_sections(training, dict(config.sft), dict(config.lora)),
         dpo=workload_from_sections(training, dict(config.dpo), dict(config.lora)),
         merge_dtype=training.merge_dtype,
         merge_device=training.merge_device,
-        generation_batch=int(getattr(eval_settings, "batch_size", 8) or 8),
-        generation_tokens=int(getattr(eval_settings, "max_new_tokens", 512) or 512) + 512,
+        generation=generation_workloads(config, training),
         gpu_gib=gpu_gib if gpu_gib is not None else training.gpu_memory_gib,
     )
 

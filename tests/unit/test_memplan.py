@@ -150,3 +150,32 @@ def test_plan_for_config_reads_the_sections(tmp_path):
     assert sft.total_gib == expected.total_gib
     assert plan.gpu_gib == 80
     assert plan_for_config(config).gpu_gib == TrainingSettings().gpu_memory_gib
+
+
+def test_generation_kv_cache_by_hand_and_vllm_plans_weights_only(qwen32b):
+    from stage1.memplan import GenerationWorkload, plan_generation
+
+    work = GenerationWorkload(stage="eval", quantization="none", dtype="bfloat16", batch_size=16, total_tokens=1024)
+    plan = plan_generation(qwen32b, work)
+    # 64 layers x (k and v) x 8 heads x 128 dims x 16 sequences x 1024 tokens x 2 bytes = 4 GiB
+    assert plan.parts["kv cache"] == pytest.approx(4.0, abs=1e-3)
+    assert plan.parts["logits"] == pytest.approx(16 * 152064 * 4 / GIB, abs=1e-3)
+    vllm = plan_generation(qwen32b, GenerationWorkload(stage="eval", quantization="none", dtype="bfloat16", backend="vllm"))
+    assert set(vllm.parts) == {"weights"}
+
+
+def test_plan_for_config_adds_sft_data_generation_when_the_model_writes_responses():
+    decoding = SimpleNamespace(batch_size=64, max_new_tokens=256)
+    config = SimpleNamespace(
+        model=SimpleNamespace(architecture=str(ARCH_32B), path=None),
+        run=SimpleNamespace(generation_backend="transformers"),
+        sections={"training": TrainingSettings(quantization="nf4", dtype="bfloat16"),
+                  "sft_data": SimpleNamespace(source="model", quantization="none", dtype="bfloat16", generation=decoding)},
+        sft={}, dpo={}, lora={},
+    )
+    config.section = config.sections.__getitem__
+    plan = plan_for_config(config, gpu_gib=80)
+    assert [s.stage for s in plan.stages] == ["sft_data", "sft", "merge", "dpo", "eval"]
+    assert any(line.startswith("sft_data") for line in plan.problems()), "64 x 768 tokens of bf16 KV beside 61 GiB of weights"
+    config.run.generation_backend = "vllm"
+    assert plan_for_config(config, gpu_gib=80).problems() == []
