@@ -21,6 +21,9 @@ from stage1.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("stage1")
 
+# Every stage writes its manifest last (after weights, which at 32B are several shards), so the
+# manifest is the one output whose presence proves the stage finished.
+MANIFEST = "manifest.json"
 STAGE_ORDER = ("model", "sft_data", "sft", "merge", "negatives", "pairs", "dpo", "dpo_only", "eval")
 VARIANTS = ("base_raw", "base", "sft", "dpo", "dpo_only")
 
@@ -116,7 +119,7 @@ def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
     if getattr(config.section("sft_data"), "source", "file") == "model":
         external["exemplars"] = _external(data.exemplars, "exemplars")
     model_upstream = ("model",) if config.model.path is None else ()
-    steps.append(Step("sft_data", paths.stage("sft_data"), ("train.jsonl", "heldout.jsonl"), config.section("sft_data"), model_upstream, external, sft_data))
+    steps.append(Step("sft_data", paths.stage("sft_data"), ("train.jsonl", "heldout.jsonl", MANIFEST), config.section("sft_data"), model_upstream, external, sft_data))
 
     def train_sft() -> Any:
         from stage1.train_sft import run_train_sft
@@ -132,21 +135,21 @@ def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
         )
 
     train_settings = {"training": training, "sft": config.sft, "lora": config.lora, "seed": seed}
-    steps.append(Step("sft", paths.stage("sft"), ("adapter",), train_settings, (*model_upstream, "sft_data"), {}, train_sft))
+    steps.append(Step("sft", paths.stage("sft"), ("adapter", MANIFEST), train_settings, (*model_upstream, "sft_data"), {}, train_sft))
 
     def merge() -> Any:
         from stage1.merge import run_merge
 
         return run_merge(training, model_dir=paths.model, adapter_dir=paths.stage("sft") / "adapter", out_dir=paths.merged)
 
-    steps.append(Step("merge", paths.merged, ("model.safetensors",), {"training": training}, (*model_upstream, "sft"), {}, merge))
+    steps.append(Step("merge", paths.merged, ("config.json", MANIFEST), {"training": training}, (*model_upstream, "sft"), {}, merge))
 
     def negatives() -> Any:
         from stage1.negatives import run_negatives
 
         return run_negatives(config.section("negatives"), sft_path=paths.stage("sft_data") / "train.jsonl", out_dir=paths.stage("negatives"))
 
-    steps.append(Step("negatives", paths.stage("negatives"), ("negatives.jsonl",), {"negatives": config.section("negatives"), "seed": seed}, ("sft_data",), {}, negatives))
+    steps.append(Step("negatives", paths.stage("negatives"), ("negatives.jsonl", MANIFEST), {"negatives": config.section("negatives"), "seed": seed}, ("sft_data",), {}, negatives))
 
     def pairs() -> Any:
         from stage1.pairs import run_pairs
@@ -160,7 +163,7 @@ def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
             eval_items_path=Path(data.eval_items),
         )
 
-    steps.append(Step("pairs", paths.stage("pairs"), ("train.jsonl", "eval.jsonl"), config.section("pairs"), ("sft_data", "negatives"), {"eval_items": external["eval_items"]}, pairs))
+    steps.append(Step("pairs", paths.stage("pairs"), ("train.jsonl", "eval.jsonl", MANIFEST), config.section("pairs"), ("sft_data", "negatives"), {"eval_items": external["eval_items"]}, pairs))
 
     def dpo_on(model_dir: Path, name: str) -> Callable[[], Any]:
         def action() -> Any:
@@ -180,9 +183,9 @@ def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
         return action
 
     dpo_settings = {"training": training, "dpo": config.dpo, "lora": config.lora, "seed": seed}
-    steps.append(Step("dpo", paths.stage("dpo"), ("adapter",), dpo_settings, ("merge", "pairs"), {}, dpo_on(paths.merged, "dpo")))
+    steps.append(Step("dpo", paths.stage("dpo"), ("adapter", MANIFEST), dpo_settings, ("merge", "pairs"), {}, dpo_on(paths.merged, "dpo")))
     if getattr(training, "dpo_only", True):
-        steps.append(Step("dpo_only", paths.stage("dpo_only"), ("adapter",), dpo_settings, (*model_upstream, "pairs"), {}, dpo_on(paths.model, "dpo_only")))
+        steps.append(Step("dpo_only", paths.stage("dpo_only"), ("adapter", MANIFEST), dpo_settings, (*model_upstream, "pairs"), {}, dpo_on(paths.model, "dpo_only")))
 
     def evaluate() -> Any:
         from stage1.evaluate import run_evaluate
@@ -196,7 +199,7 @@ def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
         )
 
     eval_upstream = tuple(s.name for s in steps if s.name in ("model", "sft_data", "merge", "pairs", "dpo", "dpo_only"))
-    steps.append(Step("eval", paths.stage("eval"), ("results.json", "report.md", "chart.png"), config.section("eval"), eval_upstream, {"eval_items": external["eval_items"]}, evaluate))
+    steps.append(Step("eval", paths.stage("eval"), ("results.json", "report.md", "chart.png", MANIFEST), config.section("eval"), eval_upstream, {"eval_items": external["eval_items"]}, evaluate))
     return steps
 
 
