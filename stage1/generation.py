@@ -9,10 +9,16 @@ special-token text typed in data never becomes a control token), the stop string
 - ``TransformersBackend`` (default): batched ``model.generate`` with left padding, greedy or
   seeded sampling. Stops use transformers' ``StopStringCriteria``, built once per backend (its
   constructor scans the whole vocabulary, about 0.3 s for Qwen2's 151k tokens). Sampling draws
-  from a ``torch.Generator`` inside a logits processor and hands generate a one-hot choice, so
-  nothing touches the global torch RNG.
+  from one ``torch.Generator`` per row inside a logits processor and hands generate a one-hot
+  choice, so nothing touches the global torch RNG.
 - ``VLLMBackend`` (optional extra ``stage1[vllm]``): the same prompts as token ids, the same stop
   strings, the same reading back.
+
+Every row is sampled with its own seed (``row_seed``), given by the caller or derived from the
+row's position in the prompt list, never from the batch it lands in: a run resumed from a journal
+of finished batches (``stage1.generation_journal``) draws the same text as an uninterrupted one.
+Both backends expose the batch plan (``plan``) and one batch at a time (``generate_batch``) so a
+caller can journal and skip whole batches; ``generate`` is the two together.
 
 Why not stop on token ids: ``"\\nEND"`` is two tokens (198, 4689) and ``WEEKEND`` ends in 4689 too,
 so a single-id stop ends generation inside words; a stop at every colon ends it at any colon.
@@ -20,6 +26,7 @@ so a single-id stop ends generation inside words; a stop at every colon ends it 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +45,7 @@ class GenerationSettings:
     do_sample: bool = False  # False: greedy; True: seeded sampling with temperature and top_p
     temperature: float = 0.7  # sampling temperature (do_sample only)
     top_p: float = 0.9  # nucleus sampling mass (do_sample only)
-    seed: int = 0  # seeds the sampling generator of each batch
+    seed: int = 0  # sampling: each row draws from its own generator, seeded by (seed, row key)
 
     def __post_init__(self) -> None:
         checks = {
@@ -124,10 +131,46 @@ def read_generation(
     )
 
 
+def row_seed(*parts: object) -> int:
+    """A 63-bit seed for one generated row from its parts, e.g. ``(seed, instruction_id, sample)``.
+
+    A hash, not ``seed + index``: neighbouring rows get unrelated streams, and the value depends only
+    on what the row is, never on which batch it is decoded in.
+    """
+    digest = hashlib.sha256(":".join(str(part) for part in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def default_row_seeds(seed: int, count: int) -> list[int]:
+    """Seeds for ``count`` rows identified by their position in the prompt list."""
+    return [row_seed(seed, "row", index) for index in range(count)]
+
+
+def _checked_seeds(seeds: Sequence[int] | None, settings: GenerationSettings, count: int) -> list[int]:
+    if seeds is None:
+        return default_row_seeds(settings.seed, count)
+    if len(seeds) != count:
+        raise ValueError(f"{len(seeds)} seeds for {count} prompts")
+    return [int(seed) for seed in seeds]
+
+
 def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (less padding), in a deterministic order."""
     order = sorted(range(len(lengths)), key=lambda index: (lengths[index], index))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def chunk_batches(count: int, batch_size: int) -> list[list[int]]:
+    """Indices in input order, ``batch_size`` at a time (vLLM schedules within a chunk itself)."""
+    return [list(range(start, min(start + batch_size, count))) for start in range(0, count, batch_size)]
+
+
+def plan_batches(backend: str, tokenizer, prompts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """The batches a backend decodes ``prompts`` in: by similar length for transformers, in input
+    order for vLLM. Needs only the tokenizer, so a caller can plan before any model loads."""
+    if backend == "vllm":
+        return chunk_batches(len(prompts), batch_size)
+    return batches_by_length([len(encode_text(tokenizer, prompt)) for prompt in prompts], batch_size)
 
 
 def check_prompt_ids(ids: Sequence[int], forbidden: set[int], prompt: str) -> None:
@@ -145,33 +188,38 @@ def check_prompt_ids(ids: Sequence[int], forbidden: set[int], prompt: str) -> No
 
 
 class SeededSampler:
-    """A logits processor that samples the next token with its own ``torch.Generator``.
+    """A logits processor that samples the next token of each row with that row's ``torch.Generator``.
 
     It applies temperature and top-p, draws one token per row, and returns scores that are
-    ``-inf`` everywhere except the draw, so greedy decoding in ``generate`` takes exactly it.
+    ``-inf`` everywhere except the draw, so greedy decoding in ``generate`` takes exactly it. A
+    row's draws depend only on its own seed and logits, not on the other rows of the batch.
     """
 
-    def __init__(self, temperature: float, top_p: float, seed: int):
+    def __init__(self, temperature: float, top_p: float, seeds: Sequence[int]):
         self.temperature = temperature
         self.top_p = top_p
-        self.seed = seed
-        self._generator = None
+        self.seeds = [int(seed) for seed in seeds]
+        self._generators: list | None = None
 
     def __call__(self, input_ids, scores):
         import torch
 
-        if self._generator is None:
-            self._generator = torch.Generator(device=scores.device).manual_seed(self.seed)
+        if self._generators is None:
+            if len(self.seeds) != scores.shape[0]:
+                raise ValueError(f"{len(self.seeds)} seeds for a batch of {scores.shape[0]} rows")
+            self._generators = [torch.Generator(device=scores.device).manual_seed(seed) for seed in self.seeds]
         logits = scores.float() / self.temperature
         if self.top_p < 1.0:
             sorted_logits, sorted_index = torch.sort(logits, descending=True, dim=-1)
-            cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+            sorted_probs = torch.softmax(sorted_logits, dim=-1)
             # Drop a token once the mass before it already reaches top_p; the first always stays.
-            drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= self.top_p
+            drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= self.top_p
             drop = drop_sorted.scatter(1, sorted_index, drop_sorted)
             logits = logits.masked_fill(drop, float("-inf"))
         probs = torch.softmax(logits, dim=-1)
-        choice = torch.multinomial(probs, num_samples=1, generator=self._generator)
+        choice = torch.cat(
+            [torch.multinomial(probs[row : row + 1], num_samples=1, generator=generator) for row, generator in enumerate(self._generators)]
+        )
         chosen = torch.full_like(scores, float("-inf"))
         return chosen.scatter(1, choice, 0.0)
 
@@ -205,20 +253,38 @@ class TransformersBackend:
             check_prompt_ids(ids, self.forbidden_ids, prompt)
         return encoded
 
-    def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Generation]:
-        """One ``Generation`` per prompt, in the order given."""
+    def plan(self, prompts: Sequence[str], settings: GenerationSettings) -> list[list[int]]:
+        """The batches ``generate`` decodes, as prompt indices: similar lengths together, fixed order."""
+        return plan_batches("transformers", self.tokenizer, prompts, settings.batch_size)
+
+    def generate_batch(self, prompts: Sequence[str], settings: GenerationSettings, seeds: Sequence[int]) -> list[Generation]:
+        """Decode ``prompts`` together as one batch (in this order); one ``Generation`` each."""
         encoded = self.encode_prompts(prompts)
+        rows = self._generate_batch(encoded, settings, list(seeds))
+        return [read_generation(prompt, new_ids, self._decode, self.end_ids) for prompt, new_ids in zip(prompts, rows)]
+
+    def generate(self, prompts: list[str], settings: GenerationSettings, *, seeds: Sequence[int] | None = None) -> list[Generation]:
+        """One ``Generation`` per prompt, in the order given.
+
+        Args:
+            seeds: one sampling seed per prompt (see ``row_seed``); by default derived from
+                ``settings.seed`` and the prompt's position.
+
+        Raises:
+            ValueError: ``seeds`` does not have one seed per prompt.
+        """
+        row_seeds = _checked_seeds(seeds, settings, len(prompts))
         results: list[Generation | None] = [None] * len(prompts)
-        for batch_number, batch in enumerate(batches_by_length([len(ids) for ids in encoded], settings.batch_size)):
-            rows = self._generate_batch([encoded[i] for i in batch], settings, seed=settings.seed + batch_number)
-            for index, new_ids in zip(batch, rows):
-                results[index] = read_generation(prompts[index], new_ids, self._decode, self.end_ids)
+        for batch in self.plan(prompts, settings):
+            generations = self.generate_batch([prompts[i] for i in batch], settings, [row_seeds[i] for i in batch])
+            for index, generation in zip(batch, generations):
+                results[index] = generation
         return [result for result in results if result is not None]
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
-    def _generate_batch(self, batch_ids: list[list[int]], settings: GenerationSettings, seed: int) -> list[list[int]]:
+    def _generate_batch(self, batch_ids: list[list[int]], settings: GenerationSettings, seeds: list[int]) -> list[list[int]]:
         import torch
         from transformers import LogitsProcessorList
 
@@ -228,7 +294,7 @@ class TransformersBackend:
         device = getattr(self.model, "device", torch.device("cpu"))
         processors = LogitsProcessorList()
         if settings.do_sample:
-            processors.append(SeededSampler(settings.temperature, settings.top_p, seed))
+            processors.append(SeededSampler(settings.temperature, settings.top_p, seeds))
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids.to(device),
@@ -258,23 +324,38 @@ class VLLMBackend:
         self.end_ids = {int(i) for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
         self.forbidden_ids = {int(i) for i in tokenizer.all_special_ids}
 
-    def generate(self, prompts: list[str], settings: GenerationSettings) -> list[Generation]:
-        """One ``Generation`` per prompt, in the order given."""
+    def plan(self, prompts: Sequence[str], settings: GenerationSettings) -> list[list[int]]:
+        """Consecutive chunks of ``batch_size`` prompts (vLLM schedules within a chunk itself)."""
+        return plan_batches("vllm", self.tokenizer, prompts, settings.batch_size)
+
+    def generate(self, prompts: list[str], settings: GenerationSettings, *, seeds: Sequence[int] | None = None) -> list[Generation]:
+        """One ``Generation`` per prompt, in the order given (all prompts handed to vLLM at once).
+
+        Raises:
+            ValueError: ``seeds`` does not have one seed per prompt.
+        """
+        return self.generate_batch(prompts, settings, _checked_seeds(seeds, settings, len(prompts)))
+
+    def generate_batch(self, prompts: Sequence[str], settings: GenerationSettings, seeds: Sequence[int]) -> list[Generation]:
+        """One ``Generation`` per prompt; each request carries its own seed."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         encoded = [encode_text(self.tokenizer, prompt) for prompt in prompts]
         for prompt, ids in zip(prompts, encoded):
             check_prompt_ids(ids, self.forbidden_ids, prompt)
-        params = SamplingParams(
-            max_tokens=settings.max_new_tokens,
-            temperature=settings.temperature if settings.do_sample else 0.0,
-            top_p=settings.top_p if settings.do_sample else 1.0,
-            seed=settings.seed,
-            stop=list(STOP_STRINGS),
-            include_stop_str_in_output=True,
-            skip_special_tokens=True,
-        )
+        params = [
+            SamplingParams(
+                max_tokens=settings.max_new_tokens,
+                temperature=settings.temperature if settings.do_sample else 0.0,
+                top_p=settings.top_p if settings.do_sample else 1.0,
+                seed=int(seed),
+                stop=list(STOP_STRINGS),
+                include_stop_str_in_output=True,
+                skip_special_tokens=True,
+            )
+            for seed in seeds
+        ]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params, use_tqdm=False)
         results = []
         for prompt, output in zip(prompts, outputs):

@@ -11,6 +11,11 @@ Either way the rows pass the same filters (``stage1.filters``), are split by nor
 instruction (``stage1.splits``), and are checked against the held-out evaluation items by the
 leakage gate before anything is written. Outputs: ``train.jsonl`` and ``heldout.jsonl``
 (``SFTExample`` rows) and ``manifest.json``, written last.
+
+Generation is resumable: every finished batch goes to ``generations.partial.jsonl`` in the output
+folder (``stage1.generation_journal``), each row sampled with its own seed from (seed, generation
+seed, instruction id, sample number). A rerun after a kill decodes only the missing batches and
+writes the same bytes as an uninterrupted run; the journal is deleted after the manifest.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ from typing import Any, Literal
 
 from stage1.errors import ConfigError, InputError
 from stage1.filters import DEFAULT_REFUSAL_PHRASES, Candidate, FilterResult, filter_candidates
-from stage1.generation import Generation, GenerationSettings, build_fewshot_prompt
+from stage1.generation import Generation, GenerationSettings, build_fewshot_prompt, plan_batches, row_seed
+from stage1.generation_journal import (
+    JOURNAL_NAME,
+    GenerationJournal,
+    generate_with_journal,
+    journal_fingerprint,
+    model_identity,
+)
 from stage1.leakage import LeakageSettings, leakage_gate
 from stage1.manifest import build_manifest, write_manifest
 from stage1.records import BadRows, InstructionRecord, SFTExample, check_unique_ids, read_records
@@ -96,6 +108,16 @@ def build_prompts(
     return prompts
 
 
+def sample_keys(instructions: Sequence[InstructionRecord], samples_per_instruction: int) -> list[tuple[str, int]]:
+    """(instruction id, sample number) of every generated row, in ``build_prompts`` order."""
+    return [(record.id, sample) for record in instructions for sample in range(samples_per_instruction)]
+
+
+def sample_seeds(keys: Sequence[tuple[str, int]], settings: SFTDataSettings) -> list[int]:
+    """One sampling seed per row from what the row is, so a resumed run draws the same text."""
+    return [row_seed(settings.seed, settings.generation.seed, instruction_id, sample) for instruction_id, sample in keys]
+
+
 def candidates_from_generations(
     records: Sequence[InstructionRecord], generations: Sequence[Generation]
 ) -> list[Candidate]:
@@ -155,21 +177,43 @@ def _generate(
     exemplars: list[SFTExample],
     model_dir: Path,
     backend_name: str,
-) -> list[Candidate]:
-    from stage1.generation import TransformersBackend, VLLMBackend
-    from stage1.models import free_model, load_model, load_tokenizer
+    out: Path,
+) -> tuple[list[Candidate], Path, dict[str, int]]:
+    """Generate every row not yet in the journal; return the candidates, the journal's path and counts."""
+    from stage1.models import load_tokenizer
 
     prompted = build_prompts(instructions, exemplars, settings)
+    prompts = [prompt for _, prompt in prompted]
+    keys = sample_keys(instructions, settings.samples_per_instruction)
+    seeds = sample_seeds(keys, settings)
     tokenizer = load_tokenizer(model_dir)
-    if backend_name == "vllm":
-        backend = VLLMBackend(str(model_dir), tokenizer, seed=settings.seed)
-        generations = backend.generate([prompt for _, prompt in prompted], settings.generation)
-    else:
+    decoding = settings.generation
+    plan = plan_batches(backend_name, tokenizer, prompts, decoding.batch_size)
+    context = {"backend": backend_name, "model": model_identity(model_dir), "quantization": settings.quantization,
+               "dtype": settings.dtype, "device_map": settings.device_map}
+    journal = GenerationJournal.open(out / JOURNAL_NAME, journal_fingerprint(keys, prompts, seeds, decoding, context))
+    loaded: list[Any] = []
+
+    def make_backend() -> Any:
+        from stage1.generation import TransformersBackend, VLLMBackend
+        from stage1.models import load_model
+
+        if backend_name == "vllm":
+            return VLLMBackend(str(model_dir), tokenizer, seed=settings.seed)
         model = load_model(model_dir, quantization=settings.quantization, dtype=settings.dtype, device_map=settings.device_map)
         model.eval()
-        generations = TransformersBackend(model, tokenizer).generate([prompt for _, prompt in prompted], settings.generation)
-        free_model(model)
-    return candidates_from_generations([record for record, _ in prompted], generations)
+        loaded.append(model)
+        return TransformersBackend(model, tokenizer)
+
+    try:
+        generations, counts = generate_with_journal(journal, plan, keys, prompts, seeds, decoding, make_backend)
+    finally:
+        journal.close()
+        if loaded:
+            from stage1.models import free_model
+
+            free_model(loaded.pop())
+    return candidates_from_generations([record for record, _ in prompted], generations), journal.path, counts
 
 
 def _read_sources(
@@ -223,6 +267,9 @@ def run_sft_data(
         on_bad_rows: ``"stop"`` on the first bad instruction row, or ``"skip"`` and count it.
         backend: ``"transformers"`` or ``"vllm"`` (source=model only).
 
+    With source=model, generated rows are journalled in ``out_dir`` batch by batch; calling this
+    again after an interruption reuses them and returns the same outputs (see the module docstring).
+
     Raises:
         InputError: a bad input row (file, line, field), duplicate ids, no usable rows.
         ConfigError: source=model without a model folder or exemplars; an unknown backend.
@@ -235,10 +282,12 @@ def run_sft_data(
     bad_rows = BadRows()
     records, exemplar_rows = _read_sources(settings, instructions_path, exemplars, on_bad_rows, bad_rows)
     inputs: dict[str, Path] = {"instructions": instructions_path}
+    journal_path: Path | None = None
+    resumed: dict[str, int] | None = None
     if settings.source == "model":
         if model_dir is None:
             raise ConfigError("source=model needs a model folder", field="model.path")
-        candidates = _generate(settings, records, exemplar_rows, Path(model_dir), backend)
+        candidates, journal_path, resumed = _generate(settings, records, exemplar_rows, Path(model_dir), backend, out)
         inputs["model_config"] = Path(model_dir) / "config.json"
         if exemplars is not None and exemplar_rows:
             inputs["exemplars"] = exemplars
@@ -266,7 +315,9 @@ def run_sft_data(
         outputs=outputs,
         counts=counts,
         extra={"source": settings.source, "backend": backend if settings.source == "model" else None,
-               "bad_rows": bad_rows.to_dict(), "leakage": leakage},
+               "bad_rows": bad_rows.to_dict(), "leakage": leakage, "generation_journal": resumed},
     )
     write_manifest(out, manifest)
+    if journal_path is not None:
+        journal_path.unlink(missing_ok=True)  # the outputs and manifest now hold everything it had
     return manifest
