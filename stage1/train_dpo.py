@@ -47,7 +47,9 @@ def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: in
     """Implicit rewards ``beta * (log pi - log pi_ref)`` of chosen and rejected for each pair.
 
     The policy is ``model`` with its adapter; the reference is the same model with the adapter
-    disabled. Uses the fused LM head TRL adds (per-token log-probs without the full logits).
+    disabled. Written by hand rather than through TRL's fused LM head: on CPU that head projects
+    every position (prompt included) onto the 152k vocabulary in tiles, which made scoring the
+    eval split cost more than training; here only completion positions are projected.
     """
     import torch
     from trl.trainer.dpo_trainer import DataCollatorForPreference
@@ -60,12 +62,10 @@ def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: in
     try:
         for start in range(0, len(rows), batch_size):
             batch = {k: v.to(device) for k, v in collate(rows[start : start + batch_size]).items()}
-            labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
             with torch.no_grad():
-                policy = model(**inputs, labels=labels, fused_lm_head=True).log_probs.sum(dim=1)
+                policy = completion_log_probs(model, batch)
                 with model.disable_adapter():
-                    reference = model(**inputs, labels=labels, fused_lm_head=True).log_probs.sum(dim=1)
+                    reference = completion_log_probs(model, batch)
             rewards = (beta * (policy - reference)).float().cpu().tolist()
             half = len(rewards) // 2
             chosen_rewards += rewards[:half]
@@ -73,6 +73,27 @@ def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: in
     finally:
         model.train(was_training)
     return chosen_rewards, rejected_rewards
+
+
+def completion_log_probs(model, batch: dict):
+    """Sum of log p(token) over each row's completion tokens.
+
+    Shapes: ``input_ids``, ``attention_mask``, ``completion_mask`` (B, T) → (B,). Position t's
+    hidden state predicts token t+1, so hidden[:, :-1] is scored against input_ids[:, 1:] where
+    completion_mask[:, 1:] is set.
+    """
+    import torch
+
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal_lm.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).last_hidden_state
+    scored = batch["completion_mask"][:, 1:].bool()
+    targets = batch["input_ids"][:, 1:][scored]
+    logits = causal_lm.lm_head(hidden[:, :-1][scored]).float()
+    token_log_probs = logits.log_softmax(dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    rows = torch.arange(scored.shape[0], device=scored.device).unsqueeze(1).expand_as(scored)[scored]
+    return torch.zeros(scored.shape[0], device=logits.device).index_add_(0, rows, token_log_probs)
 
 
 def run_train_dpo(
