@@ -54,14 +54,16 @@ def _prepare_run(args: argparse.Namespace, console):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stage1.console import StageDisplay
+    from stage1.console import StageDisplay, quiet_libraries, rich_training_callback
     from stage1.pipeline import run_pipeline
 
     console = _console()
     config, run_dir = _prepare_run(args, console)
+    quiet_libraries()
     display = StageDisplay(console)
     only = tuple(args.only) if getattr(args, "only", None) else None
-    run_pipeline(config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display)
+    callbacks = (rich_training_callback(console),)
+    run_pipeline(config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks)
     console.print(display.summary())
     _print_evaluation(console, run_dir)
     return 0

@@ -50,7 +50,8 @@ def setup_logging(console: Console, log_file: Path | None, debug: bool = False) 
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    terminal = RichHandler(console=console, show_path=False, markup=False, level=logging.WARNING if not debug else logging.DEBUG)
+    # INFO reaches the terminal: stage1 logs stage decisions, trainer metrics and training samples there.
+    terminal = RichHandler(console=console, show_path=False, markup=False, level=logging.DEBUG if debug else logging.INFO)
     root.addHandler(terminal)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -68,3 +69,89 @@ def counts_table(title: str, counts: dict[str, Any]) -> Table:
     for key, value in counts.items():
         table.add_row(str(key), str(value))
     return table
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for stage1's own output: library progress bars, deprecation chatter and
+    bitsandbytes' optional-kernel notice go away (errors still show). Called by the CLI only."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
+    for name in ("bitsandbytes", "transformers", "datasets", "accelerate", "peft", "trl", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from datasets.utils.logging import disable_progress_bar as disable_datasets_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_datasets_bars()
+
+
+METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
+
+
+def rich_training_callback(console: Console):
+    """A TrainerCallback showing a progress bar (rate, ETA) and a live table of the latest metrics."""
+    from rich.live import Live
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+    from transformers import TrainerCallback
+
+    class RichTraining(TrainerCallback):
+        def __init__(self):
+            self.progress = Progress(
+                TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+            )
+            self.metrics: dict[str, float] = {}
+            self.live: Live | None = None
+            self.task = None
+            self.started = 0.0
+
+        def _render(self):
+            table = Table(show_header=True, header_style="bold", box=None)
+            for key in METRIC_KEYS:
+                if key in self.metrics:
+                    table.add_column(key)
+            table.add_row(*[f"{self.metrics[k]:.4g}" for k in METRIC_KEYS if k in self.metrics])
+            from rich.console import Group
+
+            return Group(self.progress, table)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            self.started = time.perf_counter()
+            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, rate="")
+            self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+            self.live.start()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.live is None:
+                return
+            seconds = max(time.perf_counter() - self.started, 1e-9)
+            self.progress.update(self.task, completed=state.global_step, rate=f"{state.global_step / seconds:.2f} steps/s")
+            self.live.update(self._render())
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.live is None or not logs:
+                return
+            self.metrics.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and k in METRIC_KEYS})
+            self.live.update(self._render())
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.live is not None:
+                self.live.update(self._render())
+                self.live.stop()
+                self.live = None
+
+    return RichTraining()

@@ -84,7 +84,7 @@ def _external(path: str, label: str) -> Path:
     return resolved
 
 
-def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
+def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) -> list[Step]:
     """The whole pipeline as steps. Imports of stage modules happen when a step runs."""
     paths = Paths(run_dir, config)
     seed = config.run.seed
@@ -132,6 +132,7 @@ def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
             sft_args=dict(config.sft),
             lora_args=dict(config.lora),
             seed=seed,
+            callbacks=callbacks,
         )
 
     train_settings = {"training": training, "sft": config.sft, "lora": config.lora, "seed": seed}
@@ -178,6 +179,7 @@ def build_steps(config: PipelineConfig, run_dir: Path) -> list[Step]:
                 dpo_args=dict(config.dpo),
                 lora_args=dict(config.lora),
                 seed=seed,
+                callbacks=callbacks,
             )
 
         return action
@@ -243,12 +245,14 @@ def run_pipeline(
     only: tuple[str, ...] | None = None,
     force: tuple[str, ...] = (),
     on_stage: Callable[[str, str], None] | None = None,
+    callbacks: tuple = (),
 ) -> RunReport:
     """Run every step (or ``only`` those) in order under the run lock, skipping up-to-date ones.
 
     Args:
         force: stage names to rerun even when up to date ("all" for every stage).
         on_stage: called with (stage, "start" | "skip" | "done") for display.
+        callbacks: TrainerCallbacks added to the SFT and DPO trainers (progress display).
     """
     import time
 
@@ -258,7 +262,7 @@ def run_pipeline(
         inside_run_dir(run_dir, config.run.log_file, "run.log_file")
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
         fingerprints: dict[str, str] = {}
-        for step in build_steps(config, run_dir):
+        for step in build_steps(config, run_dir, callbacks):
             upstream = {name: fingerprints.get(name) or _recorded_fingerprint(run_dir, config, name) for name in step.upstream}
             expected = fingerprint(step.name, settings_to_dict(step.settings), upstream, step.external)
             fingerprints[step.name] = expected
