@@ -9,7 +9,12 @@ same job function in this process (tests, CPU speed); every variant still loads 
 
 A job writes one file, ``generations/<variant>.json``, atomically: the job's fingerprint, the
 responses and the memory measured. An interrupted evaluation resumes at the first variant whose
-file is missing or has another fingerprint.
+file is missing or has another fingerprint. A child started by the parent dies with it (Linux:
+``PR_SET_PDEATHSIG``; elsewhere a watchdog thread), so a killed evaluation leaves no orphan still
+holding a model and writing files.
+
+With ``backend: vllm`` a variant is a vLLM engine on the model folder, its adapter (if any) served
+as a LoRA request after the same lineage check, nf4 as bitsandbytes in-flight quantisation.
 """
 
 from __future__ import annotations
@@ -17,19 +22,24 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from stage1.errors import Stage1Error
+from stage1.errors import ConfigError, LineageError, Stage1Error
 from stage1.eval_items import EvalItem, EvalResponse
 from stage1.eval_settings import VariantSpec
 from stage1.format import render_prompt
 from stage1.storage import atomic_write_json
 
 CHILD_STDERR_TAIL = 4000
+PARENT_PID_ENV = "STAGE1_EVAL_PARENT_PID"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # ranks a vLLM engine can be sized for
 
 
 def prompt_for(spec: VariantSpec, item: EvalItem) -> str:
@@ -78,13 +88,20 @@ def load_variant(spec: VariantSpec, *, dtype: str, device: str, parent_hash: str
 
 def generate_responses(spec: VariantSpec, items: list[EvalItem], model, tokenizer, settings: dict[str, Any]) -> list[EvalResponse]:
     """Greedy generations for every item through ``stage1.generation``'s batched backend."""
-    from stage1.generation import GenerationSettings, TransformersBackend
+    from stage1.generation import TransformersBackend
+
+    return responses_from_backend(spec, items, TransformersBackend(model, tokenizer), settings)
+
+
+def responses_from_backend(spec: VariantSpec, items: list[EvalItem], backend, settings: dict[str, Any]) -> list[EvalResponse]:
+    """Greedy generations for every item with any backend of ``stage1.generation``."""
+    from stage1.generation import GenerationSettings
 
     prompts = [prompt_for(spec, item) for item in items]
     decoding = GenerationSettings(
         max_new_tokens=settings["max_new_tokens"], batch_size=settings["batch_size"], do_sample=False, seed=settings["seed"]
     )
-    generations = TransformersBackend(model, tokenizer).generate(prompts, decoding)
+    generations = backend.generate(prompts, decoding)
     return [
         EvalResponse(
             item_id=item.id,
@@ -100,26 +117,61 @@ def generate_responses(spec: VariantSpec, items: list[EvalItem], model, tokenize
     ]
 
 
+def vllm_engine_args(quantization: str, dtype: str, seed: int, lora_rank: int | None) -> dict[str, Any]:
+    """vLLM engine arguments for a variant: the same weights precision as the transformers path.
+
+    Raises:
+        ConfigError: int8 (vLLM quantises in flight to 4-bit only), or a LoRA rank above 512.
+    """
+    if quantization == "int8":
+        raise ConfigError("vLLM cannot quantise to int8 in flight", field="eval.backend", hint="use eval.backend: transformers for int8")
+    args: dict[str, Any] = {"dtype": dtype, "seed": seed}
+    if quantization == "nf4":
+        args["quantization"] = "bitsandbytes"
+    if lora_rank is not None:
+        fitting = [rank for rank in VLLM_LORA_RANKS if rank >= lora_rank]
+        if not fitting:
+            raise ConfigError(f"LoRA rank {lora_rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})", field="lora.r")
+        args.update(enable_lora=True, max_lora_rank=fitting[0], max_loras=1)
+    return args
+
+
+def load_vllm_variant(spec: VariantSpec, *, dtype: str, seed: int, parent_hash: str | None):
+    """A vLLM backend for one variant, after the lineage check ``load_adapter`` makes.
+
+    Raises:
+        LineageError: the adapter has no lineage, or was made from other weights.
+        ConfigError: see ``vllm_engine_args``.
+    """
+    from stage1.generation import VLLMBackend
+    from stage1.lineage import check_parent, read_lineage
+    from stage1.models import load_tokenizer
+
+    tokenizer = load_tokenizer(spec.model_dir)
+    lora_rank = None
+    if spec.adapter_dir is not None:
+        lineage = read_lineage(spec.adapter_dir)
+        if parent_hash is not None and lineage.parent_hash != parent_hash:
+            raise LineageError(f"{spec.adapter_dir} was made from {lineage.parent_path}, not from {spec.model_dir}")
+        if parent_hash is None:
+            check_parent(lineage, spec.model_dir)
+        lora_rank = int(json.loads((spec.adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))["r"])
+    engine = vllm_engine_args(spec.quantization, dtype, seed, lora_rank)
+    return VLLMBackend(str(spec.model_dir), tokenizer, lora_dir=None if spec.adapter_dir is None else str(spec.adapter_dir), **engine)
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Load one variant, generate (unless a dry run), free it, and write ``job["out_path"]``.
 
     Returns the written record: fingerprint, variant, responses (empty for a dry run), memory, seconds.
     """
-    from stage1.models import free_model
-
     spec = VariantSpec.from_dict(job["spec"])
     settings = job["settings"]
     started = time.perf_counter()
-    model, tokenizer = load_variant(spec, dtype=settings["dtype"], device=settings["device"], parent_hash=job.get("parent_hash"))
-    memory = {"after_load": memory_snapshot()}
-    responses: list[EvalResponse] = []
-    if not job.get("dry_run"):
-        items = [EvalItem.from_dict(row) for row in job["items"]]
-        responses = generate_responses(spec, items, model, tokenizer, settings)
-        memory["after_generate"] = memory_snapshot()
-    free_model(model)
-    del model
-    memory["after_free"] = memory_snapshot()
+    if settings.get("backend", "transformers") == "vllm":
+        responses, memory = _run_vllm(spec, job, settings)
+    else:
+        responses, memory = _run_transformers(spec, job, settings)
     record = {
         "fingerprint": job["fingerprint"],
         "variant": spec.name,
@@ -131,6 +183,36 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     }
     atomic_write_json(job["out_path"], record)
     return record
+
+
+def _run_transformers(spec: VariantSpec, job: dict[str, Any], settings: dict[str, Any]) -> tuple[list[EvalResponse], dict[str, Any]]:
+    from stage1.models import free_model
+
+    model, tokenizer = load_variant(spec, dtype=settings["dtype"], device=settings["device"], parent_hash=job.get("parent_hash"))
+    memory = {"after_load": memory_snapshot()}
+    responses: list[EvalResponse] = []
+    if not job.get("dry_run"):
+        items = [EvalItem.from_dict(row) for row in job["items"]]
+        responses = generate_responses(spec, items, model, tokenizer, settings)
+        memory["after_generate"] = memory_snapshot()
+    free_model(model)
+    del model
+    memory["after_free"] = memory_snapshot()
+    return responses, memory
+
+
+def _run_vllm(spec: VariantSpec, job: dict[str, Any], settings: dict[str, Any]) -> tuple[list[EvalResponse], dict[str, Any]]:
+    """The vLLM engine lives until this process exits; the parent's MemoryGuard checks it is gone."""
+    backend = load_vllm_variant(spec, dtype=settings["dtype"], seed=settings["seed"], parent_hash=job.get("parent_hash"))
+    memory = {"after_load": memory_snapshot()}
+    responses: list[EvalResponse] = []
+    if not job.get("dry_run"):
+        items = [EvalItem.from_dict(row) for row in job["items"]]
+        responses = responses_from_backend(spec, items, backend, settings)
+        memory["after_generate"] = memory_snapshot()
+    del backend
+    memory["after_free"] = memory_snapshot()
+    return responses, memory
 
 
 # ---------------------------------------------------------------- the parent's side
@@ -201,9 +283,13 @@ def run_job_in_subprocess(job: dict[str, Any], job_path: Path, guard: MemoryGuar
     started = time.time()
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    completed = subprocess.run(
-        [sys.executable, "-m", "stage1.eval_runner", str(job_path)], capture_output=True, text=True, env=env, check=False
-    )
+    env[PARENT_PID_ENV] = str(os.getpid())
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "stage1.eval_runner", str(job_path)], capture_output=True, text=True, env=env, check=False
+        )
+    finally:
+        job_path.unlink(missing_ok=True)  # the child has read it; a kill of this process leaves one at most
     if completed.returncode != 0:
         raise Stage1Error(
             f"variant {job['spec']['name']}: the evaluation subprocess exited with status {completed.returncode}:\n"
@@ -211,8 +297,35 @@ def run_job_in_subprocess(job: dict[str, Any], job_path: Path, guard: MemoryGuar
         )
     record = json.loads(Path(job["out_path"]).read_text(encoding="utf-8"))
     record["memory"]["released"] = guard.wait_for_release(job["spec"]["name"], started)
-    job_path.unlink(missing_ok=True)
     return record
+
+
+def exit_with_parent(parent_pid: int | None) -> None:
+    """Make this child die when the process that started it dies (a SIGKILL included).
+
+    Linux: the kernel sends SIGKILL on the parent's death (``PR_SET_PDEATHSIG``). Elsewhere a
+    daemon thread polls the parent id. Either way, a parent already gone ends the child at once.
+    """
+    if parent_pid is None:
+        return
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(3)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os._exit(3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         sys.stderr.write("usage: python -m stage1.eval_runner JOB.json\n")
         return 2
+    parent = os.environ.get(PARENT_PID_ENV)
+    exit_with_parent(int(parent) if parent and parent.isdigit() else None)
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     try:
         run_job(job)

@@ -15,6 +15,7 @@ from stage1.settings import settings_from_dict
 
 VARIANT_NAMES = ("base_raw", "base", "sft", "dpo", "dpo_only")
 QUANTIZATIONS = ("none", "nf4", "int8")
+BACKENDS = ("transformers", "vllm")
 #: before->after: the format alone, SFT, DPO after SFT, DPO alone, and what SFT adds under DPO.
 DEFAULT_COMPARISONS = ("base_raw->base", "base->sft", "sft->dpo", "base->dpo_only", "dpo_only->dpo")
 
@@ -47,6 +48,7 @@ class EvalSettings:
     batch_size: int = 8  # prompts per batched generate call (left padding)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # dtype of unquantised weights; match training
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where generation runs; auto = cuda when available
+    backend: Literal["transformers", "vllm"] = "transformers"  # generation engine; vllm needs CUDA and stage1[vllm]
     seed: int = 0  # seeds the bootstrap (decoding is greedy)
     bootstrap_samples: int = 1000  # paired bootstrap resamples per comparison and criterion
     confidence: float = 0.95  # Wilson and bootstrap interval level
@@ -58,6 +60,11 @@ class EvalSettings:
     memory_wait_s: float = 60.0  # how long to wait for memory to return before refusing to load the next variant
 
     def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}", field="eval.backend", hint=f"one of: {', '.join(BACKENDS)}")
+        if self.backend == "vllm" and self.in_process:
+            raise ConfigError("vllm runs each variant in its own process", field="eval.in_process",
+                              hint="set eval.in_process: false, or eval.backend: transformers")
         for name in self.variants:
             if name not in VARIANT_NAMES:
                 raise ConfigError(f"unknown variant {name!r}", field="eval.variants", hint=f"one of: {', '.join(VARIANT_NAMES)}")

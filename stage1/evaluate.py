@@ -129,7 +129,7 @@ def check_leakage(items_path: Path, training_paths: Sequence[Path]) -> dict[str,
 
 def _job(spec: VariantSpec, described: dict[str, Any], items: list[EvalItem], settings: EvalSettings, out: Path, dry_run: bool) -> dict[str, Any]:
     decoding = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size, "dtype": settings.dtype,
-                "device": settings.device, "seed": settings.seed}
+                "device": settings.device, "seed": settings.seed, "backend": settings.backend}
     identity = {"variant": described, "decoding": decoding, "items": [item.to_dict() for item in items], "dry_run": dry_run}
     suffix = ".dry_run.json" if dry_run else ".json"
     return {
@@ -165,6 +165,7 @@ def run_variants(jobs: list[dict[str, Any]], settings: EvalSettings, out: Path, 
         name = job["spec"]["name"]
         done = _finished(job)
         if done is not None:
+            (out / GENERATIONS_DIR / f".job-{name}.json").unlink(missing_ok=True)  # left by a kill after it finished
             log.info("eval: %s already generated, resuming after it", name)
             records[name] = {**done, "resumed": True}
             continue
@@ -183,7 +184,7 @@ def _provenance(items_path: Path, items: list[EvalItem], settings: EvalSettings,
         "raw_prompt": "base_raw: the instruction alone, no wrapper",
         "decoding": {"do_sample": False, "max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
                      "stop_strings": list(STOP_STRINGS), "dtype": settings.dtype, "device": settings.device,
-                     "backend": "transformers"},
+                     "backend": settings.backend},
         "seeds": {"seed": settings.seed, "bootstrap": "sha256(seed:before:after:criterion)"},
         "items": {"path": str(items_path), "sha256": sha256_file(items_path), "count": len(items), "limit": settings.limit},
         "variants": described,
@@ -231,11 +232,14 @@ def run_evaluate(
 
     Raises:
         InputError: a malformed items file, or no variant left to evaluate.
+        ConfigError: ``in_process`` together with ``settings.backend == "vllm"``.
         GateError: the leakage gate failed or could not run.
         LineageError: an adapter on the wrong weights, or a quantisation mismatch without override.
     """
     from stage1.report import write_reports
 
+    if in_process and settings.backend == "vllm":
+        raise ConfigError("vllm runs each variant in its own process; in_process is not available with it", field="eval.backend")
     out = Path(out_dir)
     items_path = Path(items_path)
     training = [Path(p) for p in training_paths]

@@ -316,11 +316,18 @@ class TransformersBackend:
 class VLLMBackend:
     """The same interface on vLLM (install ``stage1[vllm]``, needs CUDA)."""
 
-    def __init__(self, model_path: str, tokenizer, **engine_args: Any):
+    def __init__(self, model_path: str, tokenizer, *, lora_dir: str | None = None, **engine_args: Any):
+        """Start a vLLM engine on ``model_path``; with ``lora_dir``, every request runs through that
+        adapter (the engine then needs ``enable_lora=True`` and a ``max_lora_rank`` in ``engine_args``)."""
         from vllm import LLM
 
         self.tokenizer = tokenizer
         self.llm = LLM(model=str(model_path), tokenizer=str(model_path), trust_remote_code=False, **engine_args)
+        self.lora_request = None
+        if lora_dir is not None:
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest("adapter", 1, str(lora_dir))
         self.end_ids = {int(i) for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
         self.forbidden_ids = {int(i) for i in tokenizer.all_special_ids}
 
@@ -356,7 +363,9 @@ class VLLMBackend:
             )
             for seed in seeds
         ]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params, use_tqdm=False)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=ids) for ids in encoded], params, use_tqdm=False, lora_request=self.lora_request
+        )
         results = []
         for prompt, output in zip(prompts, outputs):
             completion = output.outputs[0]
