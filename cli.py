@@ -38,10 +38,11 @@ def _config(args: argparse.Namespace):
 
 def _prepare_run(args: argparse.Namespace, console):
     """Config, then every input file read, and only then the run directory and its log are touched."""
-    from stage1.console import setup_logging
+    from stage1.console import quiet_libraries, setup_logging
     from stage1.pipeline import preflight
     from stage1.run_dir import inside_run_dir
 
+    quiet_libraries()
     config = _config(args)
     run_dir = Path(args.run_dir)
     inside_run_dir(run_dir, config.run.log_file, "run.log_file")
@@ -54,12 +55,11 @@ def _prepare_run(args: argparse.Namespace, console):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stage1.console import StageDisplay, quiet_libraries, rich_training_callback
+    from stage1.console import StageDisplay, rich_training_callback
     from stage1.pipeline import run_pipeline
 
     console = _console()
     config, run_dir = _prepare_run(args, console)
-    quiet_libraries()
     display = StageDisplay(console)
     only = tuple(args.only) if getattr(args, "only", None) else None
     callbacks = (rich_training_callback(console),)
@@ -92,8 +92,19 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if args.command == "train-dpo":
         args.only.append("dpo_only")
     status = cmd_run(args)
-    if args.command == "evaluate" and args.against:
-        return _compare_golden(Path(args.run_dir) / "eval" / "results.json", Path(args.against))
+    if args.command == "evaluate":
+        return _after_evaluate(args, Path(args.run_dir) / "eval" / "results.json", status)
+    return status
+
+
+def _after_evaluate(args: argparse.Namespace, results: Path, status: int) -> int:
+    """Optionally save the run as a golden result, then compare against one (exit 1 on a regression)."""
+    if args.save_golden:
+        from stage1.golden import save_golden
+
+        _console().print(f"golden result written to [bold]{save_golden(results, Path(args.save_golden))}[/]")
+    if args.against:
+        return _compare_golden(results, Path(args.against))
     return status
 
 
@@ -152,15 +163,18 @@ def _stage_on_files(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"missing --in for {', '.join(missing)}", field="--in", hint=f"this stage reads: {', '.join(STAGE_INPUTS[stage])}"
         )
+    from stage1.console import quiet_libraries
+
     console = _console()
+    quiet_libraries()
     result = run_stage_on_files(stage, _config(args), inputs, Path(args.out))
     console.print(f"[green]✓ {args.command}[/] wrote {args.out}")
     if isinstance(result, dict) and isinstance(result.get("counts"), dict):
         from stage1.console import counts_table
 
         console.print(counts_table(args.command, result["counts"]))
-    if args.command == "evaluate" and args.against:
-        return _compare_golden(Path(args.out) / "results.json", Path(args.against))
+    if args.command == "evaluate":
+        return _after_evaluate(args, Path(args.out) / "results.json", 0)
     return 0
 
 
@@ -256,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
             command.add_argument("--variants", default=None, metavar="NAMES", help="comma-separated subset of base_raw,base,sft,dpo,dpo_only")
             command.add_argument("--dry-run", action="store_true", help="load each variant and report memory, generate nothing")
+            command.add_argument("--save-golden", default=None, metavar="GOLDEN.json", help="save this evaluation as a golden result")
         command.set_defaults(handler=cmd_stage)
 
     plan = commands.add_parser("plan", help="estimate peak GPU memory per stage before anything loads")

@@ -191,3 +191,31 @@ def write_fixture_expectations(folder: str | Path) -> None:
     atomic_write_jsonl(Path(folder) / SCORES_FILE, rows)
     atomic_write_json(Path(folder) / SUMMARY_FILE, summary)
 
+
+
+# ---------------------------------------------------------------- golden results of a whole run
+
+GOLDEN_RESULT_KEYS = ("schema", "num_items", "variants", "criteria", "rates")
+
+
+def golden_from_results(results: dict[str, Any]) -> dict[str, Any]:
+    """What ``compare_to_golden`` needs of a run, small enough to commit and diff: the rates and each
+    item's verdicts per variant and criterion (the responses themselves stay in the run's results)."""
+    golden = {key: results[key] for key in GOLDEN_RESULT_KEYS if key in results}
+    golden["items"] = [
+        {
+            "id": row["id"],
+            "category": row.get("category"),
+            "outcomes": {variant: {"criteria": outcome["criteria"]} for variant, outcome in sorted(row["outcomes"].items())},
+        }
+        for row in results.get("items", [])
+    ]
+    golden["provenance"] = {"decoding": results.get("provenance", {}).get("decoding")}
+    return golden
+
+
+def save_golden(results_path: str | Path, golden_path: str | Path) -> Path:
+    """Write ``golden_from_results`` of a ``results.json`` (the CLI's ``evaluate --save-golden``)."""
+    from stage1.report import load_results
+
+    return atomic_write_json(golden_path, golden_from_results(load_results(results_path)))

@@ -130,7 +130,8 @@ class LogToLogger(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            log.info("step %d: %s", state.global_step, {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
+            # DEBUG: the run log keeps every step; the terminal shows the live metrics table instead.
+            log.debug("step %d: %s", state.global_step, {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()})
 
 
 def quiet_trainer(trainer) -> None:

@@ -88,3 +88,26 @@ def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     manifest = json.loads((resumed / "sft" / "manifest.json").read_text())
     assert manifest["resumed_from"] is not None, "the second run must resume, not start over"
     assert Path(manifest["resumed_from"]).name in {p.name for p in saved}
+
+
+@pytest.mark.slow
+def test_tiny_run_matches_its_golden_result(tiny_run):
+    """CI's regression check: the tiny default against fixtures/golden/tiny_run.json, through the CLI."""
+    run_dir, _ = tiny_run
+    result = _cli("evaluate", "--run-dir", str(run_dir), "--against", str(ROOT / "fixtures" / "golden" / "tiny_run.json"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "no significant regression" in result.stdout
+
+
+def test_golden_check_fails_on_a_real_regression(tmp_path):
+    """The same check exits 1 when a variant loses its END lines (the golden result edited by hand)."""
+    golden = json.loads((ROOT / "fixtures" / "golden" / "tiny_run.json").read_text())
+    worse = json.loads(json.dumps(golden))
+    for row in worse["items"]:
+        row["outcomes"]["sft"]["criteria"]["stopped_with_end"] = False
+    worse["rates"]["sft"]["stopped_with_end"].update(successes=0, rate=0.0, low=0.0, high=0.02)
+    (tmp_path / "worse.json").write_text(json.dumps(worse))
+    from stage1.golden import compare_files
+
+    regressions = compare_files(tmp_path / "worse.json", ROOT / "fixtures" / "golden" / "tiny_run.json")
+    assert [(r.variant, r.criterion) for r in regressions] == [("sft", "stopped_with_end")]
