@@ -224,7 +224,7 @@ def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
     """Fill values that one setting decides for several sections, unless a section sets its own.
 
     ``run.seed`` becomes the seed of every stage that has one, so ``--set run.seed=7`` changes the
-    whole run; ``pairs.max_length`` follows ``dpo.max_length``, so no pair is kept that DPO would
+    whole run; ``run.generation_backend`` chooses evaluation's backend too; ``pairs.max_length`` follows ``dpo.max_length``, so no pair is kept that DPO would
     have to cut.
     """
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
@@ -232,6 +232,9 @@ def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
         values = data.setdefault(section, {})
         if isinstance(values, dict):
             values.setdefault("seed", run_seed)
+    run_section = data.get("run") if isinstance(data.get("run"), dict) else {}
+    if isinstance(data["eval"], dict) and "generation_backend" in run_section:
+        data["eval"].setdefault("backend", run_section["generation_backend"])
     dpo, pairs = data.get("dpo"), data.get("pairs")
     if isinstance(dpo, dict) and isinstance(pairs, dict) and isinstance(dpo.get("max_length"), int):
         pairs.setdefault("max_length", dpo["max_length"])
