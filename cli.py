@@ -55,7 +55,8 @@ def _prepare_run(args: argparse.Namespace, console):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stage1.console import StageDisplay, rich_training_callback
+    from stage1 import progress
+    from stage1.console import RichProgressListener, StageDisplay, rich_training_callback
     from stage1.pipeline import run_pipeline
 
     console = _console()
@@ -63,7 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     display = StageDisplay(console)
     only = tuple(args.only) if getattr(args, "only", None) else None
     callbacks = (rich_training_callback(console),)
-    run_pipeline(config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks)
+    with progress.listening(RichProgressListener(console)):
+        run_pipeline(config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks)
     console.print(display.summary())
     _print_evaluation(console, run_dir)
     return 0

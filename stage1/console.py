@@ -155,3 +155,51 @@ def rich_training_callback(console: Console):
                 self.live = None
 
     return RichTraining()
+
+
+class RichProgressListener:
+    """Draws ``stage1.progress`` reports as rich progress bars (rate and ETA), one per running task.
+
+    When another live display is already on screen (the training table, whose sample generations
+    also report progress), the report is skipped rather than fighting for the terminal.
+    """
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = None
+        self.tasks: dict[str, tuple[int, int]] = {}  # name -> (rich task id, total)
+
+    def __call__(self, task: str, advance: int, total: int) -> None:
+        from rich.errors import LiveError
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+            )
+            try:
+                self.progress.start()
+            except LiveError:
+                self.progress = None
+                return
+        if task not in self.tasks or self.tasks[task][1] != total:
+            if task in self.tasks:
+                self.progress.remove_task(self.tasks[task][0])
+            self.tasks[task] = (self.progress.add_task(task, total=total), total)
+        task_id = self.tasks[task][0]
+        self.progress.advance(task_id, advance)
+        if self.progress.tasks[self.progress.task_ids.index(task_id)].finished:
+            self.progress.remove_task(task_id)
+            del self.tasks[task]
+        if not self.tasks:
+            self.progress.stop()
+            self.progress = None

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stage1 import progress
 from stage1.errors import ConfigError
 from stage1.format import STOP_EOS, STOP_STRINGS, parse_completion, render_example, render_prompt
 from stage1.masking import encode_text
@@ -279,6 +280,7 @@ class TransformersBackend:
             generations = self.generate_batch([prompts[i] for i in batch], settings, [row_seeds[i] for i in batch])
             for index, generation in zip(batch, generations):
                 results[index] = generation
+            progress.report("generating", len(batch), len(prompts))
         return [result for result in results if result is not None]
 
     def _decode(self, ids: list[int]) -> str:
