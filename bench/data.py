@@ -23,6 +23,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.table import Row, print_table, row, write_json
 
@@ -92,8 +93,8 @@ def streaming_peak_mib(count: int) -> float:
     return peak / 2**20
 
 
-def run(count: int = 100_000) -> dict[str, float]:
-    """Measure, print the table, and return the figures."""
+def run(count: int = 100_000) -> dict[str, Any]:
+    """Measure, print the table, and return the figures (with the table rows under ``rows``)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from stage1.tiny import build_qwen2_tokenizer
 
@@ -123,7 +124,7 @@ def run(count: int = 100_000) -> dict[str, float]:
     ]
     print_table(rows, "negatives and pairs at scale (one process, one core)")
     write_json(rows, RESULTS)
-    return results
+    return {**results, "rows": [r.to_dict() for r in rows]}
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.table import Row, print_table, row
 
@@ -84,8 +85,8 @@ def summary_seconds(num_items: int = 300, samples: int = 1000) -> float:
     return time.perf_counter() - started
 
 
-def run() -> dict[str, float]:
-    """Measure everything; returns ``{metric: value}``."""
+def run() -> dict[str, Any]:
+    """Measure everything; returns ``{metric: value}`` and the table rows under ``rows``."""
     from stage1.eval_settings import EvalSettings
     from stage1.tiny import build_tiny_qwen
 
@@ -103,7 +104,7 @@ def run() -> dict[str, float]:
             "one_variant_subprocess_s": one_variant_seconds(model_dir, items_path, folder / "eval-b", in_process=False),
             "summary_300_items_5_variants_s": summary_seconds(),
         }
-    return results
+    return {**results, "rows": [r.to_dict() for r in rows(results)]}
 
 
 def rows(results: dict[str, float]) -> list[Row]:
@@ -120,4 +121,5 @@ if __name__ == "__main__":
     from stage1.eval_settings import EvalSettings
 
     measured = run()
-    print_table(rows(measured), f"evaluation on the tiny model ({NUM_ITEMS} items, max_new_tokens={EvalSettings().max_new_tokens})")
+    print_table([Row(**r) for r in measured["rows"]],
+                f"evaluation on the tiny model ({NUM_ITEMS} items, max_new_tokens={EvalSettings().max_new_tokens})")

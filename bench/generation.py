@@ -44,7 +44,7 @@ def tokens_per_second(backend, prompts: list[str], batch_size: int, max_new_toke
 
 
 def run(prompts: int = 32, max_new_tokens: int = 32, threads: int | None = None) -> dict[str, float]:
-    """Measure, print the table, and return the figures."""
+    """Measure, print the table, and return the figures (with the table rows under ``rows``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -82,7 +82,7 @@ def run(prompts: int = 32, max_new_tokens: int = 32, threads: int | None = None)
     ]
     print_table(rows, "tiny-model generation throughput (TransformersBackend, greedy, float32)")
     write_json(rows, RESULTS)
-    return results
+    return {**results, "rows": [r.to_dict() for r in rows]}
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ from pathlib import Path
 class Row:
     benchmark: str
     metric: str
-    value: float
+    value: float | None  # None: not measured here (``note`` says why)
     unit: str
     target: str = ""  # e.g. ">= 5", "< 300"; empty when the figure is reported without a target
-    ok: bool | None = None  # None when there is no target
+    ok: bool | None = None  # None when there is no target, or when nothing was measured
+    note: str = ""  # why there is no value (value None, e.g. "not measured (no GPU)"), or a remark on it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -30,8 +31,13 @@ def check(value: float, target: str) -> bool | None:
     return {"<": value < limit, "<=": value <= limit, ">": value > limit, ">=": value >= limit}[op]
 
 
-def row(benchmark: str, metric: str, value: float, unit: str, target: str = "") -> Row:
-    return Row(benchmark, metric, round(float(value), 4), unit, target, check(value, target))
+def row(benchmark: str, metric: str, value: float, unit: str, target: str = "", note: str = "") -> Row:
+    return Row(benchmark, metric, round(float(value), 4), unit, target, check(value, target), note)
+
+
+def unmeasured(benchmark: str, metric: str, unit: str, note: str, target: str = "") -> Row:
+    """A row for a figure that could not be measured here, saying why."""
+    return Row(benchmark, metric, None, unit, target, None, note)
 
 
 def print_table(rows: list[Row], title: str = "stage1 benchmarks") -> None:
@@ -39,11 +45,14 @@ def print_table(rows: list[Row], title: str = "stage1 benchmarks") -> None:
     from rich.table import Table
 
     table = Table(title=f"{title} ({platform.machine()}, {platform.python_version()})")
-    for column in ("benchmark", "metric", "value", "unit", "target", "ok"):
+    notes = any(item.note and item.value is not None for item in rows)
+    for column in ("benchmark", "metric", "value", "unit", "target", "ok", *(("note",) if notes else ())):
         table.add_column(column, justify="right" if column == "value" else "left")
     for item in rows:
         verdict = "" if item.ok is None else ("[green]yes[/]" if item.ok else "[red]no[/]")
-        table.add_row(item.benchmark, item.metric, f"{item.value:g}", item.unit, item.target, verdict)
+        value = (item.note or "—") if item.value is None else f"{item.value:g}"
+        extra = (item.note if item.value is not None else "",) if notes else ()
+        table.add_row(item.benchmark, item.metric, value, item.unit, item.target, verdict, *extra)
     Console().print(table)
 
 
