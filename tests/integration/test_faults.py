@@ -39,12 +39,17 @@ pytestmark = pytest.mark.slow
 
 def cli(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    handle = open(log, "ab")  # noqa: SIM115 - the child owns it; closed when this test's process ends
-    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=handle, stderr=handle, env=env)
+    with open(log, "ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=handle, stderr=handle, env=env)
 
 
 def finish(process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    assert process.wait(timeout=timeout) == 0, log.read_text(errors="replace")[-3000:]
+    try:
+        status = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"still running after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+    assert status == 0, log.read_text(errors="replace")[-3000:]
 
 
 def wait_until(condition, process: subprocess.Popen, log: Path, what: str, timeout: float = 90) -> None:
