@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from stage1 import progress
 from stage1.errors import InputError
 from stage1.generation import Generation, GenerationSettings
 from stage1.manifest import config_hash
@@ -252,14 +253,14 @@ def generate_with_journal(
     reused = sum(1 for key in keys if key in journal.done)
     generated = batches = 0
     for batch in plan:
-        if all(keys[i] in journal.done for i in batch):
-            continue
-        backend = backend or make_backend()
-        outputs = backend.generate_batch([prompts[i] for i in batch], settings, [seeds[i] for i in batch])
-        new_rows = [(keys[i], g) for i, g in zip(batch, outputs, strict=True) if keys[i] not in journal.done]
-        journal.append(new_rows)
-        generated += len(new_rows)
-        batches += 1
+        if not all(keys[i] in journal.done for i in batch):
+            backend = backend or make_backend()
+            outputs = backend.generate_batch([prompts[i] for i in batch], settings, [seeds[i] for i in batch])
+            new_rows = [(keys[i], g) for i, g in zip(batch, outputs, strict=True) if keys[i] not in journal.done]
+            journal.append(new_rows)
+            generated += len(new_rows)
+            batches += 1
+        progress.report("generating", len(batch), len(prompts))
     return [journal.done[key] for key in keys], {"reused": reused, "generated": generated, "batches": batches}
 
 

@@ -218,6 +218,17 @@ def test_a_partly_journalled_batch_is_decoded_whole_and_only_its_missing_rows_ap
     assert counts["reused"] == 1 and counts["generated"] == 9
 
 
+def test_progress_counts_every_row_once_reused_or_generated(tmp_path):
+    from stage1 import progress
+
+    with pytest.raises(Crash):
+        run(tmp_path / JOURNAL_NAME, [], crash_after=2)
+    reports = []
+    with progress.listening(lambda task, advance, total: reports.append((task, advance, total))):
+        run(tmp_path / JOURNAL_NAME, [])
+    assert reports == [("generating", len(batch), len(KEYS)) for batch in PLAN]
+
+
 def test_nothing_is_loaded_when_every_batch_is_journalled(tmp_path):
     path = tmp_path / JOURNAL_NAME
     (reference, _), _ = run(path, [])
