@@ -1,6 +1,6 @@
 """The evaluation stage on the tiny model: base against a briefly SFT-trained and merged model.
 
-One SFT run (20 steps) and one merge are shared by the module; every evaluation uses 13 items and
+The session's shared tiny SFT run (20 steps) and merge are reused; every evaluation uses 13 items and
 short generations, so the module stays well under a minute on two cores.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from stage1.errors import GateError, InputError, LineageError
 from stage1.evaluate import EvalSettings, VariantSpec, run_evaluate
-from tests.integration.tiny_training import LORA_ARGS, SFT_ROWS, SFT_TRAIN_ARGS, write_sft_rows
+from tests.integration.tiny_training import SFT_ROWS, merged_run, sft_run, train_file
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = ROOT / "fixtures" / "golden" / "items.jsonl"
@@ -26,18 +26,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
-    """<run>/model, <run>/sft_data/train.jsonl, <run>/sft/adapter and <run>/merged, as the pipeline lays them out."""
-    from stage1.merge import run_merge
-    from stage1.train_settings import TrainingSettings
-    from stage1.train_sft import run_train_sft
-
+    """<run>/model, <run>/sft_data/train.jsonl, <run>/sft/adapter and <run>/merged, as the pipeline lays
+    them out, copied from the session's shared tiny SFT run and merge (tests/integration/tiny_training.py)."""
+    sft = sft_run(tiny_model_dir, tmp_path_factory)
+    merged = merged_run(tiny_model_dir, tmp_path_factory)
     run = tmp_path_factory.mktemp("eval-run")
     shutil.copytree(tiny_model_dir, run / "model")
-    train = write_sft_rows(run / "sft_data" / "train.jsonl")
-    args = {**SFT_TRAIN_ARGS, "max_steps": 20, "learning_rate": 1e-2, "save_steps": 1000}
-    run_train_sft(TrainingSettings(), model_dir=run / "model", train_path=train, out_dir=run / "sft", sft_args=args,
-                  lora_args=LORA_ARGS, seed=0)
-    run_merge(TrainingSettings(), model_dir=run / "model", adapter_dir=run / "sft" / "adapter", out_dir=run / "merged")
+    shutil.copytree(train_file(sft).parent, run / "sft_data")
+    shutil.copytree(sft, run / "sft")
+    shutil.copytree(merged, run / "merged")
     return run
 
 
