@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stage1.errors import ConfigError, LineageError, Stage1Error
+from stage1.errors import LineageError, Stage1Error
 from stage1.eval_items import EvalItem, EvalResponse
 from stage1.eval_settings import VariantSpec
 from stage1.format import render_prompt
@@ -39,7 +39,6 @@ from stage1.storage import atomic_write_json
 CHILD_STDERR_TAIL = 4000
 PARENT_PID_ENV = "STAGE1_EVAL_PARENT_PID"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # ranks a vLLM engine can be sized for
 
 
 def prompt_for(spec: VariantSpec, item: EvalItem) -> str:
@@ -117,25 +116,6 @@ def responses_from_backend(spec: VariantSpec, items: list[EvalItem], backend, se
     ]
 
 
-def vllm_engine_args(quantization: str, dtype: str, seed: int, lora_rank: int | None) -> dict[str, Any]:
-    """vLLM engine arguments for a variant: the same weights precision as the transformers path.
-
-    Raises:
-        ConfigError: int8 (vLLM quantises in flight to 4-bit only), or a LoRA rank above 512.
-    """
-    if quantization == "int8":
-        raise ConfigError("vLLM cannot quantise to int8 in flight", field="eval.backend", hint="use eval.backend: transformers for int8")
-    args: dict[str, Any] = {"dtype": dtype, "seed": seed}
-    if quantization == "nf4":
-        args["quantization"] = "bitsandbytes"
-    if lora_rank is not None:
-        fitting = [rank for rank in VLLM_LORA_RANKS if rank >= lora_rank]
-        if not fitting:
-            raise ConfigError(f"LoRA rank {lora_rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})", field="lora.r")
-        args.update(enable_lora=True, max_lora_rank=fitting[0], max_loras=1)
-    return args
-
-
 def load_vllm_variant(spec: VariantSpec, *, dtype: str, seed: int, parent_hash: str | None):
     """A vLLM backend for one variant, after the lineage check ``load_adapter`` makes.
 
@@ -143,7 +123,7 @@ def load_vllm_variant(spec: VariantSpec, *, dtype: str, seed: int, parent_hash: 
         LineageError: the adapter has no lineage, or was made from other weights.
         ConfigError: see ``vllm_engine_args``.
     """
-    from stage1.generation import VLLMBackend
+    from stage1.generation import VLLMBackend, vllm_engine_args
     from stage1.lineage import check_parent, read_lineage
     from stage1.models import load_tokenizer
 

@@ -314,6 +314,31 @@ class TransformersBackend:
 
 # ---------------------------------------------------------------- vLLM backend (optional)
 
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # ranks a vLLM engine can be sized for
+
+
+def vllm_engine_args(quantization: str, dtype: str, seed: int, lora_rank: int | None, field: str = "eval.backend") -> dict[str, Any]:
+    """vLLM engine arguments that hold the weights as the transformers path would (pure).
+
+    Args:
+        lora_rank: the adapter's rank when requests run through one (sizes the engine's LoRA slots).
+        field: the setting named in an error (which stage chose vLLM).
+
+    Raises:
+        ConfigError: int8 (vLLM quantises in flight to 4-bit only), or a LoRA rank above 512.
+    """
+    if quantization == "int8":
+        raise ConfigError("vLLM cannot quantise to int8 in flight", field=field, hint=f"set {field}: transformers for int8")
+    args: dict[str, Any] = {"dtype": dtype, "seed": seed}
+    if quantization == "nf4":
+        args["quantization"] = "bitsandbytes"
+    if lora_rank is not None:
+        fitting = [rank for rank in VLLM_LORA_RANKS if rank >= lora_rank]
+        if not fitting:
+            raise ConfigError(f"LoRA rank {lora_rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})", field="lora.r")
+        args.update(enable_lora=True, max_lora_rank=fitting[0], max_loras=1)
+    return args
+
 
 class VLLMBackend:
     """The same interface on vLLM (install ``stage1[vllm]``, needs CUDA)."""

@@ -195,11 +195,12 @@ def _generate(
     loaded: list[Any] = []
 
     def make_backend() -> Any:
-        from stage1.generation import TransformersBackend, VLLMBackend
+        from stage1.generation import TransformersBackend, VLLMBackend, vllm_engine_args
         from stage1.models import load_model
 
         if backend_name == "vllm":
-            return VLLMBackend(str(model_dir), tokenizer, seed=settings.seed)
+            engine = vllm_engine_args(settings.quantization, settings.dtype, settings.seed, None, field="run.generation_backend")
+            return VLLMBackend(str(model_dir), tokenizer, **engine)
         model = load_model(model_dir, quantization=settings.quantization, dtype=settings.dtype, device_map=settings.device_map)
         model.eval()
         loaded.append(model)

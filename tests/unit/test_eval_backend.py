@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from stage1.errors import ConfigError, LineageError
-from stage1.eval_runner import load_vllm_variant, vllm_engine_args
+from stage1.eval_runner import load_vllm_variant
 from stage1.eval_settings import EvalSettings, VariantSpec
 from stage1.evaluate import _job
+from stage1.generation import vllm_engine_args
 
 
 def test_the_backend_defaults_to_transformers_and_is_a_checked_choice():
@@ -62,8 +63,12 @@ def test_vllm_engine_args_keep_the_training_precision_and_fit_the_adapter(quanti
 
 
 def test_vllm_engine_args_refuse_what_vllm_cannot_do():
-    with pytest.raises(ConfigError, match="int8"):
+    with pytest.raises(ConfigError, match="int8") as raised:
         vllm_engine_args("int8", "bfloat16", 0, None)
+    assert raised.value.field == "eval.backend"
+    with pytest.raises(ConfigError) as raised:
+        vllm_engine_args("int8", "bfloat16", 0, None, field="run.generation_backend")
+    assert raised.value.field == "run.generation_backend", "the error names the setting that chose vLLM"
     with pytest.raises(ConfigError, match="rank 600"):
         vllm_engine_args("none", "bfloat16", 0, 600)
 
