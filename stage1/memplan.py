@@ -357,7 +357,7 @@ def generation_workloads(config, training) -> tuple[GenerationWorkload, ...]:
     works.append(GenerationWorkload(
         stage="eval", quantization=training.quantization, dtype=getattr(evaluation, "dtype", training.dtype),
         batch_size=int(getattr(evaluation, "batch_size", 8) or 8), total_tokens=int(getattr(evaluation, "max_new_tokens", 256) or 256) + 512,
-        backend=getattr(getattr(config, "run", None), "generation_backend", "transformers"),
+        backend=getattr(evaluation, "backend", None) or getattr(getattr(config, "run", None), "generation_backend", "transformers"),
     ))
     return tuple(works)
 
