@@ -198,14 +198,28 @@ def passthrough_fields(section: str) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(_load_class(module, name)) if f.init}
 
 
+def _stage_owned_keys(section: str) -> dict[str, str]:
+    """Keys of a passthrough section that the training stage sets itself (so they are refused here,
+    before any stage runs, instead of when training starts), with the setting to use instead."""
+    if section == "lora":
+        from stage1.lora import LORA_OWNED
+
+        return {key: "the training stage sets it" for key in LORA_OWNED}
+    from stage1.trainer_config import OWNED_KEYS
+
+    return dict(OWNED_KEYS)
+
+
 def _check_passthrough(section: str, values: dict[str, Any], source: str | None, lines: dict[str, int]) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError("expected a mapping", path=source, line=lines.get(section), field=section)
     known = passthrough_fields(section)
     for key, value in values.items():
         dotted = f"{section}.{key}"
-        if key in PIPELINE_OWNED_KEYS:
-            raise ConfigError("is set by the pipeline", path=source, line=lines.get(dotted), field=dotted, hint="remove it")
+        owned = _stage_owned_keys(section)
+        if key in PIPELINE_OWNED_KEYS or key in owned:
+            hint = owned.get(key) or "remove it"
+            raise ConfigError("is set by the pipeline", path=source, line=lines.get(dotted), field=dotted, hint=hint)
         if key not in known:
             error = unknown_key_error(key, known, section, source)
             error.line = lines.get(dotted)

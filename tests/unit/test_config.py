@@ -81,3 +81,13 @@ def test_overrides_are_parsed_not_evaluated():
 def test_missing_preset_is_a_config_error():
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("no-such-preset")
+
+
+def test_keys_the_training_stage_owns_are_refused_at_load(tmp_path):
+    """`sft.seed` would be overwritten by run.seed at training time: refused when the config is read."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, "sft:\n  seed: 3\n"))
+    assert caught.value.field == "sft.seed" and caught.value.line == 2
+    assert "run.seed" in str(caught.value)
+    with pytest.raises(ConfigError, match="lora.task_type"):
+        load_config(_write(tmp_path, "lora:\n  task_type: SEQ_CLS\n"))
