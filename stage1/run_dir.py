@@ -33,6 +33,10 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
+        if int(os.environ.get("RANK", "0")) != 0:
+            # Under `accelerate launch`/torchrun every process runs the same command; the main
+            # process (rank 0) holds the lock for all of them.
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

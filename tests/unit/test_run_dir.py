@@ -90,3 +90,15 @@ def test_resume_skips_a_checkpoint_torn_by_a_kill(tmp_path):
     (tmp_path / "checkpoint-16").mkdir()
     (tmp_path / "checkpoint-16" / "trainer_state.json").write_text('{"global_step": 16}')
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-16"
+
+
+def test_only_the_main_process_of_a_distributed_launch_takes_the_lock(tmp_path, monkeypatch):
+    """Under accelerate/torchrun all ranks run the same command; rank 0 holds the lock for them."""
+    with RunLock(tmp_path):
+        monkeypatch.setenv("RANK", "1")
+        with RunLock(tmp_path):  # a worker rank does not contend with its own main process
+            pass
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(RunLockedError):
+            with RunLock(tmp_path):
+                pass
