@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from pathlib import Path
 
 DEFAULT_RUN_DIR = Path("runs/tiny")
+MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
 STAGE_COMMANDS = {
     "sft-data": "sft_data",
     "train-sft": "sft",
@@ -49,6 +51,27 @@ def _prepare_run(args: argparse.Namespace, console):
     preflight(config)
     setup_logging(console, inside_run_dir(run_dir, config.run.log_file, "run.log_file"), args.debug)
     return config, run_dir
+
+
+def check_process_count(command: str, environ: dict[str, str]) -> None:
+    """Refuse a non-training command launched as several processes (``accelerate launch``, torchrun).
+
+    Every process would run the whole command: data stages and evaluation repeated on every rank,
+    each one rewriting the same files. Only the training stages share work across processes.
+
+    Raises:
+        ConfigError: ``WORLD_SIZE`` is above 1 and ``command`` is not a training command.
+    """
+    from stage1.errors import ConfigError
+
+    processes = int(environ.get("WORLD_SIZE", "1") or "1")
+    if processes > 1 and command not in MULTI_PROCESS_COMMANDS:
+        raise ConfigError(
+            f"`{command}` was launched as {processes} processes; only {' and '.join(MULTI_PROCESS_COMMANDS)} "
+            f"run under accelerate launch / torchrun",
+            field="WORLD_SIZE",
+            hint=f"run `python cli.py {command} ...` as one process, and launch only the training commands with accelerate",
+        )
 
 
 # ---------------------------------------------------------------- commands
@@ -306,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     from stage1.format import FormatError
 
     try:
+        check_process_count(args.command, dict(os.environ))
         return args.handler(args)
     except (Stage1Error, FormatError) as error:
         if args.debug:
