@@ -17,6 +17,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 EXACT_MCNEMAR_BELOW = 25  # fewer discordant pairs than this: exact binomial test
 
@@ -151,6 +152,9 @@ def benjamini_hochberg(pvalues: Sequence[float], q: float) -> tuple[list[bool], 
     p_(k) <= k·q/m, including ranks below k whose own p exceeded their threshold (step-up, not a
     per-rank test).
 
+    ``p·m/j`` is computed exactly (``Fraction``) and rounded once: in floats, ``0.05 * 6 / 6`` is
+    ``0.05000000000000001``, which would turn a p-value equal to ``q`` into a non-rejection.
+
     Raises:
         ValueError: a p-value outside [0, 1] or ``q`` outside (0, 1].
     """
@@ -162,11 +166,11 @@ def benjamini_hochberg(pvalues: Sequence[float], q: float) -> tuple[list[bool], 
     m = len(pvalues)
     order = sorted(range(m), key=lambda i: pvalues[i])
     adjusted = [1.0] * m
-    running = 1.0
+    running = Fraction(1)
     for rank in range(m, 0, -1):
         index = order[rank - 1]
-        running = min(running, pvalues[index] * m / rank)
-        adjusted[index] = running
+        running = min(running, Fraction(pvalues[index]) * m / rank)
+        adjusted[index] = float(running)
     return [is_significant(value, q) for value in adjusted], adjusted
 
 

@@ -165,6 +165,14 @@ def test_bh_threshold_is_inclusive():
     assert is_significant(0.05, 0.05) and not is_significant(0.0500001, 0.05)
 
 
+@pytest.mark.parametrize("m", [2, 3, 6, 7, 10])
+@pytest.mark.parametrize("q", [0.05, 0.1, 0.2])
+def test_bh_p_values_equal_to_q_are_rejected_whatever_the_family_size(m, q):
+    """Floating point must not break inclusivity: 0.05 * 6 / 6 is 0.05000000000000001 in floats."""
+    rejected, adjusted = benjamini_hochberg([q] * m, q)
+    assert rejected == [True] * m and adjusted == [q] * m
+
+
 def test_bh_empty_family():
     assert benjamini_hochberg([], 0.05) == ([], [])
 
@@ -199,12 +207,9 @@ def test_bh_adjusted_values_are_monotone_and_match_the_step_up_rule(pvalues, q):
         assert adjusted[earlier] <= adjusted[later]
     assert all(p <= a + 1e-12 and a <= 1.0 for p, a in zip(pvalues, adjusted))
     m = len(pvalues)
-    passing = [pvalues[i] for k, i in enumerate(ranked, start=1) if pvalues[i] <= k * q / m]
+    passing = [pvalues[i] for k, i in enumerate(ranked, start=1) if Fraction(pvalues[i]) * m <= k * Fraction(q)]
     cutoff = max(passing) if passing else -1.0
-    expected = [p <= cutoff for p in pvalues]
-    # Only floating-point ties at the boundary may differ between the two formulations.
-    mismatches = [i for i in range(m) if expected[i] != rejected[i] and not math.isclose(adjusted[i], q, rel_tol=1e-9)]
-    assert not mismatches
+    assert rejected == [p <= cutoff for p in pvalues]
 
 
 # ---------------------------------------------------------------- Cohen's h
