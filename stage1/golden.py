@@ -13,7 +13,8 @@ Tolerances (``GoldenTolerance``): paired McNemar ``p <= alpha`` (0.01) **and** a
 ``min_drop`` (5 points) when item ids match; otherwise the two Wilson intervals must not overlap
 (current high < golden low) **and** the drop is at least ``min_drop``. Greedy decoding on another
 GPU or library version flips a few items both ways: that is neither significant nor large. A
-criterion the golden result has and the new one lacks is a regression (the check fails closed).
+criterion the golden result has and the new one lacks is a regression (the check fails closed),
+and so is a golden result with no evidence at all (no variant and criterion with an item).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from stage1.stats import is_significant, mcnemar
 from stage1.storage import atomic_write_json, atomic_write_jsonl, iter_jsonl
 
 MIN_PAIRED_OVERLAP = 0.5  # share of the golden items that must be present for a paired test
+RATE_EPSILON = 1e-9  # rates are ratios of counts: 0.15 - 0.10 is 0.04999999999999999 in floats
+
+
+def large_enough(drop: float, min_drop: float) -> bool:
+    """Whether a drop in rate reaches ``min_drop`` (inclusive), read through float rounding."""
+    return drop + RATE_EPSILON >= min_drop
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ def _paired(variant: str, criterion: str, golden: dict, current: dict, tolerance
     golden_rate, current_rate = sum(before) / len(ids), sum(after) / len(ids)
     test = mcnemar(n01, n10)
     drop = golden_rate - current_rate
-    if n10 > n01 and is_significant(test.p_value, tolerance.alpha) and drop >= tolerance.min_drop:
+    if n10 > n01 and is_significant(test.p_value, tolerance.alpha) and large_enough(drop, tolerance.min_drop):
         detail = f"paired on {len(ids)} items: {n10} lost, {n01} gained, McNemar p={test.p_value:.3g} ({test.method})"
         return Regression(variant, criterion, "mcnemar", golden_rate, current_rate, test.p_value, len(ids), detail)
     return None
@@ -90,7 +97,7 @@ def _unpaired(variant: str, criterion: str, golden: dict, current: dict, toleran
     if golden["rate"] is None:
         return None
     drop = golden["rate"] - current["rate"]
-    if current["high"] < golden["low"] and drop >= tolerance.min_drop:
+    if current["high"] < golden["low"] and large_enough(drop, tolerance.min_drop):
         detail = (
             f"intervals apart: current [{current['low']:.3f}, {current['high']:.3f}] "
             f"below golden [{golden['low']:.3f}, {golden['high']:.3f}]"
@@ -110,6 +117,8 @@ def compare_to_golden(results: dict[str, Any], golden: dict[str, Any], tolerance
     again; otherwise Wilson-interval separation. A variant or criterion with evidence in the
     golden results but none in ``results`` is reported as a ``missing`` regression.
     """
+    if not has_evidence(golden):
+        return [_missing("(all)", "(all)", None, "the golden result holds no variant and criterion with an item")]
     golden_verdicts = verdicts_from_results(golden)
     current_verdicts = verdicts_from_results(results)
     regressions: list[Regression] = []
@@ -137,15 +146,31 @@ def compare_to_golden(results: dict[str, Any], golden: dict[str, Any], tolerance
     return regressions
 
 
+def has_evidence(golden: dict[str, Any]) -> bool:
+    """Whether any (variant, criterion) of a results dict was scored on at least one item."""
+    rates = golden.get("rates")
+    cells = [cell for by_criterion in (rates.values() if isinstance(rates, dict) else ()) if isinstance(by_criterion, dict) for cell in by_criterion.values()]
+    return any(isinstance(cell, dict) and isinstance(cell.get("n"), int) and cell["n"] > 0 for cell in cells)
+
+
 def compare_files(results_path: str | Path, golden_path: str | Path, tolerance: GoldenTolerance = GoldenTolerance()) -> list[Regression]:
     """``compare_to_golden`` on two ``results.json`` files.
 
     Raises:
-        InputError: either file is missing or not a JSON object.
+        InputError: either file is missing or not a JSON object, or the golden file holds no
+            evidence (a check against nothing would pass whatever the results).
     """
+    from stage1.errors import InputError
     from stage1.report import load_results
 
-    return compare_to_golden(load_results(results_path), load_results(golden_path), tolerance)
+    results = load_results(results_path)
+    golden = load_results(golden_path)
+    if not has_evidence(golden):
+        raise InputError(
+            "no variant and criterion with an evaluated item: a check against it would pass anything",
+            path=golden_path, field="rates", hint="save a golden result from a real evaluation with --save-golden",
+        )
+    return compare_to_golden(results, golden, tolerance)
 
 
 # ---------------------------------------------------------------- scoring fixtures

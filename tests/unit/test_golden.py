@@ -18,6 +18,7 @@ from stage1.golden import (
     GoldenTolerance,
     compare_files,
     compare_to_golden,
+    large_enough,
     read_fixture_expectations,
     score_fixture,
 )
@@ -161,9 +162,47 @@ def test_missing_evidence_fails_closed():
 
 
 def test_criteria_without_golden_evidence_are_not_compared():
-    golden = results_for({"sft": {"follows_constraint": [None] * 10}})
-    current = results_for({"sft": {"follows_constraint": [False] * 10}})
+    ends = [True] * 10
+    golden = results_for({"sft": {"follows_constraint": [None] * 10, "stopped_with_end": ends}})
+    current = results_for({"sft": {"follows_constraint": [False] * 10, "stopped_with_end": ends}})
     assert compare_to_golden(current, golden) == []
+
+
+@pytest.mark.parametrize("golden", [
+    {"criteria": [], "variants": [], "rates": {}},
+    results_for({"sft": {"follows_constraint": [None] * 10}}),
+])
+def test_a_golden_result_without_evidence_fails_closed(golden):
+    current = results_for({"sft": {"follows_constraint": [False] * 10}})
+    assert [(r.variant, r.method) for r in compare_to_golden(current, golden)] == [("(all)", "missing")]
+
+
+def test_compare_files_refuses_a_golden_file_without_evidence(tmp_path):
+    (tmp_path / "golden.json").write_text(json.dumps({"criteria": [], "rates": {}}))
+    (tmp_path / "results.json").write_text(json.dumps(results_for({"sft": {"stopped_with_end": GOLDEN_SFT}})))
+    with pytest.raises(InputError, match=r"golden.json: field 'rates': no variant and criterion with an evaluated item"):
+        compare_files(tmp_path / "results.json", tmp_path / "golden.json")
+
+
+@pytest.mark.parametrize("golden_passes", [150, 500, 900, 1000])
+def test_a_drop_of_exactly_min_drop_counts_whatever_the_rates(golden_passes):
+    """50 of 1000 items lost is a 5-point drop; float subtraction must not make it 4.999... points."""
+    golden_values = [True] * golden_passes + [False] * (1000 - golden_passes)
+    golden = results_for({"sft": {"not_degenerate": golden_values}})
+    current = results_for({"sft": {"not_degenerate": flipped(golden_values, lose=50, gain=0)}})
+    assert [r.method for r in compare_to_golden(current, golden)] == ["mcnemar"]
+
+
+def test_large_enough_reads_drops_through_float_rounding():
+    assert 0.15 - 0.10 < 0.05 and large_enough(0.15 - 0.10, 0.05)
+    assert large_enough(0.9 - 0.85, 0.05) and large_enough(0.3, 0.05)
+    assert not large_enough(0.049, 0.05) and not large_enough(0.0, 0.05)
+
+
+def test_an_exact_min_drop_with_separate_intervals_is_an_unpaired_regression():
+    golden = results_for({"sft": {"not_degenerate": [True] * 150 + [False] * 850}}, with_items=False)
+    current = results_for({"sft": {"not_degenerate": [True] * 100 + [False] * 900}}, with_items=False)
+    assert [r.method for r in compare_to_golden(current, golden)] == ["interval"]
 
 
 def test_compare_files(tmp_path):
