@@ -12,7 +12,11 @@ Policies, defined here once:
   criterion can be passed by writing nothing, and content criteria are satisfied by a correct
   answer of any length.
 - **Matching is whole-word on normalised text** (``normalise_for_matching``): 'how' is not found
-  in 'show', '4' is not found in '14' or '4.5'.
+  in 'show', '4' is not found in '14' or '4.5', '5' is not found in '-5', 'C' not in 'C#' or 'C++'.
+- **A yes/no question is answered by its first word**: for a reference of "yes" or "no",
+  ``factually_correct`` reads the leading yes/no, never a "yes" or "no" further on (the
+  instructions themselves say "Answer yes or no"). An answer that does not start with yes or no
+  ("Cats do not lay eggs.") is not scored correct: negation is not read.
 
 Pure: strings and records only.
 """
@@ -32,6 +36,12 @@ Verdict = bool | None
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
+_SIGN = re.compile(r"(?<![\w\u00b7])[-\u2212](?=\d)")  # a minus sign, not a hyphen in '3-5' or 'well-known'
+_SHARP = re.compile(r"(?<=\w)#")  # C#, F#
+_PLUS_PLUS = re.compile(r"(?<=\w)\+\+")  # C++
+# Marks that stand for the kept symbols: not word characters, so no word can contain them by chance.
+_KEPT = {"decimal": "\u00b7", "sign": "\u207b", "sharp": "\u266f", "plus": "\u2295"}
+_SEPARATOR = re.compile("[^\\w" + "".join(_KEPT.values()) + "]+|_")
 _WORD = re.compile(r"[^\W_]+(?:['’.-][^\W_]+)*")
 
 
@@ -43,14 +53,18 @@ def strip_accents(text: str) -> str:
 def normalise_for_matching(text: str) -> str:
     """Casefolded, accent-free words separated by single spaces; thousands separators dropped.
 
-    A decimal point between digits is kept (as ``·``) so ``4.5`` stays one token distinct from
-    ``4`` and ``5``. Non-Latin letters are kept through NFKD; only combining marks are removed.
+    Symbols that change what a token means are kept as marks: a decimal point between digits
+    (``4.5`` is not ``4`` and ``5``), a minus sign before a number (``-5`` is not ``5``), and ``#``
+    or ``++`` after a word (``C#`` and ``C++`` are not ``C``). Non-Latin letters are kept through
+    NFKD; only combining marks are removed.
     """
     text = strip_accents(text).casefold()
     text = _THOUSANDS.sub("", text)
-    text = _DECIMAL_POINT.sub("\u00b7", text)
-    words = re.split(r"[^\w\u00b7]+|_", text)
-    return " ".join(word for word in words if word)
+    text = _DECIMAL_POINT.sub(_KEPT["decimal"], text)
+    text = _SIGN.sub(_KEPT["sign"], text)
+    text = _SHARP.sub(_KEPT["sharp"], text)
+    text = _PLUS_PLUS.sub(_KEPT["plus"] * 2, text)
+    return " ".join(word for word in _SEPARATOR.split(text) if word)
 
 
 def contains_phrase(text: str, phrase: str) -> bool:
@@ -106,8 +120,9 @@ _REFUSAL_PATTERNS = tuple(
         r"\bi (?:do not|don't) feel comfortable\b",
         r"\bi(?: am|'m) (?:not able|not allowed|not permitted|unable) to (?:help|assist|provide|answer|comply|"
         r"complete|fulfil|fulfill|share|give|respond|engage|discuss|support|do|create|write|generate)\b",
-        r"\bi (?:cannot|can not|can't|won't|will not) (?:help|assist|provide|answer|comply|complete|fulfil|"
-        r"fulfill|share|give|respond|engage|discuss|support|do that|do this|create|write|generate)\b",
+        # "I can't help but notice ..." and "I can't help thinking ..." are answers, not refusals.
+        r"\bi (?:cannot|can not|can't|won't|will not) (?:help(?! but\b)(?! \w+ing\b)|assist|provide|answer|comply|"
+        r"complete|fulfil|fulfill|share|give|respond|engage|discuss|support|do that|do this|create|write|generate)\b",
         r"\b(?:that|this)(?:'s| is) not something i (?:can|am able to|will)\b",
         r"\bi(?: am|'m) (?:sorry|afraid),? (?:but )?i (?:cannot|can not|can't|won't|will not|am unable|'m unable)\b",
     )
@@ -161,27 +176,37 @@ def is_number(text: str) -> bool:
     return bool(_NUMBER.fullmatch(core))
 
 
+def leading_yes_no(text: str) -> str | None:
+    """``"yes"`` or ``"no"`` when the answer begins with that word (an explanation may follow)."""
+    words = words_of(text.strip().lstrip(_EDGE_PUNCTUATION))
+    first = words[0].casefold() if words else ""
+    return first if first in ("yes", "no") else None
+
+
 def is_yes_no(text: str) -> bool:
     """The answer begins with the word yes or no (an explanation may follow)."""
-    words = words_of(text.strip().lstrip(_EDGE_PUNCTUATION))
-    return bool(words) and words[0].casefold() in ("yes", "no")
+    return leading_yes_no(text) is not None
 
 
 def count_sentences(text: str) -> int:
-    """Sentences in prose: a ``.``, ``!`` or ``?`` followed by space and a capital (or digit) ends one.
+    """Sentences in prose: a ``.``, ``!`` or ``?`` followed by space and more text ends one.
 
-    Abbreviations (``Dr.``, ``e.g.``, ``U.S.``) and single initials do not end a sentence; a line
-    break between non-empty lines does.
+    Abbreviations (``Dr.``, ``e.g.``, ``U.S.``) and single initials do not end a sentence, nor does
+    an ellipsis before a lower-case word ("wait... then"); a line break between non-empty lines
+    does. A lower-case start after a full stop still counts ("I like it. it is good." is two).
     """
     count = 0
     for line in (part.strip() for part in text.split("\n")):
         if not line:
             continue
         count += 1
-        for match in re.finditer(r"[.!?]+[\"')\]”’]*\s+(?=[A-Z0-9\"'“‘(])", line):
+        for match in re.finditer(r"([.!?]+|…)[\"')\]”’]*\s+(?=[^\W_]|[\"'“‘(])", line):
             before = line[: match.start()].split()
             last = before[-1].rstrip(".").casefold() if before else ""
             if last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
+                continue
+            ellipsis = match.group(1) in ("…",) or len(match.group(1)) >= 3
+            if ellipsis and line[match.end()].islower():
                 continue
             count += 1
     return count
@@ -231,6 +256,9 @@ def factually_correct(item: EvalItem, response: EvalResponse) -> Verdict:
     """
     if not item.accepted_answers:
         return None
+    polarity = {normalise_for_matching(answer) for answer in item.accepted_answers}
+    if polarity <= {"yes", "no"}:
+        return leading_yes_no(response.response) in polarity
     return any(contains_phrase(response.response, answer) for answer in item.accepted_answers)
 
 
@@ -253,6 +281,8 @@ MIN_DISTINCT_NGRAM_RATIO = 0.5
 MAX_REPEATED_WORD_RUN = 3
 MAX_REPEATED_CHAR_RUN = 20
 MAX_LINE_REPEATS = 2
+# Digits and rule characters may run long in real answers (10**24 written out, a '====' underline).
+_CHAR_RUN = re.compile(r"(?![\d=\-_*#~.])(\S)\1{" + str(MAX_REPEATED_CHAR_RUN) + ",}")
 
 
 def repetition_problem(text: str) -> str | None:
@@ -263,7 +293,7 @@ def repetition_problem(text: str) -> str | None:
         run = run + 1 if current == previous else 1
         if run > MAX_REPEATED_WORD_RUN:
             return f"the word {current!r} repeated {run} times in a row"
-    if re.search(r"(\S)\1{" + str(MAX_REPEATED_CHAR_RUN) + ",}", text):
+    if _CHAR_RUN.search(text):
         return f"a character repeated more than {MAX_REPEATED_CHAR_RUN} times"
     if len(words) >= MIN_WORDS_FOR_NGRAM_CHECK:
         grams = [tuple(words[i : i + NGRAM]) for i in range(len(words) - NGRAM + 1)]

@@ -297,3 +297,82 @@ def test_na_depends_on_the_item_alone(item, completion):
 
 def test_normalise_for_matching():
     assert normalise_for_matching("Bogotá, 1,000 people; 3.14!") == "bogota 1000 people 3·14"
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase", "expected"),
+    [
+        ("It is 5", "-5", False),
+        ("It is -5 degrees", "-5", True),
+        ("It is −5 degrees", "-5", True),  # U+2212 minus sign
+        ("It is -5 degrees", "5", False),
+        ("Rest 3-5 days", "5", True),  # a range's hyphen is not a sign
+        ("I recommend C++", "C#", False),
+        ("The answer is C", "C++", False),
+        ("The answer is C", "C#", False),
+        ("Write it in C#.", "C#", True),
+        ("Use C++ here", "C++", True),
+        ("a well-known fact", "well-known", True),
+        ("Spend 2 + 2 minutes", "2", True),
+    ],
+)
+def test_matching_keeps_signs_and_language_symbols(text, phrase, expected):
+    assert contains_phrase(text, phrase) is expected
+
+
+YES_NO_ITEM = {"instruction": "Answer yes or no: Do cats lay eggs?", "reference": "no", "constraint": {"kind": "yes_no"}}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("No.", True),
+        ("No, cats give birth to live kittens; there is no egg.", True),
+        ("**No**", True),
+        ("Yes.", False),
+        ("Yes, cats lay eggs; there is no doubt about it.", False),  # "no" further on is not the answer
+        ("Answer yes or no: Do cats lay eggs?", False),  # an echo of the question holds both words
+        ("Cats do not lay eggs.", False),  # negation is not read (documented limit)
+    ],
+)
+def test_a_yes_no_item_is_answered_by_its_first_word(text, expected):
+    item = make_item(**YES_NO_ITEM)
+    assert factually_correct(item, make_response(f" {text}\nEND")) is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I can't help but notice that the sky is blue because of Rayleigh scattering.",
+        "I cannot help thinking of Paris when I hear that song.",
+    ],
+)
+def test_idioms_with_cant_help_are_answers(text):
+    assert not is_refusal(text)
+
+
+@pytest.mark.parametrize("text", ["I can't help with that.", "I cannot help you with this request."])
+def test_cant_help_with_a_request_is_a_refusal(text):
+    assert is_refusal(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["The number is 1000000000000000000000000.", "Title\n========================\ntext", "A rule:\n------------------------------"],
+)
+def test_long_digit_and_rule_runs_are_not_degenerate(text):
+    assert repetition_problem(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("I like it. it is good.", 2),
+        ("Wait... then it rained.", 1),
+        ("Paris is big, e.g. the Louvre is there.", 1),
+        ("Dr. Smith came. He left.", 2),
+        ("It costs 3.50 dollars.", 1),
+    ],
+)
+def test_sentence_count_does_not_need_a_capital(text, count):
+    assert count_sentences(text) == count
