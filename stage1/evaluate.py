@@ -114,7 +114,7 @@ def check_leakage(items_path: Path, training_paths: Sequence[Path]) -> dict[str,
     """Run the leakage gate (stage1.leakage) against every training file; fails closed.
 
     Raises:
-        GateError: a training file is missing, or an evaluation item appears in training data.
+        GateError: a training file is missing or empty, or an evaluation item appears in training data.
     """
     from stage1.leakage import leakage_gate
 
@@ -124,6 +124,9 @@ def check_leakage(items_path: Path, training_paths: Sequence[Path]) -> dict[str,
     if missing:
         raise GateError(f"leakage check: training file(s) not found: {', '.join(missing)}; the check cannot pass without them")
     training_sets = {str(path): training_instructions(Path(path)) for path in training_paths}
+    empty = [name for name, rows in training_sets.items() if not rows]
+    if empty:
+        raise GateError(f"leakage check: training file(s) hold no rows: {', '.join(empty)}; an empty file is no evidence")
     return {"checked": True, **leakage_gate(items_path, training_sets)}
 
 

@@ -7,6 +7,7 @@ JSON cannot disagree (a test parses the tables back and compares). Pure: dict in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from stage1.eval_summary import POOLED_CATEGORY
@@ -114,9 +115,20 @@ def _setup_rows(provenance: dict[str, Any], results: dict[str, Any]) -> list[tup
                        f"significant means {stats.get('significance')}"),
         ("n/a policy", "an n/a verdict (decided by the item alone) is left out of numerator and denominator"),
     ]
+    rows.append(("leakage check", leakage_text(provenance.get("leakage"))))
     for name, digest in sorted(provenance.get("training_data", {}).items()):
         rows.append((f"training data {name}", str(digest)[:16]))
     return rows
+
+
+def leakage_text(leakage: dict[str, Any] | None) -> str:
+    """What the leakage gate checked, in words; says so plainly when it did not run."""
+    if not leakage:
+        return "not recorded"
+    if not leakage.get("checked"):
+        return f"NOT CHECKED ({leakage.get('reason', 'no reason recorded')})"
+    files = ", ".join(f"{Path(name).parent.name}/{Path(name).name}: {count} rows" for name, count in sorted(leakage.get("training_rows", {}).items()))
+    return f"passed: {leakage.get('leaks', 0)} of {leakage.get('eval_items')} items found in training data ({files})"
 
 
 def category_section(results: dict[str, Any]) -> list[str]:

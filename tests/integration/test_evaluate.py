@@ -160,7 +160,11 @@ def test_leakage_gate_fails_closed(tiny_run, tmp_path):
     with pytest.raises(GateError, match="not found"):
         run_evaluate(FAST, variants=specs(tiny_run), items_path=ITEMS, out_dir=tmp_path / "b",
                      training_paths=[tmp_path / "absent.jsonl"], in_process=True)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(GateError, match="hold no rows"):
+        run_evaluate(FAST, variants=specs(tiny_run), items_path=ITEMS, out_dir=tmp_path / "c", training_paths=[train, empty], in_process=True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_quantization_mismatch_is_refused_before_loading(tiny_run, tmp_path):

@@ -13,7 +13,7 @@ from stage1.eval_items import EvalResponse, read_eval_items
 from stage1.eval_summary import POOLED_CATEGORY, summarise
 from stage1.records import read_records
 from stage1.report import CHART_NAME, REPORT_NAME, RESULTS_NAME, load_results, rich_summary_table, write_reports
-from stage1.report_markdown import cell_text, render_markdown
+from stage1.report_markdown import cell_text, leakage_text, render_markdown
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
 RATE_CELL = re.compile(r"^(?P<rate>\d+\.\d)% \[(?P<low>\d+\.\d), (?P<high>\d+\.\d)\] n=(?P<n>\d+)$")
@@ -122,3 +122,16 @@ def test_rich_table_has_every_criterion_and_variant(results):
     console.print(table)
     text = console.export_text()
     assert "stopped_with_end" in text and "100.0%" in text
+
+
+def test_the_leakage_check_is_stated_in_words():
+    checked = {"checked": True, "eval_items": 241, "leaks": 0, "training_rows": {"/run/sft_data/train.jsonl": 406, "/run/pairs/train.jsonl": 700}}
+    assert leakage_text(checked) == (
+        "passed: 0 of 241 items found in training data (pairs/train.jsonl: 700 rows, sft_data/train.jsonl: 406 rows)"
+    )
+    assert leakage_text({"checked": False, "reason": "no training files given"}) == "NOT CHECKED (no training files given)"
+    assert leakage_text(None) == "not recorded"
+
+
+def test_markdown_states_the_leakage_check(results):
+    assert "| leakage check | " in render_markdown(results)
