@@ -4,7 +4,8 @@ It fails closed. A leak raises ``GateError`` listing every offender; a missing o
 file is an error too, never a silent pass (a gate without its evidence proves nothing).
 
 Two ways an evaluation instruction "appears" in a training instruction, both on
-``text_keys.dedup_key`` text (case, whitespace and punctuation ignored):
+``text_keys.dedup_key`` text (case, whitespace and punctuation ignored; the symbols that change
+meaning kept, so "What is C#?" is not a copy of "What is C?" and "-5" is not "5"):
 
 - **exact**: the normalised texts are equal;
 - **near**: most of the evaluation instruction's word n-grams occur in the training instruction.

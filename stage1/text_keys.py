@@ -5,39 +5,72 @@ is de-duplicated, when splits are grouped and when the leakage gate looks for ev
 
 Normalised: Unicode NFKC, case-folded, punctuation (Unicode category P*) replaced by a space,
 whitespace collapsed. Symbols are kept (``+``, ``=``, ``%``, ``$``, ``°``), so ``2 + 3`` and
-``2 = 3`` stay different; the hyphen-minus is punctuation, so ``5 - 3`` and ``5 3`` collide,
-which is why arithmetic instructions spell the operator out ("5 minus 3").
+``2 = 3`` stay different. Punctuation that changes what a token means is kept as a mark, the same
+marks ``criteria.normalise_for_matching`` uses: a decimal point between digits (``4.5`` →
+``4·5``, not ``4 5``), a minus sign before a number (``-5`` → ``⁻5``, not ``5``), ``#`` and ``++``
+after a word (``C#`` → ``c♯``, ``C++`` → ``c⊕⊕``, neither is ``c``). A hyphen between words or
+numbers is still punctuation, so ``5 - 3`` and ``5 3`` collide, which is why arithmetic
+instructions spell the operator out ("5 minus 3").
 
 Pure: strings only.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
+
+#: Marks that stand for kept symbols (as in ``criteria.normalise_for_matching``). None is a word
+#: character or punctuation once marked, so no word contains one by chance and none is split off.
+DECIMAL_MARK = "\u00b7"  # '·' for the point in 4.5
+SIGN_MARK = "\u207b"  # '⁻' for the minus in -5
+SHARP_MARK = "\u266f"  # '♯' for the '#' in C#
+PLUS_MARK = "\u2295"  # '⊕', twice, for the '++' in C++
+
+_DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
+_SIGN = re.compile(r"(?<![\w\u00b7])[-\u2212](?=\d)")  # a minus sign, not the hyphen in '3-5' or 'well-known'
+_SHARP = re.compile(r"(?<=\w)#")
+_PLUS_PLUS = re.compile(r"(?<=\w)\+\+")
 
 _ASCII_PUNCTUATION = {ord(ch): " " for ch in map(chr, range(128)) if unicodedata.category(ch).startswith("P")}
 
 
 @lru_cache(maxsize=4096)
 def _is_punctuation(character: str) -> bool:
-    return unicodedata.category(character).startswith("P")
+    # The decimal mark is itself punctuation (Po); it is kept like a symbol.
+    return character != DECIMAL_MARK and unicodedata.category(character).startswith("P")
+
+
+def _mark_kept_symbols(text: str) -> str:
+    """Replace the meaning-changing punctuation with its mark (the ``in`` tests skip most texts)."""
+    if "." in text:
+        text = _DECIMAL_POINT.sub(DECIMAL_MARK, text)
+    if "-" in text or "\u2212" in text:
+        text = _SIGN.sub(SIGN_MARK, text)
+    if "#" in text:
+        text = _SHARP.sub(SHARP_MARK, text)
+    if "++" in text:
+        text = _PLUS_PLUS.sub(PLUS_MARK * 2, text)
+    return text
 
 
 def dedup_key(text: str) -> str:
-    """The text with case, whitespace and punctuation differences removed.
+    """The text with case, whitespace and punctuation differences removed; meaning-changing symbols kept.
 
     >>> dedup_key("  What is the CAPITAL of France?? ")
     'what is the capital of france'
+    >>> dedup_key("Is C# like C++? Add -5 and 4.5.")
+    'is c♯ like c⊕⊕ add ⁻5 and 4·5'
     """
     if text.isascii():
-        # Fast path for the common case: ASCII is already NFKC, casefold is lower, punctuation by table.
-        return " ".join(text.lower().translate(_ASCII_PUNCTUATION).split())
-    folded = unicodedata.normalize("NFKC", text).casefold()
+        # Fast path for the common case: ASCII is already NFKC, casefold is lower, punctuation by
+        # table (the marks are not ASCII, so the table leaves them alone).
+        return " ".join(_mark_kept_symbols(text.lower()).translate(_ASCII_PUNCTUATION).split())
+    folded = _mark_kept_symbols(unicodedata.normalize("NFKC", text).casefold())
     if folded.isascii():
         return " ".join(folded.translate(_ASCII_PUNCTUATION).split())
     return " ".join("".join(" " if _is_punctuation(ch) else ch for ch in folded).split())
-
 
 
 def key_words(text: str) -> list[str]:
@@ -55,8 +88,9 @@ def word_ngrams(words: list[str], n: int) -> frozenset[tuple[str, ...]]:
 def contains_words(haystack: str, needle: str) -> bool:
     """True when ``needle``'s normalised words occur consecutively, as whole words, in ``haystack``.
 
-    ``"No."`` is contained in ``"I have no idea"``; ``"cat"`` is not contained in ``"concatenate"``.
-    An empty needle is contained nowhere (it would otherwise be contained everywhere).
+    ``"No."`` is contained in ``"I have no idea"``; ``"cat"`` is not contained in ``"concatenate"``,
+    nor ``"C#"`` in ``"I like C"``. An empty needle is contained nowhere (it would otherwise be
+    contained everywhere).
     """
     target = dedup_key(needle)
     if not target:
