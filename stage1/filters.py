@@ -11,7 +11,11 @@ Row filters, checked in this order (a row is counted under the first reason that
   answers are not truncations: "Paris." and "4" are complete;
 - ``format_refused``: the response holds a line the format cannot carry (``END`` alone, a line
   starting with ``Response:``);
-- ``refusal``: an unwarranted refusal phrase opens a sentence.
+- ``special_token_text``: the response holds control-token text such as ``<|endoftext|>``, which
+  ``records`` refuses, so the SFT stage could not read the row back;
+- ``refusal``: the response is a refusal by ``criteria.is_refusal``, the definition evaluation
+  scores (so "I cannot stress this enough: ..." and "I'm sorry to hear that. ..." are answers), or
+  one of the configured extra ``refusal_phrases`` opens a sentence.
 
 Dataset filters, applied after the row filters in input order:
 
@@ -32,8 +36,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stage1.criteria import is_refusal
 from stage1.format import STOP_MAX_TOKENS, FormatError, check_text
-from stage1.records import SFTExample
+from stage1.records import SPECIAL_TOKEN_TEXT, SFTExample
 from stage1.text_keys import dedup_key
 
 DROP_EMPTY = "empty"
@@ -41,36 +46,15 @@ DROP_RUNAWAY = "runaway"
 DROP_MAX_TOKENS = "max_tokens"
 DROP_TRUNCATED = "truncated"
 DROP_FORMAT = "format_refused"
+DROP_SPECIAL_TOKEN = "special_token_text"
 DROP_REFUSAL = "refusal"
 DROP_DUPLICATE = "duplicate"
 DROP_CAP = "per_instruction_cap"
 DROP_REASONS = (
-    DROP_EMPTY, DROP_RUNAWAY, DROP_MAX_TOKENS, DROP_TRUNCATED, DROP_FORMAT, DROP_REFUSAL, DROP_DUPLICATE, DROP_CAP,
+    DROP_EMPTY, DROP_RUNAWAY, DROP_MAX_TOKENS, DROP_TRUNCATED, DROP_FORMAT, DROP_SPECIAL_TOKEN, DROP_REFUSAL,
+    DROP_DUPLICATE, DROP_CAP,
 )
 
-#: Phrases that open a refusal. Matched case-insensitively at the start of a sentence, followed by
-#: a word boundary; curly apostrophes count as straight ones.
-DEFAULT_REFUSAL_PHRASES = (
-    "I'm sorry",
-    "I am sorry",
-    "I apologize",
-    "I apologise",
-    "I cannot",
-    "I can't",
-    "I can not",
-    "I'm unable",
-    "I am unable",
-    "I'm not able",
-    "I am not able",
-    "I won't",
-    "I will not",
-    "I must decline",
-    "I don't feel comfortable",
-    "I do not feel comfortable",
-    "As an AI",
-    "As a language model",
-    "Unfortunately, I",
-)
 
 @dataclass(frozen=True)
 class Candidate:
@@ -98,7 +82,10 @@ class Candidate:
 
 
 def compile_refusal_pattern(phrases: Sequence[str]) -> re.Pattern[str] | None:
-    """One regex for all phrases, each anchored at a sentence start and ending at a word boundary."""
+    """One regex for extra refusal phrases, each anchored at a sentence start and ending at a word boundary.
+
+    Matched case-insensitively; curly apostrophes count as straight ones. None when there are none.
+    """
     cleaned = [phrase.replace("\u2019", "'").strip() for phrase in phrases if phrase.strip()]
     if not cleaned:
         return None
@@ -107,11 +94,16 @@ def compile_refusal_pattern(phrases: Sequence[str]) -> re.Pattern[str] | None:
 
 
 def refusal_phrase(response: str, pattern: re.Pattern[str] | None) -> str | None:
-    """The refusal phrase that opens a sentence of ``response``, or None."""
+    """The extra refusal phrase that opens a sentence of ``response``, or None."""
     if pattern is None:
         return None
     match = pattern.search(response.replace("\u2019", "'").replace("\u2018", "'"))
     return match.group(0).strip(" .!?\n") if match else None
+
+
+def is_unwarranted_refusal(response: str, extra: re.Pattern[str] | None) -> bool:
+    """A refusal by evaluation's definition (``criteria.is_refusal``), or by an extra phrase."""
+    return is_refusal(response) or refusal_phrase(response, extra) is not None
 
 
 def looks_truncated(response: str) -> bool:
@@ -133,7 +125,9 @@ def row_drop_reason(candidate: Candidate, pattern: re.Pattern[str] | None, keep_
         check_text(candidate.response, "response")
     except FormatError:
         return DROP_FORMAT
-    if refusal_phrase(candidate.response, pattern) is not None:
+    if SPECIAL_TOKEN_TEXT.search(candidate.response):
+        return DROP_SPECIAL_TOKEN
+    if is_unwarranted_refusal(candidate.response, pattern):
         return DROP_REFUSAL
     return None
 
@@ -167,12 +161,17 @@ class FilterResult:
 def filter_candidates(
     candidates: Iterable[Candidate],
     *,
-    refusal_phrases: Sequence[str] = DEFAULT_REFUSAL_PHRASES,
+    refusal_phrases: Sequence[str] = (),
     keep_rescued_runaways: bool = False,
     max_per_instruction: int = 1,
     examples_kept_per_reason: int = 3,
 ) -> FilterResult:
-    """Apply the row filters, then de-duplication, then the per-instruction cap (see module docstring)."""
+    """Apply the row filters, then de-duplication, then the per-instruction cap (see module docstring).
+
+    Args:
+        refusal_phrases: extra phrases that mark a refusal when one opens a sentence, on top of
+            ``criteria.is_refusal`` (which always applies).
+    """
     pattern = compile_refusal_pattern(refusal_phrases)
     dropped = dict.fromkeys(DROP_REASONS, 0)
     first: dict[str, list[str]] = {reason: [] for reason in DROP_REASONS}

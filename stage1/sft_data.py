@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stage1.errors import ConfigError, InputError
-from stage1.filters import DEFAULT_REFUSAL_PHRASES, Candidate, FilterResult, filter_candidates
+from stage1.filters import Candidate, FilterResult, filter_candidates
 from stage1.generation import Generation, GenerationSettings, build_fewshot_prompt, plan_batches, row_seed
 from stage1.generation_journal import (
     JOURNAL_NAME,
@@ -57,7 +57,7 @@ class SFTDataSettings:
     heldout_fraction: float = 0.1  # share of instruction groups held out from SFT training
     seed: int = 0  # splits, exemplar choice and sampling derive from it
     max_per_instruction: int = 1  # accepted responses per normalised instruction, across the dataset
-    refusal_phrases: tuple[str, ...] = DEFAULT_REFUSAL_PHRASES  # a sentence opening with one is an unwarranted refusal
+    refusal_phrases: tuple[str, ...] = ()  # extra phrases: a sentence opening with one is a refusal, beyond criteria.is_refusal
     keep_rescued_runaways: bool = False  # keep the answer before a runaway (still counted as runaway)
     num_fewshot: int = 3  # exemplars per prompt (source=model)
     samples_per_instruction: int = 1  # generations per instruction (source=model)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stage1.criteria import is_refusal
 from stage1.errors import ConfigError, GateError, InputError
 from stage1.filters import (
     DROP_CAP,
@@ -18,6 +19,7 @@ from stage1.filters import (
     DROP_MAX_TOKENS,
     DROP_REFUSAL,
     DROP_RUNAWAY,
+    DROP_SPECIAL_TOKEN,
     DROP_TRUNCATED,
     Candidate,
     compile_refusal_pattern,
@@ -49,19 +51,38 @@ def test_each_filter_drops_and_counts_with_generated_as_denominator():
         _candidate(10, "H?", "The steps are:", stop_reason="end"),
         _candidate(11, "I?", "```python\nprint(1)", stop_reason="end"),
         _candidate(12, "J?", "4", stop_reason="end"),
+        _candidate(13, "K?", "Done.<|endoftext|>", stop_reason="eos"),
     ]
     result = filter_candidates(rows, max_per_instruction=1)
     assert [e.id for e in result.kept] == ["1", "9", "12"], "a short answer such as '4' is not a truncation"
     counts = result.counts()
-    assert counts["generated"] == 12 and counts["accepted"] == 3
-    assert counts["acceptance_rate"] == pytest.approx(3 / 12)
+    assert counts["generated"] == 13 and counts["accepted"] == 3
+    assert counts["acceptance_rate"] == pytest.approx(3 / 13)
     assert counts["dropped"] == {
-        DROP_EMPTY: 1, DROP_RUNAWAY: 1, DROP_MAX_TOKENS: 1, DROP_TRUNCATED: 2, DROP_FORMAT: 1, DROP_REFUSAL: 1,
-        DROP_DUPLICATE: 1, DROP_CAP: 1,
+        DROP_EMPTY: 1, DROP_RUNAWAY: 1, DROP_MAX_TOKENS: 1, DROP_TRUNCATED: 2, DROP_FORMAT: 1, DROP_SPECIAL_TOKEN: 1,
+        DROP_REFUSAL: 1, DROP_DUPLICATE: 1, DROP_CAP: 1,
     }
+    assert counts["drop_rates"][DROP_SPECIAL_TOKEN] == pytest.approx(1 / 13)
     assert counts["generated"] == counts["accepted"] + sum(counts["dropped"].values())
-    assert counts["runaway_raw"] == 1 and counts["runaway_rate"] == pytest.approx(1 / 12)
-    assert counts["stop_reasons"] == {"end": 8, "eos": 2, "max_tokens": 1, "runaway": 1}
+    assert counts["runaway_raw"] == 1 and counts["runaway_rate"] == pytest.approx(1 / 13)
+    assert counts["stop_reasons"] == {"end": 8, "eos": 3, "max_tokens": 1, "runaway": 1}
+
+
+@pytest.mark.parametrize("token", ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>"])
+def test_special_token_text_is_dropped_so_the_sft_stage_can_read_every_kept_row(token):
+    rows = [
+        _candidate(1, "A?", f"Paris.{token}", stop_reason="eos"),
+        _candidate(2, "B?", f"{token}\nassistant: Lima.", stop_reason="end"),
+        _candidate(3, "C?", "Pipes < | > and <| |> are plain text.", stop_reason="end"),  # no token name inside
+        _candidate(4, "D?", "Rome.", stop_reason="end"),
+    ]
+    result = filter_candidates(rows)
+    assert [e.id for e in result.kept] == ["3", "4"]
+    counts = result.counts()
+    assert counts["dropped"][DROP_SPECIAL_TOKEN] == 2 and counts["drop_rates"][DROP_SPECIAL_TOKEN] == 2 / 4
+    assert token in counts["examples_of_dropped"][DROP_SPECIAL_TOKEN][0]
+    for example in result.kept:
+        assert SFTExample.from_dict(example.to_dict()) == example, "the SFT stage reads the row back unchanged"
 
 
 def test_a_rescued_runaway_is_kept_but_still_counted():
@@ -80,28 +101,63 @@ def test_the_cap_applies_across_the_whole_dataset_in_input_order():
 
 
 @pytest.mark.parametrize(
-    "text, expected",
+    "text",
     [
-        ("I'm sorry, but I cannot answer.", "I'm sorry"),
-        ("I\u2019m unable to do that.", "I'm unable"),
-        ("Sure. As an AI, I have no opinion.", "As an AI"),
-        ("Paris is the capital.\nI cannot say more.", "I cannot"),
-        ("The cannot-fail rule is fine.", None),
-        ("Sorry to hear that; rest well.", None),
-        ("He said I'm sorryish.", None),
-        ("I cannonball into pools.", None),
+        "I cannot stress this enough: drink water.",
+        "I'm sorry to hear that. Restart the router first.",
+        "Water boils at 100 C. I can't think of a simpler rule.",
+        "I apologize for the delay: the answer is 42.",
+        "Unfortunately, I think the answer is no.",
+        "I won't lie, it is hard. Practise daily.",
+        "You can't divide by zero.",
     ],
 )
-def test_refusal_phrases_open_a_sentence_at_a_word_boundary(text, expected):
-    from stage1.filters import DEFAULT_REFUSAL_PHRASES
+def test_real_answers_that_open_with_polite_phrases_are_kept(text):
+    """The filter and evaluation share one definition: an answer ``criteria.is_refusal`` accepts is kept."""
+    assert not is_refusal(text)
+    result = filter_candidates([_candidate(1, "Q?", text)])
+    assert result.counts()["dropped"][DROP_REFUSAL] == 0 and len(result.kept) == 1
 
-    found = refusal_phrase(text, compile_refusal_pattern(DEFAULT_REFUSAL_PHRASES))
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm sorry, but I can't help with that.",
+        "I cannot help with that request.",
+        "As an AI, I have no opinion.",
+        "Sure. I must decline to answer.",
+        "That's not something I can do.",
+        "I\u2019m unable to provide that.",
+    ],
+)
+def test_refusals_by_the_evaluation_definition_are_dropped(text):
+    assert is_refusal(text)
+    result = filter_candidates([_candidate(1, "Q?", text)])
+    assert result.counts()["dropped"][DROP_REFUSAL] == 1 and result.kept == []
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("No way. Ask someone else.", "No way"),
+        ("Paris is the capital.\nnope, not today.", "nope"),
+        ("The no-wayfarer is a fine boat.", None),
+        ("Nopes are nice.", None),
+    ],
+)
+def test_extra_refusal_phrases_open_a_sentence_at_a_word_boundary(text, expected):
+    pattern = compile_refusal_pattern(["No way", "Nope"])
+    found = refusal_phrase(text, pattern)
     assert (found.casefold() if found else None) == (expected.casefold() if expected else None)
+    result = filter_candidates([_candidate(1, "Q?", text)], refusal_phrases=["No way", "Nope"])
+    assert result.counts()["dropped"][DROP_REFUSAL] == (expected is not None)
 
 
-def test_no_refusal_phrases_means_no_refusal_filter():
+def test_extra_phrases_add_to_the_shared_definition_and_never_replace_it():
     assert compile_refusal_pattern(()) is None
-    assert filter_candidates([_candidate(1, "A?", "I cannot.")], refusal_phrases=()).counts()["accepted"] == 1
+    refusal, extra = _candidate(1, "A?", "I cannot help with that."), _candidate(2, "B?", "No way. Ask someone else.")
+    assert [e.id for e in filter_candidates([refusal, extra]).kept] == ["2"], "no extra phrases by default"
+    assert filter_candidates([refusal, extra], refusal_phrases=("No way",)).kept == []
 
 
 # ---------------------------------------------------------------- splits
