@@ -2,18 +2,22 @@
 
 Pure apart from the tokenizer object, which is only called to encode. Rows are never truncated:
 cutting a row's end drops ``END`` and the eos after it and teaches the model not to stop; a row that
-does not fit is either an error (naming the file, line and field) or dropped and counted.
+does not fit is either an error (naming the file, line and field) or dropped and counted; any other
+``overlong`` value is a ``ValueError``. Pairs are checked against the shared format byte for byte
+before they are tokenized (``check_pair_format``).
 """
 
 from __future__ import annotations
 
 import logging
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stage1.errors import InputError
-from stage1.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG
+from stage1.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, FormatError, render_completion, render_prompt
 from stage1.masking import MaskingError, build_sft_features, encode_text
 from stage1.records import PreferencePair, SFTExample
 from stage1.storage import iter_rows
@@ -22,6 +26,20 @@ log = logging.getLogger(__name__)
 
 #: Used when max_length is None: TRL then applies no limit, and neither do we.
 UNLIMITED = 1 << 30
+
+#: What happens to a row longer than max_length (``training.overlong``): stop, or drop and count.
+OVERLONG_POLICIES = ("error", "drop")
+
+
+def check_overlong_policy(overlong: str) -> None:
+    """Refuse a policy other than ``OVERLONG_POLICIES`` (the config loader checks too; callers may not).
+
+    Raises:
+        ValueError: naming the allowed values.
+    """
+    if overlong not in OVERLONG_POLICIES:
+        allowed = ", ".join(repr(policy) for policy in OVERLONG_POLICIES)
+        raise ValueError(f"overlong must be one of {allowed}, got {overlong!r}")
 
 
 def record_line(source: str | Path, index: int) -> int | None:
@@ -49,7 +67,9 @@ def build_sft_rows(tokenizer, examples: list[SFTExample], *, max_length: int | N
     Raises:
         InputError: an overlong row under ``overlong="error"`` (naming the file, line and id), or
             no row left to train on.
+        ValueError: ``overlong`` is not one of ``OVERLONG_POLICIES``.
     """
+    check_overlong_policy(overlong)
     limit = UNLIMITED if max_length is None else max_length
     rows, dropped, dropped_ids = [], {}, []
     supervised = total = 0
@@ -89,19 +109,65 @@ class PreferenceRows:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_FORMAT_CAUSES = "'\\r\\n' line endings, text not in Unicode NFC, or spaces around the text"
+
+
+def _first_difference(actual: str, expected: str, renderer: str) -> str:
+    """Where ``actual`` stops matching what ``renderer`` makes of its text (``ascii`` snippets show NFC apart)."""
+    position = next((i for i, (a, b) in enumerate(zip(actual, expected)) if a != b), min(len(actual), len(expected)))
+    return (
+        f"is not {renderer} of its text byte for byte: from character {position} it reads "
+        f"{actual[position : position + 12]!a} where {expected[position : position + 12]!a} is rendered "
+        f"(look for {_FORMAT_CAUSES})"
+    )
+
+
+def _rendered_problem(text: str, prefix: str, suffix: str, render: Callable[[str], str], renderer: str) -> str | None:
+    """Why ``text`` is not ``render`` of the text between ``prefix`` and ``suffix``, or None."""
+    if len(text) < len(prefix) + len(suffix) or not text.startswith(prefix) or not text.endswith(suffix):
+        return f"must read {prefix + '...' + suffix!r}"
+    inner = text[len(prefix) : len(text) - len(suffix)]
+    try:
+        expected = render(inner)
+    except FormatError as error:
+        return f"holds text the format refuses: {error.reason}"
+    return None if expected == text else _first_difference(text, expected, renderer)
+
+
+def pair_format_problem(pair: PreferencePair) -> tuple[str, str] | None:
+    """The first (field, problem) that breaks the pair contract, or None (see ``check_pair_format``)."""
+    problem = _rendered_problem(pair.prompt, f"{INSTRUCTION_TAG} ", f"\n{RESPONSE_TAG}", render_prompt, "render_prompt")
+    if problem:
+        return "prompt", problem
+    problem = _rendered_problem(pair.chosen, " ", f"\n{END_MARKER}", render_completion, "render_completion")
+    if problem:
+        return "chosen", problem
+    if pair.negative_kind != "format_violation":
+        problem = _rendered_problem(pair.rejected, " ", f"\n{END_MARKER}", render_completion, "render_completion")
+        return ("rejected", problem) if problem else None
+    if "\r" in pair.rejected:
+        return "rejected", "holds a '\\r'; what a model writes is read back with '\\n' line endings"
+    if unicodedata.normalize("NFC", pair.rejected) != pair.rejected:
+        return "rejected", _first_difference(pair.rejected, unicodedata.normalize("NFC", pair.rejected), "Unicode NFC")
+    return None
+
+
 def check_pair_format(pair: PreferencePair, source: str | Path, index: int) -> None:
-    """The prompt and chosen completion must be in the shared format byte for byte.
+    """A pair must be in the shared format byte for byte, as ``stage1.pairs`` writes it.
+
+    ``prompt == render_prompt(instruction)`` and ``chosen == render_completion(response)`` for the
+    instruction and response they carry, so ``\\r\\n``, non-NFC text, extra spaces, or an ``END``
+    or tag line inside are refused. ``rejected == render_completion(text)`` too, except for
+    ``format_violation`` negatives, which are malformed on purpose (no ``END``, a runaway into a
+    new ``Instruction:``, a cut answer; ``records.NegativeRecord``): those need only be text a model
+    could have written and been read back as, NFC with ``\\n`` line endings.
 
     Raises:
         InputError: naming the file, line and field.
     """
-    problems = []
-    if not pair.prompt.startswith(INSTRUCTION_TAG + " ") or not pair.prompt.endswith("\n" + RESPONSE_TAG):
-        problems.append(("prompt", f"must read '{INSTRUCTION_TAG} ...\\n{RESPONSE_TAG}' and end at the colon"))
-    if not pair.chosen.startswith(" ") or not pair.chosen.endswith("\n" + END_MARKER):
-        problems.append(("chosen", f"must read ' <response>\\n{END_MARKER}'"))
-    if problems:
-        name, message = problems[0]
+    problem = pair_format_problem(pair)
+    if problem is not None:
+        name, message = problem
         raise InputError(message, path=source, line=record_line(source, index), field=name, hint="rebuild the pairs with stage1.pairs")
 
 
@@ -111,7 +177,9 @@ def build_preference_rows(tokenizer, pairs: list[PreferencePair], *, max_length:
     Raises:
         InputError: a pair not in the format, an overlong pair under ``overlong="error"``, or no
             pair left.
+        ValueError: ``overlong`` is not one of ``OVERLONG_POLICIES``.
     """
+    check_overlong_policy(overlong)
     eos = int(tokenizer.eos_token_id)
     limit = UNLIMITED if max_length is None else max_length
     rows, kinds, dropped, tokens = [], [], [], 0
