@@ -35,8 +35,14 @@ STOP_RUNAWAY = "runaway"
 STOP_MAX_TOKENS = "max_tokens"
 STOP_REASONS = (STOP_END, STOP_EOS, STOP_RUNAWAY, STOP_MAX_TOKENS)
 
-#: Strings a generator should stop on (matched as strings, never as single token ids).
-STOP_STRINGS = ("\n" + END_MARKER, "\n" + INSTRUCTION_TAG)
+#: Strings a generator stops on, matched as strings (never as single token ids). ``END`` stops it
+#: only as a whole line: ``"\nEND\n"`` needs the newline after ``END``, so ``ENDIF``, ``ENDPOINT``
+#: and ``END.`` go on. A trained model writes ``END`` and then eos, which stops it by itself; a base
+#: model that goes on after ``END`` writes a newline next. Each string, once generated, makes
+#: ``parse_completion`` end on an ``END`` line or a runaway, so a row stopped by one never reads as
+#: ``eos`` whatever padding follows it (Qwen pads with eos). An ``END`` line the strings miss
+#: (``"END "``, indented) costs tokens, not labels: ``parse_completion`` still ends there.
+STOP_STRINGS = ("\n" + END_MARKER + "\n", "\n" + INSTRUCTION_TAG)
 
 
 class FormatError(ValueError):

@@ -7,7 +7,8 @@ special-token text typed in data never becomes a control token), the stop string
 ``format.parse_completion``).
 
 - ``TransformersBackend`` (default): batched ``model.generate`` with left padding, greedy or
-  seeded sampling. Stops use transformers' ``StopStringCriteria``, built once per backend (its
+  seeded sampling. A row stops at eos or a stop string (``END`` as a whole line, or a new
+  ``Instruction:``). Stops use transformers' ``StopStringCriteria``, built once per backend (its
   constructor scans the whole vocabulary, about 0.3 s for Qwen2's 151k tokens). Sampling draws
   from one ``torch.Generator`` per row inside a logits processor and hands generate a one-hot
   choice, so nothing touches the global torch RNG.
@@ -21,7 +22,9 @@ Both backends expose the batch plan (``plan``) and one batch at a time (``genera
 caller can journal and skip whole batches; ``generate`` is the two together.
 
 Why not stop on token ids: ``"\\nEND"`` is two tokens (198, 4689) and ``WEEKEND`` ends in 4689 too,
-so a single-id stop ends generation inside words; a stop at every colon ends it at any colon.
+so a single-id stop ends generation inside words; a stop at every colon ends it at any colon. Why
+``"\\nEND\\n"`` and not ``"\\nEND"``: ``"\\nENDIF"`` and ``"\\nENDPOINT"`` start with ``"\\nEND"``, and a
+row cut there, padded with eos in its batch, read as an answer that ended by eos.
 """
 
 from __future__ import annotations
@@ -109,6 +112,12 @@ def read_generation(
     The ids are cut at the first id in ``end_ids`` (eos, or the padding a finished row gets); the
     text is decoded from the kept ids, never sliced out of a decoded prompt+completion string
     (the tokenizer normalises to NFC, which changes character counts).
+
+    Padding is not told from eos by its id (Qwen pads with eos), nor by position (``generate``
+    does not say at which step a stop string fired). It need not be: every ``STOP_STRINGS`` entry
+    makes ``parse_completion`` end on an ``END`` line or a runaway before ``finished_by_eos`` is
+    looked at, so a row stopped by a stop string reads as ``end`` or ``runaway`` whatever follows
+    it, and a row that reads as ``eos`` really wrote eos (``test_format`` checks this property).
 
     Args:
         decode: ``ids -> str`` with special tokens removed.

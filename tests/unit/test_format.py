@@ -11,6 +11,7 @@ from stage1.format import (
     STOP_EOS,
     STOP_MAX_TOKENS,
     STOP_RUNAWAY,
+    STOP_STRINGS,
     FormatError,
     normalize_text,
     parse_completion,
@@ -140,3 +141,25 @@ def test_parse_never_returns_marker_lines(response, tail):
     for line in parsed.response.split("\n"):
         assert line.strip() != "END"
         assert not line.lstrip().startswith("Instruction:")
+
+
+# ---------------------------------------------------------------- stop strings
+
+
+@pytest.mark.parametrize("text", [" IF x\nENDIF", " Steps:\nENDPOINT", " the\nWEEKEND", " THE END of it", " x\nEND.", " x\nEND"])
+def test_stop_strings_do_not_fire_inside_a_line(text):
+    # " x\nEND" has no stop string yet: the trained model's eos or a base model's newline decides.
+    assert not any(stop in text for stop in STOP_STRINGS)
+
+
+@pytest.mark.parametrize("text", [" x\nEND\n", " x\nEND\n\nInstruction: y", " x\nInstruction:"])
+def test_stop_strings_fire_on_an_end_line_or_a_new_instruction(text):
+    assert any(stop in text for stop in STOP_STRINGS)
+
+
+@given(raw_text, st.sampled_from(STOP_STRINGS), st.sampled_from(["", "\n", " more", "\nInstruction: x"]))
+def test_text_stopped_by_a_stop_string_never_reads_as_eos(before, stop, after):
+    """Property: text holding a stop string parses as ``end`` or ``runaway`` even when eos (padding,
+    for Qwen) follows it, so padding after a stop-string stop is never mistaken for the model's eos."""
+    parsed = parse_completion(before + stop + after, finished_by_eos=True)
+    assert parsed.stop_reason in (STOP_END, STOP_RUNAWAY)

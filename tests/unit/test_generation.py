@@ -20,6 +20,10 @@ from tests.scripted_model import load_scripted
 # prompt -> the completion the scripted model writes (then eos, unless a stop string fires first)
 SCRIPTS = {
     render_prompt("Capital of France?"): " Paris.\nEND\nInstruction: should never be generated",
+    render_prompt("Capital of Peru?"): " Lima.\nEND\n\nInstruction: should never be generated",
+    render_prompt("Say bye."): " Bye.\nEND",  # what a trained model writes: END, then eos
+    render_prompt("Close the block."): " IF x\nENDIF\nfi.\nEND",
+    render_prompt("Which route?"): " Steps:\nENDPOINT is /v1.\nEND",
     render_prompt("When do you rest?"): " On the\nWEEKEND, mostly.\nEND",
     render_prompt("Say yes."): " Yes.\nInstruction: Say no.\nResponse: No.\nEND",
     render_prompt("Say done."): " Done.",
@@ -42,17 +46,36 @@ def scripted_results(scripted_backend):
 
 
 def test_end_line_stops_generation_and_is_not_part_of_the_response(scripted_results, qwen_tokenizer):
+    # A base model going on after END writes a newline next: "\nEND\n" stops it there.
     result = scripted_results[render_prompt("Capital of France?")]
     assert (result.response, result.stop_reason, result.stopped, result.runaway) == ("Paris.", STOP_END, True, False)
-    assert result.completion_text == " Paris.\nEND", "generation must stop at the END line, not run on"
-    assert result.num_tokens == len(encode_text(qwen_tokenizer, " Paris.\nEND"))
+    assert result.completion_text == " Paris.\nEND\n", "generation must stop at the END line, not run on"
+    assert result.num_tokens == len(encode_text(qwen_tokenizer, " Paris.\nEND\n"))
 
 
-def test_weekend_does_not_stop_generation(scripted_results):
-    # "WEEKEND" ends in the same token as "END": a token-id stop would cut the answer here.
-    result = scripted_results[render_prompt("When do you rest?")]
-    assert result.response == "On the\nWEEKEND, mostly."
-    assert result.stop_reason == STOP_END
+def test_end_line_followed_by_a_blank_line_stops_generation(scripted_results):
+    # "\n\n" is one token: the stop string ends inside it.
+    result = scripted_results[render_prompt("Capital of Peru?")]
+    assert (result.completion_text, result.response, result.stop_reason) == (" Lima.\nEND\n\n", "Lima.", STOP_END)
+
+
+def test_end_then_eos_stops_with_reason_end(scripted_results, qwen_tokenizer):
+    # The trained model's ending: END, then eos (which stops generate); the eos is not counted.
+    result = scripted_results[render_prompt("Say bye.")]
+    assert (result.completion_text, result.response, result.stop_reason, result.stopped) == (" Bye.\nEND", "Bye.", STOP_END, True)
+    assert result.num_tokens == len(encode_text(qwen_tokenizer, " Bye.\nEND"))
+
+
+@pytest.mark.parametrize(
+    "instruction, response",
+    [("When do you rest?", "On the\nWEEKEND, mostly."), ("Close the block.", "IF x\nENDIF\nfi."), ("Which route?", "Steps:\nENDPOINT is /v1.")],
+)
+def test_end_at_the_start_of_a_word_does_not_stop_generation(scripted_results, instruction, response):
+    # "WEEKEND" ends in the same token as "END" (a token-id stop would cut it); "\nENDIF" and
+    # "\nENDPOINT" start with "\nEND" (a stop on "\nEND" would cut them, and the eos padding after
+    # the cut would make the row read as an answer that ended by eos).
+    result = scripted_results[render_prompt(instruction)]
+    assert (result.response, result.stop_reason, result.stopped) == (response, STOP_END, True)
 
 
 def test_runaway_is_stopped_counted_and_the_answer_before_it_kept(scripted_results):
@@ -106,6 +129,16 @@ def test_fewshot_prompt_is_the_plain_format_with_blank_lines():
     prompt = build_fewshot_prompt([("Q1", "A1"), ("Q2", "A2\nmore")], "Q3")
     assert prompt == "Instruction: Q1\nResponse: A1\nEND\n\nInstruction: Q2\nResponse: A2\nmore\nEND\n\nInstruction: Q3\nResponse:"
     assert "<|im_start|>" not in prompt
+
+
+def test_a_row_stopped_by_a_stop_string_and_padded_with_eos_never_reads_as_eos(qwen_tokenizer):
+    eos = qwen_tokenizer.eos_token_id
+    decode = lambda ids: qwen_tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    stopped = read_generation("p", encode_text(qwen_tokenizer, " Go.\nEND\n") + [eos] * 3, decode, {eos})
+    assert (stopped.response, stopped.stop_reason) == ("Go.", STOP_END)
+    assert stopped.num_tokens == len(encode_text(qwen_tokenizer, " Go.\nEND\n")), "padding is not counted"
+    runaway = read_generation("p", encode_text(qwen_tokenizer, " Go.\nInstruction:") + [eos] * 3, decode, {eos})
+    assert (runaway.response, runaway.stop_reason, runaway.stopped) == ("Go.", STOP_RUNAWAY, False)
 
 
 def test_read_generation_cuts_at_the_first_end_id():
