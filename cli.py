@@ -244,14 +244,21 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.text import Text
     from transformers import AutoTokenizer
 
-    from stage1.masking import IGNORE_INDEX, build_sft_features
+    from stage1.errors import InputError
+    from stage1.masking import IGNORE_INDEX, MaskingError, build_sft_features
     from stage1.tiny import build_tiny_qwen
 
+    if args.max_length < 2:
+        raise InputError(f"must be at least 2 (a prompt token and eos), got {args.max_length}", field="--max-length")
     model_dir = Path(args.model)
     if not (model_dir / "tokenizer.json").exists():
         build_tiny_qwen(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    features = build_sft_features(tokenizer, args.instruction, args.response, args.max_length)
+    try:
+        features = build_sft_features(tokenizer, args.instruction, args.response, args.max_length)
+    except MaskingError as error:
+        # Training drops or refuses such a row (training.overlong); here there is only one row to show.
+        raise InputError(str(error), field="--max-length", hint="raise --max-length or shorten the text") from None
     console = _console()
     line = Text()
     table = Table("pos", "id", "token", "label", title="tokens: [red]masked (-100)[/] / [green]supervised[/]")
@@ -327,11 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from stage1.errors import EXIT_INPUT, Stage1Error
     from stage1.format import FormatError
+    from stage1.masking import MaskingError
 
     try:
         check_process_count(args.command, dict(os.environ))
         return args.handler(args)
-    except (Stage1Error, FormatError) as error:
+    except (Stage1Error, FormatError, MaskingError) as error:  # the core's errors are ValueErrors, not Stage1Errors
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
