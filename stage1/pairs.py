@@ -4,16 +4,23 @@ One pair per (chosen, negative): ``prompt = render_prompt(instruction)``, ``chos
 render_completion(response)``, ``rejected`` = the negative's completion, byte for byte what SFT,
 generation and evaluation use. Then, in this order:
 
-1. identical (prompt, chosen, rejected) triples are kept once;
+1. a negative equal to the chosen completion after ``text_keys.dedup_key`` (" paris\nEND" for
+   " Paris.\nEND") is dropped (``equal_to_chosen``), and identical (prompt, chosen, rejected)
+   triples are kept once;
 2. pairs longer than ``max_length`` tokens (prompt + completion + eos, on either side) are dropped
    and counted; the ids come from ``masking.encode_text`` with the stage's tokenizer;
 3. an instruction group (``text_keys.dedup_key`` of the instruction, so "Q?" and "q" are one)
-   keeps at most ``max_pairs_per_instruction`` pairs, taken round-robin over negative kinds, so
-   an instruction that appears ten times does not bring ten times the pairs;
-4. a global ``max_pairs`` cap takes one pair per group per round, over groups in seeded order,
-   so it samples across instructions instead of keeping the first ones;
+   is put in a seeded round-robin order over negative kinds that does not depend on the input
+   order, and keeps the first ``max_pairs_per_instruction``, so an instruction that appears ten
+   times does not bring ten times the pairs;
+4. a global ``max_pairs`` cap takes one pair per group per round, over groups in seeded order, so
+   it samples across instructions instead of keeping the first ones; from each group it takes the
+   kind furthest below its share of the capped pool, so the cap keeps the kind balance;
 5. groups are split into train and eval (``splits.heldout_groups``); no group is on both sides;
-6. the leakage gate checks the SFT data and every pair against the held-out evaluation items.
+6. a train pair whose rejected text borrows eval text is dropped (``eval_text_in_rejected``):
+   negatives are made before the split, so an off-topic donor answer or a runaway's borrowed
+   ``Instruction:`` may be an eval pair's chosen answer or instruction (see ``_borrows_eval_text``);
+7. the leakage gate checks the SFT data and every pair against the held-out evaluation items.
 
 The manifest reports the balance by kind and category on each side, and every drop by reason.
 The core (``build_pairs``) is pure; ``run_pairs`` is the shell.
@@ -22,6 +29,7 @@ The core (``build_pairs``) is pure; ``run_pairs`` is the shell.
 from __future__ import annotations
 
 import random
+import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.errors import ConfigError, InputError
-from stage1.format import render_completion, render_prompt
+from stage1.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, render_completion, render_prompt
 from stage1.leakage import LeakageSettings, leakage_gate
 from stage1.manifest import build_manifest, write_manifest
 from stage1.negatives.stage import plain_fields
@@ -51,7 +59,9 @@ from stage1.text_keys import dedup_key
 STAGE = "pairs"
 TRAIN_FILE = "train.jsonl"
 EVAL_FILE = "eval.jsonl"
-DROP_REASONS = ("equal_to_chosen", "duplicate_triple", "too_long", "per_instruction_cap", "global_cap")
+DROP_REASONS = (
+    "equal_to_chosen", "duplicate_triple", "too_long", "per_instruction_cap", "global_cap", "eval_text_in_rejected"
+)
 
 
 @dataclass(frozen=True)
@@ -87,33 +97,49 @@ def nfc_bytes(text: str) -> int:
     return len(unicodedata.normalize("NFC", text).encode("utf-8"))
 
 
-def _round_robin_by_kind(pairs: list[PreferencePair], limit: int, rng: random.Random) -> list[PreferencePair]:
-    """Up to ``limit`` pairs, one kind at a time, so a cap keeps the kinds balanced."""
-    if len(pairs) <= limit:
+def _pair_order(pair: PreferencePair) -> tuple[str, str, str, str]:
+    return (pair.negative_kind, pair.rejected, pair.instruction_id, pair.chosen)
+
+
+def _kind_round_robin(pairs: list[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    """All of a group's pairs, one kind at a time in a seeded kind order, so any prefix is balanced.
+
+    The pairs are sorted before they are shuffled, so the order depends on the seed and the pairs,
+    never on the order the negatives came in.
+    """
+    if len(pairs) < 2:
         return pairs
     by_kind: dict[str, list[PreferencePair]] = defaultdict(list)
-    for pair in pairs:
+    for pair in sorted(pairs, key=_pair_order):
         by_kind[pair.negative_kind].append(pair)
     queues = [by_kind[kind] for kind in sorted(by_kind)]
     for queue in queues:
-        rng.shuffle(queue)
+        if len(queue) > 1:
+            rng.shuffle(queue)
     rng.shuffle(queues)
-    taken: list[PreferencePair] = []
-    while len(taken) < limit and any(queues):
-        for queue in queues:
-            if queue and len(taken) < limit:
-                taken.append(queue.pop())
-    return taken
+    ordered: list[PreferencePair] = []
+    for depth in range(max(len(queue) for queue in queues)):
+        ordered += [queue[depth] for queue in queues if depth < len(queue)]
+    return ordered
 
 
-def _balance(pairs: Iterable[PreferencePair]) -> dict[str, Any]:
+def _balance(pairs: Iterable[PreferencePair], keys: _Keys) -> dict[str, Any]:
     pairs = list(pairs)
     return {
         "pairs": len(pairs),
         "by_kind": dict(sorted(Counter(p.negative_kind for p in pairs).items())),
         "by_category": dict(sorted(Counter(p.category for p in pairs).items())),
-        "instructions": len({dedup_key(p.prompt) for p in pairs}),
+        "instructions": len({keys.group[p.instruction_id] for p in pairs}),
     }
+
+
+@dataclass
+class _Keys:
+    """``dedup_key`` texts worked out once while collecting, for the later steps."""
+
+    group: dict[str, str] = field(default_factory=dict)  # instruction id -> its group (normalised instruction)
+    chosen: dict[str, str] = field(default_factory=dict)  # instruction id -> normalised chosen completion
+    rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # (instruction id, rejected) -> normalised rejected
 
 
 def _collect(
@@ -122,10 +148,12 @@ def _collect(
     settings: PairSettings,
     pair_length: Callable[[str, str], int],
     dropped: dict[str, int],
-) -> tuple[dict[str, list[PreferencePair]], int]:
-    """Pairs by instruction group, after de-duplication and the length limit; and how many negatives came in."""
+) -> tuple[dict[str, list[PreferencePair]], int, _Keys]:
+    """Pairs by instruction group, after de-duplication and the length limit; how many negatives came
+    in; and the normalised texts."""
     by_id = {example.id: example for example in examples}
-    rendered: dict[str, tuple[str, str, str, int]] = {}
+    rendered: dict[str, tuple[str, str, int]] = {}
+    keys = _Keys()
     groups: dict[str, list[PreferencePair]] = {}
     seen: set[tuple[str, str, str]] = set()
     built = 0
@@ -133,11 +161,13 @@ def _collect(
         example = by_id[negative.instruction_id]
         if example.id not in rendered:
             prompt, chosen = render_prompt(example.instruction), render_completion(example.response)
-            rendered[example.id] = (prompt, chosen, dedup_key(example.instruction), nfc_bytes(prompt))
-        prompt, chosen, group_key, prompt_bytes = rendered[example.id]
+            rendered[example.id] = (prompt, chosen, nfc_bytes(prompt))
+            keys.group[example.id], keys.chosen[example.id] = dedup_key(example.instruction), dedup_key(chosen)
+        prompt, chosen, prompt_bytes = rendered[example.id]
         built += 1
         rejected = negative.completion
-        if rejected == chosen:
+        rejected_key = dedup_key(rejected)
+        if rejected_key == keys.chosen[example.id]:  # the rule PreferencePair.from_dict enforces
             dropped["equal_to_chosen"] += 1
             continue
         if (prompt, chosen, rejected) in seen:
@@ -151,8 +181,9 @@ def _collect(
             dropped["too_long"] += 1
             continue
         pair = PreferencePair(prompt, chosen, rejected, example.id, example.category, negative.kind, "train")
-        groups.setdefault(group_key, []).append(pair)
-    return groups, built
+        keys.rejected[(example.id, rejected)] = rejected_key
+        groups.setdefault(keys.group[example.id], []).append(pair)
+    return groups, built, keys
 
 
 def build_pairs(
@@ -171,13 +202,13 @@ def build_pairs(
         KeyError: a negative names an instruction id that no example has (the shell checks first).
     """
     dropped = dict.fromkeys(DROP_REASONS, 0)
-    groups, built = _collect(examples, negatives, settings, pair_length, dropped)
+    groups, built, normalised = _collect(examples, negatives, settings, pair_length, dropped)
     rng = random.Random(f"{settings.seed}:pairs")
     keys = sorted(groups)
     rng.shuffle(keys)  # seeded group order for the global cap and the output
     capped: dict[str, list[PreferencePair]] = {}
     for key in keys:
-        capped[key] = _round_robin_by_kind(groups[key], settings.max_pairs_per_instruction, rng)
+        capped[key] = _kind_round_robin(groups[key], rng)[: settings.max_pairs_per_instruction]
         dropped["per_instruction_cap"] += len(groups[key]) - len(capped[key])
     selected = _global_cap(capped, keys, settings.max_pairs)
     dropped["global_cap"] = sum(len(v) for v in capped.values()) - sum(len(v) for v in selected.values())
@@ -185,34 +216,83 @@ def build_pairs(
     held = heldout_groups(keys, settings.eval_fraction, settings.seed)
     train = [p for key in keys if key not in held for p in selected[key]]
     evaluation = [_with_split(p, "eval") for key in keys if key in held for p in selected[key]]
+    borrowing = _borrows_eval_text(train, evaluation, {key for key in held if selected[key]}, normalised)
+    dropped["eval_text_in_rejected"] = len(borrowing)
+    train = [pair for index, pair in enumerate(train) if index not in borrowing]
     counts = {
         "negatives": built,
         "pairs": len(train) + len(evaluation),
         "dropped": dropped,
         "groups": len(keys),
-        "train": _balance(train),
-        "eval": _balance(evaluation),
+        "train": _balance(train, normalised),
+        "eval": _balance(evaluation, normalised),
     }
     return train, evaluation, counts
 
 
 def _global_cap(capped: dict[str, list[PreferencePair]], keys: list[str], limit: int | None) -> dict[str, list[PreferencePair]]:
-    """One pair per group per round, groups in the given order, until ``limit`` pairs are taken."""
+    """One pair per group per round, groups in the given order, until ``limit`` pairs are taken.
+
+    From each group the pair taken is the one whose kind has the smallest share of its pool count
+    taken so far (the group's own seeded order breaks ties), so the kept pairs have the kind mix
+    of the capped pool: taking each group's first pair would keep whichever kind comes first.
+    """
     if limit is None or sum(len(v) for v in capped.values()) <= limit:
         return capped
+    pool = Counter(pair.negative_kind for key in keys for pair in capped[key])
+    taken_by_kind: Counter[str] = Counter()
+    remaining = {key: list(capped[key]) for key in keys}
     selected: dict[str, list[PreferencePair]] = {key: [] for key in keys}
-    taken, depth = 0, 0
-    while taken < limit:
-        progressed = False
-        for key in keys:
-            if depth < len(capped[key]) and taken < limit:
-                selected[key].append(capped[key][depth])
-                taken += 1
-                progressed = True
-        if not progressed:
-            break
-        depth += 1
+    active, taken = [key for key in keys if remaining[key]], 0
+    while taken < limit:  # the pool holds more than ``limit`` pairs, so every round takes some
+        for key in active:
+            if taken == limit:
+                break
+            queue = remaining[key]
+            index = min(range(len(queue)), key=lambda i: (taken_by_kind[queue[i].negative_kind] / pool[queue[i].negative_kind], i))
+            pair = queue.pop(index)
+            selected[key].append(pair)
+            taken_by_kind[pair.negative_kind] += 1
+            taken += 1
+        active = [key for key in active if remaining[key]]
     return selected
+
+
+_RUNAWAY_TAGS = ("\n" + INSTRUCTION_TAG, "\n" + RESPONSE_TAG)
+_TAG_SPLIT = re.compile("|".join(re.escape(tag) for tag in _RUNAWAY_TAGS))
+
+
+def _borrows_eval_text(
+    train: list[PreferencePair], evaluation: list[PreferencePair], eval_groups: set[str], keys: _Keys
+) -> set[int]:
+    """Positions of the train pairs whose rejected text carries an eval pair's instruction or answer.
+
+    Eval text is every eval group's normalised instruction and every eval chosen answer that no
+    train pair has as its chosen answer ("Yes." chosen on both sides is no held-out information;
+    it also means a pair's own answer is never eval text). Compared on ``dedup_key`` text, the key
+    of the splits and of the leakage gate's exact match: the whole rejected (an off-topic negative
+    is a donor's whole completion) and, for a runaway, each piece before and after the
+    ``Instruction:`` and ``Response:`` lines it adds (the format refuses such lines in real text).
+
+    The other direction is not checked, on purpose: an eval pair whose rejected borrows train text
+    leaks nothing into training, and it still asks whether the model prefers the answer to its own
+    held-out prompt over text that fits another prompt.
+    """
+    train_chosen = {keys.chosen[pair.instruction_id] for pair in train}
+    eval_only = {pair.instruction_id: pair.chosen for pair in evaluation if keys.chosen[pair.instruction_id] not in train_chosen}
+    eval_completions = {keys.chosen[instruction_id] for instruction_id in eval_only}
+    eval_text = eval_groups | {dedup_key(chosen.removesuffix("\n" + END_MARKER)) for chosen in eval_only.values()}
+    eval_text.discard("")
+    borrowing: set[int] = set()
+    for index, pair in enumerate(train):
+        whole = keys.rejected[(pair.instruction_id, pair.rejected)]
+        if whole in eval_completions or whole in eval_text:
+            borrowing.add(index)
+        elif _TAG_SPLIT.search(pair.rejected):
+            text = pair.rejected.removesuffix("\n" + END_MARKER)
+            if any(dedup_key(piece) in eval_text for piece in _TAG_SPLIT.split(text)):
+                borrowing.add(index)
+    return borrowing
 
 
 def _with_split(pair: PreferencePair, split: str) -> PreferencePair:

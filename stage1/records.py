@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 from stage1.errors import InputError
 from stage1.format import FormatError, check_text
 from stage1.storage import iter_rows
+from stage1.text_keys import dedup_key
 
 NEGATIVE_KINDS = (
     "unwarranted_refusal",
@@ -197,6 +198,8 @@ class PreferencePair(Record):
 
     ``prompt`` is ``render_prompt(instruction)``, ``chosen`` is ``render_completion(response)``,
     ``rejected`` a negative's completion: byte-identical to what SFT, generation and evaluation see.
+    ``rejected`` may not equal ``chosen`` after ``text_keys.dedup_key``: " paris\nEND" is the
+    answer " Paris.\nEND" again, and a pair that prefers one to the other teaches only noise.
     """
 
     prompt: str
@@ -214,8 +217,10 @@ class PreferencePair(Record):
         for name, value in values.items():
             if not value.strip():
                 raise RecordError(name, "is empty")
-        if values["chosen"] == values["rejected"]:
-            raise RecordError("rejected", "equals chosen")
+        if dedup_key(values["chosen"]) == dedup_key(values["rejected"]):
+            raise RecordError(
+                "rejected", "equals chosen once case, spacing and punctuation are ignored", hint="drop the pair"
+            )
         return cls(
             **values,
             instruction_id=_id(data, "instruction_id"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -16,7 +17,8 @@ from stage1.masking import encode_text
 from stage1.negatives import DonorPool, NegativeSettings, generate_negatives
 from stage1.pairs import PairSettings, TokenLengths, build_pairs, run_pairs
 from stage1.records import NegativeRecord, PreferencePair, SFTExample
-from stage1.text_keys import dedup_key
+from stage1.splits import heldout_groups
+from stage1.text_keys import contains_words, dedup_key
 from tests.strategies import format_text, sft_examples
 
 
@@ -44,7 +46,8 @@ def test_pairs_are_exact_unique_and_split_by_instruction(examples, seed, fractio
         example = by_id[pair.instruction_id]
         assert pair.prompt == render_prompt(example.instruction)
         assert pair.chosen == render_completion(example.response)
-        assert (pair.instruction_id, pair.rejected) in completions and pair.rejected != pair.chosen
+        assert (pair.instruction_id, pair.rejected) in completions and dedup_key(pair.rejected) != dedup_key(pair.chosen)
+        assert PreferencePair.from_dict(pair.to_dict()) == pair, "every pair written can be read back"
     triples = Counter((p.prompt, p.chosen, p.rejected) for p in (*train, *evaluation))
     assert not triples or max(triples.values()) == 1
     assert not {dedup_key(p.prompt) for p in train} & {dedup_key(p.prompt) for p in evaluation}
@@ -52,6 +55,15 @@ def test_pairs_are_exact_unique_and_split_by_instruction(examples, seed, fractio
     assert counts["negatives"] == len(negatives)
     assert counts["pairs"] + sum(counts["dropped"].values()) == len(negatives)
     assert build_pairs(examples, negatives, settings, _no_tokenizer) == (train, evaluation, counts)
+
+
+@pytest.mark.parametrize("rejected", [" paris\nEND", " PARIS!\nEND", " Paris.\nEND", " Paris .\nEND"])
+def test_a_negative_equal_to_chosen_after_normalisation_makes_no_pair(rejected):
+    example = SFTExample(id="a", instruction="What is the capital of France?", response="Paris.")
+    negatives = [NegativeRecord("a", "factually_incorrect", rejected, "rule"), NegativeRecord("a", "format_violation", " Paris.", "rule")]
+    train, _, counts = build_pairs([example], negatives, PairSettings(eval_fraction=0.0), _no_tokenizer)
+    assert [p.rejected for p in train] == [" Paris."], "a missing END is a real difference and stays"
+    assert counts["dropped"]["equal_to_chosen"] == 1
 
 
 def _many(instructions: int, copies: int, negatives_each: int):
@@ -85,12 +97,106 @@ def test_the_global_cap_samples_across_instructions():
     assert sorted(Counter(p.instruction_id for p in train).values()) == [1] * 25 + [2] * 25
 
 
+KINDS = ("unwarranted_refusal", "off_topic", "verbose_vague", "format_violation", "factually_incorrect")
+
+
+def _every_kind(instructions: int):
+    examples = [SFTExample(id=f"q{i}", instruction=f"Question number {i}?", response=f"Answer {i}.", category="c") for i in range(instructions)]
+    negatives = [NegativeRecord(f"q{i}", kind, f" Bad {i} {kind}.\nEND", "rule") for i in range(instructions) for kind in KINDS]
+    return examples, negatives
+
+
+@pytest.mark.parametrize("limit", [50, 123, 300])
+def test_the_global_cap_keeps_the_kind_balance(limit):
+    """Five kinds per instruction in the same input order: the cap keeps a fifth of each, not the first kind."""
+    examples, negatives = _every_kind(100)
+    train, _, _ = build_pairs(examples, negatives, PairSettings(max_pairs=limit, eval_fraction=0.0), _no_tokenizer)
+    kinds = Counter(p.negative_kind for p in train)
+    assert len(train) == limit and all(abs(kinds[kind] - limit / 5) <= max(1, 0.02 * limit) for kind in KINDS), kinds
+    assert max(Counter(p.instruction_id for p in train).values()) - min(Counter(p.instruction_id for p in train).values()) <= 1
+
+
+@given(st.randoms(use_true_random=False), st.sampled_from([None, 40, 130]), st.integers(1, 5))
+def test_pairs_do_not_depend_on_the_order_of_the_negatives(order, limit, per_instruction):
+    """Shuffling the negatives gives the same pairs in the same order: only the seed decides."""
+    examples, negatives = _every_kind(40)
+    settings = PairSettings(max_pairs=limit, max_pairs_per_instruction=per_instruction, eval_fraction=0.2)
+    shuffled = list(negatives)
+    order.shuffle(shuffled)
+    assert build_pairs(examples, shuffled, settings, _no_tokenizer) == build_pairs(examples, negatives, settings, _no_tokenizer)
+
+
 def test_balance_by_kind_is_reported_per_split():
     examples, negatives = _many(instructions=40, copies=1, negatives_each=5)
     train, evaluation, counts = build_pairs(examples, negatives, PairSettings(eval_fraction=0.25), _no_tokenizer)
     assert counts["train"]["by_kind"] == dict(sorted(Counter(p.negative_kind for p in train).items()))
     assert counts["eval"]["pairs"] == len(evaluation) == 50 and counts["eval"]["instructions"] == 10
     assert set(counts["train"]["by_kind"]) == {"unwarranted_refusal", "off_topic", "verbose_vague", "format_violation", "factually_incorrect"}
+
+
+def _questions_by_side(count=4):
+    """``count`` instructions, split half and half by ``PairSettings(eval_fraction=0.5)``: (train, eval)."""
+    questions = [f"What is the capital of {country}?" for country in ("Peru", "Chad", "Laos", "Fiji")[:count]]
+    held = heldout_groups([dedup_key(q) for q in questions], 0.5, 0)
+    return [q for q in questions if dedup_key(q) not in held], [q for q in questions if dedup_key(q) in held]
+
+
+def test_train_rejecteds_that_borrow_eval_text_are_dropped():
+    (train_q, _), (eval_q, _) = _questions_by_side()
+    examples = [
+        SFTExample(id="t", instruction=train_q, response="Answer one.", category="a"),
+        SFTExample(id="e", instruction=eval_q, response="Answer two.", category="b"),
+    ]
+    negatives = [
+        NegativeRecord("t", "off_topic", " answer TWO\nEND", "from:b", "e"),  # the eval answer, normalised
+        NegativeRecord("t", "format_violation", f" Answer one.\nInstruction: {eval_q.upper()}", "runaway", "e"),
+        NegativeRecord("t", "format_violation", " Answer one.\nInstruction: Say hi.\nResponse: Answer two.", "runaway"),
+        NegativeRecord("t", "format_violation", " Answer one.", "missing_end"),  # its own answer: kept
+        NegativeRecord("e", "off_topic", " Answer one.\nEND", "from:a", "t"),  # eval borrowing train: kept
+        NegativeRecord("e", "format_violation", f" Answer two.\nInstruction: {train_q}", "runaway", "t"),
+    ]
+    train, evaluation, counts = build_pairs(examples, negatives, PairSettings(eval_fraction=0.5), _no_tokenizer)
+    assert [p.rejected for p in train] == [" Answer one."]
+    assert len(evaluation) == 2 and counts["dropped"]["eval_text_in_rejected"] == 3
+    assert counts["pairs"] + sum(counts["dropped"].values()) == len(negatives)
+
+
+def test_an_answer_chosen_on_both_sides_is_not_eval_text():
+    """"No." chosen in train and in eval carries no held-out information; "Maybe." chosen only in eval does."""
+    (train_q, other_q), (eval_q, eval_q2) = _questions_by_side()
+    examples = [
+        SFTExample(id="t", instruction=train_q, response="Yes.", category="a"),
+        SFTExample(id="t2", instruction=other_q, response="No.", category="a"),
+        SFTExample(id="e", instruction=eval_q, response="No.", category="b"),
+        SFTExample(id="e2", instruction=eval_q2, response="Maybe.", category="b"),
+    ]
+    negatives = [
+        NegativeRecord("t", "factually_incorrect", " No.\nEND", "yes_no"),
+        NegativeRecord("t", "off_topic", " Maybe.\nEND", "from:b", "e2"),
+        NegativeRecord("t2", "factually_incorrect", " Yes.\nEND", "yes_no"),
+        NegativeRecord("e", "factually_incorrect", " Yes.\nEND", "yes_no"),
+        NegativeRecord("e2", "verbose_vague", " Who knows.\nEND", "template"),
+    ]
+    train, _, counts = build_pairs(examples, negatives, PairSettings(eval_fraction=0.5), _no_tokenizer)
+    assert sorted(p.rejected for p in train) == [" No.\nEND", " Yes.\nEND"]
+    assert counts["dropped"]["eval_text_in_rejected"] == 1
+
+
+def test_no_train_rejected_carries_eval_text_on_the_fixture_pool():
+    """With the fixture pool and default settings, negatives drawn before the split put eval answers
+    and eval instructions into train rejecteds (29 and 5 before this check); none are left."""
+    rows = [json.loads(line) for line in (Path(__file__).parents[2] / "fixtures/sft/instructions.jsonl").read_text().splitlines()]
+    examples = [SFTExample(**row) for row in rows]
+    settings = NegativeSettings()
+    stream, _ = generate_negatives(examples, settings, DonorPool.from_examples(examples, settings.donor_pool_size, settings.seed))
+    train, evaluation, counts = build_pairs(examples, list(stream), PairSettings(), _no_tokenizer)
+    instructions = {e.id: e.instruction for e in examples}
+    eval_instructions = {instructions[p.instruction_id] for p in evaluation}
+    eval_only_answers = {dedup_key(p.chosen) for p in evaluation} - {dedup_key(p.chosen) for p in train}
+    assert evaluation and counts["dropped"]["eval_text_in_rejected"] > 0
+    for pair in train:
+        assert dedup_key(pair.rejected) not in eval_only_answers, pair
+        assert not any(contains_words(pair.rejected, instruction) for instruction in eval_instructions), pair
 
 
 def test_overlong_pairs_are_dropped_by_real_token_count(qwen_tokenizer):

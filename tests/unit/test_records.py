@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from stage1.errors import InputError
@@ -19,9 +19,11 @@ from stage1.records import (
     InstructionRecord,
     NegativeRecord,
     PreferencePair,
+    RecordError,
     SFTExample,
     read_records,
 )
+from stage1.text_keys import dedup_key
 from tests.strategies import format_text
 
 record_text = format_text.filter(lambda t: not SPECIAL_TOKEN_TEXT.search(t)).map(lambda t: check_text(t, "text"))
@@ -51,18 +53,19 @@ def test_negative_record_round_trips_and_plain_fields_match(id_, kind, text, sou
 
 @given(ids, record_text, record_text, record_text, st.sampled_from(NEGATIVE_KINDS), st.sampled_from(["train", "eval"]))
 def test_preference_pair_round_trips(id_, instruction, chosen, rejected, kind, split):
-    if chosen == rejected:
-        return
+    assume(dedup_key(chosen) != dedup_key(rejected))
     pair = PreferencePair(render_prompt(instruction), render_completion(chosen), render_completion(rejected), id_, "c", kind, split)
     assert PreferencePair.from_dict(json.loads(json.dumps(pair.to_dict()))) == pair
     assert plain_fields(pair) == pair.to_dict()
 
 
-def test_pair_with_rejected_equal_to_chosen_is_refused():
-    row = {"prompt": "p", "chosen": " a\nEND", "rejected": " a\nEND", "instruction_id": "1", "category": "c",
+@pytest.mark.parametrize("rejected", [" Paris.\nEND", " paris\nEND", " PARIS!\nEND", "  Paris .\n END"])
+def test_pair_with_rejected_equal_to_chosen_after_normalisation_is_refused(rejected):
+    row = {"prompt": "p", "chosen": " Paris.\nEND", "rejected": rejected, "instruction_id": "1", "category": "c",
            "negative_kind": "off_topic", "split": "train"}
-    with pytest.raises(Exception, match="rejected.*equals chosen"):
+    with pytest.raises(RecordError, match="rejected.*equals chosen"):
         PreferencePair.from_dict(row)
+    assert PreferencePair.from_dict({**row, "rejected": " Paris."}).rejected == " Paris.", "a missing END is a real difference"
 
 
 ROWS = [
