@@ -3,6 +3,8 @@
 - ``settings``: ``NegativeSettings`` and the kind mix;
 - ``mix``: which kinds each example gets (the declared mix, honoured);
 - ``factual``, ``format_violation``, ``templates``: how each kind is built;
+- ``donors``: other examples' answers and instructions to borrow, and how often each is borrowed;
+- ``repeats``: how often each rejected string has been used, in fixed memory;
 - ``core``: the streaming maker and its checks;
 - ``stage``: ``run_negatives``, the file-in, file-out stage.
 """

@@ -8,9 +8,13 @@ What may change, in order of preference:
 2. a word from ``facts.ANTONYMS`` replaced by its opposite, at a whole-word boundary
    (``cold`` -> ``hot``, never inside ``scold``).
 
-Within a tier, a span that the instruction does not mention is preferred: in "The capital of France
-is Paris." the answer is ``Paris``, not ``France``. When nothing can change, the kind is not
-applicable (``None``): a canned false sentence would not contradict the chosen answer.
+A span that the instruction mentions is never changed: it is the question's subject, not the
+answer, so changing it answers another question ("Why is Iceland cold?" -> "Serbia is cold because
+it is far north." is true of nothing asked; "Iceland is cold because it is far south." contradicts
+the answer). The one exception is a replacement the instruction also names, the other option of
+a choice it offers ("Answer yes or no", "Is ice hot or cold?"): that is the wrong answer to the same
+question. When nothing else can change, the kind is not applicable (``None``): a canned false
+sentence would not contradict the chosen answer.
 
 Pure: strings and a ``random.Random``.
 """
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from stage1.negatives.facts import ANTONYMS, ENTITY_CLASSES, LOWERCASE_CLASSES, NUMBER_WORDS
 from stage1.text_keys import dedup_key
@@ -117,65 +123,138 @@ def _words(text: str) -> list[tuple[int, int]]:
     return [match.span() for match in _WORD.finditer(text)]
 
 
-def _word_changes(response: str, padded_texts: tuple[str, str], rng: random.Random) -> list[Change]:
-    """Entity, number-word and antonym changes, found by one scan over the words (whole words only).
+#: The first word of every proper name: a word not in here starts no name, so the longer spans
+#: need not be looked up (most words of most answers).
+_NAME_FIRST_WORDS = frozenset(_WORD.match(name).group(0) for name in _PROPER)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A part of the response that could change: ``text[start:end]``, how, and its tier."""
+
+    start: int
+    end: int
+    method: str
+    tier: int
+    entity: str | None = None  # the class of a named entity
+
+
+def _word_spans(response: str) -> list[Span]:
+    """Entity, number-word and antonym spans, found by one scan over the words (whole words only).
 
     At each word the longest proper name starting there wins, as a regex alternation sorted by
     length would; a dictionary lookup per span keeps this fast with hundreds of names.
     """
-    changes: list[Change] = []
+    spans: list[Span] = []
     words = _words(response)
     index = 0
     while index < len(words):
-        span = 1
-        for length in range(min(MAX_NAME_WORDS, len(words) - index), 0, -1):
-            start, end = words[index][0], words[index + length - 1][1]
+        step = 1
+        start, end = words[index]
+        word = response[start:end]
+        longest = min(MAX_NAME_WORDS, len(words) - index) if word in _NAME_FIRST_WORDS else 0
+        for length in range(longest, 0, -1):
+            end = words[index + length - 1][1]
             kind = _PROPER.get(response[start:end])
             if kind is not None:
-                new = _entity_replacement(response[start:end], kind, padded_texts, rng)
-                if new is not None:
-                    changes.append(Change(start, end, new, f"entity:{kind}", 1))
-                span = length
+                spans.append(Span(start, end, f"entity:{kind}", 1, kind))
+                step = length
                 break
         else:
-            start, end = words[index]
-            word = response[start:end]
+            end = words[index][1]
             lowered = word.casefold()
             if lowered in _COMMON:
-                new = _entity_replacement(word, _COMMON[lowered], padded_texts, rng)
-                if new is not None:
-                    changes.append(Change(start, end, new, f"entity:{_COMMON[lowered]}", 1))
+                spans.append(Span(start, end, f"entity:{_COMMON[lowered]}", 1, _COMMON[lowered]))
             elif lowered in _NUMBER_WORDS:
-                changes.append(Change(start, end, _changed_number_word(word, rng), "number_word", 1))
+                spans.append(Span(start, end, "number_word", 1))
             elif lowered in _OPPOSITE:
-                changes.append(Change(start, end, match_case(word, _OPPOSITE[lowered]), "antonym", 2))
-        index += span
-    return changes
+                spans.append(Span(start, end, "antonym", 2))
+        index += step
+    return spans
+
+
+def find_spans(response: str) -> list[Span]:
+    """Every part of ``response`` that an edit could contradict: numbers, words, a leading Yes/No."""
+    spans = [Span(match.start(), match.end(), "number", 1) for match in NUMBER_PATTERN.finditer(response)]
+    spans += _word_spans(response)
+    yes_no = YES_NO_PATTERN.match(response)
+    if yes_no:
+        spans.append(Span(0, yes_no.end(), "yes_no", 1))
+    return spans
+
+
+def _replacement(span: Span, text: str, padded_texts: tuple[str, str], rng: random.Random) -> str | None:
+    """A different value for ``text`` (the span's text), drawn with ``rng``; None when there is none."""
+    if span.method == "number":
+        return changed_number(text, rng)
+    if span.entity is not None:
+        return _entity_replacement(text, span.entity, padded_texts, rng)
+    if span.method == "number_word":
+        return _changed_number_word(text, rng)
+    if span.method == "antonym":
+        return match_case(text, _OPPOSITE[text.casefold()])
+    return "No" if text == "Yes" else "Yes"
+
+
+@lru_cache(maxsize=4096)
+def _span_key(span: str) -> str:
+    """``dedup_key`` of a word or name, padded (few distinct ones, met again and again)."""
+    return f" {dedup_key(span)} "
+
+
+def _names(padded_instruction_key: str, span: str) -> bool:
+    """True when the instruction mentions ``span`` as whole words (after ``dedup_key``)."""
+    key = _span_key(span)
+    return key != "  " and key in padded_instruction_key
+
+
+class Falsifier:
+    """The spans of one response that could change, found once; each ``draw`` is one incorrect version.
+
+    Built once per example, so a retry (its first draw was used too often) costs a draw, not a scan.
+    """
+
+    def __init__(self, response: str, instruction: str):
+        self.response = response
+        self.spans = find_spans(response)
+        self._padded = (f" {dedup_key(response)} ", f" {dedup_key(instruction)} ") if self.spans else ("", "")
+
+    def changes(self, rng: random.Random) -> list[Change]:
+        """One drawn edit per span (spans with nothing to change to left out)."""
+        changes: list[Change] = []
+        for span in self.spans:
+            text = self.response[span.start : span.end]
+            new = _replacement(span, text, self._padded, rng)
+            if new is not None and new != text:
+                changes.append(Change(span.start, span.end, new, span.method, span.tier))
+        return changes
+
+    def draw(self, rng: random.Random, usable: Callable[[str], bool] | None = None) -> tuple[str, str] | None:
+        """``(incorrect response, method)``: a random edit of the best tier that has one ``usable``
+        (all are, by default); None when nothing in the response can be contradicted."""
+        if not self.spans:
+            return None
+        asked = self._padded[1]
+        changes = [
+            change
+            for change in self.changes(rng)
+            if not _names(asked, self.response[change.start : change.end]) or _names(asked, change.replacement)
+        ]
+        for tier in sorted({change.tier for change in changes}):
+            options = [change for change in changes if change.tier == tier]
+            while options:
+                change = options.pop(rng.randrange(len(options)))
+                falsified = self.response[: change.start] + change.replacement + self.response[change.end :]
+                if falsified != self.response and (usable is None or usable(falsified)):
+                    return falsified, change.method
+        return None
 
 
 def possible_changes(response: str, instruction: str, rng: random.Random) -> list[Change]:
-    """Every edit that would make ``response`` contradict itself, with its tier."""
-    changes: list[Change] = []
-    for match in NUMBER_PATTERN.finditer(response):
-        new = changed_number(match.group(0), rng)
-        if new != match.group(0):
-            changes.append(Change(match.start(), match.end(), new, "number", 1))
-    padded_texts = (f" {dedup_key(response)} ", f" {dedup_key(instruction)} ")
-    changes += _word_changes(response, padded_texts, rng)
-    yes_no = YES_NO_PATTERN.match(response)
-    if yes_no:
-        changes.append(Change(0, yes_no.end(), "No" if yes_no.group(0) == "Yes" else "Yes", "yes_no", 1))
-    return changes
+    """Every edit that would make ``response`` contradict itself (one drawn per span), with its tier."""
+    return Falsifier(response, instruction).changes(rng)
 
 
 def falsify(response: str, instruction: str, rng: random.Random) -> tuple[str, str] | None:
     """``(incorrect response, method)``, or None when nothing in the response can be contradicted."""
-    changes = possible_changes(response, instruction, rng)
-    if not changes:
-        return None
-    instruction_key = f" {dedup_key(instruction)} "
-    ranks = [(change.tier, int(f" {dedup_key(response[change.start : change.end])} " in instruction_key)) for change in changes]
-    best = min(ranks)
-    change = rng.choice([change for change, rank in zip(changes, ranks) if rank == best])
-    falsified = response[: change.start] + change.replacement + response[change.end :]
-    return (falsified, change.method) if falsified != response else None
+    return Falsifier(response, instruction).draw(rng)

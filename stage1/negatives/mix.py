@@ -9,6 +9,13 @@ holds at most one of those points, so a kind repeats within an example only when
 makes that unavoidable (``w_i > 1/k``). Over many examples each kind's share of all draws is its
 weight.
 
+That is the plan. What is produced can fall short of it: a kind that does not apply to an example
+(nothing factual to change) is not made there. ``ShareKeeper`` makes the shortfall up on later
+examples: it tracks each kind's deficit, ``w_i * produced - produced_i``, and proposes to try the
+kinds at least one negative behind (most behind first) in place of the planned kind furthest
+ahead; the maker builds the planned kind when none of them applies. So the produced shares follow
+the weights wherever enough examples admit each kind, and the plan is unchanged where all apply.
+
 Pure: ``random.Random`` passed in.
 """
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 
@@ -53,6 +61,37 @@ class KindPlanner:
         while len(chosen) < self.per_example:
             chosen.append(intervals[-1][0])
         return chosen
+
+
+class ShareKeeper:
+    """Keeps the produced kinds on the declared weights when planned kinds do not apply (see above)."""
+
+    def __init__(self, kinds: Sequence[str], weights: Sequence[float]):
+        self._weights = {kind: weight for kind, weight in zip(kinds, weights) if weight > 0}
+        self._produced: Counter[str] = Counter()
+        self._total = 0
+
+    def add(self, kind: str) -> None:
+        """One negative of ``kind`` was produced."""
+        self._produced[kind] += 1
+        self._total += 1
+
+    def deficit(self, kind: str) -> float:
+        """How many negatives ``kind`` is behind its weight's share of all produced so far (negative: ahead)."""
+        return self._weights.get(kind, 0.0) * self._total - self._produced[kind]
+
+    def make_up(self, plan: Sequence[str]) -> tuple[int, list[str]] | None:
+        """``(position, kinds)``: try ``kinds`` in turn in place of ``plan[position]``; None when nothing is owed.
+
+        ``kinds`` are those at least one negative behind and not in the plan, most behind first;
+        the position is the planned kind furthest ahead, and only one ahead of its share is given up.
+        """
+        deficits = {kind: weight * self._total - self._produced[kind] for kind, weight in self._weights.items()}
+        behind = sorted((kind for kind, deficit in deficits.items() if deficit >= 1.0 and kind not in plan), key=deficits.__getitem__, reverse=True)
+        if not behind:
+            return None
+        position = min(range(len(plan)), key=lambda index: deficits.get(plan[index], 0.0))
+        return (position, behind) if deficits.get(plan[position], 0.0) < 0 else None
 
 
 def plan_kinds(kinds: Sequence[str], weights: Sequence[float], per_example: int, rng: random.Random) -> list[str]:

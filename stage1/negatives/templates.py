@@ -29,7 +29,8 @@ REFUSAL_CORES = (
     "I'm not able to provide that information.",
     "I must decline to answer.",
 )
-#: Declining sentences that quote the instruction: unique per instruction, so never capped.
+#: Declining sentences that quote the instruction: as varied as the instructions (capped like every
+#: rejected string, which matters only for instructions that repeat).
 QUOTING_REFUSAL_CORES = (
     'I can\'t help with "{instruction}".',
     'I am not able to answer "{instruction}".',

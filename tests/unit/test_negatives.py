@@ -8,6 +8,7 @@ import json
 import math
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -18,6 +19,7 @@ from stage1.errors import ConfigError, InputError
 from stage1.format import END_MARKER, INSTRUCTION_TAG, render_completion
 from stage1.negatives import DonorPool, NegativeMix, NegativeSettings, generate_negatives, run_negatives
 from stage1.negatives.mix import plan_kinds
+from stage1.negatives.repeats import RepeatCounter, cells
 from stage1.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
 from stage1.settings import settings_from_dict
 from stage1.text_keys import contains_words, dedup_key
@@ -93,6 +95,71 @@ def test_produced_kinds_follow_the_mix_when_every_kind_applies():
     assert sum(counts.not_applicable.values()) == 0
     for kind, weight in zip(mix.kinds(), mix.weights()):
         assert abs(shares[kind] / len(negatives) - weight) <= 0.02
+
+
+def _fixture_pool_cycled(count: int) -> list[SFTExample]:
+    """The fixture pool cycled to ``count`` examples, each instruction made distinct (as bench.data does)."""
+    path = Path(__file__).parents[2] / "fixtures" / "sft" / "instructions.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        SFTExample(id=f"x{i}", instruction=f"{row['instruction']} (item {i})", response=row["response"], category=row["category"])
+        for i, row in ((i, rows[i % len(rows)]) for i in range(count))
+    ]
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [NegativeMix(), NegativeMix(unwarranted_refusal=0.1, format_violation=0.2, factually_incorrect=0.4, off_topic=0.2, verbose_vague=0.1)],
+)
+def test_produced_kinds_follow_the_mix_when_some_kinds_do_not_apply_everywhere(mix):
+    """Over 10,000 planned negatives on the fixture pool, factual changes do not apply to about a fifth
+    of the examples (and capped strings to some more); the output still has the declared shares."""
+    negatives, counts = _negatives(_fixture_pool_cycled(5_000), NegativeSettings(mix=mix))
+    shares = Counter(n.kind for n in negatives)
+    assert counts.not_applicable["factually_incorrect"] > 200, "the test needs kinds that do not always apply"
+    assert counts.made_up["factually_incorrect"] > 0
+    for kind, weight in zip(mix.kinds(), mix.weights()):
+        assert abs(shares[kind] / len(negatives) - weight) <= 0.02, (kind, shares[kind] / len(negatives), weight)
+    assert sum(counts.produced.values()) + sum(counts.not_applicable.values()) == sum(counts.planned.values())
+
+
+# ---------------------------------------------------------------- repeats
+
+
+def test_no_rejected_string_repeats_past_the_cap_for_any_kind():
+    """A thousand yes/no examples: flipped answers, answers without END and runaways into a borrowed
+    instruction each stay within max_repeats (they reached 207 and 29 when only templates were counted)."""
+    examples = [
+        SFTExample(id=f"y{i}", instruction=f"Is statement {i} true?", response=("Yes." if i % 2 else "No."), category=("a", "b")[i % 2])
+        for i in range(1_000)
+    ]
+    negatives, counts = _negatives(examples)
+    assert max(Counter(n.completion for n in negatives).values()) <= 10
+    tails = Counter(n.completion.split("\n", 1)[1] for n in negatives if "\nInstruction:" in n.completion)
+    assert tails and max(tails.values()) <= 10, "a borrowed instruction recurs under different answers at most max_repeats times"
+    assert max(Counter(n.source_instruction_id for n in negatives if n.source_instruction_id).values()) <= 10
+    assert counts.rejected["repeat_cap"] > 0 and counts.not_applicable["factually_incorrect"] > 0
+
+
+@given(sft_examples(min_size=5, max_size=40), st.integers(1, 3), st.integers(0, 3))
+def test_every_string_and_every_donor_is_used_at_most_max_repeats_times(examples, max_repeats, seed):
+    """Whatever the examples (repeated answers included), no completion and no donor exceeds the cap."""
+    examples = examples + [SFTExample(id=f"{e.id}-again", instruction=e.instruction + " Again.", response=e.response,
+                                      category=e.category) for e in examples]
+    negatives, _ = _negatives(examples, NegativeSettings(per_example=3, max_repeats=max_repeats, seed=seed))
+    assert max(Counter(n.completion for n in negatives).values(), default=0) <= max_repeats
+    assert max(Counter(n.source_instruction_id for n in negatives if n.source_instruction_id).values(), default=0) <= max_repeats
+
+
+@given(st.lists(st.text(max_size=6), max_size=300))
+def test_the_repeat_sketch_never_counts_below_the_truth(texts):
+    """count(x) >= the true number of add(x), for any sequence (so the cap can never be exceeded)."""
+    sketch, truth = RepeatCounter(), Counter()
+    for text in texts:
+        sketch.add(cells(text))
+        truth[text] += 1
+    assert all(sketch.count(cells(text)) >= n for text, n in truth.items())
+    assert cells("Yes.") == cells("Yes.") and sketch.count(cells("never added \u2603")) == 0
 
 
 # ---------------------------------------------------------------- negatives are negative
@@ -209,6 +276,7 @@ def test_stage_output_is_byte_identical_for_the_same_seed(tmp_path):
     rows = [NegativeRecord.from_dict(json.loads(line)) for line in (tmp_path / "a" / "negatives.jsonl").read_text().splitlines()]
     assert len(rows) == first["counts"]["negatives"] > 0
     assert first["counts"]["examples"] == 30 and first["config"]["mix"]["off_topic"] == 0.2
+    assert "made_up_by_kind" in first["counts"] and "not_applicable_by_kind" in first["counts"]
 
 
 def test_stage_refuses_bad_rows_naming_file_line_and_field(tmp_path):

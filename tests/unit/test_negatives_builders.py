@@ -4,13 +4,17 @@ constraint detection. Literal inputs and outputs, so a regex that never matches 
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stage1.negatives import format_violation as fv
 from stage1.negatives.facts import ANTONYMS, CAPITALS, ENTITY_CLASSES
 from stage1.negatives.factual import NUMBER_PATTERN, changed_number, falsify, match_case
 from stage1.records import SFTExample
+from stage1.text_keys import dedup_key
 
 
 def test_fact_tables_are_unambiguous():
@@ -69,6 +73,45 @@ def test_factual_changes_the_answer_not_the_question(instruction, response, expe
         assert used == method
         assert falsified != response
         assert original not in falsified.split(" ") and original + "." not in falsified.split(" ")
+
+
+@pytest.mark.parametrize(
+    "instruction, response, expected",
+    [
+        # The question's subject stays; the answer changes.
+        ("Why is Iceland cold?", "Iceland is cold because it is far north.", "Iceland is cold because it is far south."),
+        # Only the question's words are editable: not applicable, never a canned sentence.
+        ("Who was the first president of France?", "The first president of France was Louis-Napoléon Bonaparte.", None),
+        # The other option the instruction offers is the wrong answer to the same question.
+        ("Answer yes or no: is the sun a star?", "Yes.", "No."),
+        ("Is ice hot or cold?", "Ice is cold.", "Ice is hot."),
+    ],
+)
+def test_factual_never_edits_what_the_instruction_names(instruction, response, expected):
+    for seed in range(20):
+        falsified = falsify(response, instruction, random.Random(seed))
+        assert (falsified[0] if falsified else None) == expected
+
+
+_WORDS = ["Iceland", "Serbia", "France", "Paris", "Lima", "cold", "hot", "north", "south", "far", "is", "the",
+          "of", "capital", "42", "1945", "seven", "three", "and", "or"]
+_sentences = st.lists(st.sampled_from(_WORDS), min_size=1, max_size=8).map(" ".join)
+
+
+@given(st.sampled_from(["", "Yes, ", "No, "]), _sentences, _sentences, st.booleans(), st.integers(0, 9))
+def test_words_the_instruction_names_survive_unless_swapped_for_an_offered_option(lead, response, instruction, offer, seed):
+    """Every word the instruction and the response share is still in the incorrect response, unless
+    the edit put in its place a word the instruction also names (the other option it offers)."""
+    response, instruction = f"{lead}{response}.", ("Yes or no: " if offer else "") + instruction + "?"
+    falsified = falsify(response, instruction, random.Random(seed))
+    if falsified is None:
+        return
+    asked = set(dedup_key(instruction).split())
+    before, after = Counter(dedup_key(response).split()), Counter(dedup_key(falsified[0]).split())
+    removed, added = before - after, after - before
+    assert removed and added, falsified
+    if set(removed) & asked:
+        assert set(added) <= asked, (response, instruction, falsified)
 
 
 def test_antonyms_swap_whole_words_only_and_keep_case():
