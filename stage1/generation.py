@@ -36,7 +36,7 @@ from typing import Any
 
 from stage1 import progress
 from stage1.errors import ConfigError
-from stage1.format import STOP_EOS, STOP_STRINGS, parse_completion, render_example, render_prompt
+from stage1.format import STOP_END, STOP_EOS, STOP_STRINGS, is_end_line, parse_completion, render_example, render_prompt
 from stage1.masking import encode_text
 
 
@@ -129,6 +129,10 @@ def read_generation(
         finished_by_eos = cut < len(ids)
     text = decode(ids[:cut])
     parsed = parse_completion(text, finished_by_eos=finished_by_eos)
+    if parsed.stop_reason == STOP_END and not finished_by_eos and ends_with_open_end_line(text):
+        # Cut by the token limit right after "END": nothing after it (a newline, eos) shows that END
+        # was a whole line rather than the start of "ENDING", so the row did not stop.
+        parsed = parse_completion(text[: text.rstrip().rfind("\n") + 1], finished_by_eos=False)
     num_tokens = cut + (1 if parsed.stop_reason == STOP_EOS and cut < len(ids) else 0)
     return Generation(
         prompt=prompt,
@@ -139,6 +143,16 @@ def read_generation(
         runaway=parsed.runaway,
         num_tokens=num_tokens,
     )
+
+
+def ends_with_open_end_line(text: str) -> bool:
+    """Whether the text's first whole ``END`` line is its last line, with nothing after it.
+
+    Generation stops on ``"\\nEND\\n"`` or eos, so such a text was cut by the token limit.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    first_end = next((i for i, line in enumerate(lines) if is_end_line(line)), None)
+    return first_end == len(lines) - 1
 
 
 def row_seed(*parts: object) -> int:

@@ -141,12 +141,33 @@ def test_a_row_stopped_by_a_stop_string_and_padded_with_eos_never_reads_as_eos(q
     assert (runaway.response, runaway.stop_reason, runaway.stopped) == ("Go.", STOP_RUNAWAY, False)
 
 
+@pytest.mark.parametrize(
+    ("completion", "eos", "reason", "response"),
+    [
+        (" Go.\nEND", False, STOP_MAX_TOKENS, "Go."),  # cut by the limit: END may have been ENDING
+        (" Go.\nEND", True, STOP_END, "Go."),  # eos right after END confirms the line
+        (" Go.\nEND\n", False, STOP_END, "Go."),  # so does a newline
+        (" Go.\nEND.\nEND.\nEND", False, STOP_MAX_TOKENS, "Go.\nEND.\nEND."),  # 'END.' lines are content
+        (" Go.\nEND\nmore\nEND", False, STOP_END, "Go."),  # an earlier whole END line decides
+    ],
+)
+def test_an_end_line_must_be_confirmed_by_what_follows_it(qwen_tokenizer, completion, eos, reason, response):
+    eos_id = qwen_tokenizer.eos_token_id
+    decode = lambda ids: qwen_tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    ids = encode_text(qwen_tokenizer, completion) + ([eos_id] if eos else [])
+    result = read_generation("p", ids, decode, {eos_id})
+    assert (result.stop_reason, result.response) == (reason, response)
+    assert result.completion_text == completion, "the raw text is kept whole"
+
+
 def test_read_generation_cuts_at_the_first_end_id():
     decode = lambda ids: "".join({1: " a", 2: "\nEND", 3: " b"}[i] for i in ids)  # noqa: E731
     result = read_generation("p", [1, 3, 9, 9, 9], decode, {9})
     assert (result.response, result.stop_reason, result.num_tokens) == ("a b", STOP_EOS, 3)
     result = read_generation("p", [1, 2, 9, 9], decode, {9})
     assert (result.response, result.stop_reason, result.num_tokens) == ("a", STOP_END, 2)
+    result = read_generation("p", [1, 2], decode, {9})
+    assert (result.response, result.stop_reason) == ("a", STOP_MAX_TOKENS)
     result = read_generation("p", [1, 3], decode, {9})
     assert (result.stop_reason, result.num_tokens) == (STOP_MAX_TOKENS, 2)
 
