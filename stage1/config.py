@@ -7,8 +7,10 @@ Sections and who owns their fields:
   ``SFTConfig``/``DPOConfig``. Their keys are checked against those dataclasses' fields, so every knob
   TRL has is available without being declared twice here, and a typo is refused with the nearest name.
 
-YAML is read with ``yaml.safe_load`` semantics (no tags, no code); override values are parsed the same
-way. Errors name the file, the line and the dotted key.
+YAML is read with ``yaml.safe_load`` semantics (no tags, no code), as UTF-8, and a key given twice is
+refused; override values are parsed the same way. Values are range-checked here, so a config that
+cannot train stops before any stage runs. Errors name the dotted key and where its value came from:
+the file and line, or the ``--set`` argument.
 """
 
 from __future__ import annotations
@@ -103,37 +105,78 @@ class PipelineConfig:
 # ---------------------------------------------------------------- YAML with line numbers
 
 
-def _line_index(node: yaml.Node, prefix: str = "", index: dict[str, int] | None = None) -> dict[str, int]:
-    """Map each dotted key in a composed YAML tree to its 1-based line."""
+def _line_index(node: yaml.Node, path: Path, prefix: str = "", index: dict[str, int] | None = None) -> dict[str, int]:
+    """Map each dotted key in a composed YAML tree to its 1-based line.
+
+    Raises:
+        ConfigError: a key given twice in one mapping (PyYAML would silently keep the last).
+    """
     index = {} if index is None else index
     if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             dotted = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            index[dotted] = key_node.start_mark.line + 1
-            _line_index(value_node, dotted, index)
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                if key_node.value in seen:
+                    raise ConfigError(
+                        f"given twice (first on line {seen[key_node.value]}); YAML would silently keep the last",
+                        path=path, line=line, field=dotted, hint="remove one of them",
+                    )
+                seen[key_node.value] = line
+            index[dotted] = line
+            _line_index(value_node, path, dotted, index)
+    elif isinstance(node, yaml.SequenceNode):
+        for position, item in enumerate(node.value):
+            _line_index(item, path, f"{prefix}[{position}]", index)
     return index
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text (a UTF-8 byte-order mark is allowed).
+
+    Raises:
+        ConfigError: unreadable, or not UTF-8 (a UTF-16 file without a byte-order mark may decode
+            as UTF-8, NULs and all, so NUL bytes are refused here too).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read the config file: {error.strerror}", path=path) from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        problem = "UTF-16, by its byte-order mark"
+    elif b"\x00" in raw:
+        problem = "it holds NUL bytes, as UTF-16 text does"
+    else:
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            problem = f"byte 0x{raw[error.start]:02x} at offset {error.start} is not UTF-8"
+    raise ConfigError(f"not UTF-8 text ({problem})", path=path, hint="save the file as UTF-8")
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """Parse a YAML mapping safely; return it with a dotted-key → line index.
 
     Raises:
-        ConfigError: missing file, invalid YAML (with its line), a top level that is not a mapping.
+        ConfigError: missing or non-UTF-8 file, invalid YAML (with its line), a key given twice, a
+            top level that is not a mapping.
     """
     if not path.is_file():
         raise ConfigError("config file not found", path=path, hint=f"presets live in {CONFIGS_DIR}")
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         raise ConfigError(f"invalid YAML: {getattr(error, 'problem', error)}", path=path, line=mark.line + 1 if mark else None) from None
+    lines = _line_index(node, path) if node is not None else {}
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of sections", path=path, line=1)
-    return data, _line_index(node) if node is not None else {}
+    return data, lines
 
 
 def resolve_preset(name_or_path: str | Path | None) -> Path:
@@ -186,6 +229,41 @@ def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
     target[keys[-1]] = value
 
 
+@dataclass(frozen=True)
+class Origins:
+    """Where each value came from, for error messages: a line of the config file, or a ``--set``."""
+
+    source: str | None = None
+    lines: dict[str, int] = field(default_factory=dict)  # dotted key -> its line in ``source``
+    overrides: dict[str, str] = field(default_factory=dict)  # dotted key -> the ``--set`` argument that set it
+
+    def of(self, dotted: str | None) -> dict[str, Any]:
+        """``path``/``line`` for a ConfigError about ``dotted`` (``negatives.mix[2]`` counts as ``negatives.mix``).
+
+        A ``--set`` of the key, or of a section above it, wins over the file: its value replaced the file's.
+        """
+        if not dotted:
+            return {"path": self.source, "line": None}
+        key = dotted.split("[")[0]
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):
+            text = self.overrides.get(".".join(parts[:end]))
+            if text is not None:
+                return {"path": f"--set {text}", "line": None}
+        if key in self.lines:
+            return {"path": self.source, "line": self.lines[key]}
+        below = [text for name, text in self.overrides.items() if name.startswith(f"{key}.")]
+        if below:  # a section only --set made (``--set negativs.x=1``)
+            return {"path": f"--set {below[0]}", "line": None}
+        return {"path": self.source, "line": None}
+
+    def locate(self, error: ConfigError) -> ConfigError:
+        """``error`` placed where its field's value came from, unless it already names a line or another file."""
+        if error.line is not None or error.path not in (None, self.source):
+            return error
+        return ConfigError(error.message, field=error.field, hint=error.hint, **self.of(error.field))
+
+
 # ---------------------------------------------------------------- sections
 
 
@@ -210,28 +288,78 @@ def _stage_owned_keys(section: str) -> dict[str, str]:
     return dict(OWNED_KEYS)
 
 
-def _check_passthrough(section: str, values: dict[str, Any], source: str | None, lines: dict[str, int]) -> dict[str, Any]:
+def _check_passthrough(section: str, values: Any, origins: Origins) -> dict[str, Any]:
+    """A ``lora:``/``sft:``/``dpo:`` section with known keys, numbers where TRL/PEFT want numbers, and
+    the ranges of ``stage1.lora.LORA_RULES`` / ``stage1.trainer_config.TRAINER_RULES``.
+
+    Raises:
+        ConfigError: an unknown or stage-owned key, a wrong type, a value out of range.
+    """
+    from stage1.lora import check_lora_values
+    from stage1.trainer_config import RENAMED_KEYS, check_trainer_values
+
     if not isinstance(values, dict):
-        raise ConfigError("expected a mapping", path=source, line=lines.get(section), field=section)
+        raise ConfigError("expected a mapping", field=section, **origins.of(section))
     known = passthrough_fields(section)
+    owned = _stage_owned_keys(section)
+    checked: dict[str, Any] = {}
     for key, value in values.items():
         dotted = f"{section}.{key}"
-        owned = _stage_owned_keys(section)
+        where = origins.of(dotted)
         if key in PIPELINE_OWNED_KEYS or key in owned:
-            hint = owned.get(key) or "remove it"
-            raise ConfigError("is set by the pipeline", path=source, line=lines.get(dotted), field=dotted, hint=hint)
+            raise ConfigError("is set by the pipeline", field=dotted, hint=owned.get(key) or "remove it", **where)
         if key not in known:
-            error = unknown_key_error(key, known, section, source)
-            error.line = lines.get(dotted)
-            raise ConfigError(error.message, path=source, line=error.line, field=dotted, hint=error.hint)
+            hint = RENAMED_KEYS.get(key) if section != "lora" else None
+            raise ConfigError("unknown key", field=dotted, hint=hint or unknown_key_error(key, known, section).hint, **where)
+        checked[key] = value = as_number(value)
         default = known[key].default
-        value = values[key] = as_number(value)
+        if value is None and "None" in str(known[key].type):
+            continue
         if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"expected a boolean, got {value!r}", path=source, line=lines.get(dotted), field=dotted)
+            raise ConfigError(f"expected a boolean, got {value!r}", field=dotted, **where)
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"expected a number, got {value!r}", path=source, line=lines.get(dotted), field=dotted)
-    return dict(values)
+                raise ConfigError(f"expected a number, got {value!r}", field=dotted, **where)
+    try:
+        if section == "lora":
+            return check_lora_values(checked)
+        check_trainer_values(section, checked)
+    except ConfigError as error:
+        raise origins.locate(error) from None
+    return checked
+
+
+def _check_lora_plan(lora: dict[str, Any], training: Any, origins: Origins) -> None:
+    """Build PEFT's ``LoraConfig`` now, as the training stages will (cheap, and no global state), so its
+    own checks and ``training.require_all_projections`` stop the run before any stage.
+
+    Raises:
+        ConfigError: see ``stage1.lora.build_lora_config``.
+    """
+    from stage1.lora import build_lora_config
+
+    try:
+        build_lora_config(lora, require_all_projections=training.require_all_projections)
+    except ConfigError as error:
+        raise origins.locate(error) from None
+
+
+def _check_model_path(model: ModelSettings, origins: Origins) -> None:
+    """A ``model.path`` that exists must be a model folder stage1 can load. One that does not exist
+    yet passes: the memory plan is read before the weights are downloaded, and the stage that loads
+    the model reports it missing.
+
+    Raises:
+        ConfigError: a file, an adapter folder, no config.json or model_type, no safetensors weights.
+    """
+    if model.path is None or not Path(model.path).exists():
+        return
+    from stage1.models import model_folder_problem
+
+    problem = model_folder_problem(Path(model.path))
+    if problem is not None:
+        message, hint = problem
+        raise ConfigError(f"{model.path}: {message}", field="model.path", hint=hint, **origins.of("model.path"))
 
 
 def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
@@ -255,33 +383,44 @@ def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
     return data
 
 
-def build_config(data: dict[str, Any], *, source: str | None = None, lines: dict[str, int] | None = None) -> PipelineConfig:
-    """Type every section of a raw config mapping.
+def build_config(
+    data: dict[str, Any],
+    *,
+    source: str | None = None,
+    lines: dict[str, int] | None = None,
+    overrides: dict[str, str] | None = None,
+) -> PipelineConfig:
+    """Type and check every section of a raw config mapping.
+
+    Args:
+        lines: dotted key -> line in ``source``; overrides: dotted key -> the ``--set`` that set it.
+            Together they place each error (``Origins``).
 
     Raises:
         ConfigError: an unknown section or key, a wrong type, an impossible value.
     """
-    lines = lines or {}
+    origins = Origins(source, dict(lines or {}), dict(overrides or {}))
     for section in data:
         if section not in ALL_SECTIONS:
             error = unknown_key_error(section, ALL_SECTIONS, "", source)
-            raise ConfigError("unknown section", path=source, line=lines.get(section), field=section, hint=error.hint)
+            raise ConfigError("unknown section", field=section, hint=error.hint, **origins.of(section))
 
     def typed(section: str, cls: type) -> Any:
         values = data.get(section) or {}
         if not isinstance(values, dict):
-            raise ConfigError("expected a mapping", path=source, line=lines.get(section), field=section)
+            raise ConfigError("expected a mapping", field=section, **origins.of(section))
         try:
             return settings_from_dict(cls, values, section=section, source=source)
         except ConfigError as error:
-            if error.line is None and error.field:
-                error = ConfigError(error.message, path=source, line=lines.get(error.field.split("[")[0]), field=error.field, hint=error.hint)
-            raise error from None
+            raise origins.locate(error) from None
 
     local = {name: typed(name, cls) for name, cls in LOCAL_SECTIONS.items()}
+    _check_model_path(local["model"], origins)
+    # Before the stage sections: pairs.max_length follows dpo.max_length (_with_shared_values).
+    passthrough = {name: _check_passthrough(name, data.get(name) or {}, origins) for name in PASSTHROUGH_SECTIONS}
     data = _with_shared_values(data, local["run"].seed)
     sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
-    passthrough = {name: _check_passthrough(name, data.get(name) or {}, source, lines) for name in PASSTHROUGH_SECTIONS}
+    _check_lora_plan(passthrough["lora"], sections["training"], origins)
     return PipelineConfig(**local, sections=sections, **passthrough, source=source)
 
 
@@ -289,14 +428,23 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
     """Read a preset (name or file), apply ``KEY=VALUE`` overrides, and type everything.
 
     Raises:
-        ConfigError: see ``read_yaml``, ``parse_override`` and ``build_config``.
+        ConfigError: see ``read_yaml``, ``parse_override`` and ``build_config``; an error about a
+            value a ``--set`` gave names that ``--set`` argument instead of a line of the file.
     """
     path = resolve_preset(preset)
     data, lines = read_yaml(path)
+    set_by: dict[str, str] = {}
     for text in overrides:
         keys, value = parse_override(text)
-        apply_override(data, keys, value)
-    return build_config(data, source=str(path), lines=lines)
+        try:
+            apply_override(data, keys, value)
+        except ConfigError as error:
+            raise ConfigError(error.message, path=f"--set {text}", field=".".join(keys), hint=error.hint) from None
+        dotted = ".".join(keys)
+        for name in [name for name in set_by if name.startswith(f"{dotted}.")]:
+            del set_by[name]  # a later --set of a whole section replaced them
+        set_by[dotted] = text
+    return build_config(data, source=str(path), lines=lines, overrides=set_by)
 
 
 def dump_config(config: PipelineConfig) -> str:

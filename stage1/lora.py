@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from stage1.errors import ConfigError, TrainingError
-from stage1.settings import unknown_key_error
+from stage1.settings import RangeRules, check_ranges, is_number, is_whole, unknown_key_error
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,14 @@ LORA_DEFAULTS: dict[str, Any] = {
 #: Keys the stage sets itself.
 LORA_OWNED = {"task_type": "CAUSAL_LM", "inference_mode": False}
 
+#: Ranges PEFT checks only when it wraps the model (r) or never (alpha, dropout).
+LORA_RULES: RangeRules = {
+    "r": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
+    "lora_alpha": (lambda v: is_number(v) and v > 0, "> 0"),
+    "lora_dropout": (lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)"),
+}
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LORA_WEIGHT = re.compile(r"\.(?P<module>[A-Za-z0-9_]+)\.lora_[AB]\.")
 _LAYER_INDEX = re.compile(r"\.layers\.(?P<index>\d+)\.")
 
@@ -46,6 +54,50 @@ def check_known_keys(cls: type, values: dict[str, Any], section: str) -> None:
             raise unknown_key_error(key, known, section)
 
 
+def target_module_list(value: Any) -> list[str]:
+    """``lora.target_modules`` as a list of module names; a str is never iterated as one.
+
+    PEFT reads a str as a regular expression that must match a module's whole dotted path
+    (``peft.utils.other.match_target_against_key``: ``re.fullmatch``), so ``"q_proj"`` as a str adapts
+    nothing. A single name is therefore taken as the one-item list, and ``"all-linear"`` (PEFT: every
+    linear layer but the output layer) as the seven Qwen2 projections, which is what it selects on Qwen2.
+
+    Raises:
+        ConfigError: any other str (a pattern, a comma-separated string), an empty list, or items
+            that are not names.
+    """
+    field = "lora.target_modules"
+    example = f"[{', '.join(QWEN2_PROJECTIONS)}]"
+    if isinstance(value, str):
+        if value == "all-linear":
+            return list(QWEN2_PROJECTIONS)
+        if _MODULE_NAME.match(value):
+            return [value]
+        raise ConfigError(
+            f"{value!r} is not a module name; give a list of names, not a regular expression or a comma-separated string",
+            field=field,
+            hint=f"e.g. target_modules: {example}, or --set 'lora.target_modules=[q_proj, v_proj]'",
+        )
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"expected a non-empty list of module names, got {value!r}", field=field, hint=f"e.g. {example}")
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or not _MODULE_NAME.match(name):
+            raise ConfigError(f"{name!r} is not a module name", field=f"{field}[{index}]", hint=f"e.g. {example}")
+    return list(value)
+
+
+def check_lora_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``lora:`` section with its ranges checked and ``target_modules`` made a list.
+
+    Raises:
+        ConfigError: see ``LORA_RULES`` and ``target_module_list``.
+    """
+    check_ranges("lora", values, LORA_RULES)
+    if "target_modules" not in values:
+        return dict(values)
+    return {**values, "target_modules": target_module_list(values["target_modules"])}
+
+
 def build_lora_config(lora_args: dict[str, Any] | None, *, require_all_projections: bool = True):
     """A ``peft.LoraConfig`` from the ``lora:`` section over ``LORA_DEFAULTS``.
 
@@ -60,15 +112,7 @@ def build_lora_config(lora_args: dict[str, Any] | None, *, require_all_projectio
     for key in LORA_OWNED:
         if key in user:
             raise ConfigError("is set by the training stage", field=f"lora.{key}", hint="remove it from the lora: section")
-    values = {**LORA_DEFAULTS, **user, **LORA_OWNED}
-    targets = values["target_modules"]
-    if isinstance(targets, str):
-        raise ConfigError(
-            "give target_modules as a list of module names, not a regular expression",
-            field="lora.target_modules",
-            hint=f"e.g. {list(QWEN2_PROJECTIONS)}",
-        )
-    values["target_modules"] = list(targets)
+    values = {**LORA_DEFAULTS, **check_lora_values(user), **LORA_OWNED}
     missing = [name for name in QWEN2_PROJECTIONS if name not in values["target_modules"]]
     if require_all_projections and missing:
         raise ConfigError(

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "load_adapter",
     "load_model",
     "load_tokenizer",
+    "model_folder_problem",
     "read_lineage",
     "torch_dtype",
 ]
@@ -122,17 +124,44 @@ def load_model(
 
 def _model_folder(path: str | Path) -> Path:
     folder = Path(path)
-    if not folder.is_dir():
-        raise InputError("model folder not found", path=folder, hint="give a local folder with config.json and *.safetensors")
-    if not (folder / "config.json").is_file():
-        raise InputError("no config.json", path=folder, hint="is this a Hugging Face model folder?")
-    if not list(folder.glob("*.safetensors")):
-        raise InputError(
-            "no *.safetensors weights",
-            path=folder,
-            hint="stage1 loads safetensors only; convert pickle (*.bin) weights with save_pretrained(safe_serialization=True)",
-        )
+    problem = model_folder_problem(folder)
+    if problem is not None:
+        message, hint = problem
+        raise InputError(message, path=folder, hint=hint)
     return folder
+
+
+def model_folder_problem(folder: Path) -> tuple[str, str] | None:
+    """Why ``folder`` cannot be loaded as a model, as (message, hint), or None when it can.
+
+    A model folder holds a ``config.json`` with a ``model_type`` (transformers picks the class from
+    it) and safetensors weights (stage1 loads no pickle files). A LoRA adapter folder
+    (``adapter_config.json``) is named as such: it is the commonest wrong folder to pass.
+    """
+    if not folder.exists():
+        return "model folder not found", "give a local folder with config.json and *.safetensors"
+    if not folder.is_dir():
+        return "is not a folder", "give the model's folder, not one of its files"
+    config_file = folder / "config.json"
+    if (folder / "adapter_config.json").is_file() and not config_file.is_file():
+        return (
+            "is a LoRA adapter folder (adapter_config.json), not a model",
+            "point it at the base model, or merge the adapter first (python cli.py merge) and use the merged folder",
+        )
+    if not config_file.is_file():
+        return "no config.json", "is this a Hugging Face model folder?"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"config.json is not valid JSON ({error})", "re-download or re-save the model"
+    if not isinstance(config, dict) or not config.get("model_type"):
+        return "config.json has no model_type", "transformers needs it to pick the model class (Qwen2.5: \"qwen2\")"
+    if not list(folder.glob("*.safetensors")):
+        return (
+            "no *.safetensors weights",
+            "stage1 loads safetensors only; convert pickle (*.bin) weights with save_pretrained(safe_serialization=True)",
+        )
+    return None
 
 
 def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stage1.errors import ConfigError
@@ -100,6 +101,31 @@ def settings_from_dict(cls: type[T], data: dict[str, Any] | None, *, section: st
         if isinstance(error, ConfigError):
             raise
         raise ConfigError(str(error), path=source, field=section or None) from None
+
+
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (YAML's ``true`` is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_whole(value: Any) -> bool:
+    """An int, not a bool: a step or batch count (``2.5`` is refused, not truncated)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: key -> (whether a value is accepted, what is accepted, for the message). Predicates take any value.
+RangeRules = dict[str, tuple[Callable[[Any], bool], str]]
+
+
+def check_ranges(section: str, values: dict[str, Any], rules: RangeRules) -> None:
+    """Check each value of ``values`` that has a rule in ``rules``.
+
+    Raises:
+        ConfigError: ``section.key``: "must be <what is accepted>, got <value>", for the first value refused.
+    """
+    for key, (accepts, accepted) in rules.items():
+        if key in values and not accepts(values[key]):
+            raise ConfigError(f"must be {accepted}, got {values[key]!r}", field=f"{section}.{key}")
 
 
 def settings_to_dict(settings: Any) -> dict[str, Any]:

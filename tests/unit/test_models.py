@@ -115,3 +115,21 @@ def test_free_model_releases_every_tensor(tiny_model_dir):
     free_model(model)
     assert sum(p.numel() for p in model.parameters()) == 0
     assert all(b.numel() == 0 for b in model.buffers())
+
+
+def test_load_model_names_an_adapter_folder(tmp_path, tiny_model_dir):
+    import json
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"x")
+    with pytest.raises(InputError, match="LoRA adapter folder"):
+        load_model(adapter)
+    no_type = tmp_path / "no_type"
+    shutil.copytree(tiny_model_dir, no_type)
+    config = json.loads((no_type / "config.json").read_text())
+    del config["model_type"]
+    (no_type / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="model_type"):
+        load_model(no_type)

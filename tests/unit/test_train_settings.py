@@ -131,3 +131,24 @@ def test_lora_section_refuses_unknown_owned_and_regex_keys():
         build_lora_config({"task_type": "SEQ_CLS"})
     with pytest.raises(ConfigError, match="regular expression"):
         build_lora_config({"target_modules": ".*proj"})
+
+
+def test_the_stage_builders_check_the_same_ranges_as_the_loader(tmp_path):
+    """Stages run on explicit files build their configs directly: the ranges hold there too."""
+    from trl import DPOConfig
+
+    defaults = stage_defaults(TrainingSettings(), "cpu", tmp_path)
+    for args, field in (({"beta": -1}, "dpo.beta"), ({"loss_type": "sigmoidd"}, "dpo.loss_type"), ({"max_steps": -5}, "dpo.max_steps")):
+        with pytest.raises(ConfigError) as error:
+            build_trainer_config(DPOConfig, args, section="dpo", defaults=defaults, owned={"output_dir": str(tmp_path)})
+        assert error.value.field == field
+    with pytest.raises(ConfigError) as error:
+        build_lora_config({"r": 0})
+    assert error.value.field == "lora.r"
+
+
+def test_a_single_target_module_name_is_a_one_item_list():
+    """PEFT would read a str as a pattern that must match the whole module path (it matches nothing)."""
+    config = build_lora_config({"target_modules": "q_proj"}, require_all_projections=False)
+    assert config.target_modules == {"q_proj"}
+    assert set(build_lora_config({"target_modules": "all-linear"}).target_modules) == set(QWEN2_PROJECTIONS)
