@@ -250,17 +250,28 @@ class BadRows:
         return {"count": self.count, "first": list(self.first)}
 
 
+class RecordList(list):
+    """The records ``read_records`` returns, with ``lines``: each record's line (or item) in its file."""
+
+    def __init__(self, records: Iterable[Any] = (), lines: Iterable[int] = ()):
+        super().__init__(records)
+        self.lines = list(lines)
+
+
 def read_records(
     path: str | Path,
     parse: type[R] | Callable[[dict[str, Any]], R],
     *,
     on_bad_rows: str = "stop",
     bad_rows: BadRows | None = None,
-) -> list[R]:
+) -> RecordList:
     """Read and validate every row of ``path`` with ``parse`` (a record class or a function).
 
     Args:
         on_bad_rows: ``"stop"`` raises on the first bad row; ``"skip"`` counts it in ``bad_rows``.
+
+    Returns:
+        The records (a list) with ``.lines``, the line of each in the file, for later messages.
 
     Raises:
         InputError: naming the file, line and field (also for unreadable files under "skip").
@@ -268,7 +279,7 @@ def read_records(
     if on_bad_rows not in ("stop", "skip"):
         raise ValueError(f"on_bad_rows must be 'stop' or 'skip', got {on_bad_rows!r}")
     parser = parse.from_dict if isinstance(parse, type) else parse
-    records: list[R] = []
+    records = RecordList()
     for line, row in iter_rows(path):
         try:
             records.append(parser(row))
@@ -278,20 +289,29 @@ def read_records(
                 raise failure from None
             if bad_rows is not None:
                 bad_rows.add(str(failure))
+        else:
+            records.lines.append(line)
     return records
 
 
 def check_unique_ids(records: Iterable[Any], path: str | Path, attribute: str = "id") -> None:
-    """Refuse duplicate ids, naming both rows (by position in the file)."""
+    """Refuse duplicate ids, naming both rows by their line in the file.
+
+    ``records`` as ``read_records`` returned them knows each row's line (a CSV header, blank lines
+    and skipped rows included); any other sequence is numbered by position, and says so.
+    """
+    records = records if isinstance(records, list) else list(records)
+    lines = getattr(records, "lines", None)
+    by_line = isinstance(lines, list) and len(lines) == len(records)
     seen: dict[str, int] = {}
     for position, record in enumerate(records, start=1):
         key = getattr(record, attribute)
+        where = lines[position - 1] if by_line else position
         if key in seen:
-            raise InputError(
-                f"duplicate id {key!r} (first seen in record {seen[key]})",
-                path=path,
-                line=position,
-                field=attribute,
-                hint="ids must be unique within a file",
+            message = f"duplicate id {key!r} (first seen on line {seen[key]})" if by_line else (
+                f"duplicate id {key!r} in records {seen[key]} and {position}"
             )
-        seen[key] = position
+            raise InputError(
+                message, path=path, line=where if by_line else None, field=attribute, hint="ids must be unique within a file"
+            )
+        seen[key] = where

@@ -41,7 +41,7 @@ from stage1.manifest import build_manifest, write_manifest
 from stage1.records import BadRows, InstructionRecord, SFTExample, check_unique_ids, read_records
 from stage1.settings import settings_to_dict
 from stage1.splits import split_by_instruction
-from stage1.storage import atomic_write_jsonl
+from stage1.storage import atomic_write_files, jsonl_bytes
 from stage1.text_keys import dedup_key
 
 STAGE = "sft_data"
@@ -265,6 +265,8 @@ def run_sft_data(
         model_dir: the base model (source=model only).
         exemplars_path: few-shot exemplars, in the instruction file's form (source=model only).
         eval_items_path: held-out evaluation items; when given, the leakage gate runs on the result.
+            The pipeline always gives them and ``stage_files`` (the CLI's ``--in``) requires them;
+            only a library caller can leave them out, and the manifest then records no gate.
         on_bad_rows: ``"stop"`` on the first bad instruction row, or ``"skip"`` and count it.
         backend: ``"transformers"`` or ``"vllm"`` (source=model only).
 
@@ -303,10 +305,14 @@ def run_sft_data(
     if eval_items_path is not None:
         leakage = _check_leakage(Path(eval_items_path), train, heldout, exemplar_rows, settings.leakage)
         inputs["eval_items"] = Path(eval_items_path)
-    outputs = {
-        "train": atomic_write_jsonl(out / TRAIN_FILE, (e.to_dict() for e in train)),
-        "heldout": atomic_write_jsonl(out / HELDOUT_FILE, (e.to_dict() for e in heldout)),
-    }
+    # What a failure leaves: every output is encoded before the first byte is written, so bad text
+    # writes nothing; the two data files are written together (all temps fsynced, then renamed), so
+    # a full disk or a permission error leaves both as they were; the manifest comes last, so a
+    # failure writing it leaves new data without a matching manifest, which counts as not done.
+    outputs = atomic_write_files({
+        "train": (out / TRAIN_FILE, jsonl_bytes(e.to_dict() for e in train)),
+        "heldout": (out / HELDOUT_FILE, jsonl_bytes(e.to_dict() for e in heldout)),
+    })
     counts = {"input_rows": len(records) + bad_rows.count, **split_counts(filtered, train, heldout)}
     manifest = build_manifest(
         STAGE,

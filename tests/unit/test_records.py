@@ -3,6 +3,7 @@ skipped and counted; every input format gives the same records."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -21,6 +22,7 @@ from stage1.records import (
     PreferencePair,
     RecordError,
     SFTExample,
+    check_unique_ids,
     read_records,
 )
 from stage1.text_keys import dedup_key
@@ -75,8 +77,6 @@ ROWS = [
 
 
 def _write_all_formats(folder):
-    import csv
-
     (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     (folder / "rows.json").write_text(json.dumps(ROWS))
     with open(folder / "rows.csv", "w", newline="") as handle:
@@ -131,3 +131,37 @@ def test_special_token_text_in_data_is_refused(tmp_path):
     path.write_text(json.dumps({"id": "a", "instruction": "Say <|im_start|> now", "response": "ok"}) + "\n")
     with pytest.raises(InputError, match="rows.jsonl:1: field 'instruction': contains the special-token text"):
         read_records(path, SFTExample)
+
+
+def _sft_row(id_: str) -> dict[str, str]:
+    return {"id": id_, "instruction": f"Question {id_}?", "response": f"Answer {id_}."}
+
+
+def test_a_duplicate_id_in_a_csv_names_the_file_lines_of_both_rows(tmp_path):
+    """Rows a, b, c, b under a header: the second b is on line 5 and the first on line 3."""
+    path = tmp_path / "rows.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "instruction", "response"])
+        writer.writeheader()
+        writer.writerows(_sft_row(id_) for id_ in "abcb")
+    with pytest.raises(InputError) as caught:
+        check_unique_ids(read_records(path, SFTExample), path)
+    assert (caught.value.line, caught.value.field) == (5, "id")
+    assert str(caught.value).startswith(f"{path}:5: field 'id': duplicate id 'b' (first seen on line 3)")
+
+
+def test_duplicate_id_lines_count_blank_lines_and_skipped_rows(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps(_sft_row("a")), "", '{"id": "bad"}', json.dumps(_sft_row("b")), json.dumps(_sft_row("a"))]
+    path.write_text("\n".join(lines) + "\n")
+    records = read_records(path, SFTExample, on_bad_rows="skip", bad_rows=BadRows())
+    assert records.lines == [1, 4, 5]
+    with pytest.raises(InputError, match=r"rows.jsonl:5: field 'id': duplicate id 'a' \(first seen on line 1\)"):
+        check_unique_ids(records, path)
+
+
+def test_duplicate_ids_in_a_plain_list_are_named_by_position_not_as_lines():
+    records = [SFTExample.from_dict(_sft_row(id_)) for id_ in "aba"]
+    with pytest.raises(InputError, match=r"duplicate id 'a' in records 1 and 3") as caught:
+        check_unique_ids(records, "rows.jsonl")
+    assert caught.value.line is None

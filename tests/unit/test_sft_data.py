@@ -3,7 +3,9 @@ and bad input stopping the stage before anything is written."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import pytest
 from hypothesis import given
@@ -319,3 +321,37 @@ def test_model_source_needs_a_model_and_exemplars(tmp_path):
         run_sft_data(SFTDataSettings(source="model"), instructions_path=source, out_dir=tmp_path / "o")
     with pytest.raises(ConfigError, match="model folder"):
         run_sft_data(SFTDataSettings(source="model", num_fewshot=0), instructions_path=source, out_dir=tmp_path / "o")
+
+
+@pytest.mark.parametrize("failing_write", [1, 2])
+def test_a_failed_write_leaves_no_output_of_this_run(tmp_path, monkeypatch, failing_write):
+    """Disk full on the first or the second data file: neither train.jsonl nor heldout.jsonl (nor a
+    manifest, nor a temp file) is left, rather than a train.jsonl with no heldout.jsonl beside it."""
+    source = _write_rows(tmp_path / "in.jsonl", _pool())
+    out = tmp_path / "out"
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == failing_write:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError):
+        run_sft_data(SFTDataSettings(), instructions_path=source, out_dir=out)
+    monkeypatch.undo()
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_lone_surrogate_stops_the_stage_before_anything_is_written(tmp_path):
+    rows = [json.dumps(row) for row in _pool()]
+    rows[7] = '{"id": "s", "instruction": "a\\ud800b", "response": "Fine.", "category": "x"}'
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as caught:
+        run_sft_data(SFTDataSettings(), instructions_path=source, out_dir=out)
+    assert (caught.value.line, caught.value.field) == (8, "instruction")
+    assert "not encodable as UTF-8" in str(caught.value)
+    assert not out.exists()
