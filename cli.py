@@ -15,6 +15,10 @@ from pathlib import Path
 
 DEFAULT_RUN_DIR = Path("runs/tiny")
 MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
+# OS errors that mean "this output cannot be written here", reported in one line (exit 2): a full
+# disk or quota, a read-only file system, and permissions (EPERM comes from `chattr +i` and some
+# network or container file systems, where plain permissions give EACCES).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 STAGE_COMMANDS = {
     "sft-data": "sft_data",
     "train-sft": "sft",
@@ -111,6 +115,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
         args.set.append(f"eval.variants=[{', '.join(names)}]")
     if getattr(args, "dry_run", False):
         return _evaluate_dry_run(args)
+    if getattr(args, "against", None):
+        _check_golden(Path(args.against))  # before evaluating: a bad golden file would waste the whole run
     if args.inputs or args.out:
         return _stage_on_files(args)
     args.only = [STAGE_COMMANDS[args.command]]
@@ -131,6 +137,25 @@ def _after_evaluate(args: argparse.Namespace, results: Path, status: int) -> int
     if args.against:
         return _compare_golden(results, Path(args.against))
     return status
+
+
+def _check_golden(golden_path: Path) -> None:
+    """Refuse a golden file ``_compare_golden`` could not use, before any evaluation runs.
+
+    Raises:
+        InputError: the file is missing, not a results JSON, or holds no evaluated item.
+    """
+    from stage1.errors import InputError
+    from stage1.golden import has_evidence
+    from stage1.report import load_results
+
+    save = "save one from a good evaluation with `python cli.py evaluate --save-golden GOLDEN.json`"
+    golden = load_results(golden_path, missing_hint=f"check the --against path, or {save}")
+    if not has_evidence(golden):
+        raise InputError(
+            "no variant and criterion with an evaluated item: a check against it would pass anything",
+            path=golden_path, field="rates", hint=save,
+        )
 
 
 def _evaluate_dry_run(args: argparse.Namespace) -> int:
@@ -166,28 +191,28 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
 def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
     from stage1.errors import ConfigError
 
-    named = {}
+    named: dict[str, Path] = {}
     for text in args.inputs or []:
         name, sep, path = text.partition("=")
         if not sep:
             raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
+        if name in named:
+            raise ConfigError(
+                f"--in {name}= is given twice ({named[name]} and {path})", field="--in", hint="give each input once"
+            )
         named[name] = Path(path)
     return named
 
 
 def _stage_on_files(args: argparse.Namespace) -> int:
     from stage1.errors import ConfigError
-    from stage1.stage_files import STAGE_INPUTS, run_stage_on_files
+    from stage1.stage_files import check_stage_inputs, run_stage_on_files
 
     stage = STAGE_COMMANDS[args.command]
     if not args.out:
         raise ConfigError("--out is required with --in", field="--out")
     inputs = _named_inputs(args)
-    missing = [name for name in STAGE_INPUTS[stage] if name not in inputs]
-    if missing:
-        raise ConfigError(
-            f"missing --in for {', '.join(missing)}", field="--in", hint=f"this stage reads: {', '.join(STAGE_INPUTS[stage])}"
-        )
+    check_stage_inputs(stage, inputs)
     from stage1.console import quiet_libraries
 
     console = _console()
@@ -239,6 +264,23 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_inspect_model(model_dir: Path) -> None:
+    """Refuse a folder without a tokenizer: inspect reads a model, it never builds one.
+
+    Raises:
+        InputError: naming the folder and the commands that make one.
+    """
+    from stage1.errors import InputError
+
+    make = f"build the tiny one with `python cli.py build-tiny --out {model_dir}`, or give --model a model folder"
+    if model_dir == DEFAULT_RUN_DIR / "model":
+        make += " (`python cli.py run` also builds runs/tiny/model)"
+    if not model_dir.is_dir():
+        raise InputError("model folder not found", path=model_dir, field="--model", hint=make)
+    if not (model_dir / "tokenizer.json").is_file() and not (model_dir / "tokenizer_config.json").is_file():
+        raise InputError("not a model folder: no tokenizer.json or tokenizer_config.json", path=model_dir, field="--model", hint=make)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
@@ -246,13 +288,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from stage1.errors import InputError
     from stage1.masking import IGNORE_INDEX, MaskingError, build_sft_features
-    from stage1.tiny import build_tiny_qwen
 
     if args.max_length < 2:
         raise InputError(f"must be at least 2 (a prompt token and eos), got {args.max_length}", field="--max-length")
     model_dir = Path(args.model)
-    if not (model_dir / "tokenizer.json").exists():
-        build_tiny_qwen(model_dir)
+    _check_inspect_model(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     try:
         features = build_sft_features(tokenizer, args.instruction, args.response, args.max_length)
@@ -317,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=cmd_build_tiny)
 
     inspect = commands.add_parser("inspect", help="show one example's tokens coloured by supervised/masked")
-    inspect.add_argument("--model", default=str(DEFAULT_RUN_DIR / "model"))
+    inspect.add_argument("--model", default=str(DEFAULT_RUN_DIR / "model"), help="a model folder (its tokenizer is used); default: the tiny run's")
     inspect.add_argument("--instruction", default="What is the capital of France?")
     inspect.add_argument("--response", default="Paris is the capital of France.")
     inspect.add_argument("--max-length", type=int, default=512)
@@ -332,10 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from stage1.console import quiet_import_notices
     from stage1.errors import EXIT_INPUT, Stage1Error
     from stage1.format import FormatError
     from stage1.masking import MaskingError
 
+    quiet_import_notices()
     try:
         check_process_count(args.command, dict(os.environ))
         return args.handler(args)
@@ -345,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", EXIT_INPUT)
     except OSError as error:
-        if args.debug or error.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+        if args.debug or error.errno not in WRITE_ERRNOS:
             raise
         where = f" {error.filename}" if error.filename else ""
         print(

@@ -71,10 +71,38 @@ def counts_table(title: str, counts: dict[str, Any]) -> Table:
     return table
 
 
+class _DropOptionalKernelNotice(logging.Filter):
+    """Drops bitsandbytes' import-time notice that its optional CPU 4-bit kernel is not installed.
+
+    On a CPU with AVX512-BF16, importing bitsandbytes (0.48+) tries the ``kernels`` package and, when
+    it is missing, warns "Failed to load CPU gemm_4bit_forward from kernels-community ... pip install
+    kernels" through the logger ``bitsandbytes.backends.cpu.ops``. Nothing stage1 runs needs that
+    kernel (4-bit falls back to its own path), yet with no logging set up the warning reaches stderr
+    on every command and makes a one-line error two lines. Only this message is dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
+
+
+BITSANDBYTES_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
+_OPTIONAL_KERNEL_NOTICE = _DropOptionalKernelNotice()
+
+
+def quiet_import_notices() -> None:
+    """Silence notices libraries print while being imported; cheap (imports nothing), so the CLI
+    calls it before every command. Warnings and errors other than these still show."""
+    logger = logging.getLogger(BITSANDBYTES_CPU_LOGGER)
+    if _OPTIONAL_KERNEL_NOTICE not in logger.filters:
+        logger.addFilter(_OPTIONAL_KERNEL_NOTICE)
+
+
 def quiet_libraries() -> None:
     """Keep the terminal for stage1's own output: library progress bars, deprecation chatter and
     bitsandbytes' optional-kernel notice go away (errors still show). Called by the CLI only."""
     import warnings
+
+    quiet_import_notices()
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

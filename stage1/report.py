@@ -21,15 +21,15 @@ REPORT_NAME = "report.md"
 CHART_NAME = "chart.png"
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json``.
+def load_results(path: str | Path, *, missing_hint: str = "run `stage1 evaluate` first") -> dict[str, Any]:
+    """Read a ``results.json`` (or a golden result; ``missing_hint`` says how to make the file).
 
     Raises:
         InputError: missing file, invalid JSON, or not an evaluation results object.
     """
     source = Path(path)
     if not source.is_file():
-        raise InputError("results file not found", path=source, hint="run `stage1 evaluate` first")
+        raise InputError("results file not found", path=source, hint=missing_hint)
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

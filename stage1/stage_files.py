@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from stage1.config import PipelineConfig
+from stage1.errors import ConfigError
 
-# Required inputs per stage; optional ones are read when given.
+# Required inputs per stage. eval_items is required wherever a leakage gate runs (sft_data, pairs):
+# the gate fails closed, and a stage run without the evaluation items would record no check at all.
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "sft_data": ("instructions",),
+    "sft_data": ("instructions", "eval_items"),
     "sft": ("model", "train"),
     "merge": ("model", "adapter"),
     "negatives": ("sft",),
@@ -17,10 +20,38 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "dpo": ("model", "train", "eval"),
     "eval": ("run", "eval_items"),
 }
+# Inputs read when given.
+OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {"sft_data": ("model", "exemplars")}
+
+
+def check_stage_inputs(stage: str, names: Iterable[str]) -> None:
+    """Refuse input names the stage does not read, and missing required ones.
+
+    Raises:
+        ConfigError: naming the unknown or missing names and every name the stage takes.
+    """
+    required = STAGE_INPUTS[stage]
+    known = required + OPTIONAL_INPUTS.get(stage, ())
+    takes = ", ".join(required) + (f" (optional: {', '.join(OPTIONAL_INPUTS[stage])})" if stage in OPTIONAL_INPUTS else "")
+    given = list(names)
+    unknown = [name for name in given if name not in known]
+    if unknown:
+        raise ConfigError(f"this stage reads no input named {', '.join(map(repr, unknown))}", field="--in", hint=f"it takes: {takes}")
+    missing = [name for name in required if name not in given]
+    if missing:
+        hint = f"this stage reads: {takes}"
+        if "eval_items" in missing:
+            hint += "; eval_items are the held-out evaluation items the leakage gate checks against (e.g. fixtures/eval/items.jsonl)"
+        raise ConfigError(f"missing --in for {', '.join(missing)}", field="--in", hint=hint)
 
 
 def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Path], out_dir: Path) -> Any:
-    """Call the stage's entry function with these files; the stage writes into ``out_dir``."""
+    """Call the stage's entry function with these files; the stage writes into ``out_dir``.
+
+    Raises:
+        ConfigError: an input name the stage does not read, or a required one missing.
+    """
+    check_stage_inputs(stage, inputs)
     seed = config.run.seed
     training = config.section("training")
     if stage == "sft_data":
@@ -32,7 +63,7 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
             out_dir=out_dir,
             model_dir=inputs.get("model"),
             exemplars_path=inputs.get("exemplars", Path(config.data.exemplars)),
-            eval_items_path=inputs.get("eval_items"),
+            eval_items_path=inputs["eval_items"],
             on_bad_rows=config.run.on_bad_rows,
             backend=config.run.generation_backend,
         )

@@ -1,5 +1,6 @@
-"""Faults seen through the CLI: a full disk, a read-only run directory, a second run on a locked
-directory. Each gives a clear message and an exit code, and earlier outputs stay as they were."""
+"""Faults seen through the CLI: a full disk or quota, a read-only or unwritable run directory, a
+second run on a locked directory. Each gives a clear message and an exit code, and earlier outputs
+stay as they were."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SFT = ROOT / "fixtures" / "sft" / "instructions.jsonl"
 
 
-@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")])
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EPERM, "Operation not permitted"),  # an immutable folder (chattr +i) or some network file systems
+        (errno.EACCES, "Permission denied"),
+        (errno.EDQUOT, "Disk quota exceeded"),
+    ],
+)
 def test_write_failure_is_reported_and_earlier_output_kept(tmp_path, monkeypatch, capsys, code, words):
     out = tmp_path / "negatives"
     assert cli.main(["negatives", "--in", f"sft={SFT}", "--out", str(out)]) == 0

@@ -45,3 +45,28 @@ def test_debug_shows_the_traceback(tiny_model_dir):
 
     with pytest.raises(InputError):
         inspect(tiny_model_dir, "--max-length", "5", "--debug")
+
+
+def test_a_missing_model_folder_is_refused_and_nothing_is_built(tmp_path, capsys):
+    missing = tmp_path / "no-model"
+    assert inspect(missing) == EXIT_INPUT
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {missing}: field '--model': model folder not found")
+    assert f"python cli.py build-tiny --out {missing}" in line
+    assert not missing.exists(), "inspect reads a model; it never builds one"
+
+
+def test_a_folder_without_a_tokenizer_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    assert inspect(tmp_path) == EXIT_INPUT
+    [line] = capsys.readouterr().err.splitlines()
+    assert "not a model folder: no tokenizer.json" in line
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_the_default_model_is_the_tiny_runs_and_is_not_built_either(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["inspect"]) == EXIT_INPUT
+    [line] = capsys.readouterr().err.splitlines()
+    assert "runs/tiny/model" in line and "python cli.py run" in line
+    assert list(tmp_path.iterdir()) == []
