@@ -202,7 +202,7 @@ def test_a_model_folder_with_only_pickle_weights_is_refused(tmp_path):
     from stage1.errors import InputError
     from stage1.models import load_model
 
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2"}')
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not loaded")
     with pytest.raises(InputError, match="safetensors"):
         load_model(tmp_path)
