@@ -97,7 +97,8 @@ def test_sft_data_killed_during_generation_resumes_to_the_same_bytes(ending_mode
     rows = [json.loads(line) for line in (ROOT / "fixtures" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
     instructions = tmp_path / "instructions.jsonl"
     instructions.write_text("".join(json.dumps({k: r[k] for k in ("id", "instruction", "category")}) + "\n" for r in rows))
-    inputs = {"instructions": instructions, "model": ending_model}
+    eval_items = ROOT / "fixtures" / "eval" / "items.jsonl"
+    inputs = {"instructions": instructions, "model": ending_model, "eval_items": eval_items}
     reference = tmp_path / "reference"
     run_stage_on_files("sft_data", load_config(None, SFT_OVERRIDES), inputs, reference)
     assert json.loads((reference / "manifest.json").read_text())["counts"]["train"] >= 3, "rows to compare"
@@ -105,7 +106,8 @@ def test_sft_data_killed_during_generation_resumes_to_the_same_bytes(ending_mode
     rng = random.Random(f"{SEED}:sft_data")
     batches_before_kill, delay = rng.randint(1, NUM_BATCHES - 3), rng.uniform(0.0, 0.2)
     out, log = tmp_path / "killed", tmp_path / "sft_data.log"
-    args = ["sft-data", "--in", f"instructions={instructions}", "--in", f"model={ending_model}", "--out", str(out)]
+    args = ["sft-data", "--in", f"instructions={instructions}", "--in", f"model={ending_model}", "--in", f"eval_items={eval_items}"]
+    args += ["--out", str(out)]
     args += [item for override in SFT_OVERRIDES for item in ("--set", override)]
     process = cli(args, log)
     wait_until(lambda: committed_batches(out / JOURNAL_NAME) >= batches_before_kill, process, log, "the chosen batch")
