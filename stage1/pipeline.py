@@ -7,6 +7,7 @@ their modules and only read and write files.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,23 @@ log = logging.getLogger("stage1")
 # manifest is the one output whose presence proves the stage finished.
 MANIFEST = "manifest.json"
 
+#: Every stage name, in run order; ``--force`` and ``only`` name stages from this list.
+STAGE_NAMES = ("model", "sft_data", "sft", "merge", "negatives", "pairs", "dpo", "dpo_only", "eval")
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What ``run_pipeline`` tells a step about this run of it.
+
+    Attributes:
+        fingerprint: the stage's fingerprint; training stages resume only from checkpoints written
+            under the same one (same settings, same upstream stages, same input files).
+        forced: named in ``--force``: start over rather than resume.
+    """
+
+    fingerprint: str
+    forced: bool
+
 
 @dataclass(frozen=True)
 class Step:
@@ -36,7 +54,7 @@ class Step:
     settings: Any
     upstream: tuple[str, ...]
     external: dict[str, Path]
-    action: Callable[[], Any]
+    action: Callable[[StageRun], Any]
 
 
 @dataclass
@@ -89,14 +107,14 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
 
     if config.model.path is None:
 
-        def build_model() -> Any:
+        def build_model(_: StageRun) -> Any:
             from stage1.tiny import build_tiny_qwen
 
             return build_tiny_qwen(paths.model, seed=config.model.tiny_seed)
 
         steps.append(Step("model", paths.model, ("model.safetensors", "tokenizer.json"), {"tiny_seed": config.model.tiny_seed}, (), {}, build_model))
 
-    def sft_data() -> Any:
+    def sft_data(_: StageRun) -> Any:
         from stage1.sft_data import run_sft_data
 
         return run_sft_data(
@@ -116,7 +134,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
     model_upstream = ("model",) if config.model.path is None else ()
     steps.append(Step("sft_data", paths.stage("sft_data"), ("train.jsonl", "heldout.jsonl", MANIFEST), config.section("sft_data"), model_upstream, external, sft_data))
 
-    def train_sft() -> Any:
+    def train_sft(run: StageRun) -> Any:
         from stage1.train_sft import run_train_sft
 
         return run_train_sft(
@@ -127,27 +145,29 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
             sft_args=dict(config.sft),
             lora_args=dict(config.lora),
             seed=seed,
+            resume=not run.forced,
+            stage_fingerprint=run.fingerprint,
             callbacks=callbacks,
         )
 
     train_settings = {"training": training, "sft": config.sft, "lora": config.lora, "seed": seed}
     steps.append(Step("sft", paths.stage("sft"), ("adapter", MANIFEST), train_settings, (*model_upstream, "sft_data"), {}, train_sft))
 
-    def merge() -> Any:
+    def merge(_: StageRun) -> Any:
         from stage1.merge import run_merge
 
         return run_merge(training, model_dir=paths.model, adapter_dir=paths.stage("sft") / "adapter", out_dir=paths.merged)
 
     steps.append(Step("merge", paths.merged, ("config.json", MANIFEST), {"training": training}, (*model_upstream, "sft"), {}, merge))
 
-    def negatives() -> Any:
+    def negatives(_: StageRun) -> Any:
         from stage1.negatives import run_negatives
 
         return run_negatives(config.section("negatives"), sft_path=paths.stage("sft_data") / "train.jsonl", out_dir=paths.stage("negatives"))
 
     steps.append(Step("negatives", paths.stage("negatives"), ("negatives.jsonl", MANIFEST), {"negatives": config.section("negatives"), "seed": seed}, ("sft_data",), {}, negatives))
 
-    def pairs() -> Any:
+    def pairs(_: StageRun) -> Any:
         from stage1.pairs import run_pairs
 
         return run_pairs(
@@ -161,8 +181,8 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
 
     steps.append(Step("pairs", paths.stage("pairs"), ("train.jsonl", "eval.jsonl", MANIFEST), config.section("pairs"), ("sft_data", "negatives"), {"eval_items": external["eval_items"]}, pairs))
 
-    def dpo_on(model_dir: Path, name: str) -> Callable[[], Any]:
-        def action() -> Any:
+    def dpo_on(model_dir: Path, name: str) -> Callable[[StageRun], Any]:
+        def action(run: StageRun) -> Any:
             from stage1.train_dpo import run_train_dpo
 
             return run_train_dpo(
@@ -174,6 +194,8 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
                 dpo_args=dict(config.dpo),
                 lora_args=dict(config.lora),
                 seed=seed,
+                resume=not run.forced,
+                stage_fingerprint=run.fingerprint,
                 callbacks=callbacks,
             )
 
@@ -184,7 +206,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
     if getattr(training, "dpo_only", True):
         steps.append(Step("dpo_only", paths.stage("dpo_only"), ("adapter", MANIFEST), dpo_settings, (*model_upstream, "pairs"), {}, dpo_on(paths.model, "dpo_only")))
 
-    def evaluate() -> Any:
+    def evaluate(_: StageRun) -> Any:
         from stage1.evaluate import run_evaluate
 
         return run_evaluate(
@@ -245,12 +267,18 @@ def run_pipeline(
     """Run every step (or ``only`` those) in order under the run lock, skipping up-to-date ones.
 
     Args:
-        force: stage names to rerun even when up to date ("all" for every stage).
+        force: stage names to rerun even when up to date ("all" for every stage); a forced
+            training stage starts over instead of resuming from its checkpoints.
         on_stage: called with (stage, "start" | "skip" | "done") for display.
         callbacks: TrainerCallbacks added to the SFT and DPO trainers (progress display).
+
+    Raises:
+        ConfigError: ``force`` or ``only`` names a stage that does not exist (before anything is written).
     """
     import time
 
+    check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all"))
+    check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
     run_dir = Path(run_dir)
     report = RunReport(run_dir)
     with RunLock(run_dir):
@@ -273,7 +301,7 @@ def run_pipeline(
                 on_stage(step.name, "start")
             log.info("stage %s: running", step.name)
             started = time.perf_counter()
-            result = step.action()
+            result = step.action(StageRun(expected, forced))
             mark_done(step.out_dir, step.name, expected, step.outputs)
             report.outcomes.append(StageOutcome(step.name, "ran", time.perf_counter() - started, result))
             _record_timing(run_dir, step.name, time.perf_counter() - started)
@@ -281,6 +309,19 @@ def run_pipeline(
             if on_stage:
                 on_stage(step.name, "done")
     return report
+
+
+def check_stage_names(names: tuple[str, ...], *, field: str, allowed: tuple[str, ...]) -> None:
+    """Refuse a stage name that is not one of ``allowed``: a typo would otherwise rerun nothing.
+
+    Raises:
+        ConfigError: naming the unknown stage, the closest valid name, and every valid name.
+    """
+    for name in names:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            guess = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown stage {name!r}", field=field, hint=f"{guess}stages are {', '.join(allowed)}")
 
 
 def _record_timing(run_dir: Path, stage: str, seconds: float) -> None:

@@ -107,13 +107,15 @@ def run_train_dpo(
     lora_args: dict[str, Any],
     seed: int = 0,
     resume: bool = True,
+    stage_fingerprint: str | None = None,
     callbacks: tuple = (),
 ) -> dict[str, Any]:
     """Train a new LoRA with DPO on the model in ``model_dir`` (the merged SFT model, or the base for DPO-only).
 
     Writes ``out_dir/adapter/`` (adapter + lineage.json naming ``model_dir`` as parent), checkpoints
     under ``out_dir/checkpoints/``, ``log_history.json``, and ``manifest.json`` last, with
-    ``reward_accuracy`` and ``by_kind`` computed on the eval pairs after training.
+    ``reward_accuracy`` and ``by_kind`` computed on the eval pairs after training. ``resume`` and
+    ``stage_fingerprint`` work as in ``run_train_sft``.
 
     Raises:
         InputError / ConfigError: bad pairs, overlong pairs under ``overlong="error"``, unknown or
@@ -163,7 +165,7 @@ def run_train_dpo(
         trained_modules=check_trained_modules(trainer.model, lora_config, model.config.num_hidden_layers), batch=batch,
         lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta},
     )
-    outcome = run.train(trainer, facts, resume=resume)
+    outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
     chosen, rejected = pair_rewards(trainer.model, tokenizer, prepared["eval"].rows, dpo_config.beta, settings.reward_eval_batch_size)
     rewards = summarize_by_kind(prepared["eval"].kinds, chosen, rejected)
     log.info("eval reward accuracy %.3f, margin %.4f; by kind: %s", rewards["overall"]["reward_accuracy"],

@@ -54,12 +54,20 @@ def run_train_sft(
     lora_args: dict[str, Any],
     resume: bool = True,
     seed: int = 0,
+    stage_fingerprint: str | None = None,
     callbacks: tuple = (),
 ) -> dict[str, Any]:
     """Train a LoRA adapter on ``train_path`` (SFTExample rows) over the model in ``model_dir``.
 
     Writes ``out_dir/adapter/`` (adapter + lineage.json), checkpoints under
-    ``out_dir/checkpoints/`` (resumed from when ``resume``), and ``out_dir/manifest.json`` last.
+    ``out_dir/checkpoints/``, and ``out_dir/manifest.json`` last.
+
+    Args:
+        resume: go on from the last checkpoint written under the same fingerprint (the arguments
+            here, the data and parent weights, and ``stage_fingerprint``); off, every checkpoint is
+            discarded and training starts over. Checkpoints under another fingerprint are always
+            discarded, and one already at ``max_steps`` is finished from, never trained past.
+        stage_fingerprint: the pipeline's fingerprint of this stage (its upstream stages included).
 
     Returns:
         The manifest dict (on the main process; other processes get a short summary).
@@ -99,7 +107,7 @@ def run_train_sft(
         data={"train": Path(train_path)}, eos=eos_info(model, tokenizer),
         trained_modules=check_trained_modules(trainer.model, lora_config, model.config.num_hidden_layers), batch=batch,
     )
-    outcome = run.train(trainer, facts, resume=resume)
+    outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
     counts = {
         "rows_read": len(examples),
         "rows_trained": len(prepared.rows),

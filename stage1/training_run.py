@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stage1.lineage import Lineage, weights_hash, write_lineage
+from stage1.errors import TrainingError
+from stage1.lineage import ADAPTER_WEIGHTS, Lineage, weights_hash, write_lineage
 from stage1.manifest import build_manifest, config_hash, library_versions, write_manifest
 from stage1.models import EosInfo, load_model
 from stage1.settings import settings_to_dict
@@ -152,24 +153,37 @@ def finish(trainer, facts: TrainingFacts, *, counts: dict[str, Any], extra: dict
     return manifest
 
 
-def run_fingerprint(facts: TrainingFacts) -> str:
-    """One hash of what determines a training run: settings, sections, seed, data and parent weights."""
+def run_fingerprint(facts: TrainingFacts, stage_fingerprint: str | None = None) -> str:
+    """One hash of what determines a training run: settings, sections, seed, effective batch, data
+    and parent weights, plus the pipeline's fingerprint of the stage when it runs in a run directory
+    (which also covers the upstream stages' settings: a rerun sft_data changes it even when
+    ``train.jsonl`` comes out byte for byte the same)."""
     return config_hash(
         {
             "stage": facts.stage,
             "config": facts.config(),
             "seed": facts.seed,
+            "batch": facts.batch.to_dict(),
             "data": {name: sha256_file(path) for name, path in sorted(facts.data.items())},
             "parent": weights_hash(facts.model_dir),
+            "stage_fingerprint": stage_fingerprint,
         }
     )
 
 
-def train(trainer, facts: TrainingFacts, *, resume: bool) -> dict[str, Any]:
-    """Train, resuming from this run's last checkpoint when there is one; timing and loss for the manifest."""
+def train(trainer, facts: TrainingFacts, *, resume: bool, stage_fingerprint: str | None = None) -> dict[str, Any]:
+    """Train, resuming from this run's last checkpoint when there is one; timing and loss for the manifest.
+
+    A last checkpoint that already reached ``max_steps`` (the run was killed after its final save,
+    or its outputs went missing) is loaded and not trained further: handed to ``Trainer.train``,
+    transformers 5.24 trains one step past ``max_steps`` whenever ``max_steps`` is not a whole
+    number of epochs (checkpoint-6 of 6, at 4 steps an epoch, became 7 steps).
+    """
     import time
 
-    resumed_from = resume_point(Path(trainer.args.output_dir), run_fingerprint(facts), resume=resume)
+    resumed_from = resume_point(Path(trainer.args.output_dir), run_fingerprint(facts, stage_fingerprint), resume=resume)
+    if resumed_from is not None and load_finished_checkpoint(trainer, resumed_from):
+        return {"resumed_from": str(resumed_from), "train_seconds": 0.0, "train_loss": None}
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
     return {
@@ -182,8 +196,10 @@ def train(trainer, facts: TrainingFacts, *, resume: bool) -> dict[str, Any]:
 def resume_point(checkpoint_dir: Path, fingerprint: str, *, resume: bool) -> Path | None:
     """The checkpoint to resume from, if one was written by this same run.
 
-    Checkpoints left by a run with other settings, data or parent would resume the wrong training,
-    so the main process removes them (and all of them when ``resume`` is off) before training.
+    The fingerprint is recorded in ``checkpoint_dir/stage1_fingerprint.json``. Checkpoints left by a
+    run with other settings, data, parent or upstream stages would resume the wrong training, so the
+    main process removes them (and all of them when ``resume`` is off, as under ``--force``) before
+    training, and logs that it did.
     """
     import json
 
@@ -194,8 +210,10 @@ def resume_point(checkpoint_dir: Path, fingerprint: str, *, resume: bool) -> Pat
     recorded = json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
     if state.is_main_process:
         if checkpoint_dir.exists() and (recorded != fingerprint or not resume):
-            if last_checkpoint(checkpoint_dir) is not None:
-                log.warning("removing checkpoints in %s: %s", checkpoint_dir, "resume is off" if not resume else "they belong to another configuration")
+            found = sorted(p.name for p in checkpoint_dir.glob("checkpoint-*"))
+            if found:
+                why = "resume is off (forced rerun)" if not resume else f"written under fingerprint {str(recorded)[:12]}, not {fingerprint[:12]}"
+                log.warning("discarding %d checkpoint(s) in %s (%s): %s", len(found), checkpoint_dir, ", ".join(found), why)
             shutil.rmtree(checkpoint_dir)
         atomic_write_json(marker, {"fingerprint": fingerprint})
     state.wait_for_everyone()
@@ -203,3 +221,30 @@ def resume_point(checkpoint_dir: Path, fingerprint: str, *, resume: bool) -> Pat
     if found is not None:
         log.info("resuming from %s", found)
     return found
+
+
+def load_finished_checkpoint(trainer, checkpoint: Path) -> bool:
+    """Put a checkpoint that reached ``max_steps`` into ``trainer`` (LoRA weights and trainer state).
+
+    Returns:
+        False, touching nothing, when the checkpoint is short of ``max_steps`` (training goes on).
+
+    Raises:
+        TrainingError: the checkpoint's adapter does not fit the trainer's LoRA.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    if not 0 < state.max_steps <= state.global_step:
+        return False
+    loaded = set_peft_model_state_dict(trainer.model, load_file(str(checkpoint / ADAPTER_WEIGHTS)))
+    if loaded.unexpected_keys:
+        raise TrainingError(
+            f"{checkpoint}: its adapter has weights the model's LoRA lacks ({', '.join(loaded.unexpected_keys[:3])}, ...); "
+            f"delete {checkpoint.parent} and run again"
+        )
+    trainer.state = state
+    log.info("%s is at max_steps (%d): finishing from it without training", checkpoint, state.max_steps)
+    return True

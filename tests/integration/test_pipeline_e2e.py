@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_STAGES = ("model", "sft_data", "sft", "merge", "negatives", "pairs", "dpo", "dpo_only", "eval")
@@ -88,6 +89,42 @@ def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     manifest = json.loads((resumed / "sft" / "manifest.json").read_text())
     assert manifest["resumed_from"] is not None, "the second run must resume, not start over"
     assert Path(manifest["resumed_from"]).name in {p.name for p in saved}
+
+
+@pytest.mark.slow
+def test_forced_training_starts_over_and_a_finished_one_adds_no_step(tiny_run, tmp_path):
+    """`train-sft --force sft` after a finished SFT used to resume from its last checkpoint and
+    train one step past max_steps; it now retrains from scratch to the same adapter, and a rerun
+    whose last checkpoint is already at max_steps finishes from it without training."""
+    from safetensors.torch import load_file
+
+    run_dir, _ = tiny_run
+    again = tmp_path / "run"
+    for stage in ("model", "sft_data", "sft"):
+        shutil.copytree(run_dir / stage, again / stage)
+    steps = json.loads((run_dir / "sft" / "manifest.json").read_text())["counts"]["steps"]
+    forced = _cli("train-sft", "--run-dir", str(again), "--force", "sft")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    manifest = json.loads((again / "sft" / "manifest.json").read_text())
+    assert manifest["resumed_from"] is None and manifest["counts"]["steps"] == steps
+    reference = load_file(str(run_dir / "sft" / "adapter" / "adapter_model.safetensors"))
+    for name, tensor in load_file(str(again / "sft" / "adapter" / "adapter_model.safetensors")).items():
+        torch.testing.assert_close(tensor, reference[name], rtol=1e-5, atol=1e-6)
+
+    (again / "sft" / "stage.json").unlink()  # as if killed after the last checkpoint, before the stage was marked done
+    finished = _cli("train-sft", "--run-dir", str(again))
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    manifest = json.loads((again / "sft" / "manifest.json").read_text())
+    assert Path(manifest["resumed_from"]).name == f"checkpoint-{steps}" and manifest["counts"]["steps"] == steps
+    assert not (again / "sft" / "checkpoints" / f"checkpoint-{steps + 1}").exists()
+
+
+def test_an_unknown_stage_in_force_exits_2_naming_the_stages(tmp_path):
+    """`--force merged` (the stage is `merge`) used to exit 0 and rerun nothing."""
+    result = _cli("run", "--run-dir", str(tmp_path / "run"), "--force", "merged", timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "unknown stage 'merged'" in output and "did you mean 'merge'" in output and "dpo_only" in output
 
 
 @pytest.mark.slow

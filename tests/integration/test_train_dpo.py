@@ -148,3 +148,21 @@ def test_pairs_off_the_format_or_too_long_are_refused(qwen_tokenizer, tmp_path):
         build_preference_rows(qwen_tokenizer, [good, long], max_length=32, overlong="error", source=source)
     kept = build_preference_rows(qwen_tokenizer, [good, long], max_length=32, overlong="drop", source=source)
     assert len(kept.rows) == 1 and kept.dropped_ids == ("i1",)
+
+
+def test_rerunning_a_finished_dpo_adds_no_step_and_a_new_fingerprint_starts_over(merged_dir, pair_files, tmp_path, caplog):
+    """DPO (and dpo_only, the same call) finishes from a checkpoint at max_steps without training
+    past it (4 steps over 12 pairs at batch 4 are not whole epochs, where transformers resumed into
+    a step 5), and discards checkpoints written under another stage fingerprint."""
+    train, evaluation = pair_files
+    common = dict(model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                  dpo_args={**DPO_TRAIN_ARGS, "max_steps": 4, "save_steps": 2}, lora_args=LORA_ARGS)
+    first = run_train_dpo(TrainingSettings(), **common)
+    again = run_train_dpo(TrainingSettings(), **common)
+    assert again["resumed_from"].endswith("checkpoint-4") and again["counts"]["steps"] == first["counts"]["steps"] == 4
+    assert again["rewards"] == first["rewards"]
+    caplog.clear()
+    retrained = run_train_dpo(TrainingSettings(), stage_fingerprint="pairs rerun", **common)
+    assert retrained["resumed_from"] is None and "discarding 2 checkpoint(s)" in caplog.text
+    assert retrained["counts"]["steps"] == 4
+    assert retrained["rewards"] == pytest.approx(first["rewards"], rel=1e-4, abs=1e-6)

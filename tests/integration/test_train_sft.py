@@ -228,3 +228,32 @@ def test_an_adapter_on_fewer_modules_than_planned_is_refused(tiny_model_dir):
         check_trained_modules(drifted, build_lora_config({}), num_layers=2)
     planned = get_peft_model(load_model(tiny_model_dir), build_lora_config({"r": 4}))
     assert check_trained_modules(planned, build_lora_config({"r": 4}), num_layers=2) == tuple(sorted(QWEN2_PROJECTIONS))
+
+
+def test_a_finished_run_is_never_trained_past_max_steps_and_other_fingerprints_start_over(tiny_model_dir, tmp_path, caplog):
+    """Rerunning a finished stage (its last checkpoint at max_steps) finishes from that checkpoint
+    without a step more (transformers resumed checkpoint-6 of 6 into a step 7 when 6 steps are not
+    whole epochs: 16 rows at batch 4); a new stage fingerprint (an upstream stage rerun) or
+    resume=False (``--force``) discards the checkpoints, with a warning, and trains from scratch
+    to the same weights."""
+    train = write_sft_rows(tmp_path / "train.jsonl")
+    args = {**SFT_TRAIN_ARGS, "per_device_train_batch_size": 4, "max_steps": 6, "save_steps": 3}
+    common = dict(model_dir=tiny_model_dir, train_path=train, out_dir=tmp_path / "out", sft_args=args, lora_args=LORA_ARGS)
+    first = run_train_sft(TrainingSettings(), **common)
+    weights = _adapter_tensors(tmp_path / "out" / "adapter")
+    assert first["resumed_from"] is None and first["counts"]["steps"] == 6
+
+    again = run_train_sft(TrainingSettings(), **common)
+    assert again["resumed_from"].endswith("checkpoint-6") and again["counts"]["steps"] == 6
+    assert again["train_seconds"] == 0.0 and again["loss"] == first["loss"]
+    assert not (tmp_path / "out" / "checkpoints" / "checkpoint-7").exists()
+    for name, tensor in _adapter_tensors(tmp_path / "out" / "adapter").items():
+        assert torch.equal(tensor, weights[name]), name
+
+    for changed in ({"stage_fingerprint": "upstream rerun"}, {"stage_fingerprint": "upstream rerun", "resume": False}):
+        caplog.clear()
+        rerun = run_train_sft(TrainingSettings(), **changed, **common)
+        assert rerun["resumed_from"] is None and rerun["counts"]["steps"] == 6, changed
+        assert "discarding 2 checkpoint(s)" in caplog.text, changed
+        for name, tensor in _adapter_tensors(tmp_path / "out" / "adapter").items():
+            torch.testing.assert_close(tensor, weights[name], rtol=1e-5, atol=1e-6)

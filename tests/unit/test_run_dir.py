@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from stage1.errors import ConfigError, RunLockedError
-from stage1.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done
+from stage1.errors import EXIT_INPUT, ConfigError, RunLockedError
+from stage1.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
 
 
 def test_a_second_lock_on_the_same_run_directory_is_refused(tmp_path):
@@ -102,3 +102,51 @@ def test_only_the_main_process_of_a_distributed_launch_takes_the_lock(tmp_path, 
         with pytest.raises(RunLockedError):
             with RunLock(tmp_path):
                 pass
+
+
+@pytest.mark.parametrize(
+    ("force", "only", "unknown", "guess"),
+    [(("sfx",), None, "sfx", "sft"), (("merged",), None, "merged", "merge"), (("sft", "dpo-only"), None, "dpo-only", "dpo_only"),
+     ((), ("sft", "nope"), "nope", None)],
+)
+def test_an_unknown_stage_name_is_refused_before_anything_is_written(tmp_path, force, only, unknown, guess):
+    """A typo in --force used to exit 0 and rerun nothing; it is a ConfigError (exit 2) naming every stage."""
+    from stage1.config import load_config
+    from stage1.pipeline import STAGE_NAMES, run_pipeline
+
+    with pytest.raises(ConfigError) as error:
+        run_pipeline(load_config(None), tmp_path / "run", force=force, only=only)
+    assert error.value.exit_code == EXIT_INPUT
+    assert f"unknown stage {unknown!r}" in str(error.value) and all(name in error.value.hint for name in STAGE_NAMES)
+    assert (f"did you mean {guess!r}" in error.value.hint) if guess else "did you mean" not in error.value.hint
+    assert not (tmp_path / "run").exists()
+
+
+def test_each_stage_is_told_its_fingerprint_and_whether_it_was_forced(tmp_path, monkeypatch):
+    """Training stages resume only from checkpoints written under the fingerprint the pipeline
+    hands them, and start over when forced; the fingerprint is the one stage.json records."""
+    from stage1 import pipeline
+    from stage1.config import load_config
+
+    calls: list[tuple[str, pipeline.StageRun]] = []
+
+    def step(name: str, upstream: tuple[str, ...]) -> pipeline.Step:
+        def action(run: pipeline.StageRun) -> None:
+            calls.append((name, run))
+            (tmp_path / name / "out.txt").write_text(name)
+
+        (tmp_path / name).mkdir(exist_ok=True)
+        return pipeline.Step(name, tmp_path / name, ("out.txt",), {"x": 1}, upstream, {}, action)
+
+    monkeypatch.setattr(pipeline, "build_steps", lambda *args: [step("sft_data", ()), step("sft", ("sft_data",))])
+    config = load_config(None)
+    pipeline.run_pipeline(config, tmp_path, force=("sft",))
+    assert [(name, run.forced) for name, run in calls] == [("sft_data", False), ("sft", True)]
+    for name, run in calls:
+        assert run.fingerprint == read_stage_record(tmp_path / name).fingerprint
+    assert calls[1][1].fingerprint == fingerprint("sft", {"x": 1}, {"sft_data": calls[0][1].fingerprint}, {})
+    calls.clear()
+    pipeline.run_pipeline(config, tmp_path)
+    assert calls == []
+    pipeline.run_pipeline(config, tmp_path, force=("all",))
+    assert [(name, run.forced) for name, run in calls] == [("sft_data", True), ("sft", True)]
