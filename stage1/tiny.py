@@ -104,7 +104,10 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = Tiny
         tie_word_embeddings=True,
         bos_token_id=eos,
         eos_token_id=eos,
-        pad_token_id=eos,
+        # No pad_token_id, as in Qwen2.5's own config.json (the tokenizer pads with eos). With one,
+        # nn.Embedding(padding_idx=eos) zeroes the eos row, and with tied embeddings the eos logit
+        # is then h . 0 = 0 for every input: a model that can never learn to stop.
+        pad_token_id=None,
         rms_norm_eps=1e-6,
         rope_theta=1_000_000.0,
         use_cache=True,

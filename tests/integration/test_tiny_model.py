@@ -37,3 +37,16 @@ def test_same_seed_same_bytes_and_global_rng_untouched(tiny_model_dir, tmp_path)
     assert sha256_file(again / "model.safetensors") == sha256_file(tiny_model_dir / "model.safetensors")
     other = build_tiny_qwen(tmp_path / "other", seed=1)
     assert sha256_file(other / "model.safetensors") != sha256_file(tiny_model_dir / "model.safetensors")
+
+
+def test_every_special_token_can_be_predicted(tiny_model_dir):
+    """The eos row of the tied embedding is not zero: a zero row gives eos the logit 0 for every
+    input, and the model could never learn to stop after END (pad_token_id zeroes it at init)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rows = model.get_output_embeddings().weight
+    typical = rows.norm(dim=1).median()
+    for token_id in (151643, 151644, 151645):
+        assert rows[token_id].norm() > 0.5 * typical, f"output row {token_id} is (nearly) zero"
+    assert model.config.pad_token_id is None
