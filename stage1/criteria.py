@@ -29,19 +29,14 @@ from collections.abc import Callable
 
 from stage1.eval_items import EvalItem, EvalResponse
 from stage1.format import STOP_END
+from stage1.text_keys import DECIMAL_MARK, PLUS_MARK, SHARP_MARK, SIGN_MARK, mark_kept_symbols
 
 Verdict = bool | None
 
 # ---------------------------------------------------------------- text normalisation
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
-_SIGN = re.compile(r"(?<![\w\u00b7])[-\u2212](?=\d)")  # a minus sign, not a hyphen in '3-5' or 'well-known'
-_SHARP = re.compile(r"(?<=\w)#")  # C#, F#
-_PLUS_PLUS = re.compile(r"(?<=\w)\+\+")  # C++
-# Marks that stand for the kept symbols: not word characters, so no word can contain them by chance.
-_KEPT = {"decimal": "\u00b7", "sign": "\u207b", "sharp": "\u266f", "plus": "\u2295"}
-_SEPARATOR = re.compile("[^\\w" + "".join(_KEPT.values()) + "]+|_")
+_SEPARATOR = re.compile("[^\\w" + DECIMAL_MARK + SIGN_MARK + SHARP_MARK + PLUS_MARK + "]+|_")
 _WORD = re.compile(r"[^\W_]+(?:['’.-][^\W_]+)*")
 
 
@@ -60,10 +55,7 @@ def normalise_for_matching(text: str) -> str:
     """
     text = strip_accents(text).casefold()
     text = _THOUSANDS.sub("", text)
-    text = _DECIMAL_POINT.sub(_KEPT["decimal"], text)
-    text = _SIGN.sub(_KEPT["sign"], text)
-    text = _SHARP.sub(_KEPT["sharp"], text)
-    text = _PLUS_PLUS.sub(_KEPT["plus"] * 2, text)
+    text = mark_kept_symbols(text)
     return " ".join(word for word in _SEPARATOR.split(text) if word)
 
 

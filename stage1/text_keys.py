@@ -21,7 +21,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-#: Marks that stand for kept symbols (as in ``criteria.normalise_for_matching``). None is a word
+#: Marks that stand for kept symbols (also used by ``criteria.normalise_for_matching``). None is a word
 #: character or punctuation once marked, so no word contains one by chance and none is split off.
 DECIMAL_MARK = "\u00b7"  # '·' for the point in 4.5
 SIGN_MARK = "\u207b"  # '⁻' for the minus in -5
@@ -42,8 +42,11 @@ def _is_punctuation(character: str) -> bool:
     return character != DECIMAL_MARK and unicodedata.category(character).startswith("P")
 
 
-def _mark_kept_symbols(text: str) -> str:
-    """Replace the meaning-changing punctuation with its mark (the ``in`` tests skip most texts)."""
+def mark_kept_symbols(text: str) -> str:
+    """Replace the meaning-changing punctuation with its mark (the ``in`` tests skip most texts).
+
+    Shared with ``criteria.normalise_for_matching``, so data keys and scoring keep the same symbols.
+    """
     if "." in text:
         text = _DECIMAL_POINT.sub(DECIMAL_MARK, text)
     if "-" in text or "\u2212" in text:
@@ -66,8 +69,8 @@ def dedup_key(text: str) -> str:
     if text.isascii():
         # Fast path for the common case: ASCII is already NFKC, casefold is lower, punctuation by
         # table (the marks are not ASCII, so the table leaves them alone).
-        return " ".join(_mark_kept_symbols(text.lower()).translate(_ASCII_PUNCTUATION).split())
-    folded = _mark_kept_symbols(unicodedata.normalize("NFKC", text).casefold())
+        return " ".join(mark_kept_symbols(text.lower()).translate(_ASCII_PUNCTUATION).split())
+    folded = mark_kept_symbols(unicodedata.normalize("NFKC", text).casefold())
     if folded.isascii():
         return " ".join(folded.translate(_ASCII_PUNCTUATION).split())
     return " ".join("".join(" " if _is_punctuation(ch) else ch for ch in folded).split())
