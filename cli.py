@@ -145,17 +145,10 @@ def _check_golden(golden_path: Path) -> None:
     Raises:
         InputError: the file is missing, not a results JSON, or holds no evaluated item.
     """
-    from stage1.errors import InputError
-    from stage1.golden import has_evidence
-    from stage1.report import load_results
+    from stage1.golden import load_golden
 
     save = "save one from a good evaluation with `python cli.py evaluate --save-golden GOLDEN.json`"
-    golden = load_results(golden_path, missing_hint=f"check the --against path, or {save}")
-    if not has_evidence(golden):
-        raise InputError(
-            "no variant and criterion with an evaluated item: a check against it would pass anything",
-            path=golden_path, field="rates", hint=save,
-        )
+    load_golden(golden_path, missing_hint=f"check the --against path, or {save}", save_hint=save)
 
 
 def _evaluate_dry_run(args: argparse.Namespace) -> int:

@@ -153,24 +153,37 @@ def has_evidence(golden: dict[str, Any]) -> bool:
     return any(isinstance(cell, dict) and isinstance(cell.get("n"), int) and cell["n"] > 0 for cell in cells)
 
 
+def load_golden(path: str | Path, *, missing_hint: str | None = None,
+                save_hint: str = "save a golden result from a real evaluation with --save-golden") -> dict[str, Any]:
+    """Read a golden ``results.json`` that a comparison can use.
+
+    Raises:
+        InputError: the file is missing or not a results object, or it holds no evidence (a
+            check against nothing would pass whatever the results).
+    """
+    from stage1.errors import InputError
+    from stage1.report import load_results
+
+    golden = load_results(path) if missing_hint is None else load_results(path, missing_hint=missing_hint)
+    if not has_evidence(golden):
+        raise InputError(
+            "no variant and criterion with an evaluated item: a check against it would pass anything",
+            path=path, field="rates", hint=save_hint,
+        )
+    return golden
+
+
 def compare_files(results_path: str | Path, golden_path: str | Path, tolerance: GoldenTolerance = GoldenTolerance()) -> list[Regression]:
     """``compare_to_golden`` on two ``results.json`` files.
 
     Raises:
         InputError: either file is missing or not a JSON object, or the golden file holds no
-            evidence (a check against nothing would pass whatever the results).
+            evidence (``load_golden``).
     """
-    from stage1.errors import InputError
     from stage1.report import load_results
 
     results = load_results(results_path)
-    golden = load_results(golden_path)
-    if not has_evidence(golden):
-        raise InputError(
-            "no variant and criterion with an evaluated item: a check against it would pass anything",
-            path=golden_path, field="rates", hint="save a golden result from a real evaluation with --save-golden",
-        )
-    return compare_to_golden(results, golden, tolerance)
+    return compare_to_golden(results, load_golden(golden_path), tolerance)
 
 
 # ---------------------------------------------------------------- scoring fixtures
