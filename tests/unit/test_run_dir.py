@@ -150,3 +150,11 @@ def test_each_stage_is_told_its_fingerprint_and_whether_it_was_forced(tmp_path, 
     assert calls == []
     pipeline.run_pipeline(config, tmp_path, force=("all",))
     assert [(name, run.forced) for name, run in calls] == [("sft_data", True), ("sft", True)]
+
+
+def test_stage_names_are_the_steps_the_pipeline_builds(tmp_path):
+    """``STAGE_NAMES`` is checked before any step exists; it must list exactly the built steps."""
+    from stage1.config import load_config
+    from stage1.pipeline import STAGE_NAMES, build_steps
+
+    assert tuple(step.name for step in build_steps(load_config(None, []), tmp_path / "run")) == STAGE_NAMES
