@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.errors import ConfigError, GateError, InputError
-from stage1.eval_items import EvalItem, EvalResponse, read_eval_items
+from stage1.eval_items import EvalItem, EvalResponse, read_eval_items, stratified_sample
 from stage1.eval_runner import MemoryGuard, run_job, run_job_in_subprocess
 from stage1.eval_settings import DEFAULT_COMPARISONS, VARIANT_NAMES, EvalSettings, VariantSpec, parse_comparison
 from stage1.eval_summary import summarise
@@ -201,7 +201,8 @@ def build_results(settings: EvalSettings, items: list[EvalItem], records: dict[s
     """The results dict: scored summary, plus skipped variants, settings, provenance and run facts."""
     responses = {name: {row["item_id"]: EvalResponse.from_dict(row) for row in record["responses"]} for name, record in records.items()}
     results = summarise(items, responses, pairs=settings.comparison_pairs, confidence=settings.confidence, q=settings.q,
-                        bootstrap_samples=settings.bootstrap_samples, seed=settings.seed, min_category_items=settings.min_category_items)
+                        bootstrap_samples=settings.bootstrap_samples, seed=settings.seed, min_category_items=settings.min_category_items,
+                        families=settings.family_pairs)
     results["skipped_variants"] = skipped
     results["settings"] = settings_to_dict(settings)
     results["provenance"] = provenance
@@ -246,7 +247,7 @@ def run_evaluate(
     out = Path(out_dir)
     items_path = Path(items_path)
     training = [Path(p) for p in training_paths]
-    items = read_eval_items(items_path)[: settings.limit]
+    items = stratified_sample(read_eval_items(items_path), settings.limit, settings.seed)
     leakage = check_leakage(items_path, training)
     chosen, skipped = select_variants(settings, variants)
     if not chosen:

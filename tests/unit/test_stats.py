@@ -17,6 +17,7 @@ from stage1.stats import (
     cohens_h,
     is_significant,
     mcnemar,
+    mcnemar_detectable_lift,
     normal_quantile,
     paired_bootstrap,
     percentile,
@@ -279,3 +280,62 @@ def test_bootstrap_refuses_bad_input(before, after, samples):
 def test_percentile_interpolates():
     assert percentile([0.0, 1.0, 2.0, 3.0], 0.5) == 1.5
     assert percentile([5.0], 0.9) == 5.0
+
+
+# ---------------------------------------------------------------- detectable lift
+
+
+def _simulated_power(n: int, psi: float, lift: float, alpha: float, runs: int, seed: int) -> float:
+    """Share of simulated evaluations in which ``mcnemar`` (as the report runs it) finds the lift.
+
+    Each of ``n`` items is discordant with probability ``psi``; a discordant item goes the lift's
+    way with probability ``(psi + lift) / (2 psi)``, so the expected lift is ``lift``.
+    """
+    import random
+
+    rng = random.Random(seed)
+    toward = (psi + lift) / (2 * psi)
+    hits = 0
+    for _ in range(runs):
+        n01 = n10 = 0
+        for _ in range(n):
+            if rng.random() < psi:
+                if rng.random() < toward:
+                    n01 += 1
+                else:
+                    n10 += 1
+        hits += is_significant(mcnemar(n01, n10).p_value, alpha)
+    return hits / runs
+
+
+@pytest.mark.parametrize(("n", "discordant"), [(241, 24), (241, 48), (241, 100), (1000, 150), (60, 20)])
+def test_detectable_lift_has_the_stated_power_in_a_seeded_simulation(n, discordant):
+    """At the returned lift the test's simulated power is 80% (±5 points); at 0.6 of it, far less."""
+    lift = mcnemar_detectable_lift(n, discordant, alpha=0.05)
+    assert lift is not None and 0 < lift <= discordant / n
+    assert _simulated_power(n, discordant / n, lift, 0.05, runs=1500, seed=n + discordant) == pytest.approx(0.8, abs=0.05)
+    assert _simulated_power(n, discordant / n, 0.6 * lift, 0.05, runs=1500, seed=1) < 0.5
+
+
+def test_detectable_lift_pinned_and_monotone():
+    """241 items, 10% discordant: 6.1 points. More items detect less; more discordance, or a
+    stricter alpha, or more power, needs more."""
+    assert mcnemar_detectable_lift(241, 24, alpha=0.05) == pytest.approx(0.06078, abs=1e-4)
+    base = mcnemar_detectable_lift(241, 48, alpha=0.05)
+    assert mcnemar_detectable_lift(482, 96, alpha=0.05) < base
+    assert mcnemar_detectable_lift(241, 72, alpha=0.05) > base
+    assert mcnemar_detectable_lift(241, 48, alpha=0.01) > base
+    assert mcnemar_detectable_lift(241, 48, alpha=0.05, power=0.9) > base
+
+
+def test_detectable_lift_is_none_when_no_lift_within_the_discordance_can_be_detected():
+    assert mcnemar_detectable_lift(241, 0, alpha=0.05) is None
+    assert mcnemar_detectable_lift(241, 3, alpha=0.05) is None  # even 3 wins and no loss is p = 0.25
+    assert mcnemar_detectable_lift(241, 12, alpha=0.05) is not None
+
+
+@pytest.mark.parametrize(("n", "discordant", "alpha", "power"), [(0, 0, 0.05, 0.8), (10, 11, 0.05, 0.8), (10, -1, 0.05, 0.8),
+                                                                 (10, 5, 0.0, 0.8), (10, 5, 0.05, 1.0)])
+def test_detectable_lift_refuses_impossible_input(n, discordant, alpha, power):
+    with pytest.raises(ValueError):
+        mcnemar_detectable_lift(n, discordant, alpha=alpha, power=power)
