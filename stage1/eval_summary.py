@@ -26,7 +26,15 @@ from typing import Any
 from stage1.criteria import CRITERION_NAMES, Verdict, score_response
 from stage1.eval_items import EvalItem, EvalResponse
 from stage1.lengths import length_matched, response_lengths, word_count
-from stage1.stats import DEFAULT_POWER, benjamini_hochberg, cohens_h, mcnemar, mcnemar_detectable_lift, paired_bootstrap, wilson_interval
+from stage1.stats import (
+    DEFAULT_POWER,
+    benjamini_hochberg,
+    cohens_h,
+    mcnemar,
+    mcnemar_detectable_lift,
+    paired_bootstrap,
+    wilson_interval,
+)
 
 RESULTS_SCHEMA = "stage1.eval.results/1"
 POOLED_CATEGORY = "other (pooled)"
