@@ -130,6 +130,20 @@ def check_leakage(items_path: Path, training_paths: Sequence[Path]) -> dict[str,
     return {"checked": True, **leakage_gate(items_path, training_sets)}
 
 
+def training_pair_lengths(training_paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """``lengths.length_by_kind`` over the preference pairs among the training files (rows with
+    ``negative_kind``, ``chosen`` and ``rejected``); empty when none is a pairs file."""
+    from stage1.lengths import length_by_kind
+    from stage1.storage import iter_rows
+
+    texts = []
+    for path in training_paths:
+        if Path(path).is_file():
+            texts += [(row["negative_kind"], row["chosen"], row["rejected"]) for _, row in iter_rows(path)
+                      if all(isinstance(row.get(key), str) for key in ("negative_kind", "chosen", "rejected"))]
+    return length_by_kind(texts)
+
+
 def _job(spec: VariantSpec, described: dict[str, Any], items: list[EvalItem], settings: EvalSettings, out: Path, dry_run: bool) -> dict[str, Any]:
     decoding = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size, "dtype": settings.dtype,
                 "device": settings.device, "seed": settings.seed, "backend": settings.backend}
@@ -265,6 +279,7 @@ def run_evaluate(
 
     results = build_results(settings, items, records, skipped=skipped,
                             provenance=_provenance(items_path, items, settings, described, training, leakage))
+    results["pair_lengths"] = training_pair_lengths(training)
     written = write_reports(out, results)
     outputs = {**written, **{f"generations_{job['spec']['name']}": Path(job["out_path"]) for job in jobs}}
     inputs = {"items": items_path, **{f"training_{i}": p for i, p in enumerate(training)},

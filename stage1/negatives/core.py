@@ -30,6 +30,14 @@ numbered templates and of donors are counted exactly in fixed-size arrays; uses 
 string are counted in a fixed-size count-min sketch (``repeats``), which can only over-count, so
 the cap always holds. Memory does not grow with the number of examples streamed through.
 
+Length is kept from telling rejected from chosen where it is not the point of the kind
+(``LengthBand``): for off-topic, factually incorrect, missing-END and ignored-constraint
+negatives, a candidate whose word count would push its kind's share of "rejected longer than
+chosen" (ties counted half) further outside ``length_band`` is set aside while the remaining
+attempts look for one of matching length; when none is found the first one set aside is used, so
+the band steers the choice without changing how many negatives are made. Runaways, truncations,
+refusals and vague answers are left alone: for them length is the violation, or part of it.
+
 Pure: records, strings and ``random.Random``; same seed and inputs give the same output.
 """
 
@@ -44,6 +52,7 @@ from functools import cached_property
 from typing import Any
 
 from stage1.format import FormatError, render_completion
+from stage1.lengths import word_count
 from stage1.negatives import format_violation as fv
 from stage1.negatives import templates
 from stage1.negatives.donors import DonorPool, DonorUses
@@ -77,6 +86,45 @@ class Built:
     borrowed: str | None = None  # the donor's answer, for off-topic negatives
 
 
+#: (kind, method prefix) of the negatives whose length is not the point; None: every method.
+LENGTH_NEUTRAL = {OFF_TOPIC: None, FACTUAL: None, FORMAT: ("missing_end", "ignores_constraint")}
+
+
+class LengthBand:
+    """Per kind, how often the rejected was longer than the chosen so far (ties half), and whether
+    one more negative would push that share further outside ``[low, high]``."""
+
+    def __init__(self, band: tuple[float, float] | None):
+        self.band = band
+        self.longer: Counter[str] = Counter()  # twice the score: 2 per longer, 1 per tie
+        self.total: Counter[str] = Counter()
+
+    @staticmethod
+    def applies(kind: str, method: str) -> bool:
+        if kind not in LENGTH_NEUTRAL:
+            return False
+        prefixes = LENGTH_NEUTRAL[kind]
+        return prefixes is None or method.startswith(prefixes)
+
+    def outside(self, kind: str, method: str, chosen_words: int, rejected_words: int) -> bool:
+        """Whether this candidate moves its kind's share away from the band (never for the first of a kind)."""
+        if self.band is None or not self.applies(kind, method) or not self.total[kind]:
+            return False
+        step = 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
+        share = (self.longer[kind] + step) / (2 * (self.total[kind] + 1))
+        low, high = self.band
+        return (share > high and step == 2) or (share < low and step == 0)
+
+    def add(self, kind: str, method: str, chosen_words: int, rejected_words: int) -> None:
+        if self.applies(kind, method):
+            self.longer[kind] += 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
+            self.total[kind] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {kind: {"negatives": self.total[kind], "longer_score": self.longer[kind] / (2 * self.total[kind])}
+                for kind in sorted(self.total)}
+
+
 @dataclass
 class NegativeCounts:
     """What was planned, made, and why the rest was not."""
@@ -89,9 +137,12 @@ class NegativeCounts:
     rejected: Counter[str] = field(default_factory=Counter)
     methods: Counter[str] = field(default_factory=Counter)
     per_example: Counter[int] = field(default_factory=Counter)
+    length_band: LengthBand = field(default_factory=lambda: LengthBand(None))
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "length_band": {"band": None if self.length_band.band is None else list(self.length_band.band),
+                            "by_kind": self.length_band.to_dict()},
             "examples": self.examples,
             "negatives": sum(self.produced.values()),
             "planned_by_kind": dict(sorted(self.planned.items())),
@@ -111,6 +162,7 @@ class _Example:
         self.example = example
         self.completion = render_completion(example.response)
         self.completion_key = f" {dedup_key(self.completion)} "
+        self.words = word_count(self.completion)
         self.response_key = f" {dedup_key(example.response)} "
 
     @cached_property
@@ -141,7 +193,7 @@ class NegativeMaker:
         }
         self.donor_uses = DonorUses(donors, settings.max_repeats)
         self.repeats = RepeatCounter()
-        self.counts = NegativeCounts()
+        self.counts = NegativeCounts(length_band=LengthBand(settings.length_band))
         self._planner = KindPlanner(settings.mix.kinds(), settings.mix.weights(), settings.per_example)
         self._shares = ShareKeeper(settings.mix.kinds(), settings.mix.weights())
         self._builders = {
@@ -173,6 +225,7 @@ class NegativeMaker:
                 continue
             kind, built, where = found
             self._record_use(built, where)
+            self.counts.length_band.add(kind, built.method, ex.words, word_count(built.completion))
             self._shares.add(kind)
             self.counts.produced[kind] += 1
             self.counts.methods[f"{kind}:{built.method}"] += 1
@@ -186,7 +239,9 @@ class NegativeMaker:
     ) -> tuple[str, Built, tuple[int, int]] | None:
         """The first of ``kinds`` that gives an acceptable negative within ``attempts`` tries each:
         (kind, negative, its sketch cells)."""
+        band = self.counts.length_band
         for kind in kinds:
+            set_aside = None  # the first acceptable candidate of the wrong length
             for _ in range(attempts):
                 try:
                     built = self._builders[kind](ex)
@@ -196,9 +251,15 @@ class NegativeMaker:
                     break  # the kind does not apply to this example; retrying would not change that
                 where = cells(built.completion)
                 problem = self._problem(kind, built, ex, taken, where)
+                if problem is None and band.outside(kind, built.method, ex.words, word_count(built.completion)):
+                    problem = "length_band"
+                    set_aside = set_aside or (kind, built, where)
                 if problem is None:
                     return kind, built, where
                 self.counts.rejected[problem] += 1
+            if set_aside is not None:
+                self.counts.rejected["length_band_kept_anyway"] += 1
+                return set_aside
         return None
 
     def _record_use(self, built: Built, where: tuple[int, int]) -> None:

@@ -291,3 +291,56 @@ def test_stage_refuses_bad_rows_naming_file_line_and_field(tmp_path):
     assert manifest["bad_rows"]["count"] == 1 and manifest["counts"]["input_rows"] == 3
     with pytest.raises(InputError, match="file not found"):
         run_negatives(NegativeSettings(), sft_path=tmp_path / "missing.jsonl", out_dir=tmp_path / "x")
+
+
+# ---------------------------------------------------------------- length band
+
+
+def _skewed_pool() -> list[SFTExample]:
+    """300 two-word answers in one category; two other categories of 100 each, a fifth of them one
+    word and the rest thirteen: off-topic donors for the first category are mostly longer."""
+    examples = [SFTExample(f"a{i}", f"Name item {i}.", f"Item {i}.", "alpha") for i in range(300)]
+    for category in ("beta", "gamma"):
+        for i in range(100):
+            answer = f"Value{i}{category}." if i % 5 == 0 else f"This is a long {category} answer number {i} with many extra words in it."
+            examples.append(SFTExample(f"{category}{i}", f"Describe {category} {i}.", answer, category))
+    return examples
+
+
+def _off_topic_longer_score(band) -> float:
+    from stage1.lengths import length_by_kind
+
+    mix = NegativeMix(unwarranted_refusal=0.0, format_violation=0.0, factually_incorrect=0.0, off_topic=1.0, verbose_vague=0.0)
+    examples = _skewed_pool()
+    negatives, counts = _negatives(examples, NegativeSettings(per_example=1, mix=mix, length_band=band))
+    by_id = {example.id: example for example in examples}
+    measured = length_by_kind((n.kind, render_completion(by_id[n.instruction_id].response), n.completion) for n in negatives)
+    assert counts.to_dict()["length_band"]["by_kind"]["off_topic"]["longer_score"] == pytest.approx(measured["off_topic"]["longer_score"])
+    assert len(negatives) == len(examples)  # the band chooses among candidates; it makes no fewer negatives
+    return measured["off_topic"]["longer_score"]
+
+
+def test_the_length_band_keeps_off_topic_rejecteds_from_being_the_longer_one():
+    """Without the band the off-topic rejected is the longer one in over 60% of pairs (ties half);
+    with [0.45, 0.55] the share stays inside."""
+    assert _off_topic_longer_score(None) > 0.6
+    assert 0.45 <= _off_topic_longer_score((0.45, 0.55)) <= 0.55
+
+
+def test_the_length_band_leaves_kinds_where_length_is_the_point_alone():
+    from stage1.negatives.core import LengthBand
+
+    band = LengthBand((0.3, 0.7))
+    for _ in range(5):
+        band.add("verbose_vague", "template", 2, 40)
+        band.add("format_violation", "truncated", 10, 4)
+        band.add("off_topic", "from:x", 2, 40)
+    assert not band.outside("verbose_vague", "template", 2, 40) and not band.outside("format_violation", "runaway", 2, 40)
+    assert band.outside("off_topic", "from:x", 2, 40) and not band.outside("off_topic", "from:x", 40, 2)
+    assert band.to_dict() == {"off_topic": {"negatives": 5, "longer_score": 1.0}}
+
+
+@pytest.mark.parametrize("band", [[0.6, 0.9], [0.1, 0.4], [0.5], [-0.1, 0.6]])
+def test_a_length_band_that_excludes_one_half_is_refused(band):
+    with pytest.raises(ConfigError, match="length_band"):
+        settings_from_dict(NegativeSettings, {"length_band": band}, section="negatives")

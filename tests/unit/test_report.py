@@ -235,3 +235,20 @@ def test_a_trivially_significant_side_check_does_not_loosen_the_study_threshold(
     assert cell(pooled)["significant"] and cell(pooled)["p_adjusted"] == pytest.approx(0.0192 * 14 / 8, abs=1e-3)
     assert not cell(named)["significant"] and cell(named)["p_adjusted"] == pytest.approx(0.0192 * 7, abs=1e-3)
     assert cell(named)["family"] == "study" and all(c["significant"] for c in named if c["family"] == "format_sensitivity")
+
+
+def test_pair_lengths_are_read_from_the_training_pairs_and_reported(tmp_path, results):
+    """Only rows of a pairs file count; an SFT file among the training files adds nothing."""
+    from stage1.evaluate import training_pair_lengths
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": "Instruction: Q?\nResponse:", "chosen": " A b.\nEND", "rejected": f" {'w ' * k}x.\nEND",
+             "instruction_id": "q", "category": "c", "negative_kind": "verbose_vague", "split": "train"} for k in (1, 5, 9)]
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text(json.dumps({"id": "q", "instruction": "Q?", "response": "A b.", "category": "c"}) + "\n")
+    lengths = training_pair_lengths([sft, pairs])
+    assert lengths == {"verbose_vague": {"pairs": 3, "rejected_longer": 1.0, "equal": 0.0, "longer_score": 1.0,
+                                         "median_chosen_words": 2.0, "median_rejected_words": 6.0}}
+    section = markdown_section(render_markdown({**results, "pair_lengths": lengths}), "## Preference pairs: length by negative kind")
+    assert table_rows(section) == [["verbose_vague", "3", "100%", "0%", "2.0", "6.0"]]
