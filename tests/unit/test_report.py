@@ -243,7 +243,7 @@ def test_pair_lengths_are_read_from_the_training_pairs_and_reported(tmp_path, re
 
     pairs = tmp_path / "pairs.jsonl"
     rows = [{"prompt": "Instruction: Q?\nResponse:", "chosen": " A b.\nEND", "rejected": f" {'w ' * k}x.\nEND",
-             "instruction_id": "q", "category": "c", "negative_kind": "verbose_vague", "split": "train"} for k in (1, 5, 9)]
+             "instruction_id": "q", "category": "c", "negative_kind": "verbose_vague", "split": "train"} for k in (2, 5, 9)]
     pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
     sft = tmp_path / "sft.jsonl"
     sft.write_text(json.dumps({"id": "q", "instruction": "Q?", "response": "A b.", "category": "c"}) + "\n")
