@@ -234,6 +234,68 @@ def _compare_golden(results_path: Path, golden_path: Path) -> int:
     return 1
 
 
+def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[str, list[Path]]:
+    """``--in NAME=PATH`` values by name; ``allowed`` maps each name to whether it may repeat.
+
+    Raises:
+        ConfigError: not NAME=PATH, an unknown name, a missing one, or a single one given twice.
+    """
+    from stage1.errors import ConfigError
+
+    named: dict[str, list[Path]] = {name: [] for name in allowed}
+    for text in args.inputs or []:
+        name, sep, path = text.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
+        if name not in allowed:
+            raise ConfigError(f"`{args.command}` reads no input named {name!r}", field="--in", hint=f"it takes: {', '.join(allowed)}")
+        if named[name] and not allowed[name]:
+            raise ConfigError(f"--in {name}= is given twice ({named[name][0]} and {path})", field="--in", hint="give it once")
+        named[name].append(Path(path))
+    missing = [name for name, paths in named.items() if not paths]
+    if missing:
+        raise ConfigError(f"missing --in {'=, --in '.join(missing)}=", field="--in",
+                          hint=" ".join(f"--in {name}=FILE" for name in allowed))
+    return named
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score responses generated anywhere with the evaluation's criteria and statistics."""
+    from stage1.report import load_results, rich_summary_table
+    from stage1.score import run_score
+
+    inputs = _inputs_named(args, {"items": False, "responses": False})
+    if args.against:
+        _check_golden(Path(args.against))  # before scoring: a bad golden file is an input error
+    config = _config(args)
+    out = Path(args.out)
+    run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
+    console = _console()
+    console.print(rich_summary_table(load_results(out / "results.json")))
+    console.print(f"report: [bold]{out / 'report.md'}[/]  chart: [bold]{out / 'chart.png'}[/]")
+    if args.against:
+        return _compare_golden(out / "results.json", Path(args.against))
+    return 0
+
+
+def cmd_check_leakage(args: argparse.Namespace) -> int:
+    """The leakage gate on any training files; exit 1 listing the offenders when it finds any."""
+    from stage1.leakage import check_training_files
+
+    inputs = _inputs_named(args, {"train": True, "eval_items": False})
+    settings = _config(args).section("pairs").leakage
+    leaks, rows = check_training_files(inputs["eval_items"][0], inputs["train"], settings)
+    console = _console()
+    for leak in leaks:
+        console.print(f"[red]{leak.match}[/]: {leak.describe()}", soft_wrap=True, highlight=False)
+    items, files = inputs["eval_items"][0], ", ".join(f"{name} ({count} rows)" for name, count in rows.items())
+    if leaks:
+        console.print(f"[red]{len(leaks)} leak(s)[/] of {items} into {files}", highlight=False)
+        return 1
+    console.print(f"[green]no leak[/] of {items} into {files} (exact, n-gram and paraphrase rules)", highlight=False)
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from stage1.memplan import plan_for_config, plan_table
 
@@ -318,6 +380,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="a preset name in configs/ (tiny, qwen2.5-32b) or a YAML file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set eval.q=0.1")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stage1", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -337,6 +405,19 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--dry-run", action="store_true", help="load each variant and report memory, generate nothing")
             command.add_argument("--save-golden", default=None, metavar="GOLDEN.json", help="save this evaluation as a golden result")
         command.set_defaults(handler=cmd_stage)
+
+    score = commands.add_parser("score", help="score responses generated anywhere: --in items=FILE --in responses=FILE --out DIR")
+    _add_config_flags(score)
+    score.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH", help="items=ITEMS.jsonl and responses=RESPONSES.jsonl")
+    score.add_argument("--out", required=True, help="folder for results.json, report.md, chart.png and the manifest")
+    score.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
+    score.set_defaults(handler=cmd_score)
+
+    leakage = commands.add_parser("check-leakage", help="the leakage gate on any training files: --in train=FILE ... --in eval_items=FILE")
+    _add_config_flags(leakage)
+    leakage.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
+                         help="train=FILE (SFT rows, pairs or instructions; repeat for more) and eval_items=FILE")
+    leakage.set_defaults(handler=cmd_check_leakage)
 
     plan = commands.add_parser("plan", help="estimate peak GPU memory per stage before anything loads")
     _add_common(plan)

@@ -88,35 +88,13 @@ def describe_variant(spec: VariantSpec, settings: EvalSettings) -> dict[str, Any
     return described
 
 
-def training_instructions(path: Path) -> list[tuple[str, str]]:
-    """``(id, instruction)`` of each row of a training file: SFT rows carry ``instruction``,
-    preference pairs carry the rendered ``prompt`` (read back by stripping the format's tags).
-
-    Raises:
-        InputError: a row with neither, or a prompt not in the training format (file, line, field).
-    """
-    from stage1.storage import iter_rows
-
-    prefix, suffix = f"{INSTRUCTION_TAG} ", f"\n{RESPONSE_TAG}"
-    rows = []
-    for line, row in iter_rows(path):
-        row_id = str(row.get("id", row.get("instruction_id", line)))
-        if isinstance(row.get("instruction"), str):
-            rows.append((row_id, row["instruction"]))
-        elif isinstance(row.get("prompt"), str) and row["prompt"].startswith(prefix) and row["prompt"].endswith(suffix):
-            rows.append((row_id, row["prompt"][len(prefix) : -len(suffix)]))
-        else:
-            raise InputError("no instruction, and no prompt in the training format", path=path, line=line, field="instruction")
-    return rows
-
-
 def check_leakage(items_path: Path, training_paths: Sequence[Path]) -> dict[str, Any]:
     """Run the leakage gate (stage1.leakage) against every training file; fails closed.
 
     Raises:
         GateError: a training file is missing or empty, or an evaluation item appears in training data.
     """
-    from stage1.leakage import leakage_gate
+    from stage1.leakage import leakage_gate, training_instructions
 
     if not training_paths:
         return {"checked": False, "reason": "no training files given"}

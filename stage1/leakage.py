@@ -8,7 +8,10 @@ Two ways an evaluation instruction "appears" in a training instruction, both on
 meaning kept, so "What is C#?" is not a copy of "What is C?" and "-5" is not "5"):
 
 - **exact**: the normalised texts are equal;
-- **near**: most of the evaluation instruction's word n-grams occur in the training instruction.
+- **near**: most of the evaluation instruction's word n-grams occur in the training instruction,
+  and the training instruction holds the item's facts and content words (``carries_facts_of``: its
+  numbers, named entities and content words, defined as for paraphrases below), so a sibling of the
+  item's template with another fact is not a copy however many n-grams it shares.
   The measure is containment, ``|E ∩ T| / |E|`` over word ``ngram``-grams, and a pair at or above
   ``threshold`` (inclusive) is a leak. Containment rather than Jaccard, because an evaluation item
   copied into training with words added ("... in one word") is still a leak, while a training
@@ -34,14 +37,14 @@ The core (``find_leaks``) is pure; ``read_eval_instructions`` and ``leakage_gate
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stage1.errors import ConfigError, GateError, InputError
-from stage1.format import FormatError, check_text
+from stage1.format import INSTRUCTION_TAG, RESPONSE_TAG, FormatError, check_text
 from stage1.storage import iter_rows
 from stage1.text_keys import dedup_key, word_ngrams
 
@@ -145,6 +148,19 @@ def content_signature(text: str) -> ContentSignature:
     return ContentSignature(frozenset(words), tuple(numbers), frozenset(entities))
 
 
+def carries_facts_of(training: ContentSignature, item: ContentSignature) -> bool:
+    """Whether the training text holds every number, entity and content word of the evaluation item.
+
+    A near copy must: "Which city is the capital of China?" shares 4 of the 5 trigrams of "Which
+    city is the capital of Italy?" but asks about another country, and "What is the chemical symbol
+    for gold?" 4 of 5 with "... for iron?" (a common noun, not an entity, but a content word the
+    copy would hold), while "How many minutes are in 7 hours and 3 minutes?" still holds all of
+    "How many minutes are in 7 hours?".
+    """
+    return (not Counter(item.numbers) - Counter(training.numbers) and item.entities <= training.entities
+            and item.words <= training.words)
+
+
 def paraphrase_overlap(a: ContentSignature, b: ContentSignature, extra_words: int) -> float | None:
     """Shared content words / content words of the larger when ``a`` and ``b`` are paraphrases, else None."""
     if a.numbers != b.numbers or a.entities != b.entities:
@@ -193,16 +209,20 @@ class _EvalIndex:
         for gram in word_ngrams(key.split(), self.ngram):
             for index in self.by_gram.get(gram, ()):
                 shared[index] += 1
+        signature = None if text is None else content_signature(text)
+
+        def carries_facts(index: int) -> bool:
+            return signature is None or carries_facts_of(signature, self.signatures[index])
+
         for index, count in shared.items():
             containment = count / self.gram_counts[index]
-            if index not in found and containment >= self.threshold:
+            if index not in found and containment >= self.threshold and carries_facts(index):
                 found[index] = ("near", containment)
         padded = f" {key} "
         for index, needle in self.short:
-            if index not in found and needle in padded:
+            if index not in found and needle in padded and carries_facts(index):
                 found[index] = ("near", 1.0)
-        if text is not None and self.extra_words is not None:
-            signature = content_signature(text)
+        if signature is not None and self.extra_words is not None:
             candidates = {index for word in signature.words for index in self.by_word.get(word, ())}
             for index in sorted(candidates - set(found)):
                 overlap = paraphrase_overlap(signature, self.signatures[index], self.extra_words)
@@ -279,6 +299,51 @@ def read_eval_instructions(path: str | Path) -> list[tuple[str, str]]:
     if not items:
         raise GateError(f"{source}: no evaluation items; the leakage gate has nothing to check against")
     return items
+
+
+def training_instructions(path: Path) -> list[tuple[str, str]]:
+    """``(id, instruction)`` of each row of a training file: SFT rows and plain instruction files
+    carry ``instruction``, preference pairs the rendered ``prompt`` (read back by stripping the
+    format's tags).
+
+    Raises:
+        InputError: a row with neither, or a prompt not in the training format (file, line, field).
+    """
+    prefix, suffix = f"{INSTRUCTION_TAG} ", f"\n{RESPONSE_TAG}"
+    rows = []
+    for line, row in iter_rows(path):
+        row_id = str(row.get("id", row.get("instruction_id", line)))
+        if isinstance(row.get("instruction"), str):
+            rows.append((row_id, row["instruction"]))
+        elif isinstance(row.get("prompt"), str) and row["prompt"].startswith(prefix) and row["prompt"].endswith(suffix):
+            rows.append((row_id, row["prompt"][len(prefix) : -len(suffix)]))
+        else:
+            raise InputError("no instruction, and no prompt in the training format", path=path, line=line, field="instruction")
+    return rows
+
+
+def check_training_files(
+    eval_items_path: str | Path, training_paths: Sequence[str | Path], settings: LeakageSettings = LeakageSettings()
+) -> tuple[list[Leak], dict[str, int]]:
+    """Every leak of the evaluation items into any of the training files, and the rows read per file.
+
+    For ``stage1 check-leakage``: the same rules as the gate, on files made anywhere.
+
+    Raises:
+        InputError: a training file is missing or holds no rows, or a row has no instruction
+            (file, line, field).
+        GateError: the evaluation items are missing or empty.
+    """
+    eval_items = read_eval_instructions(eval_items_path)
+    training_sets: dict[str, list[tuple[str, str]]] = {}
+    for path in dict.fromkeys(str(p) for p in training_paths):
+        if not Path(path).exists():
+            raise InputError("training file not found", path=path, field="--in train")
+        rows = training_instructions(Path(path))
+        if not rows:
+            raise InputError("no rows: an empty file is no evidence", path=path, field="--in train")
+        training_sets[path] = rows
+    return find_leaks(eval_items, training_sets, settings), {name: len(rows) for name, rows in training_sets.items()}
 
 
 def leakage_gate(

@@ -34,7 +34,7 @@ def _leaked(training: list[str], settings: LeakageSettings = LeakageSettings()) 
         (["Name the capital of Peru in one word, please."], {"e2"}),  # words added after a copy
         (["Quick: what is the capital of France? Answer briefly."], {"e1"}),  # copy inside a longer text
         (["Please define gravity in one sentence."], {"e3"}),  # a short item inside a longer text
-        (["How many minutes are in 7 hours and 3 minutes?"], {"e4"}),
+        (["How many minutes are in 7 hours and 3 minutes?"], {"e4"}),  # the item's facts, and more
     ],
 )
 def test_copies_are_caught(training, expected):
@@ -98,15 +98,23 @@ def test_content_signature_keeps_numbers_in_order_and_entities_and_stems_lightly
 
 def test_on_the_shipped_pools_only_same_fact_paraphrases_are_flagged():
     """fixtures/sft/instructions.jsonl against fixtures/eval/items.jsonl: nothing (the tiny run's gate
-    passes). Rewording every capital and multiplication item of the eval pool catches exactly that
+    passes); each pool against itself: only pairs with the same facts ("In one word, what is the
+    capital of France?" / "What is the capital of France?"), no two siblings of a template. Rewording every capital and multiplication item of the eval pool catches exactly that
     item, never a sibling of its template with other facts."""
     import re
     from pathlib import Path
+
+    from stage1.leakage import content_signature
 
     root = Path(__file__).resolve().parents[2] / "fixtures"
     eval_items = [(row["id"], row["instruction"]) for row in map(json.loads, (root / "eval" / "items.jsonl").read_text().splitlines())]
     training = [(row["id"], row["instruction"]) for row in map(json.loads, (root / "sft" / "instructions.jsonl").read_text().splitlines())]
     assert find_leaks(eval_items, {"sft": training}) == []
+    for pool in (eval_items, training):  # within one pool: only the same question, with a constraint added
+        for leak in find_leaks(pool, {"pool": pool}):
+            if leak.eval_id != leak.train_id:
+                a, b = content_signature(leak.eval_instruction), content_signature(leak.train_instruction)
+                assert (a.numbers, a.entities) == (b.numbers, b.entities) and (a.words <= b.words or b.words <= a.words), leak
     reworded = []
     for item_id, text in eval_items:
         capital = re.fullmatch(r"Which city is the capital of (\w[\w ]*)\?", text)
@@ -124,7 +132,7 @@ def test_on_the_shipped_pools_only_same_fact_paraphrases_are_flagged():
 def test_threshold_is_inclusive():
     # 4 of the 5 trigrams of the eval item: containment 0.8 exactly.
     eval_items = [("e", "one two three four five six seven")]
-    training = {"t": [("x", "one two three four five six")]}
+    training = {"t": [("x", "one two three four five six and seven")]}  # every word, 4 of the 5 trigrams
     assert len(find_leaks(eval_items, training, LeakageSettings(threshold=0.8, paraphrase_extra_words=None))) == 1
     assert find_leaks(eval_items, training, LeakageSettings(threshold=0.81, paraphrase_extra_words=None)) == []
 
@@ -213,3 +221,17 @@ def test_an_instruction_always_leaks_into_itself(text):
     if not dedup_key(text):
         return
     assert find_leaks([("e", text)], {"t": [("x", f"  {text} !")]})
+
+
+@pytest.mark.parametrize(
+    ("eval_text", "train_text"),
+    [
+        ("Which city is the capital of Italy?", "Which city is the capital of China?"),  # 4 of 5 trigrams, another entity
+        ("What is the chemical symbol for iron?", "What is the chemical symbol for gold?"),  # another common noun
+        ("How many minutes are in 7 hours?", "How many minutes are in 8 hours?"),
+    ],
+)
+def test_a_near_copy_must_carry_the_items_facts(eval_text, train_text):
+    """n-gram containment alone would call these copies (>= 0.8); they ask about something else."""
+    leaks = find_leaks([("e", eval_text)], {"t": [("t", train_text)]}, LeakageSettings(threshold=0.75))
+    assert leaks == []
