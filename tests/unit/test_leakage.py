@@ -67,7 +67,8 @@ DISTINCT = [
     ("Compute 12 times 11.", "What is 12 times 13?"),
     ("Compute 5 times 2.", "What is 2 times 5?"),  # the numbers' order is a fact: "5 minus 2" is not "2 minus 5"
     ("Is the sun a star? Answer yes or no.", "Is the moon a star? Answer yes or no."),  # 4 of 5 words: not contained
-    ("How do you brush your teeth?", "In one sentence, explain why we brush our teeth."),  # two words more
+    ("How do you brush your teeth?", "In one sentence, explain why we brush our teeth."),  # how is not why
+    ("What is the capital of Italy?", "Write a poem about the capital of Italy."),  # two topics more
 ]
 
 
