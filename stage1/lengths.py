@@ -26,12 +26,12 @@ MATCH_WORDS = 2
 MATCH_RATIO = 0.2
 
 
+_END_LINE = "\n" + END_MARKER
+
+
 def word_count(text: str) -> int:
     """Whitespace-separated words, a final ``END`` line not counted (completions carry one)."""
-    words = text.split()
-    if words and words[-1] == END_MARKER and text.rstrip().endswith("\n" + END_MARKER):
-        words.pop()
-    return len(words)
+    return len(text.removesuffix(_END_LINE).split()) if text.endswith(_END_LINE) else len(text.split())
 
 
 def mean_median(values: Sequence[float]) -> dict[str, float | None]:
@@ -82,6 +82,9 @@ def length_signal(pairs: Iterable[tuple[int, int]]) -> dict[str, Any]:
 def length_by_kind(pairs: Iterable[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
     """``length_signal`` per negative kind over ``(kind, chosen, rejected)`` texts, kinds sorted."""
     by_kind: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    chosen_words: dict[str, int] = {}  # an example's chosen is in up to five pairs
     for kind, chosen, rejected in pairs:
-        by_kind[kind].append((word_count(chosen), word_count(rejected)))
+        if chosen not in chosen_words:
+            chosen_words[chosen] = word_count(chosen)
+        by_kind[kind].append((chosen_words[chosen], word_count(rejected)))
     return {kind: length_signal(values) for kind, values in sorted(by_kind.items())}

@@ -106,19 +106,20 @@ class LengthBand:
         prefixes = LENGTH_NEUTRAL[kind]
         return prefixes is None or method.startswith(prefixes)
 
-    def outside(self, kind: str, method: str, chosen_words: int, rejected_words: int) -> bool:
-        """Whether this candidate moves its kind's share away from the band (never for the first of a kind)."""
-        if self.band is None or not self.applies(kind, method) or not self.total[kind]:
+    def outside(self, kind: str, chosen_words: int, rejected_words: int) -> bool:
+        """Whether this candidate moves its kind's share away from the band (never for the first of a
+        kind). The caller checks ``applies`` first, and counts words only then."""
+        if self.band is None or not self.total[kind]:
             return False
         step = 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
         share = (self.longer[kind] + step) / (2 * (self.total[kind] + 1))
         low, high = self.band
         return (share > high and step == 2) or (share < low and step == 0)
 
-    def add(self, kind: str, method: str, chosen_words: int, rejected_words: int) -> None:
-        if self.applies(kind, method):
-            self.longer[kind] += 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
-            self.total[kind] += 1
+    def add(self, kind: str, chosen_words: int, rejected_words: int) -> None:
+        """One negative of a kind and method the band ``applies`` to was made."""
+        self.longer[kind] += 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
+        self.total[kind] += 1
 
     def to_dict(self) -> dict[str, Any]:
         return {kind: {"negatives": self.total[kind], "longer_score": self.longer[kind] / (2 * self.total[kind])}
@@ -162,8 +163,11 @@ class _Example:
         self.example = example
         self.completion = render_completion(example.response)
         self.completion_key = f" {dedup_key(self.completion)} "
-        self.words = word_count(self.completion)
         self.response_key = f" {dedup_key(example.response)} "
+
+    @cached_property
+    def words(self) -> int:
+        return word_count(self.completion)
 
     @cached_property
     def constraint(self) -> tuple[str, int | None] | None:
@@ -223,9 +227,10 @@ class NegativeMaker:
             if found is None:
                 self.counts.not_applicable[planned] += 1
                 continue
-            kind, built, where = found
+            kind, built, where, words = found
             self._record_use(built, where)
-            self.counts.length_band.add(kind, built.method, ex.words, word_count(built.completion))
+            if words is not None:
+                self.counts.length_band.add(kind, ex.words, words)
             self._shares.add(kind)
             self.counts.produced[kind] += 1
             self.counts.methods[f"{kind}:{built.method}"] += 1
@@ -236,9 +241,9 @@ class NegativeMaker:
 
     def _first_of(
         self, kinds: Iterable[str], ex: _Example, taken: set[str], attempts: int
-    ) -> tuple[str, Built, tuple[int, int]] | None:
+    ) -> tuple[str, Built, tuple[int, int], int | None] | None:
         """The first of ``kinds`` that gives an acceptable negative within ``attempts`` tries each:
-        (kind, negative, its sketch cells)."""
+        (kind, negative, its sketch cells, its words where the length band applies)."""
         band = self.counts.length_band
         for kind in kinds:
             set_aside = None  # the first acceptable candidate of the wrong length
@@ -251,11 +256,12 @@ class NegativeMaker:
                     break  # the kind does not apply to this example; retrying would not change that
                 where = cells(built.completion)
                 problem = self._problem(kind, built, ex, taken, where)
-                if problem is None and band.outside(kind, built.method, ex.words, word_count(built.completion)):
+                words = word_count(built.completion) if problem is None and band.applies(kind, built.method) else None
+                if words is not None and band.outside(kind, ex.words, words):
                     problem = "length_band"
-                    set_aside = set_aside or (kind, built, where)
+                    set_aside = set_aside or (kind, built, where, words)
                 if problem is None:
-                    return kind, built, where
+                    return kind, built, where, words
                 self.counts.rejected[problem] += 1
             if set_aside is not None:
                 self.counts.rejected["length_band_kept_anyway"] += 1

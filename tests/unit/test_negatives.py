@@ -331,13 +331,16 @@ def test_the_length_band_leaves_kinds_where_length_is_the_point_alone():
     from stage1.negatives.core import LengthBand
 
     band = LengthBand((0.3, 0.7))
+    assert not band.applies("verbose_vague", "template") and not band.applies("unwarranted_refusal", "template")
+    assert not band.applies("format_violation", "runaway") and not band.applies("format_violation", "truncated")
+    assert band.applies("format_violation", "missing_end") and band.applies("format_violation", "ignores_constraint:one_word")
+    assert band.applies("off_topic", "from:x") and band.applies("factually_incorrect", "number")
+    assert not band.outside("off_topic", 2, 40)  # the first of a kind is never out of the band
     for _ in range(5):
-        band.add("verbose_vague", "template", 2, 40)
-        band.add("format_violation", "truncated", 10, 4)
-        band.add("off_topic", "from:x", 2, 40)
-    assert not band.outside("verbose_vague", "template", 2, 40) and not band.outside("format_violation", "runaway", 2, 40)
-    assert band.outside("off_topic", "from:x", 2, 40) and not band.outside("off_topic", "from:x", 40, 2)
+        band.add("off_topic", 2, 40)
+    assert band.outside("off_topic", 2, 40) and not band.outside("off_topic", 40, 2) and not band.outside("off_topic", 5, 5)
     assert band.to_dict() == {"off_topic": {"negatives": 5, "longer_score": 1.0}}
+    assert not LengthBand(None).outside("off_topic", 2, 40)
 
 
 @pytest.mark.parametrize("band", [[0.6, 0.9], [0.1, 0.4], [0.5], [-0.1, 0.6]])
