@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stage1.config import PipelineConfig, dump_config
-from stage1.errors import ConfigError
-from stage1.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
-from stage1.settings import settings_to_dict
-from stage1.storage import atomic_write_json, atomic_write_text
+from stage1.config.load import PipelineConfig, dump_config
+from stage1.config.typed import settings_to_dict
+from stage1.core.errors import ConfigError
+from stage1.io.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
+from stage1.io.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("stage1")
 
@@ -108,14 +108,14 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
     if config.model.path is None:
 
         def build_model(_: StageRun) -> Any:
-            from stage1.tiny import build_tiny_qwen
+            from stage1.hf.tiny import build_tiny_qwen
 
             return build_tiny_qwen(paths.model, seed=config.model.tiny_seed)
 
         steps.append(Step("model", paths.model, ("model.safetensors", "tokenizer.json"), {"tiny_seed": config.model.tiny_seed}, (), {}, build_model))
 
     def sft_data(_: StageRun) -> Any:
-        from stage1.sft_data import run_sft_data
+        from stage1.sft_data.stage import run_sft_data
 
         return run_sft_data(
             config.section("sft_data"),
@@ -135,7 +135,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
     steps.append(Step("sft_data", paths.stage("sft_data"), ("train.jsonl", "heldout.jsonl", MANIFEST), config.section("sft_data"), model_upstream, external, sft_data))
 
     def train_sft(run: StageRun) -> Any:
-        from stage1.train_sft import run_train_sft
+        from stage1.train.sft import run_train_sft
 
         return run_train_sft(
             training,
@@ -154,7 +154,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
     steps.append(Step("sft", paths.stage("sft"), ("adapter", MANIFEST), train_settings, (*model_upstream, "sft_data"), {}, train_sft))
 
     def merge(_: StageRun) -> Any:
-        from stage1.merge import run_merge
+        from stage1.train.merge import run_merge
 
         return run_merge(training, model_dir=paths.model, adapter_dir=paths.stage("sft") / "adapter", out_dir=paths.merged)
 
@@ -168,7 +168,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
     steps.append(Step("negatives", paths.stage("negatives"), ("negatives.jsonl", MANIFEST), {"negatives": config.section("negatives"), "seed": seed}, ("sft_data",), {}, negatives))
 
     def pairs(_: StageRun) -> Any:
-        from stage1.pairs import run_pairs
+        from stage1.pairs.stage import run_pairs
 
         return run_pairs(
             config.section("pairs"),
@@ -183,7 +183,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
 
     def dpo_on(model_dir: Path, name: str) -> Callable[[StageRun], Any]:
         def action(run: StageRun) -> Any:
-            from stage1.train_dpo import run_train_dpo
+            from stage1.train.dpo import run_train_dpo
 
             return run_train_dpo(
                 training,
@@ -207,7 +207,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
         steps.append(Step("dpo_only", paths.stage("dpo_only"), ("adapter", MANIFEST), dpo_settings, (*model_upstream, "pairs"), {}, dpo_on(paths.model, "dpo_only")))
 
     def evaluate(_: StageRun) -> Any:
-        from stage1.evaluate import run_evaluate
+        from stage1.eval.stage import run_evaluate
 
         return run_evaluate(
             config.section("eval"),
@@ -224,7 +224,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
 
 def variant_specs(paths: Paths, config: PipelineConfig) -> list[Any]:
     """The models compared by evaluation, each built from files on disk."""
-    from stage1.evaluate import VariantSpec
+    from stage1.eval.stage import VariantSpec
 
     quantization = getattr(config.section("training"), "quantization", "none")
     specs = [
@@ -245,9 +245,9 @@ def preflight(config: PipelineConfig) -> None:
     Raises:
         InputError, ConfigError: as the stages' own readers would, only earlier.
     """
-    from stage1.eval_items import read_eval_items
-    from stage1.records import BadRows
-    from stage1.sft_data import _read_sources
+    from stage1.core.eval_items import read_eval_items
+    from stage1.core.records import BadRows
+    from stage1.sft_data.stage import _read_sources
 
     data = config.data
     exemplars = Path(data.exemplars) if Path(data.exemplars).exists() else None

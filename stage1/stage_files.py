@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from stage1.config import PipelineConfig
-from stage1.errors import ConfigError
+from stage1.config.load import PipelineConfig
+from stage1.core.errors import ConfigError
 
 # Required inputs per stage. eval_items is required wherever a leakage gate runs (sft_data, pairs):
 # the gate fails closed, and a stage run without the evaluation items would record no check at all.
@@ -55,7 +55,7 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
     seed = config.run.seed
     training = config.section("training")
     if stage == "sft_data":
-        from stage1.sft_data import run_sft_data
+        from stage1.sft_data.stage import run_sft_data
 
         return run_sft_data(
             config.section("sft_data"),
@@ -68,14 +68,14 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
             backend=config.run.generation_backend,
         )
     if stage == "sft":
-        from stage1.train_sft import run_train_sft
+        from stage1.train.sft import run_train_sft
 
         return run_train_sft(
             training, model_dir=inputs["model"], train_path=inputs["train"], out_dir=out_dir,
             sft_args=dict(config.sft), lora_args=dict(config.lora), seed=seed,
         )
     if stage == "merge":
-        from stage1.merge import run_merge
+        from stage1.train.merge import run_merge
 
         return run_merge(training, model_dir=inputs["model"], adapter_dir=inputs["adapter"], out_dir=out_dir)
     if stage == "negatives":
@@ -83,21 +83,21 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
 
         return run_negatives(config.section("negatives"), sft_path=inputs["sft"], out_dir=out_dir)
     if stage == "pairs":
-        from stage1.pairs import run_pairs
+        from stage1.pairs.stage import run_pairs
 
         return run_pairs(
             config.section("pairs"), sft_path=inputs["sft"], negatives_path=inputs["negatives"], out_dir=out_dir,
             tokenizer_dir=inputs["model"], eval_items_path=inputs["eval_items"],
         )
     if stage == "dpo":
-        from stage1.train_dpo import run_train_dpo
+        from stage1.train.dpo import run_train_dpo
 
         return run_train_dpo(
             training, model_dir=inputs["model"], train_path=inputs["train"], eval_path=inputs["eval"],
             out_dir=out_dir, dpo_args=dict(config.dpo), lora_args=dict(config.lora), seed=seed,
         )
     if stage == "eval":
-        from stage1.evaluate import run_evaluate
+        from stage1.eval.stage import run_evaluate
         from stage1.pipeline import Paths, variant_specs
 
         run_dir = inputs["run"]

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from stage1.config import load_config
-from stage1.generation_journal import JOURNAL_NAME
+from stage1.config.load import load_config
+from stage1.io.journal import JOURNAL_NAME
 from stage1.stage_files import run_stage_on_files
 from tests.ending_model import build_ending_model
 
@@ -139,7 +139,7 @@ TRAINING_ROWS = [("Name a musical instrument.", "A violin."), ("Which animal say
 def eval_run(tiny_model_dir, ending_model, tmp_path_factory) -> tuple[Path, Path]:
     """A run directory as the pipeline lays it out, trained on nothing: the tiny model as base, the
     nudged copy as the "merged" SFT model; small training files for the leakage gate; 6 items."""
-    from stage1.format import render_completion, render_prompt
+    from stage1.core.format import render_completion, render_prompt
 
     root = tmp_path_factory.mktemp("faults-eval")
     run = root / "run"
@@ -179,7 +179,7 @@ def variant_child_running(pid: int, variant: str) -> bool:
         commands = [" ".join(child.cmdline()) for child in psutil.Process(pid).children()]
     except psutil.Error:  # a child ended while we looked
         return False
-    return any("stage1.eval_runner" in command and f".job-{variant}.json" in command for command in commands)
+    return any("stage1.eval.runner" in command and f".job-{variant}.json" in command for command in commands)
 
 
 def orphans(out: Path) -> list[int]:
@@ -188,7 +188,7 @@ def orphans(out: Path) -> list[int]:
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "status"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if "stage1.eval_runner" in cmdline and str(out) in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+        if "stage1.eval.runner" in cmdline and str(out) in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(process.info["pid"])
     return found
 

@@ -144,7 +144,7 @@ def test_golden_check_fails_on_a_real_regression(tmp_path):
         row["outcomes"]["sft"]["criteria"]["stopped_with_end"] = False
     worse["rates"]["sft"]["stopped_with_end"].update(successes=0, rate=0.0, low=0.0, high=0.02)
     (tmp_path / "worse.json").write_text(json.dumps(worse))
-    from stage1.golden import compare_files
+    from stage1.eval.golden import compare_files
 
     regressions = compare_files(tmp_path / "worse.json", ROOT / "fixtures" / "golden" / "tiny_run.json")
     assert [(r.variant, r.criterion) for r in regressions] == [("sft", "stopped_with_end")]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import cli
-from stage1.errors import EXIT_INPUT
+from stage1 import cli
+from stage1.core.errors import EXIT_INPUT
 from stage1.stage_files import OPTIONAL_INPUTS, STAGE_INPUTS
 
 ROOT = Path(__file__).resolve().parents[2]
