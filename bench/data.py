@@ -28,8 +28,8 @@ from typing import Any
 from bench.table import Row, print_table, row, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
-POOL = ROOT / "fixtures" / "sft" / "instructions.jsonl"
-EVAL_ITEMS = ROOT / "fixtures" / "eval" / "items.jsonl"
+POOL = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
+EVAL_ITEMS = ROOT / "stage1" / "pools" / "eval" / "items.jsonl"
 RESULTS = ROOT / "bench" / "results" / "data.json"
 
 

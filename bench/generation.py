@@ -32,8 +32,8 @@ def fewshot_prompts(count: int) -> list[str]:
     from stage1.core.records import SFTExample, read_records
     from stage1.hf.generation import build_fewshot_prompt
 
-    pool = read_records(ROOT / "fixtures" / "sft" / "instructions.jsonl", SFTExample)
-    shots = [(e.instruction, e.response) for e in read_records(ROOT / "fixtures" / "sft" / "exemplars.jsonl", SFTExample)]
+    pool = read_records(ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl", SFTExample)
+    shots = [(e.instruction, e.response) for e in read_records(ROOT / "stage1" / "pools" / "sft" / "exemplars.jsonl", SFTExample)]
     return [build_fewshot_prompt(shots[i % len(shots) : i % len(shots) + 2], pool[i * 7 % len(pool)].instruction) for i in range(count)]
 
 

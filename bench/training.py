@@ -22,7 +22,7 @@ from typing import Any
 from bench.table import Row, print_table, row
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTRUCTIONS = ROOT / "fixtures" / "sft" / "instructions.jsonl"
+INSTRUCTIONS = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
 NUM_ROWS = 64
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
 COMMON = {"learning_rate": 3e-3, "lr_scheduler_type": "constant", "max_length": 128, "save_strategy": "no", "logging_steps": 1}

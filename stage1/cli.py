@@ -311,7 +311,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="a preset name in configs/ (tiny, qwen2.5-32b) or a YAML file")
+    parser.add_argument("--config", default=None, help="a shipped preset (tiny, qwen2.5-32b) or a YAML file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set dpo.beta=0.2")
     parser.add_argument("--run-dir", default=str(DEFAULT_RUN_DIR), help="where every stage reads and writes")
     parser.add_argument("--force", nargs="?", const="all", action="append", metavar="STAGE", help="rerun a stage (or all) even when up to date")

@@ -41,7 +41,7 @@ def check_stage_inputs(stage: str, names: Iterable[str]) -> None:
     if missing:
         hint = f"this stage reads: {takes}"
         if "eval_items" in missing:
-            hint += "; eval_items are the held-out evaluation items the leakage gate checks against (e.g. fixtures/eval/items.jsonl)"
+            hint += "; eval_items are the held-out evaluation items the leakage gate checks against (e.g. stage1/pools/eval/items.jsonl)"
         raise ConfigError(f"missing --in for {', '.join(missing)}", field="--in", hint=hint)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,16 @@ import yaml
 from stage1.config.typed import settings_from_dict, settings_to_dict, unknown_key_error
 from stage1.core.errors import ConfigError
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: The shipped presets (package data): ``--config NAME`` is ``PRESETS_DIR / NAME.yaml``.
+PRESETS_DIR = PACKAGE_DIR / "presets"
+#: The shipped instruction, exemplar and evaluation pools (package data).
+POOLS_DIR = PACKAGE_DIR / "pools"
 DEFAULT_PRESET = "tiny"
+#: Settings that hold a path. One written in a config file is resolved against that file's folder
+#: (so a preset's pools resolve wherever the package is installed); one given with ``--set`` is
+#: left as typed, relative to the user's current folder.
+PATH_KEYS = ("model.path", "model.architecture", "data.instructions", "data.exemplars", "data.eval_items")
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,11 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Input files (paths relative to the working directory)."""
+    """Input files (a relative path in a config file is relative to that file's folder; see ``PATH_KEYS``)."""
 
-    instructions: str = "fixtures/sft/instructions.jsonl"  # instruction pool (with responses when sft_data.source=file)
-    exemplars: str = "fixtures/sft/exemplars.jsonl"  # few-shot exemplars for sft_data.source=model
-    eval_items: str = "fixtures/eval/items.jsonl"  # held-out evaluation items (reference answers, constraints)
+    instructions: str = str(POOLS_DIR / "sft" / "instructions.jsonl")  # instruction pool (with responses when sft_data.source=file)
+    exemplars: str = str(POOLS_DIR / "sft" / "exemplars.jsonl")  # few-shot exemplars for sft_data.source=model
+    eval_items: str = str(POOLS_DIR / "eval" / "items.jsonl")  # held-out evaluation items (reference answers, constraints)
 
 
 # section name -> (module, class) of the stage that owns it; imported lazily so `--help` stays instant.
@@ -163,7 +172,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
             top level that is not a mapping.
     """
     if not path.is_file():
-        raise ConfigError("config file not found", path=path, hint=f"presets live in {CONFIGS_DIR}")
+        raise ConfigError("config file not found", path=path, hint=f"presets live in {PRESETS_DIR}")
     text = _read_text(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -186,7 +195,25 @@ def resolve_preset(name_or_path: str | Path | None) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         return candidate
-    return CONFIGS_DIR / f"{name_or_path}.yaml"
+    return PRESETS_DIR / f"{name_or_path}.yaml"
+
+
+def resolve_file_paths(data: dict[str, Any], config_file: Path) -> dict[str, Any]:
+    """``data`` with each relative ``PATH_KEYS`` value made relative to ``config_file``'s folder.
+
+    A preset names its pools relative to itself (``../pools/sft/instructions.jsonl``), so they resolve
+    from any working folder and wherever the package is installed.
+    """
+    folder = Path(os.path.abspath(config_file)).parent
+    resolved = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for dotted in PATH_KEYS:
+        section, key = dotted.split(".")
+        values = resolved.get(section)
+        if isinstance(values, dict) and isinstance(values.get(key), str) and values[key]:
+            path = Path(values[key]).expanduser()
+            if not path.is_absolute():
+                values[key] = os.path.normpath(folder / path)
+    return resolved
 
 
 # ---------------------------------------------------------------- overrides
@@ -433,6 +460,7 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
     """
     path = resolve_preset(preset)
     data, lines = read_yaml(path)
+    data = resolve_file_paths(data, path)
     set_by: dict[str, str] = {}
     for text in overrides:
         keys, value = parse_override(text)

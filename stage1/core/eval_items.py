@@ -1,6 +1,6 @@
 """Evaluation items and the responses generated for them: frozen records, validated once when read.
 
-An item (one line of ``fixtures/eval/items.jsonl``)::
+An item (one line of ``stage1/pools/eval/items.jsonl``)::
 
     {"id": str, "instruction": str, "category": str, "reference": str|null, "aliases": [str],
      "constraint": null | {"kind": "one_word"|"number"|"yes_no"|"one_sentence"|"n_items", "n": int},

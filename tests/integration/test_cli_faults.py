@@ -14,7 +14,7 @@ from stage1 import cli
 from stage1.io.run_dir import RunLock
 
 ROOT = Path(__file__).resolve().parents[2]
-SFT = ROOT / "fixtures" / "sft" / "instructions.jsonl"
+SFT = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
 
 
 @pytest.mark.parametrize(

@@ -94,10 +94,10 @@ def committed_batches(journal: Path) -> int:
 
 
 def test_sft_data_killed_during_generation_resumes_to_the_same_bytes(ending_model, tmp_path):
-    rows = [json.loads(line) for line in (ROOT / "fixtures" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
+    rows = [json.loads(line) for line in (ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
     instructions = tmp_path / "instructions.jsonl"
     instructions.write_text("".join(json.dumps({k: r[k] for k in ("id", "instruction", "category")}) + "\n" for r in rows))
-    eval_items = ROOT / "fixtures" / "eval" / "items.jsonl"
+    eval_items = ROOT / "stage1" / "pools" / "eval" / "items.jsonl"
     inputs = {"instructions": instructions, "model": ending_model, "eval_items": eval_items}
     reference = tmp_path / "reference"
     run_stage_on_files("sft_data", load_config(None, SFT_OVERRIDES), inputs, reference)

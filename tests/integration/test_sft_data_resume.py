@@ -15,7 +15,7 @@ from stage1.sft_data.stage import SFTDataSettings, run_sft_data
 from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]
-EXEMPLARS = ROOT / "fixtures" / "sft" / "exemplars.jsonl"
+EXEMPLARS = ROOT / "stage1" / "pools" / "sft" / "exemplars.jsonl"
 SAMPLING = GenerationSettings(max_new_tokens=24, batch_size=4, do_sample=True, temperature=0.7)
 SETTINGS = SFTDataSettings(source="model", samples_per_instruction=2, max_per_instruction=2, num_fewshot=2, generation=SAMPLING)
 
@@ -29,7 +29,7 @@ def ending_model(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def instructions(tmp_path_factory) -> Path:
-    rows = [json.loads(line) for line in (ROOT / "fixtures" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
+    rows = [json.loads(line) for line in (ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
     path = tmp_path_factory.mktemp("instructions") / "instructions.jsonl"
     path.write_text("".join(json.dumps({k: r[k] for k in ("id", "instruction", "category")}) + "\n" for r in rows))
     return path

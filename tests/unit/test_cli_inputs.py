@@ -16,8 +16,8 @@ from stage1.core.errors import EXIT_INPUT
 from stage1.stage_files import OPTIONAL_INPUTS, STAGE_INPUTS
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTRUCTIONS = ROOT / "fixtures" / "sft" / "instructions.jsonl"
-EVAL_ITEMS = ROOT / "fixtures" / "eval" / "items.jsonl"
+INSTRUCTIONS = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
+EVAL_ITEMS = ROOT / "stage1" / "pools" / "eval" / "items.jsonl"
 
 
 def one_error_line(capsys) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stage1.config.load import CONFIGS_DIR, dump_config, load_config, parse_override
+from stage1.config.load import PRESETS_DIR, dump_config, load_config, parse_override
 from stage1.core.errors import ConfigError
 
 
@@ -22,7 +22,7 @@ def test_presets_load_and_round_trip(tmp_path):
 
 
 def test_default_preset_is_tiny():
-    assert load_config(None).to_dict() == load_config(CONFIGS_DIR / "tiny.yaml").to_dict()
+    assert load_config(None).to_dict() == load_config(PRESETS_DIR / "tiny.yaml").to_dict()
 
 
 def test_override_reaches_trl_section():

@@ -25,7 +25,7 @@ from stage1.hf.memplan import (
 )
 from stage1.train.settings import TrainingSettings
 
-ARCH_32B = Path(__file__).resolve().parents[3] / "configs" / "architectures" / "qwen2.5-32b.json"
+ARCH_32B = Path(__file__).resolve().parents[3] / "stage1" / "presets" / "architectures" / "qwen2.5-32b.json"
 SEVEN = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

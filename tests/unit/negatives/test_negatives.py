@@ -99,7 +99,7 @@ def test_produced_kinds_follow_the_mix_when_every_kind_applies():
 
 def _fixture_pool_cycled(count: int) -> list[SFTExample]:
     """The fixture pool cycled to ``count`` examples, each instruction made distinct (as bench.data does)."""
-    path = Path(__file__).parents[3] / "fixtures" / "sft" / "instructions.jsonl"
+    path = Path(__file__).parents[3] / "stage1" / "pools" / "sft" / "instructions.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [
         SFTExample(id=f"x{i}", instruction=f"{row['instruction']} (item {i})", response=row["response"], category=row["category"])

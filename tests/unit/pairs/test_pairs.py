@@ -185,7 +185,7 @@ def test_an_answer_chosen_on_both_sides_is_not_eval_text():
 def test_no_train_rejected_carries_eval_text_on_the_fixture_pool():
     """With the fixture pool and default settings, negatives drawn before the split put eval answers
     and eval instructions into train rejecteds (29 and 5 before this check); none are left."""
-    rows = [json.loads(line) for line in (Path(__file__).parents[3] / "fixtures/sft/instructions.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (Path(__file__).parents[3] / "stage1/pools/sft/instructions.jsonl").read_text().splitlines()]
     examples = [SFTExample(**row) for row in rows]
     settings = NegativeSettings()
     stream, _ = generate_negatives(examples, settings, DonorPool.from_examples(examples, settings.donor_pool_size, settings.seed))

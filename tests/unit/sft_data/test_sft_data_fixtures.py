@@ -19,9 +19,10 @@ from stage1.negatives.facts import ANTONYMS, CAPITALS
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "fixtures"
-INSTRUCTIONS = FIXTURES / "sft" / "instructions.jsonl"
-EXEMPLARS = FIXTURES / "sft" / "exemplars.jsonl"
-ITEMS = FIXTURES / "eval" / "items.jsonl"
+POOLS = ROOT / "stage1" / "pools"  # package data, written by fixtures/make_pools.py
+INSTRUCTIONS = POOLS / "sft" / "instructions.jsonl"
+EXEMPLARS = POOLS / "sft" / "exemplars.jsonl"
+ITEMS = POOLS / "eval" / "items.jsonl"
 GENERATED = ("sft/instructions.jsonl", "sft/exemplars.jsonl", "eval/items.jsonl")
 
 
@@ -35,7 +36,7 @@ def train():
 def test_the_script_rewrites_the_pools_byte_identically(tmp_path):
     subprocess.run([sys.executable, str(FIXTURES / "make_pools.py"), "--out", str(tmp_path)], check=True, capture_output=True)
     for name in GENERATED:
-        assert (tmp_path / name).read_bytes() == (FIXTURES / name).read_bytes(), f"{name} differs from its script's output"
+        assert (tmp_path / name).read_bytes() == (POOLS / name).read_bytes(), f"{name} differs from its script's output"
 
 
 def test_training_pool_covers_the_categories(train):
