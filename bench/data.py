@@ -50,7 +50,8 @@ def stage_seconds(count: int, workdir: Path, tokenizer_dir: Path) -> dict[str, f
     """Wall time of ``run_negatives`` and ``run_pairs`` on ``count`` examples written to a file."""
     from stage1.io.storage import atomic_write_jsonl
     from stage1.negatives import NegativeSettings, run_negatives
-    from stage1.pairs.stage import PairSettings, run_pairs
+    from stage1.pairs.settings import PairSettings
+    from stage1.pairs.stage import run_pairs
 
     sft = atomic_write_jsonl(workdir / "sft.jsonl", synthetic_rows(count))
     gc.collect()

@@ -53,7 +53,7 @@ def measure_eval(config_name: str, generate: bool) -> dict[str, float]:
     from stage1.hf.models import load_model, load_tokenizer
 
     config = load_config(config_name)
-    evaluation, training = config.section("eval"), config.section("training")
+    evaluation, training = config.eval, config.training
     torch.cuda.reset_peak_memory_stats()
     model = load_model(config.model.path, quantization=training.quantization, dtype=evaluation.dtype, device_map={"": 0}).eval()
     loaded = _reserved_gib()
@@ -82,7 +82,7 @@ def measure_sft_step(config_name: str, work: str) -> dict[str, float]:
     ))
     torch.cuda.reset_peak_memory_stats()
     run_train_sft(
-        replace(config.section("training"), target_effective_batch=batch),
+        replace(config.training, target_effective_batch=batch),
         model_dir=config.model.path, train_path=rows, out_dir=Path(work) / "sft",
         sft_args={**sft, "max_steps": 1, "gradient_accumulation_steps": 1, "save_steps": 10**6, "logging_steps": 1},
         lora_args=dict(config.lora),

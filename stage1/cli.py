@@ -13,21 +13,15 @@ import os
 import sys
 from pathlib import Path
 
+# The table of stages: light to import (no torch), so `--help` stays instant and lists each stage's inputs.
+from stage1.pipeline import STAGE_COMMANDS, STAGES_BY_NAME, inputs_help
+
 DEFAULT_RUN_DIR = Path("runs/tiny")
 MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
 # OS errors that mean "this output cannot be written here", reported in one line (exit 2): a full
 # disk or quota, a read-only file system, and permissions (EPERM comes from `chattr +i` and some
 # network or container file systems, where plain permissions give EACCES).
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
-STAGE_COMMANDS = {
-    "sft-data": "sft_data",
-    "train-sft": "sft",
-    "merge": "merge",
-    "negatives": "negatives",
-    "pairs": "pairs",
-    "train-dpo": "dpo",
-    "evaluate": "eval",
-}
 
 
 def _console():
@@ -99,13 +93,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_evaluation(console, run_dir: Path) -> None:
-    results = run_dir / "eval" / "results.json"
-    if not results.exists():
+    from stage1.io.layout import RunLayout
+
+    layout = RunLayout(run_dir)
+    if not layout.results.exists():
         return
     from stage1.eval.report import load_results, rich_summary_table
 
-    console.print(rich_summary_table(load_results(results)))
-    console.print(f"report: [bold]{run_dir / 'eval' / 'report.md'}[/]  chart: [bold]{run_dir / 'eval' / 'chart.png'}[/]")
+    console.print(rich_summary_table(load_results(layout.results)))
+    console.print(f"report: [bold]{layout.report}[/]  chart: [bold]{layout.chart}[/]")
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -119,12 +115,13 @@ def cmd_stage(args: argparse.Namespace) -> int:
         _check_golden(Path(args.against))  # before evaluating: a bad golden file would waste the whole run
     if args.inputs or args.out:
         return _stage_on_files(args)
-    args.only = [STAGE_COMMANDS[args.command]]
-    if args.command == "train-dpo":
-        args.only.append("dpo_only")
+    from stage1.io.layout import RunLayout
+
+    stage = STAGE_COMMANDS[args.command]
+    args.only = [stage, *STAGES_BY_NAME[stage].also]
     status = cmd_run(args)
     if args.command == "evaluate":
-        return _after_evaluate(args, Path(args.run_dir) / "eval" / "results.json", status)
+        return _after_evaluate(args, RunLayout(args.run_dir).results, status)
     return status
 
 
@@ -156,14 +153,15 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from stage1.eval.stage import run_evaluate
-    from stage1.pipeline import Paths, variant_specs
+    from stage1.io.layout import RunLayout
+    from stage1.pipeline import variant_specs
 
     console = _console()
     config = _config(args)
-    run_dir = Path(dict(_named_inputs(args)).get("run", args.run_dir))
-    out_dir = Path(args.out) if args.out else run_dir / "eval"
+    layout = RunLayout(Path(dict(_named_inputs(args)).get("run", args.run_dir)), config.model.path)
+    out_dir = Path(args.out) if args.out else layout.stage_dir("eval")
     report = run_evaluate(
-        config.section("eval"), variants=variant_specs(Paths(run_dir, config), config),
+        config.eval, variants=variant_specs(layout, config),
         items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
     )
     table = Table("variant", "RSS loaded (MiB)", "RSS after free (MiB)", "GPU after (MiB)", "children left", "seconds",
@@ -199,7 +197,8 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
 
 def _stage_on_files(args: argparse.Namespace) -> int:
     from stage1.core.errors import ConfigError
-    from stage1.stage_files import check_stage_inputs, run_stage_on_files
+    from stage1.io.layout import RESULTS_FILE
+    from stage1.pipeline import check_stage_inputs, run_stage_on_files
 
     stage = STAGE_COMMANDS[args.command]
     if not args.out:
@@ -217,7 +216,7 @@ def _stage_on_files(args: argparse.Namespace) -> int:
 
         console.print(counts_table(args.command, result["counts"]))
     if args.command == "evaluate":
-        return _after_evaluate(args, Path(args.out) / "results.json", 0)
+        return _after_evaluate(args, Path(args.out) / RESULTS_FILE, 0)
     return 0
 
 
@@ -327,9 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     for name, stage in STAGE_COMMANDS.items():
-        command = commands.add_parser(name, help=f"the {stage} stage alone (in --run-dir, or on --in/--out files)")
+        command = commands.add_parser(
+            name, help=f"{STAGES_BY_NAME[stage].help} (alone: in --run-dir, or on --in/--out files)",
+            description=f"The {stage} stage alone: {STAGES_BY_NAME[stage].help}. Inside --run-dir its upstream stages must be done; "
+            "with --in NAME=PATH ... --out DIR it runs on those files.",
+            epilog=inputs_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _add_common(command)
-        command.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH", help="an input file for this stage")
+        command.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
+                             help=f"an input file for this stage; it reads: {', '.join(item.name for item in STAGES_BY_NAME[stage].inputs)} (see below)")
         command.add_argument("--out", default=None, help="output folder when running on explicit --in files")
         if name == "evaluate":
             command.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")

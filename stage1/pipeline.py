@@ -1,15 +1,18 @@
-"""The recipe: every stage in order, each skipped when up to date, all under one run-directory lock.
+"""The recipe: one table of stages, run in order, each skipped when up to date, under one lock.
 
-Each step names its inputs (upstream stages and external files), its settings, and the outputs it
-must leave; ``run_dir`` decides whether it is up to date. The stage functions themselves live in
-their modules and only read and write files.
+``STAGES`` is the only place a stage is wired: its name, the CLI command that runs it alone, the
+inputs it reads (named for ``--in NAME=PATH``, and where each lies in a run directory), the outputs
+it must leave, the settings its fingerprint covers, and its entry point. ``run_pipeline`` (the
+``run`` command and every stage run inside a run directory), ``run_stage_on_files`` (a stage on
+explicit ``--in`` files), ``preflight`` and the CLI's subcommands and ``--help`` all read it. The
+stage functions themselves live in their folders and only read and write files.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,17 +20,11 @@ from typing import Any
 from stage1.config.load import PipelineConfig, dump_config
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError
+from stage1.io.layout import MANIFEST, TOKENIZER_FILE, RunLayout
 from stage1.io.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
 from stage1.io.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("stage1")
-
-# Every stage writes its manifest last (after weights, which at 32B are several shards), so the
-# manifest is the one output whose presence proves the stage finished.
-MANIFEST = "manifest.json"
-
-#: Every stage name, in run order; ``--force`` and ``only`` name stages from this list.
-STAGE_NAMES = ("model", "sft_data", "sft", "merge", "negatives", "pairs", "dpo", "dpo_only", "eval")
 
 
 @dataclass(frozen=True)
@@ -40,8 +37,297 @@ class StageRun:
         forced: named in ``--force``: start over rather than resume.
     """
 
-    fingerprint: str
+    fingerprint: str | None
     forced: bool
+
+
+#: A stage run alone on explicit files: no fingerprint to resume under, nothing forced.
+ON_FILES = StageRun(fingerprint=None, forced=False)
+
+
+@dataclass(frozen=True)
+class StageCall:
+    """Everything a stage's entry point is given: the config, its named inputs and its output folder."""
+
+    config: PipelineConfig
+    inputs: dict[str, Path]
+    out_dir: Path
+    run: StageRun = ON_FILES
+    callbacks: tuple = ()
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """One input a stage reads.
+
+    Attributes:
+        name: the ``--in NAME=PATH`` name.
+        help: one line on what it is, for ``--help`` and errors.
+        required: whether a run on files must give it.
+        in_run: where it lies in a run: the layout and the config give its path.
+        stage: the stage that produces it in a run (its fingerprint then covers that stage's).
+        external: a file the user owns (named in the config), hashed into the fingerprint; a
+            predicate on the config where only some settings read it.
+    """
+
+    name: str
+    help: str
+    in_run: Callable[[RunLayout, PipelineConfig], Path]
+    required: bool = True
+    stage: str | None = None
+    external: bool | Callable[[PipelineConfig], bool] = False
+
+    def is_external(self, config: PipelineConfig) -> bool:
+        return self.external(config) if callable(self.external) else bool(self.external)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the table (see the module docstring).
+
+    Attributes:
+        upstream: stages whose fingerprints this one's covers, beyond those its inputs name (a stage
+            that is not built in this run, such as ``model`` under a ``model.path``, is left out).
+        also: stages its command also runs inside a run directory (``train-dpo`` trains ``dpo_only`` too).
+        enabled: whether the stage is part of a run with this config.
+    """
+
+    name: str
+    command: str | None
+    help: str
+    outputs: tuple[str, ...]
+    inputs: tuple[StageInput, ...]
+    settings: Callable[[PipelineConfig], Any]
+    entry: Callable[[StageCall], Any]
+    upstream: tuple[str, ...] = ()
+    also: tuple[str, ...] = ()
+    enabled: Callable[[PipelineConfig], bool] = field(default=lambda config: True)
+
+    def input(self, name: str) -> StageInput:
+        return next(spec for spec in self.inputs if spec.name == name)
+
+    @property
+    def required_inputs(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.inputs if spec.required)
+
+    @property
+    def optional_inputs(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.inputs if not spec.required)
+
+
+# ---------------------------------------------------------------- entry points (imports happen when a stage runs)
+
+
+def _build_model(call: StageCall) -> Any:
+    from stage1.hf.tiny import build_tiny_qwen
+
+    return build_tiny_qwen(call.out_dir, seed=call.config.model.tiny_seed)
+
+
+def _sft_data(call: StageCall) -> Any:
+    from stage1.sft_data.stage import run_sft_data
+
+    config = call.config
+    return run_sft_data(
+        config.sft_data,
+        instructions_path=call.inputs["instructions"],
+        out_dir=call.out_dir,
+        model_dir=call.inputs.get("model"),
+        exemplars_path=call.inputs.get("exemplars", Path(config.data.exemplars)),
+        eval_items_path=call.inputs["eval_items"],
+        on_bad_rows=config.run.on_bad_rows,
+        backend=config.run.generation_backend,
+    )
+
+
+def _train_sft(call: StageCall) -> Any:
+    from stage1.train.sft import run_train_sft
+
+    config = call.config
+    return run_train_sft(
+        config.training,
+        model_dir=call.inputs["model"],
+        train_path=call.inputs["train"],
+        out_dir=call.out_dir,
+        sft_args=dict(config.sft),
+        lora_args=dict(config.lora),
+        seed=config.run.seed,
+        resume=not call.run.forced,
+        stage_fingerprint=call.run.fingerprint,
+        callbacks=call.callbacks,
+    )
+
+
+def _merge(call: StageCall) -> Any:
+    from stage1.train.merge import run_merge
+
+    return run_merge(call.config.training, model_dir=call.inputs["model"], adapter_dir=call.inputs["adapter"], out_dir=call.out_dir)
+
+
+def _negatives(call: StageCall) -> Any:
+    from stage1.negatives import run_negatives
+
+    config = call.config
+    return run_negatives(config.negatives, sft_path=call.inputs["sft"], out_dir=call.out_dir, on_bad_rows=config.run.on_bad_rows)
+
+
+def _pairs(call: StageCall) -> Any:
+    from stage1.pairs.stage import run_pairs
+
+    config = call.config
+    return run_pairs(
+        config.pairs,
+        sft_path=call.inputs["sft"],
+        negatives_path=call.inputs["negatives"],
+        out_dir=call.out_dir,
+        tokenizer_dir=call.inputs["model"],
+        eval_items_path=call.inputs["eval_items"],
+        on_bad_rows=config.run.on_bad_rows,
+    )
+
+
+def _train_dpo(call: StageCall) -> Any:
+    from stage1.train.dpo import run_train_dpo
+
+    config = call.config
+    return run_train_dpo(
+        config.training,
+        model_dir=call.inputs["model"],
+        train_path=call.inputs["train"],
+        eval_path=call.inputs["eval"],
+        out_dir=call.out_dir,
+        dpo_args=dict(config.dpo),
+        lora_args=dict(config.lora),
+        seed=config.run.seed,
+        resume=not call.run.forced,
+        stage_fingerprint=call.run.fingerprint,
+        callbacks=call.callbacks,
+    )
+
+
+def _evaluate(call: StageCall) -> Any:
+    from stage1.eval.stage import run_evaluate
+
+    layout = RunLayout(call.inputs["run"], call.config.model.path)
+    return run_evaluate(
+        call.config.eval,
+        variants=variant_specs(layout, call.config),
+        items_path=call.inputs["eval_items"],
+        out_dir=call.out_dir,
+        training_paths=[layout.sft_train, layout.pairs_train],
+    )
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _data_file(key: str) -> Callable[[RunLayout, PipelineConfig], Path]:
+    return lambda layout, config: Path(getattr(config.data, key))
+
+
+def _model(layout: RunLayout, config: PipelineConfig) -> Path:
+    return layout.model
+
+
+def _sft_train(layout: RunLayout, config: PipelineConfig) -> Path:
+    return layout.sft_train
+
+
+def _training_settings(section: str) -> Callable[[PipelineConfig], dict[str, Any]]:
+    return lambda config: {"training": config.training, section: config.section(section), "lora": config.lora, "seed": config.run.seed}
+
+
+EVAL_ITEMS = StageInput(
+    "eval_items", "held-out evaluation items (e.g. stage1/pools/eval/items.jsonl): the leakage gate checks against them",
+    _data_file("eval_items"), external=True,
+)
+BASE_MODEL = StageInput("model", "the base model folder (safetensors, config.json, tokenizer)", _model, stage="model")
+PAIR_FILES = (
+    StageInput("train", "training preference pairs (pairs/train.jsonl: prompt, chosen, rejected)", lambda layout, config: layout.pairs_train, stage="pairs"),
+    StageInput("eval", "held-out preference pairs (pairs/eval.jsonl)", lambda layout, config: layout.pairs_eval, stage="pairs"),
+)
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec(
+        "model", None, "the tiny offline Qwen2 base model, built when model.path is not set",
+        outputs=("model.safetensors", TOKENIZER_FILE), inputs=(),
+        settings=lambda config: {"tiny_seed": config.model.tiny_seed}, entry=_build_model,
+        enabled=lambda config: config.model.path is None,
+    ),
+    StageSpec(
+        "sft_data", "sft-data", "SFT examples: instructions with responses, filtered and split",
+        outputs=("train.jsonl", "heldout.jsonl", MANIFEST),
+        inputs=(
+            StageInput("instructions", "the instruction pool (JSONL, JSON, CSV or a datasets folder; with responses when sft_data.source=file)",
+                       _data_file("instructions"), external=True),
+            EVAL_ITEMS,
+            StageInput("model", "the base model that writes responses (sft_data.source=model)", _model, required=False, stage="model"),
+            StageInput("exemplars", "few-shot exemplars for sft_data.source=model (default: data.exemplars)",
+                       _data_file("exemplars"), required=False, external=lambda config: config.sft_data.source == "model"),
+        ),
+        settings=lambda config: config.sft_data, entry=_sft_data,
+    ),
+    StageSpec(
+        "sft", "train-sft", "LoRA/QLoRA SFT with the loss on the response and END",
+        outputs=("adapter", MANIFEST),
+        inputs=(BASE_MODEL, StageInput("train", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data")),
+        settings=_training_settings("sft"), entry=_train_sft,
+    ),
+    StageSpec(
+        "merge", "merge", "the SFT adapter merged into the 16-bit base",
+        outputs=("config.json", MANIFEST),
+        inputs=(BASE_MODEL, StageInput("adapter", "the SFT adapter folder (sft/adapter)", lambda layout, config: layout.sft_adapter, stage="sft")),
+        settings=lambda config: {"training": config.training}, entry=_merge,
+    ),
+    StageSpec(
+        "negatives", "negatives", "rule-based negatives of five kinds",
+        outputs=("negatives.jsonl", MANIFEST),
+        inputs=(StageInput("sft", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data"),),
+        settings=lambda config: {"negatives": config.negatives, "seed": config.run.seed}, entry=_negatives,
+    ),
+    StageSpec(
+        "pairs", "pairs", "DPO preference pairs (train / eval), split by instruction",
+        outputs=("train.jsonl", "eval.jsonl", MANIFEST),
+        inputs=(
+            StageInput("sft", "SFT training examples (sft_data/train.jsonl): the chosen responses", _sft_train, stage="sft_data"),
+            StageInput("negatives", "negatives (negatives/negatives.jsonl): the rejected responses",
+                       lambda layout, config: layout.negatives, stage="negatives"),
+            # The tokenizer only measures lengths; runs made before the stage table did not
+            # fingerprint it, and fingerprinting it now would make every such run stale.
+            StageInput("model", "a model folder whose tokenizer measures pair lengths", _model),
+            EVAL_ITEMS,
+        ),
+        settings=lambda config: config.pairs, entry=_pairs,
+    ),
+    StageSpec(
+        "dpo", "train-dpo", "DPO with a new LoRA on the merged SFT model (the reference)",
+        outputs=("adapter", MANIFEST),
+        inputs=(StageInput("model", "the model DPO starts from and uses as reference (the merged SFT model)",
+                           lambda layout, config: layout.merged, stage="merge"), *PAIR_FILES),
+        settings=_training_settings("dpo"), entry=_train_dpo, also=("dpo_only",),
+    ),
+    StageSpec(
+        "dpo_only", None, "the DPO-only baseline: the same DPO on the raw base",
+        outputs=("adapter", MANIFEST),
+        inputs=(BASE_MODEL, *PAIR_FILES),
+        settings=_training_settings("dpo"), entry=_train_dpo, enabled=lambda config: config.training.dpo_only,
+    ),
+    StageSpec(
+        "eval", "evaluate", "every variant on the held-out items, scored, compared, reported",
+        outputs=("results.json", "report.md", "chart.png", MANIFEST),
+        inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir), EVAL_ITEMS),
+        settings=lambda config: config.eval, entry=_evaluate,
+        upstream=("model", "sft_data", "merge", "pairs", "dpo", "dpo_only"),
+    ),
+)
+STAGES_BY_NAME = {spec.name: spec for spec in STAGES}
+#: Every stage name, in run order; ``--force`` and ``only`` name stages from this list.
+STAGE_NAMES = tuple(spec.name for spec in STAGES)
+#: CLI subcommand -> stage.
+STAGE_COMMANDS = {spec.command: spec.name for spec in STAGES if spec.command}
+
+
+# ---------------------------------------------------------------- steps of a run
 
 
 @dataclass(frozen=True)
@@ -71,170 +357,53 @@ class RunReport:
     outcomes: list[StageOutcome] = field(default_factory=list)
 
 
-class Paths:
-    """Where every stage of one run reads and writes."""
-
-    def __init__(self, run_dir: Path, config: PipelineConfig):
-        self.run_dir = Path(run_dir)
-        self.config = config
-
-    @property
-    def model(self) -> Path:
-        return Path(self.config.model.path) if self.config.model.path else self.run_dir / "model"
-
-    def stage(self, name: str) -> Path:
-        return self.run_dir / name
-
-    @property
-    def merged(self) -> Path:
-        return self.run_dir / "merged"
+def _external(path: Path, label: str) -> Path:
+    if not path.exists():
+        raise ConfigError("input file not found", path=path, field=f"data.{label}", hint="check the path in the config")
+    return path
 
 
-def _external(path: str, label: str) -> Path:
-    resolved = Path(path)
-    if not resolved.exists():
-        raise ConfigError("input file not found", path=resolved, field=f"data.{label}", hint="check the path in the config")
-    return resolved
+def step_for(spec: StageSpec, config: PipelineConfig, layout: RunLayout, built: Iterable[str], callbacks: tuple = ()) -> Step:
+    """The step that runs ``spec`` inside the run directory ``layout``.
+
+    Args:
+        built: the stages that are part of this run (an upstream stage that is not, such as ``model``
+            under a ``model.path``, is left out of the fingerprint).
+    """
+    built = set(built)
+    inputs = {item.name: item.in_run(layout, config) for item in spec.inputs}
+    external = {item.name: _external(inputs[item.name], item.name) for item in spec.inputs if item.is_external(config)}
+    named = [item.stage for item in spec.inputs if item.stage] + list(spec.upstream)
+    upstream = tuple(dict.fromkeys(name for name in named if name in built and name != spec.name))
+    out_dir = layout.stage_dir(spec.name)
+
+    def action(run: StageRun) -> Any:
+        return spec.entry(StageCall(config, inputs, out_dir, run, callbacks))
+
+    return Step(spec.name, out_dir, spec.outputs, spec.settings(config), upstream, external, action)
 
 
 def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) -> list[Step]:
-    """The whole pipeline as steps. Imports of stage modules happen when a step runs."""
-    paths = Paths(run_dir, config)
-    seed = config.run.seed
-    training = config.section("training")
-    data = config.data
-    steps: list[Step] = []
-
-    if config.model.path is None:
-
-        def build_model(_: StageRun) -> Any:
-            from stage1.hf.tiny import build_tiny_qwen
-
-            return build_tiny_qwen(paths.model, seed=config.model.tiny_seed)
-
-        steps.append(Step("model", paths.model, ("model.safetensors", "tokenizer.json"), {"tiny_seed": config.model.tiny_seed}, (), {}, build_model))
-
-    def sft_data(_: StageRun) -> Any:
-        from stage1.sft_data.stage import run_sft_data
-
-        return run_sft_data(
-            config.section("sft_data"),
-            instructions_path=Path(data.instructions),
-            out_dir=paths.stage("sft_data"),
-            model_dir=paths.model,
-            exemplars_path=Path(data.exemplars),
-            eval_items_path=Path(data.eval_items),
-            on_bad_rows=config.run.on_bad_rows,
-            backend=config.run.generation_backend,
-        )
-
-    external = {"instructions": _external(data.instructions, "instructions"), "eval_items": _external(data.eval_items, "eval_items")}
-    if getattr(config.section("sft_data"), "source", "file") == "model":
-        external["exemplars"] = _external(data.exemplars, "exemplars")
-    model_upstream = ("model",) if config.model.path is None else ()
-    steps.append(Step("sft_data", paths.stage("sft_data"), ("train.jsonl", "heldout.jsonl", MANIFEST), config.section("sft_data"), model_upstream, external, sft_data))
-
-    def train_sft(run: StageRun) -> Any:
-        from stage1.train.sft import run_train_sft
-
-        return run_train_sft(
-            training,
-            model_dir=paths.model,
-            train_path=paths.stage("sft_data") / "train.jsonl",
-            out_dir=paths.stage("sft"),
-            sft_args=dict(config.sft),
-            lora_args=dict(config.lora),
-            seed=seed,
-            resume=not run.forced,
-            stage_fingerprint=run.fingerprint,
-            callbacks=callbacks,
-        )
-
-    train_settings = {"training": training, "sft": config.sft, "lora": config.lora, "seed": seed}
-    steps.append(Step("sft", paths.stage("sft"), ("adapter", MANIFEST), train_settings, (*model_upstream, "sft_data"), {}, train_sft))
-
-    def merge(_: StageRun) -> Any:
-        from stage1.train.merge import run_merge
-
-        return run_merge(training, model_dir=paths.model, adapter_dir=paths.stage("sft") / "adapter", out_dir=paths.merged)
-
-    steps.append(Step("merge", paths.merged, ("config.json", MANIFEST), {"training": training}, (*model_upstream, "sft"), {}, merge))
-
-    def negatives(_: StageRun) -> Any:
-        from stage1.negatives import run_negatives
-
-        return run_negatives(config.section("negatives"), sft_path=paths.stage("sft_data") / "train.jsonl", out_dir=paths.stage("negatives"))
-
-    steps.append(Step("negatives", paths.stage("negatives"), ("negatives.jsonl", MANIFEST), {"negatives": config.section("negatives"), "seed": seed}, ("sft_data",), {}, negatives))
-
-    def pairs(_: StageRun) -> Any:
-        from stage1.pairs.stage import run_pairs
-
-        return run_pairs(
-            config.section("pairs"),
-            sft_path=paths.stage("sft_data") / "train.jsonl",
-            negatives_path=paths.stage("negatives") / "negatives.jsonl",
-            out_dir=paths.stage("pairs"),
-            tokenizer_dir=paths.model,
-            eval_items_path=Path(data.eval_items),
-        )
-
-    steps.append(Step("pairs", paths.stage("pairs"), ("train.jsonl", "eval.jsonl", MANIFEST), config.section("pairs"), ("sft_data", "negatives"), {"eval_items": external["eval_items"]}, pairs))
-
-    def dpo_on(model_dir: Path, name: str) -> Callable[[StageRun], Any]:
-        def action(run: StageRun) -> Any:
-            from stage1.train.dpo import run_train_dpo
-
-            return run_train_dpo(
-                training,
-                model_dir=model_dir,
-                train_path=paths.stage("pairs") / "train.jsonl",
-                eval_path=paths.stage("pairs") / "eval.jsonl",
-                out_dir=paths.stage(name),
-                dpo_args=dict(config.dpo),
-                lora_args=dict(config.lora),
-                seed=seed,
-                resume=not run.forced,
-                stage_fingerprint=run.fingerprint,
-                callbacks=callbacks,
-            )
-
-        return action
-
-    dpo_settings = {"training": training, "dpo": config.dpo, "lora": config.lora, "seed": seed}
-    steps.append(Step("dpo", paths.stage("dpo"), ("adapter", MANIFEST), dpo_settings, ("merge", "pairs"), {}, dpo_on(paths.merged, "dpo")))
-    if getattr(training, "dpo_only", True):
-        steps.append(Step("dpo_only", paths.stage("dpo_only"), ("adapter", MANIFEST), dpo_settings, (*model_upstream, "pairs"), {}, dpo_on(paths.model, "dpo_only")))
-
-    def evaluate(_: StageRun) -> Any:
-        from stage1.eval.stage import run_evaluate
-
-        return run_evaluate(
-            config.section("eval"),
-            variants=variant_specs(paths, config),
-            items_path=Path(data.eval_items),
-            out_dir=paths.stage("eval"),
-            training_paths=[paths.stage("sft_data") / "train.jsonl", paths.stage("pairs") / "train.jsonl"],
-        )
-
-    eval_upstream = tuple(s.name for s in steps if s.name in ("model", "sft_data", "merge", "pairs", "dpo", "dpo_only"))
-    steps.append(Step("eval", paths.stage("eval"), ("results.json", "report.md", "chart.png", MANIFEST), config.section("eval"), eval_upstream, {"eval_items": external["eval_items"]}, evaluate))
-    return steps
+    """The whole pipeline as steps, from ``STAGES``. Stage modules are imported when a step runs."""
+    layout = RunLayout(run_dir, config.model.path)
+    enabled = [spec for spec in STAGES if spec.enabled(config)]
+    built = [spec.name for spec in enabled]
+    return [step_for(spec, config, layout, built, callbacks) for spec in enabled]
 
 
-def variant_specs(paths: Paths, config: PipelineConfig) -> list[Any]:
+def variant_specs(layout: RunLayout, config: PipelineConfig) -> list[Any]:
     """The models compared by evaluation, each built from files on disk."""
-    from stage1.eval.stage import VariantSpec
+    from stage1.eval.settings import VariantSpec
 
-    quantization = getattr(config.section("training"), "quantization", "none")
+    quantization = config.training.quantization
     specs = [
-        VariantSpec("base_raw", paths.model, use_format=False, quantization=quantization),
-        VariantSpec("base", paths.model, quantization=quantization),
-        VariantSpec("sft", paths.merged, quantization=quantization),
-        VariantSpec("dpo", paths.merged, adapter_dir=paths.stage("dpo") / "adapter", quantization=quantization),
+        VariantSpec("base_raw", layout.model, use_format=False, quantization=quantization),
+        VariantSpec("base", layout.model, quantization=quantization),
+        VariantSpec("sft", layout.merged, quantization=quantization),
+        VariantSpec("dpo", layout.merged, adapter_dir=layout.adapter("dpo"), quantization=quantization),
     ]
-    if (paths.stage("dpo_only") / "adapter").exists():
-        specs.append(VariantSpec("dpo_only", paths.model, adapter_dir=paths.stage("dpo_only") / "adapter", quantization=quantization))
+    if layout.adapter("dpo_only").exists():
+        specs.append(VariantSpec("dpo_only", layout.model, adapter_dir=layout.adapter("dpo_only"), quantization=quantization))
     return specs
 
 
@@ -251,7 +420,7 @@ def preflight(config: PipelineConfig) -> None:
 
     data = config.data
     exemplars = Path(data.exemplars) if Path(data.exemplars).exists() else None
-    _read_sources(config.section("sft_data"), Path(data.instructions), exemplars, config.run.on_bad_rows, BadRows())
+    _read_sources(config.sft_data, Path(data.instructions), exemplars, config.run.on_bad_rows, BadRows())
     read_eval_items(Path(data.eval_items))
 
 
@@ -280,13 +449,14 @@ def run_pipeline(
     check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all"))
     check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
     run_dir = Path(run_dir)
+    layout = RunLayout(run_dir, config.model.path)
     report = RunReport(run_dir)
     with RunLock(run_dir):
         inside_run_dir(run_dir, config.run.log_file, "run.log_file")
-        atomic_write_text(run_dir / "config.yaml", dump_config(config))
+        atomic_write_text(layout.config_file, dump_config(config))
         fingerprints: dict[str, str] = {}
         for step in build_steps(config, run_dir, callbacks):
-            upstream = {name: fingerprints.get(name) or _recorded_fingerprint(run_dir, config, name) for name in step.upstream}
+            upstream = {name: fingerprints.get(name) or _recorded_fingerprint(layout, name) for name in step.upstream}
             expected = fingerprint(step.name, settings_to_dict(step.settings), upstream, step.external)
             fingerprints[step.name] = expected
             if only is not None and step.name not in only:
@@ -304,7 +474,7 @@ def run_pipeline(
             result = step.action(StageRun(expected, forced))
             mark_done(step.out_dir, step.name, expected, step.outputs)
             report.outcomes.append(StageOutcome(step.name, "ran", time.perf_counter() - started, result))
-            _record_timing(run_dir, step.name, time.perf_counter() - started)
+            _record_timing(layout, step.name, time.perf_counter() - started)
             log.info("stage %s: done in %.1f s", step.name, time.perf_counter() - started)
             if on_stage:
                 on_stage(step.name, "done")
@@ -324,12 +494,12 @@ def check_stage_names(names: tuple[str, ...], *, field: str, allowed: tuple[str,
             raise ConfigError(f"unknown stage {name!r}", field=field, hint=f"{guess}stages are {', '.join(allowed)}")
 
 
-def _record_timing(run_dir: Path, stage: str, seconds: float) -> None:
+def _record_timing(layout: RunLayout, stage: str, seconds: float) -> None:
     """Append the stage's wall time and the process's peak memory so far to ``timings.json``."""
     import json
     import resource
 
-    path = Path(run_dir) / "timings.json"
+    path = layout.timings
     timings = json.loads(path.read_text()) if path.exists() else {}
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -337,8 +507,48 @@ def _record_timing(run_dir: Path, stage: str, seconds: float) -> None:
     atomic_write_json(path, timings)
 
 
-def _recorded_fingerprint(run_dir: Path, config: PipelineConfig, name: str) -> str:
+def _recorded_fingerprint(layout: RunLayout, name: str) -> str:
     """An upstream stage not run in this invocation: its recorded fingerprint, or 'missing'."""
-    out_dir = Paths(run_dir, config).model if name == "model" else Path(run_dir) / ("merged" if name == "merge" else name)
-    record = read_stage_record(out_dir)
+    record = read_stage_record(layout.stage_dir(name))
     return record.fingerprint if record else "missing"
+
+
+# ---------------------------------------------------------------- one stage on explicit files
+
+
+def inputs_help(stage: str) -> str:
+    """The ``--in`` names a stage reads, one line each, for its ``--help``."""
+    spec = STAGES_BY_NAME[stage]
+    lines = [f"  --in {item.name}=PATH  {'(required)' if item.required else '(optional)'} {item.help}" for item in spec.inputs]
+    return "inputs (with --out, the stage runs on these files instead of a run directory):\n" + "\n".join(lines)
+
+
+def check_stage_inputs(stage: str, names: Iterable[str]) -> None:
+    """Refuse input names the stage does not read, and missing required ones.
+
+    Raises:
+        ConfigError: naming the unknown or missing names and every name the stage takes.
+    """
+    spec = STAGES_BY_NAME[stage]
+    required, optional = spec.required_inputs, spec.optional_inputs
+    takes = ", ".join(required) + (f" (optional: {', '.join(optional)})" if optional else "")
+    given = list(names)
+    unknown = [name for name in given if name not in required + optional]
+    if unknown:
+        raise ConfigError(f"this stage reads no input named {', '.join(map(repr, unknown))}", field="--in", hint=f"it takes: {takes}")
+    missing = [name for name in required if name not in given]
+    if missing:
+        hint = f"this stage reads: {takes}"
+        if "eval_items" in missing:
+            hint += f"; eval_items are the {EVAL_ITEMS.help}"
+        raise ConfigError(f"missing --in for {', '.join(missing)}", field="--in", hint=hint)
+
+
+def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Path], out_dir: Path) -> Any:
+    """Call the stage's entry point with these files; the stage writes into ``out_dir``.
+
+    Raises:
+        ConfigError: an input name the stage does not read, or a required one missing.
+    """
+    check_stage_inputs(stage, inputs)
+    return STAGES_BY_NAME[stage].entry(StageCall(config, dict(inputs), Path(out_dir)))

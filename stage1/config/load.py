@@ -21,11 +21,18 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from stage1.config.typed import settings_from_dict, settings_to_dict, unknown_key_error
+
+if TYPE_CHECKING:  # the stage settings are imported when a config is built (STAGE_SECTIONS)
+    from stage1.eval.settings import EvalSettings
+    from stage1.negatives.settings import NegativeSettings
+    from stage1.pairs.settings import PairSettings
+    from stage1.sft_data.settings import SFTDataSettings
+    from stage1.train.settings import TrainingSettings
 from stage1.core.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -71,11 +78,11 @@ class DataSettings:
 
 # section name -> (module, class) of the stage that owns it; imported lazily so `--help` stays instant.
 STAGE_SECTIONS: dict[str, tuple[str, str]] = {
-    "sft_data": ("stage1.sft_data.stage", "SFTDataSettings"),
-    "negatives": ("stage1.negatives", "NegativeSettings"),
-    "pairs": ("stage1.pairs.stage", "PairSettings"),
+    "sft_data": ("stage1.sft_data.settings", "SFTDataSettings"),
+    "negatives": ("stage1.negatives.settings", "NegativeSettings"),
+    "pairs": ("stage1.pairs.settings", "PairSettings"),
     "training": ("stage1.train.settings", "TrainingSettings"),
-    "eval": ("stage1.eval.stage", "EvalSettings"),
+    "eval": ("stage1.eval.settings", "EvalSettings"),
 }
 LOCAL_SECTIONS: dict[str, type] = {"run": RunSettings, "model": ModelSettings, "data": DataSettings}
 PASSTHROUGH_SECTIONS: dict[str, tuple[str, str]] = {
@@ -90,23 +97,33 @@ ALL_SECTIONS = (*LOCAL_SECTIONS, *STAGE_SECTIONS, *PASSTHROUGH_SECTIONS)
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Everything one run needs, resolved and typed."""
+    """Everything one run needs, resolved and typed: one field per section.
+
+    The stage sections are typed by their stages' settings classes (``STAGE_SECTIONS``), imported when
+    a config is built so that ``--help`` stays instant.
+    """
 
     run: RunSettings
     model: ModelSettings
     data: DataSettings
-    sections: dict[str, Any] = field(default_factory=dict)  # stage settings objects by section name
+    sft_data: SFTDataSettings
+    negatives: NegativeSettings
+    pairs: PairSettings
+    training: TrainingSettings
+    eval: EvalSettings
     lora: dict[str, Any] = field(default_factory=dict)
     sft: dict[str, Any] = field(default_factory=dict)
     dpo: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
 
     def section(self, name: str) -> Any:
-        return self.sections[name]
+        """A section by its YAML name (``"eval"``), for code that is handed the name."""
+        if name not in ALL_SECTIONS:
+            raise KeyError(name)
+        return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
-        plain: dict[str, Any] = {name: settings_to_dict(getattr(self, name)) for name in LOCAL_SECTIONS}
-        plain.update({name: settings_to_dict(value) for name, value in self.sections.items()})
+        plain: dict[str, Any] = {name: settings_to_dict(getattr(self, name)) for name in (*LOCAL_SECTIONS, *STAGE_SECTIONS)}
         plain.update({name: dict(getattr(self, name)) for name in PASSTHROUGH_SECTIONS})
         return plain
 
@@ -448,7 +465,7 @@ def build_config(
     data = _with_shared_values(data, local["run"].seed)
     sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
     _check_lora_plan(passthrough["lora"], sections["training"], origins)
-    return PipelineConfig(**local, sections=sections, **passthrough, source=source)
+    return PipelineConfig(**local, **sections, **passthrough, source=source)
 
 
 def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:

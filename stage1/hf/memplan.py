@@ -345,7 +345,7 @@ def shape_for_config(config) -> ModelShape:
 def generation_workloads(config, training) -> tuple[GenerationWorkload, ...]:
     """SFT-data generation (when the base writes the responses) and evaluation, from their sections."""
     works = []
-    sft_data = config.sections.get("sft_data")
+    sft_data = getattr(config, "sft_data", None)
     if sft_data is not None and getattr(sft_data, "source", "file") == "model":
         decoding = getattr(sft_data, "generation", None)
         works.append(GenerationWorkload(
@@ -353,7 +353,7 @@ def generation_workloads(config, training) -> tuple[GenerationWorkload, ...]:
             batch_size=int(getattr(decoding, "batch_size", 8)), total_tokens=int(getattr(decoding, "max_new_tokens", 256)) + 512,
             backend=getattr(getattr(config, "run", None), "generation_backend", "transformers"),
         ))
-    evaluation = config.sections.get("eval")
+    evaluation = getattr(config, "eval", None)
     works.append(GenerationWorkload(
         stage="eval", quantization=training.quantization, dtype=getattr(evaluation, "dtype", training.dtype),
         batch_size=int(getattr(evaluation, "batch_size", 8) or 8), total_tokens=int(getattr(evaluation, "max_new_tokens", 256) or 256) + 512,
@@ -364,7 +364,7 @@ def generation_workloads(config, training) -> tuple[GenerationWorkload, ...]:
 
 def plan_for_config(config, gpu_gib: float | None = None) -> MemoryPlan:
     """The plan for a resolved PipelineConfig (the ``stage1 plan`` command)."""
-    training = config.section("training")
+    training = config.training
     return plan_memory(
         shape_for_config(config),
         sft=workload_from_sections(training, dict(config.sft), dict(config.lora)),

@@ -11,9 +11,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from stage1.io.layout import MANIFEST
 from stage1.io.storage import atomic_write_json, dumps_json, sha256_bytes, sha256_tree
 
-MANIFEST_NAME = "manifest.json"
 TRACKED_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "stage1")
 
 
@@ -62,4 +62,4 @@ def build_manifest(
 
 
 def write_manifest(out_dir: str | Path, manifest: dict[str, Any]) -> Path:
-    return atomic_write_json(Path(out_dir) / MANIFEST_NAME, manifest)
+    return atomic_write_json(Path(out_dir) / MANIFEST, manifest)

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import ConfigError, RunLockedError
+from stage1.io.layout import LOCK_FILE, STAGE_FILE
 from stage1.io.manifest import config_hash
 from stage1.io.storage import atomic_write_json, sha256_file
-
-STAGE_FILE = "stage.json"
-LOCK_FILE = ".stage1.lock"
 
 
 class RunLock:

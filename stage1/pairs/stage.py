@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from stage1.config.typed import settings_to_dict
-from stage1.core.errors import ConfigError, InputError
+from stage1.core.errors import InputError
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, render_completion, render_prompt
-from stage1.core.leakage import LeakageSettings, leakage_gate
+from stage1.core.leakage import leakage_gate
 from stage1.core.records import (
     BadRows,
     NegativeRecord,
@@ -52,38 +52,17 @@ from stage1.core.records import (
 )
 from stage1.core.splits import heldout_groups
 from stage1.core.text_keys import dedup_key
+from stage1.io.layout import PAIRS_EVAL_FILE as EVAL_FILE
+from stage1.io.layout import PAIRS_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest
 from stage1.io.storage import atomic_write_jsonl
 from stage1.negatives.stage import plain_fields
+from stage1.pairs.settings import PairSettings
 
 STAGE = "pairs"
-TRAIN_FILE = "train.jsonl"
-EVAL_FILE = "eval.jsonl"
 DROP_REASONS = (
     "equal_to_chosen", "duplicate_triple", "too_long", "per_instruction_cap", "global_cap", "eval_text_in_rejected"
 )
-
-
-@dataclass(frozen=True)
-class PairSettings:
-    """Settings of the pairs stage (defaults: the tiny preset)."""
-
-    eval_fraction: float = 0.1  # share of instruction groups whose pairs go to eval.jsonl
-    seed: int = 0  # split, caps and output order derive from it
-    max_pairs_per_instruction: int = 5  # pairs kept per normalised instruction
-    max_pairs: int | None = None  # global cap, sampled across instructions; None keeps all
-    max_length: int = 512  # tokens of prompt + completion + eos allowed on each side
-    leakage: LeakageSettings = field(default_factory=LeakageSettings)  # near-duplicate test against eval items
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ConfigError(f"must be in [0, 1), got {self.eval_fraction}", field="pairs.eval_fraction")
-        if self.max_pairs_per_instruction < 1:
-            raise ConfigError("must be at least 1", field="pairs.max_pairs_per_instruction")
-        if self.max_pairs is not None and self.max_pairs < 1:
-            raise ConfigError("must be at least 1, or null for no cap", field="pairs.max_pairs")
-        if self.max_length < 2:
-            raise ConfigError(f"must be at least 2, got {self.max_length}", field="pairs.max_length")
 
 
 # ---------------------------------------------------------------- pure core

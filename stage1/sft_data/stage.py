@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError, InputError
@@ -32,7 +31,7 @@ from stage1.core.leakage import LeakageSettings, leakage_gate
 from stage1.core.records import BadRows, InstructionRecord, SFTExample, check_unique_ids, read_records
 from stage1.core.splits import split_by_instruction
 from stage1.core.text_keys import dedup_key
-from stage1.hf.generation import Generation, GenerationSettings, build_fewshot_prompt, plan_batches, row_seed
+from stage1.hf.generation import Generation, build_fewshot_prompt, plan_batches, row_seed
 from stage1.io.journal import (
     JOURNAL_NAME,
     GenerationJournal,
@@ -40,41 +39,14 @@ from stage1.io.journal import (
     journal_fingerprint,
     model_identity,
 )
+from stage1.io.layout import SFT_HELDOUT_FILE as HELDOUT_FILE
+from stage1.io.layout import SFT_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest
 from stage1.io.storage import atomic_write_files, jsonl_bytes
 from stage1.sft_data.filters import Candidate, FilterResult, filter_candidates
+from stage1.sft_data.settings import SFTDataSettings
 
 STAGE = "sft_data"
-TRAIN_FILE = "train.jsonl"
-HELDOUT_FILE = "heldout.jsonl"
-
-
-@dataclass(frozen=True)
-class SFTDataSettings:
-    """Settings of the SFT data stage (defaults: the tiny preset)."""
-
-    source: Literal["file", "model"] = "file"  # responses supplied with the instructions, or written by the base model
-    heldout_fraction: float = 0.1  # share of instruction groups held out from SFT training
-    seed: int = 0  # splits, exemplar choice and sampling derive from it
-    max_per_instruction: int = 1  # accepted responses per normalised instruction, across the dataset
-    refusal_phrases: tuple[str, ...] = ()  # extra phrases: a sentence opening with one is a refusal, beyond criteria.is_refusal
-    keep_rescued_runaways: bool = False  # keep the answer before a runaway (still counted as runaway)
-    num_fewshot: int = 3  # exemplars per prompt (source=model)
-    samples_per_instruction: int = 1  # generations per instruction (source=model)
-    quantization: Literal["none", "nf4", "int8"] = "none"  # how the base model is loaded (source=model)
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # base model dtype (source=model)
-    device_map: str | None = None  # e.g. "auto" on a GPU machine (source=model)
-    generation: GenerationSettings = field(default_factory=GenerationSettings)  # decoding (source=model)
-    leakage: LeakageSettings = field(default_factory=LeakageSettings)  # near-duplicate test against eval items
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ConfigError(f"must be in [0, 1), got {self.heldout_fraction}", field="sft_data.heldout_fraction")
-        for name in ("max_per_instruction", "samples_per_instruction"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"sft_data.{name}")
-        if self.num_fewshot < 0:
-            raise ConfigError(f"must be 0 or more, got {self.num_fewshot}", field="sft_data.num_fewshot")
 
 
 # ---------------------------------------------------------------- pure parts
@@ -265,7 +237,7 @@ def run_sft_data(
         model_dir: the base model (source=model only).
         exemplars_path: few-shot exemplars, in the instruction file's form (source=model only).
         eval_items_path: held-out evaluation items; when given, the leakage gate runs on the result.
-            The pipeline always gives them and ``stage_files`` (the CLI's ``--in``) requires them;
+            The pipeline always gives them and a run on files (the CLI's ``--in``) requires them;
             only a library caller can leave them out, and the manifest then records no gate.
         on_bad_rows: ``"stop"`` on the first bad instruction row, or ``"skip"`` and count it.
         backend: ``"transformers"`` or ``"vllm"`` (source=model only).

@@ -33,7 +33,7 @@ from stage1.io.lineage import (
     weights_hash,
     write_lineage,
 )
-from stage1.io.manifest import MANIFEST_NAME, build_manifest, library_versions, write_manifest
+from stage1.io.manifest import MANIFEST, build_manifest, library_versions, write_manifest
 from stage1.train.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def merge_adapter(model_dir: Path, adapter_dir: Path, settings: TrainingSettings
 
 def _clear_outputs(out: Path) -> None:
     """Remove what an earlier merge left, manifest first, so a crash never leaves a stale 'done'."""
-    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
     for pattern in ("*.safetensors", "*.safetensors.index.json", LINEAGE_NAME):
         for path in out.glob(pattern):
             path.unlink()

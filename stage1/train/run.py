@@ -13,6 +13,7 @@ from typing import Any
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import TrainingError
 from stage1.hf.models import EosInfo, load_model
+from stage1.io.layout import ADAPTER_DIR, CHECKPOINTS_DIR
 from stage1.io.lineage import ADAPTER_WEIGHTS, Lineage, weights_hash, write_lineage
 from stage1.io.manifest import build_manifest, config_hash, library_versions, write_manifest
 from stage1.io.storage import atomic_write_json, sha256_file
@@ -33,7 +34,7 @@ RESOLVED_KEYS = (
 
 def build_config(cls: type, user_args: dict[str, Any] | None, section: str, settings: TrainingSettings, device: str, out_dir: Path, seed: int):
     """The stage's TRL config: our defaults, then the user's section, then the keys the stage owns."""
-    owned = {"output_dir": str(out_dir / "checkpoints"), "seed": seed}
+    owned = {"output_dir": str(out_dir / CHECKPOINTS_DIR), "seed": seed}
     return build_trainer_config(cls, user_args, section=section, defaults=stage_defaults(settings, device, out_dir), owned=owned)
 
 
@@ -113,7 +114,7 @@ def finish(trainer, facts: TrainingFacts, *, counts: dict[str, Any], extra: dict
     if not trainer.is_world_process_zero():
         trainer.accelerator.wait_for_everyone()
         return {"stage": facts.stage, "process_index": trainer.args.process_index}
-    adapter_dir = facts.out_dir / "adapter"
+    adapter_dir = facts.out_dir / ADAPTER_DIR
     lineage = Lineage(
         kind=facts.lineage_kind,
         parent_path=str(facts.model_dir),

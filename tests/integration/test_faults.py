@@ -27,7 +27,7 @@ import pytest
 
 from stage1.config.load import load_config
 from stage1.io.journal import JOURNAL_NAME
-from stage1.stage_files import run_stage_on_files
+from stage1.pipeline import run_stage_on_files
 from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]

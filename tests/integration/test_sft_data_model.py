@@ -10,7 +10,8 @@ import pytest
 
 from stage1.core.format import STOP_REASONS
 from stage1.core.records import InstructionRecord, SFTExample
-from stage1.sft_data.stage import SFTDataSettings, build_prompts, run_sft_data
+from stage1.sft_data.settings import SFTDataSettings
+from stage1.sft_data.stage import build_prompts, run_sft_data
 from tests.scripted_model import load_scripted
 
 EXEMPLARS = [

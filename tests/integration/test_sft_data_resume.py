@@ -11,7 +11,8 @@ import pytest
 
 from stage1.hf.generation import GenerationSettings, TransformersBackend, row_seed
 from stage1.io.journal import JOURNAL_NAME, parse_journal
-from stage1.sft_data.stage import SFTDataSettings, run_sft_data
+from stage1.sft_data.settings import SFTDataSettings
+from stage1.sft_data.stage import run_sft_data
 from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]

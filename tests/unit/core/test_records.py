@@ -95,7 +95,8 @@ def test_every_file_format_gives_the_same_records(tmp_path):
 def test_a_datasets_folder_gives_the_same_records_and_stage_output(tmp_path):
     from datasets import Dataset
 
-    from stage1.sft_data.stage import SFTDataSettings, run_sft_data
+    from stage1.sft_data.settings import SFTDataSettings
+    from stage1.sft_data.stage import run_sft_data
 
     Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "folder"))
     jsonl = _write_all_formats(tmp_path)[0]

@@ -137,12 +137,11 @@ def test_merge_on_cpu_needs_no_gpu(qwen32b):
 def test_plan_for_config_reads_the_sections(tmp_path):
     config = SimpleNamespace(
         model=SimpleNamespace(architecture=str(ARCH_32B), path=None),
-        sections={"training": TrainingSettings(quantization="nf4", dtype="bfloat16"), "eval": SimpleNamespace(batch_size=4, max_new_tokens=256)},
+        training=TrainingSettings(quantization="nf4", dtype="bfloat16"), eval=SimpleNamespace(batch_size=4, max_new_tokens=256),
         sft={"per_device_train_batch_size": 2, "max_length": 1024},
         dpo={"per_device_train_batch_size": 1, "max_length": 1024},
         lora={"r": 32},
     )
-    config.section = config.sections.__getitem__
     plan = plan_for_config(config, gpu_gib=80)
     assert plan.parameters == 32_763_876_352
     sft = plan.stage("sft")
@@ -169,11 +168,10 @@ def test_plan_for_config_adds_sft_data_generation_when_the_model_writes_response
     config = SimpleNamespace(
         model=SimpleNamespace(architecture=str(ARCH_32B), path=None),
         run=SimpleNamespace(generation_backend="transformers"),
-        sections={"training": TrainingSettings(quantization="nf4", dtype="bfloat16"),
-                  "sft_data": SimpleNamespace(source="model", quantization="none", dtype="bfloat16", generation=decoding)},
+        training=TrainingSettings(quantization="nf4", dtype="bfloat16"),
+        sft_data=SimpleNamespace(source="model", quantization="none", dtype="bfloat16", generation=decoding),
         sft={}, dpo={}, lora={},
     )
-    config.section = config.sections.__getitem__
     plan = plan_for_config(config, gpu_gib=80)
     assert [s.stage for s in plan.stages] == ["sft_data", "sft", "merge", "dpo", "eval"]
     assert any(line.startswith("sft_data") for line in plan.problems()), "64 x 768 tokens of bf16 KV beside 61 GiB of weights"

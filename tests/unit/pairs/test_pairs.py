@@ -18,7 +18,8 @@ from stage1.core.records import NegativeRecord, PreferencePair, SFTExample
 from stage1.core.splits import heldout_groups
 from stage1.core.text_keys import contains_words, dedup_key
 from stage1.negatives import DonorPool, NegativeSettings, generate_negatives
-from stage1.pairs.stage import PairSettings, TokenLengths, build_pairs, run_pairs
+from stage1.pairs.settings import PairSettings
+from stage1.pairs.stage import TokenLengths, build_pairs, run_pairs
 from tests.strategies import format_text, sft_examples
 
 

@@ -32,7 +32,8 @@ from stage1.sft_data.filters import (
     filter_candidates,
     refusal_phrase,
 )
-from stage1.sft_data.stage import SFTDataSettings, build_prompts, choose_exemplars, run_sft_data
+from stage1.sft_data.settings import SFTDataSettings
+from stage1.sft_data.stage import build_prompts, choose_exemplars, run_sft_data
 
 
 def _candidate(i, instruction, response, **kw):

@@ -114,7 +114,8 @@ def test_training_responses_are_short(train, qwen_tokenizer):
 
 
 def test_the_default_sft_data_stage_runs_on_the_fixtures(train, tmp_path):
-    from stage1.sft_data.stage import SFTDataSettings, run_sft_data
+    from stage1.sft_data.settings import SFTDataSettings
+    from stage1.sft_data.stage import run_sft_data
 
     manifest = run_sft_data(SFTDataSettings(), instructions_path=INSTRUCTIONS, out_dir=tmp_path, eval_items_path=ITEMS)
     assert manifest["counts"]["accepted"] == manifest["counts"]["generated"] == len(train)
