@@ -48,7 +48,7 @@ def synthetic_rows(count: int) -> Iterator[dict]:
 
 def stage_seconds(count: int, workdir: Path, tokenizer_dir: Path) -> dict[str, float]:
     """Wall time of ``run_negatives`` and ``run_pairs`` on ``count`` examples written to a file."""
-    from stage1.io.storage import atomic_write_jsonl
+    from stage1.io.atomic import atomic_write_jsonl
     from stage1.negatives import NegativeSettings, run_negatives
     from stage1.pairs.settings import PairSettings
     from stage1.pairs.stage import run_pairs

@@ -33,10 +33,10 @@ def write_items(path: Path, count: int = NUM_ITEMS) -> Path:
 
 
 def generation_items_per_second(model_dir: Path, items_path: Path, batch_size: int, max_new_tokens: int) -> float:
-    from stage1.core.eval_items import read_eval_items
     from stage1.eval.runner import generate_responses, load_variant
     from stage1.eval.settings import VariantSpec
     from stage1.hf.models import free_model
+    from stage1.io.records import read_eval_items
 
     spec = VariantSpec("base", model_dir)
     items = read_eval_items(items_path)

@@ -29,8 +29,9 @@ RESULTS = ROOT / "bench" / "results" / "generation.json"
 
 
 def fewshot_prompts(count: int) -> list[str]:
-    from stage1.core.records import SFTExample, read_records
+    from stage1.core.records import SFTExample
     from stage1.hf.generation import build_fewshot_prompt
+    from stage1.io.records import read_records
 
     pool = read_records(ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl", SFTExample)
     shots = [(e.instruction, e.response) for e in read_records(ROOT / "stage1" / "pools" / "sft" / "exemplars.jsonl", SFTExample)]

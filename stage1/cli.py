@@ -248,7 +248,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_build_tiny(args: argparse.Namespace) -> int:
     from stage1.hf.tiny import build_tiny_qwen
-    from stage1.io.storage import sha256_file
+    from stage1.io.hashing import sha256_file
 
     out = build_tiny_qwen(args.out, seed=args.seed)
     digest = sha256_file(out / "model.safetensors")[:16]

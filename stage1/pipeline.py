@@ -20,9 +20,9 @@ from typing import Any
 from stage1.config.load import PipelineConfig, dump_config
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError
+from stage1.io.atomic import atomic_write_json, atomic_write_text
 from stage1.io.layout import MANIFEST, TOKENIZER_FILE, RunLayout
 from stage1.io.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
-from stage1.io.storage import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("stage1")
 
@@ -414,8 +414,8 @@ def preflight(config: PipelineConfig) -> None:
     Raises:
         InputError, ConfigError: as the stages' own readers would, only earlier.
     """
-    from stage1.core.eval_items import read_eval_items
     from stage1.core.records import BadRows
+    from stage1.io.records import read_eval_items
     from stage1.sft_data.stage import _read_sources
 
     data = config.data

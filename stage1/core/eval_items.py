@@ -13,22 +13,10 @@ words an on-topic answer would mention; ``n`` is required for ``n_items`` and re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from stage1.core.format import STOP_REASONS
-from stage1.core.records import (
-    Record,
-    RecordError,
-    _choice,
-    _get,
-    _id,
-    _known_fields,
-    _label,
-    _text,
-    check_unique_ids,
-    read_records,
-)
+from stage1.core.records import Record, RecordError, _choice, _get, _id, _known_fields, _label, _text
 
 CONSTRAINT_KINDS = ("one_word", "number", "yes_no", "one_sentence", "n_items")
 
@@ -117,21 +105,6 @@ class EvalItem(Record):
             topic_keywords=_string_list(data, "topic_keywords"),
             safe=_get(data, "safe", bool, True),
         )
-
-
-def read_eval_items(path: str | Path) -> list[EvalItem]:
-    """Read and validate an items file; ids must be unique.
-
-    Raises:
-        InputError: naming the file, line and field of the first bad item, or a duplicate id.
-    """
-    items = read_records(path, EvalItem)
-    if not items:
-        from stage1.core.errors import InputError
-
-        raise InputError("no evaluation items", path=path, hint="one JSON object per line")
-    check_unique_ids(items, path)
-    return items
 
 
 @dataclass(frozen=True)

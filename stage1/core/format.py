@@ -106,6 +106,15 @@ def render_prompt(instruction: str) -> str:
     return f"{INSTRUCTION_TAG} {check_text(instruction, 'instruction')}\n{RESPONSE_TAG}"
 
 
+def instruction_from_prompt(prompt: str) -> str | None:
+    """The instruction ``render_prompt`` was given, read back from its prompt; ``None`` for text
+    that is not a prompt in this format."""
+    prefix, suffix = f"{INSTRUCTION_TAG} ", f"\n{RESPONSE_TAG}"
+    if not (prompt.startswith(prefix) and prompt.endswith(suffix)) or len(prompt) < len(prefix) + len(suffix):
+        return None
+    return prompt[len(prefix) : -len(suffix)]
+
+
 def render_completion(response: str) -> str:
     """``" {response}\\nEND"``: the leading space belongs to the completion.
 

@@ -24,13 +24,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from stage1.core.errors import ConfigError, GateError, InputError
-from stage1.core.format import FormatError, check_text
+from stage1.core.errors import ConfigError, GateError
 from stage1.core.text_keys import dedup_key, word_ngrams
-from stage1.io.storage import iter_rows
 
 MAX_LISTED_OFFENDERS = 20
 
@@ -147,56 +144,33 @@ def leak_report(leaks: Sequence[Leak], limit: int = MAX_LISTED_OFFENDERS) -> str
     return "\n  ".join(lines)
 
 
-# ---------------------------------------------------------------- shell
-
-
-def read_eval_instructions(path: str | Path) -> list[tuple[str, str]]:
-    """``(id, instruction)`` of every evaluation item; the other fields are the evaluator's to check.
-
-    Raises:
-        GateError: the file is missing or holds no items (the gate must not pass without evidence).
-        InputError: a row without a usable ``id`` or ``instruction`` (file, line, field).
-    """
-    source = Path(path)
-    if not source.exists():
-        raise GateError(f"{source}: evaluation items not found; the leakage gate cannot pass without them")
-    items: list[tuple[str, str]] = []
-    for line, row in iter_rows(source):
-        item_id = row.get("id")
-        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or not str(item_id).strip():
-            raise InputError("missing or empty", path=source, line=line, field="id")
-        instruction = row.get("instruction")
-        if not isinstance(instruction, str):
-            raise InputError("missing or not a string", path=source, line=line, field="instruction")
-        try:
-            items.append((str(item_id), check_text(instruction, "instruction")))
-        except FormatError as error:
-            raise InputError(error.reason, path=source, line=line, field="instruction") from None
-    if not items:
-        raise GateError(f"{source}: no evaluation items; the leakage gate has nothing to check against")
-    return items
-
-
-def leakage_gate(
-    eval_items_path: str | Path,
+def gate_leaks(
+    eval_items: Sequence[tuple[str, str]],
     training_sets: Mapping[str, Sequence[tuple[str, str]]],
     settings: LeakageSettings = LeakageSettings(),
+    *,
+    source: str,
 ) -> dict[str, Any]:
-    """Run the gate; return a summary for the manifest.
+    """The gate itself: every ``(id, instruction)`` of the evaluation items against every training
+    set; a summary for the manifest when nothing leaks.
+
+    Args:
+        source: where the evaluation items came from, for the message and the summary.
 
     Raises:
-        GateError: any leak (all offenders listed), or missing/empty evaluation items.
+        GateError: any leak (all offenders listed), or no evaluation items at all.
     """
-    eval_items = read_eval_instructions(eval_items_path)
+    if not eval_items:
+        raise GateError(f"{source}: no evaluation items; the leakage gate has nothing to check against")
     leaks = find_leaks(eval_items, training_sets, settings)
     if leaks:
         raise GateError(
             f"{len(leaks)} held-out evaluation instruction(s) appear in training data "
-            f"(checked against {eval_items_path}):\n  {leak_report(leaks)}\n"
+            f"(checked against {source}):\n  {leak_report(leaks)}\n"
             "remove these rows from the training data, or these items from the evaluation set"
         )
     return {
-        "eval_items_path": str(eval_items_path),
+        "eval_items_path": str(source),
         "eval_items": len(eval_items),
         "training_rows": {name: len(rows) for name, rows in sorted(training_sets.items())},
         "ngram": settings.ngram,

@@ -7,7 +7,7 @@ Nothing downstream re-checks a record's shape.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -15,7 +15,6 @@ from typing import Any, ClassVar, TypeVar
 from stage1.core.errors import InputError
 from stage1.core.format import FormatError, check_text
 from stage1.core.text_keys import dedup_key
-from stage1.io.storage import iter_rows
 
 NEGATIVE_KINDS = (
     "unwarranted_refusal",
@@ -256,42 +255,6 @@ class RecordList(list):
     def __init__(self, records: Iterable[Any] = (), lines: Iterable[int] = ()):
         super().__init__(records)
         self.lines = list(lines)
-
-
-def read_records(
-    path: str | Path,
-    parse: type[R] | Callable[[dict[str, Any]], R],
-    *,
-    on_bad_rows: str = "stop",
-    bad_rows: BadRows | None = None,
-) -> RecordList:
-    """Read and validate every row of ``path`` with ``parse`` (a record class or a function).
-
-    Args:
-        on_bad_rows: ``"stop"`` raises on the first bad row; ``"skip"`` counts it in ``bad_rows``.
-
-    Returns:
-        The records (a list) with ``.lines``, the line of each in the file, for later messages.
-
-    Raises:
-        InputError: naming the file, line and field (also for unreadable files under "skip").
-    """
-    if on_bad_rows not in ("stop", "skip"):
-        raise ValueError(f"on_bad_rows must be 'stop' or 'skip', got {on_bad_rows!r}")
-    parser = parse.from_dict if isinstance(parse, type) else parse
-    records = RecordList()
-    for line, row in iter_rows(path):
-        try:
-            records.append(parser(row))
-        except RecordError as error:
-            failure = InputError(error.message, path=path, line=line, field=error.field, hint=error.hint)
-            if on_bad_rows == "stop":
-                raise failure from None
-            if bad_rows is not None:
-                bad_rows.add(str(failure))
-        else:
-            records.lines.append(line)
-    return records
 
 
 def check_unique_ids(records: Iterable[Any], path: str | Path, attribute: str = "id") -> None:

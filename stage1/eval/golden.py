@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stage1.core.eval_items import EvalResponse, read_eval_items
-from stage1.core.records import read_records
+from stage1.core.eval_items import EvalResponse
 from stage1.core.stats import is_significant, mcnemar
 from stage1.eval.summary import summarise, verdicts_from_results
-from stage1.io.storage import atomic_write_json, atomic_write_jsonl, iter_jsonl
+from stage1.io.atomic import atomic_write_json, atomic_write_jsonl
+from stage1.io.readers import iter_jsonl
+from stage1.io.records import read_eval_items, read_records
 
 MIN_PAIRED_OVERLAP = 0.5  # share of the golden items that must be present for a paired test
 RATE_EPSILON = 1e-9  # rates are ratios of counts: 0.15 - 0.10 is 0.04999999999999999 in floats

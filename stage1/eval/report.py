@@ -14,10 +14,10 @@ from typing import Any
 
 from stage1.core.errors import InputError
 from stage1.eval.report_markdown import format_points, format_rate, render_markdown
+from stage1.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from stage1.io.layout import CHART_FILE as CHART_NAME
 from stage1.io.layout import REPORT_FILE as REPORT_NAME
 from stage1.io.layout import RESULTS_FILE as RESULTS_NAME
-from stage1.io.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def load_results(path: str | Path, *, missing_hint: str = "run `stage1 evaluate` first") -> dict[str, Any]:

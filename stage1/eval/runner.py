@@ -34,7 +34,7 @@ from stage1.core.errors import LineageError, Stage1Error
 from stage1.core.eval_items import EvalItem, EvalResponse
 from stage1.core.format import render_prompt
 from stage1.eval.settings import VariantSpec
-from stage1.io.storage import atomic_write_json
+from stage1.io.atomic import atomic_write_json
 
 CHILD_STDERR_TAIL = 4000
 PARENT_PID_ENV = "STAGE1_EVAL_PARENT_PID"

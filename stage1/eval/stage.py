@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from stage1.config.typed import settings_to_dict
-from stage1.core.errors import ConfigError, GateError, InputError
-from stage1.core.eval_items import EvalItem, EvalResponse, read_eval_items
+from stage1.core.errors import ConfigError, InputError
+from stage1.core.eval_items import EvalItem, EvalResponse
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, STOP_STRINGS
 from stage1.eval.runner import MemoryGuard, run_job, run_job_in_subprocess
 from stage1.eval.settings import DEFAULT_COMPARISONS, VARIANT_NAMES, EvalSettings, VariantSpec, parse_comparison
 from stage1.eval.summary import summarise
+from stage1.io.atomic import atomic_write_json
+from stage1.io.hashing import sha256_file, sha256_tree
 from stage1.io.manifest import build_manifest, config_hash, write_manifest
-from stage1.io.storage import atomic_write_json, sha256_file, sha256_tree
+from stage1.io.records import leakage_gate_on_files, read_eval_items
 
 log = logging.getLogger(__name__)
 
@@ -86,48 +88,6 @@ def describe_variant(spec: VariantSpec, settings: EvalSettings) -> dict[str, Any
         described["adapter_hash"] = adapter_hash(spec.adapter_dir)
     described["quantization_matches_training"] = matched
     return described
-
-
-def training_instructions(path: Path) -> list[tuple[str, str]]:
-    """``(id, instruction)`` of each row of a training file: SFT rows carry ``instruction``,
-    preference pairs carry the rendered ``prompt`` (read back by stripping the format's tags).
-
-    Raises:
-        InputError: a row with neither, or a prompt not in the training format (file, line, field).
-    """
-    from stage1.io.storage import iter_rows
-
-    prefix, suffix = f"{INSTRUCTION_TAG} ", f"\n{RESPONSE_TAG}"
-    rows = []
-    for line, row in iter_rows(path):
-        row_id = str(row.get("id", row.get("instruction_id", line)))
-        if isinstance(row.get("instruction"), str):
-            rows.append((row_id, row["instruction"]))
-        elif isinstance(row.get("prompt"), str) and row["prompt"].startswith(prefix) and row["prompt"].endswith(suffix):
-            rows.append((row_id, row["prompt"][len(prefix) : -len(suffix)]))
-        else:
-            raise InputError("no instruction, and no prompt in the training format", path=path, line=line, field="instruction")
-    return rows
-
-
-def check_leakage(items_path: Path, training_paths: Sequence[Path]) -> dict[str, Any]:
-    """Run the leakage gate (stage1.core.leakage) against every training file; fails closed.
-
-    Raises:
-        GateError: a training file is missing or empty, or an evaluation item appears in training data.
-    """
-    from stage1.core.leakage import leakage_gate
-
-    if not training_paths:
-        return {"checked": False, "reason": "no training files given"}
-    missing = [str(p) for p in training_paths if not Path(p).is_file()]
-    if missing:
-        raise GateError(f"leakage check: training file(s) not found: {', '.join(missing)}; the check cannot pass without them")
-    training_sets = {str(path): training_instructions(Path(path)) for path in training_paths}
-    empty = [name for name, rows in training_sets.items() if not rows]
-    if empty:
-        raise GateError(f"leakage check: training file(s) hold no rows: {', '.join(empty)}; an empty file is no evidence")
-    return {"checked": True, **leakage_gate(items_path, training_sets)}
 
 
 def _job(spec: VariantSpec, described: dict[str, Any], items: list[EvalItem], settings: EvalSettings, out: Path, dry_run: bool) -> dict[str, Any]:
@@ -247,7 +207,7 @@ def run_evaluate(
     items_path = Path(items_path)
     training = [Path(p) for p in training_paths]
     items = read_eval_items(items_path)[: settings.limit]
-    leakage = check_leakage(items_path, training)
+    leakage = leakage_gate_on_files(items_path, training)
     chosen, skipped = select_variants(settings, variants)
     if not chosen:
         raise InputError("no variant to evaluate: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()), field="variants")

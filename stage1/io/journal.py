@@ -38,8 +38,9 @@ from typing import Any
 from stage1.core import progress
 from stage1.core.errors import InputError
 from stage1.hf.generation import Generation, GenerationSettings
+from stage1.io.atomic import jsonl_line
+from stage1.io.hashing import sha256_bytes, sha256_file
 from stage1.io.manifest import config_hash
-from stage1.io.storage import jsonl_line, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 

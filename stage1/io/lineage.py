@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import LineageError
-from stage1.io.storage import atomic_write_json, sha256_file
+from stage1.io.atomic import atomic_write_json
+from stage1.io.hashing import sha256_file
 
 LINEAGE_NAME = "lineage.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

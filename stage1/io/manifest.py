@@ -11,8 +11,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from stage1.io.atomic import atomic_write_json, dumps_json
+from stage1.io.hashing import sha256_bytes, sha256_tree
 from stage1.io.layout import MANIFEST
-from stage1.io.storage import atomic_write_json, dumps_json, sha256_bytes, sha256_tree
 
 TRACKED_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "stage1")
 

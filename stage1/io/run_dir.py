@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import ConfigError, RunLockedError
+from stage1.io.atomic import atomic_write_json
+from stage1.io.hashing import sha256_file
 from stage1.io.layout import LOCK_FILE, STAGE_FILE
 from stage1.io.manifest import config_hash
-from stage1.io.storage import atomic_write_json, sha256_file
 
 
 class RunLock:

@@ -7,10 +7,11 @@ from typing import Any
 
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import InputError
-from stage1.core.records import BadRows, SFTExample, check_unique_ids, read_records
+from stage1.core.records import BadRows, SFTExample, check_unique_ids
+from stage1.io.atomic import atomic_write_jsonl
 from stage1.io.layout import NEGATIVES_FILE
 from stage1.io.manifest import build_manifest, write_manifest
-from stage1.io.storage import atomic_write_jsonl
+from stage1.io.records import read_records
 from stage1.negatives.core import DonorPool, generate_negatives
 from stage1.negatives.settings import NegativeSettings
 

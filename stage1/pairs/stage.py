@@ -40,22 +40,14 @@ from typing import Any
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import InputError
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, render_completion, render_prompt
-from stage1.core.leakage import leakage_gate
-from stage1.core.records import (
-    BadRows,
-    NegativeRecord,
-    PreferencePair,
-    RecordError,
-    SFTExample,
-    check_unique_ids,
-    read_records,
-)
+from stage1.core.records import BadRows, NegativeRecord, PreferencePair, RecordError, SFTExample, check_unique_ids
 from stage1.core.splits import heldout_groups
 from stage1.core.text_keys import dedup_key
+from stage1.io.atomic import atomic_write_jsonl
 from stage1.io.layout import PAIRS_EVAL_FILE as EVAL_FILE
 from stage1.io.layout import PAIRS_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest
-from stage1.io.storage import atomic_write_jsonl
+from stage1.io.records import leakage_gate, read_records
 from stage1.negatives.stage import plain_fields
 from stage1.pairs.settings import PairSettings
 

@@ -27,11 +27,12 @@ from typing import Any
 
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError, InputError
-from stage1.core.leakage import LeakageSettings, leakage_gate
-from stage1.core.records import BadRows, InstructionRecord, SFTExample, check_unique_ids, read_records
+from stage1.core.leakage import LeakageSettings
+from stage1.core.records import BadRows, InstructionRecord, SFTExample, check_unique_ids
 from stage1.core.splits import split_by_instruction
 from stage1.core.text_keys import dedup_key
 from stage1.hf.generation import Generation, build_fewshot_prompt, plan_batches, row_seed
+from stage1.io.atomic import atomic_write_files, jsonl_bytes
 from stage1.io.journal import (
     JOURNAL_NAME,
     GenerationJournal,
@@ -42,7 +43,7 @@ from stage1.io.journal import (
 from stage1.io.layout import SFT_HELDOUT_FILE as HELDOUT_FILE
 from stage1.io.layout import SFT_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest
-from stage1.io.storage import atomic_write_files, jsonl_bytes
+from stage1.io.records import leakage_gate, read_records
 from stage1.sft_data.filters import Candidate, FilterResult, filter_candidates
 from stage1.sft_data.settings import SFTDataSettings
 

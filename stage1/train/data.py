@@ -20,7 +20,7 @@ from stage1.core.errors import InputError
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, FormatError, render_completion, render_prompt
 from stage1.core.masking import MaskingError, build_sft_features, encode_text
 from stage1.core.records import PreferencePair, SFTExample
-from stage1.io.storage import iter_rows
+from stage1.io.readers import iter_rows
 
 log = logging.getLogger(__name__)
 

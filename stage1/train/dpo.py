@@ -20,7 +20,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from stage1.core.records import PreferencePair, read_records
+from stage1.core.records import PreferencePair
+from stage1.io.records import read_records
 from stage1.train.data import build_preference_rows
 from stage1.train.settings import TrainingSettings
 

@@ -13,10 +13,11 @@ from typing import Any
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import TrainingError
 from stage1.hf.models import EosInfo, load_model
+from stage1.io.atomic import atomic_write_json
+from stage1.io.hashing import sha256_file
 from stage1.io.layout import ADAPTER_DIR, CHECKPOINTS_DIR
 from stage1.io.lineage import ADAPTER_WEIGHTS, Lineage, weights_hash, write_lineage
 from stage1.io.manifest import build_manifest, config_hash, library_versions, write_manifest
-from stage1.io.storage import atomic_write_json, sha256_file
 from stage1.train.callbacks import SampleGenerations, greedy_completions, last_checkpoint
 from stage1.train.settings import TrainingSettings
 from stage1.train.trainer_config import EffectiveBatch, build_trainer_config, stage_defaults

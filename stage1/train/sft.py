@@ -16,7 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from stage1.core.records import SFTExample, read_records
+from stage1.core.records import SFTExample
+from stage1.io.records import read_records
 from stage1.train.data import build_sft_rows
 from stage1.train.settings import TrainingSettings
 

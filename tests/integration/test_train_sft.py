@@ -18,8 +18,8 @@ from stage1.core.errors import ConfigError, InputError, TrainingError
 from stage1.core.masking import IGNORE_INDEX
 from stage1.core.records import SFTExample
 from stage1.hf.lora import QWEN2_PROJECTIONS
+from stage1.io.hashing import sha256_file
 from stage1.io.lineage import read_lineage, weights_hash
-from stage1.io.storage import sha256_file
 from stage1.train.data import build_sft_rows
 from stage1.train.settings import TrainingSettings
 from stage1.train.sft import run_train_sft

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stage1.core.errors import InputError
-from stage1.core.eval_items import Constraint, EvalItem, EvalResponse, read_eval_items
+from stage1.core.eval_items import Constraint, EvalItem, EvalResponse
 from stage1.core.records import SPECIAL_TOKEN_TEXT
+from stage1.io.records import read_eval_items
 from tests.strategies import format_text
 
 GOOD = {

@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stage1.core.errors import ConfigError, GateError, InputError
-from stage1.core.leakage import LeakageSettings, find_leaks, leakage_gate, read_eval_instructions
+from stage1.core.leakage import LeakageSettings, find_leaks
 from stage1.core.text_keys import contains_words, dedup_key, word_ngrams
+from stage1.io.records import leakage_gate, read_eval_instructions
 
 EVAL = [
     ("e1", "What is the capital of France?"),

@@ -22,9 +22,9 @@ from stage1.core.records import (
     RecordError,
     SFTExample,
     check_unique_ids,
-    read_records,
 )
 from stage1.core.text_keys import dedup_key
+from stage1.io.records import read_records
 from stage1.negatives.stage import plain_fields
 from tests.strategies import format_text
 

@@ -11,7 +11,6 @@ import pytest
 from stage1.core.errors import InputError
 from stage1.core.eval_items import EvalResponse
 from stage1.core.format import parse_completion, render_prompt
-from stage1.core.records import read_records
 from stage1.eval.golden import (
     ITEMS_FILE,
     RESPONSES_FILE,
@@ -23,7 +22,8 @@ from stage1.eval.golden import (
     score_fixture,
 )
 from stage1.eval.summary import rate_cell
-from stage1.io.storage import iter_jsonl
+from stage1.io.readers import iter_jsonl
+from stage1.io.records import read_records
 
 GOLDEN_DIR = Path(__file__).resolve().parents[3] / "fixtures" / "golden"
 

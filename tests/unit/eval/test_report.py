@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from stage1.core.eval_items import EvalResponse, read_eval_items
-from stage1.core.records import read_records
+from stage1.core.eval_items import EvalResponse
 from stage1.eval.report import CHART_NAME, REPORT_NAME, RESULTS_NAME, load_results, rich_summary_table, write_reports
 from stage1.eval.report_markdown import cell_text, leakage_text, render_markdown
 from stage1.eval.summary import POOLED_CATEGORY, summarise
+from stage1.io.records import read_eval_items, read_records
 
 GOLDEN_DIR = Path(__file__).resolve().parents[3] / "fixtures" / "golden"
 RATE_CELL = re.compile(r"^(?P<rate>\d+\.\d)% \[(?P<low>\d+\.\d), (?P<high>\d+\.\d)\] n=(?P<n>\d+)$")

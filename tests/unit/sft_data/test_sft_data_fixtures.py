@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stage1.core.eval_items import read_eval_items
-from stage1.core.leakage import leakage_gate
 from stage1.core.masking import encode_text
-from stage1.core.records import SFTExample, check_unique_ids, read_records
+from stage1.core.records import SFTExample, check_unique_ids
+from stage1.io.records import leakage_gate, read_eval_items, read_records
 from stage1.negatives.facts import ANTONYMS, CAPITALS
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -10,14 +10,9 @@ import stat
 import pytest
 
 from stage1.core.errors import InputError
-from stage1.io.storage import (
-    atomic_write_files,
-    atomic_write_jsonl,
-    atomic_write_text,
-    iter_rows,
-    new_file_mode,
-    sha256_tree,
-)
+from stage1.io.atomic import atomic_write_files, atomic_write_jsonl, atomic_write_text, new_file_mode
+from stage1.io.hashing import sha256_tree
+from stage1.io.readers import iter_rows
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
