@@ -37,6 +37,15 @@ def encode_text(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
 
+def sequence_length(prompt_tokens: int, completion_tokens: int) -> int:
+    """Tokens of one training sequence: the prompt, the completion and the eos after it.
+
+    The one length every ``max_length`` limits: SFT rows, and each side of a preference pair (the
+    pairs stage drops a pair whose longer side is over it; DPO refuses or drops it the same way).
+    """
+    return prompt_tokens + completion_tokens + 1
+
+
 def eos_token_id(tokenizer) -> int:
     """The tokenizer's eos id; refuses a tokenizer without one rather than guessing."""
     eos = tokenizer.eos_token_id

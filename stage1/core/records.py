@@ -257,6 +257,15 @@ class RecordList(list):
         self.lines = list(lines)
 
 
+def record_line(records: list[Any], index: int) -> int | None:
+    """The file line of ``records[index]``, when ``records`` came from ``read_records`` (which indexed
+    each record's line as it read it); ``None`` for a plain list."""
+    lines = getattr(records, "lines", None)
+    if isinstance(lines, list) and len(lines) == len(records) and 0 <= index < len(lines):
+        return lines[index]
+    return None
+
+
 def check_unique_ids(records: Iterable[Any], path: str | Path, attribute: str = "id") -> None:
     """Refuse duplicate ids, naming both rows by their line in the file.
 

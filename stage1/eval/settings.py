@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from stage1.config.typed import settings_from_dict
 from stage1.core.errors import ConfigError
+from stage1.hf.models import QUANTIZATIONS
 
 VARIANT_NAMES = ("base_raw", "base", "sft", "dpo", "dpo_only")
-QUANTIZATIONS = ("none", "nf4", "int8")
 BACKENDS = ("transformers", "vllm")
 #: before->after: the format alone, SFT, DPO after SFT, DPO alone, and what SFT adds under DPO.
 DEFAULT_COMPARISONS = ("base_raw->base", "base->sft", "sft->dpo", "base->dpo_only", "dpo_only->dpo")

@@ -12,12 +12,12 @@ applicability depends on the item alone. The Benjamini–Hochberg family is ever
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from stage1.core.criteria import CRITERION_NAMES, Verdict, score_response
 from stage1.core.eval_items import EvalItem, EvalResponse
+from stage1.core.seeds import row_seed
 from stage1.core.stats import benjamini_hochberg, cohens_h, mcnemar, paired_bootstrap, wilson_interval
 
 RESULTS_SCHEMA = "stage1.eval.results/1"
@@ -82,12 +82,6 @@ def category_cells(items: Sequence[EvalItem], min_items: int) -> tuple[dict[str,
     return cells, pooled
 
 
-def derived_seed(seed: int, *parts: str) -> int:
-    """A stable per-cell seed (same on every machine and Python hash seed)."""
-    digest = hashlib.sha256(":".join((str(seed), *parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
 def compare_cell(
     before: Mapping[str, Verdict], after: Mapping[str, Verdict], *, bootstrap_samples: int, seed: int, confidence: float
 ) -> dict[str, Any]:
@@ -131,7 +125,7 @@ def compare_variants(
         for name in CRITERION_NAMES:
             column_before = {i: v[name] for i, v in verdicts[before].items()}
             column_after = {i: v[name] for i, v in verdicts[after].items()}
-            cell_seed = derived_seed(seed, before, after, name)
+            cell_seed = row_seed(seed, before, after, name, bits=64)  # 64 bits: the pinned bootstrap intervals
             cell = compare_cell(column_before, column_after, bootstrap_samples=bootstrap_samples, seed=cell_seed, confidence=confidence)
             comparisons.append({"before": before, "after": after, "criterion": name, **cell})
     testable = [c for c in comparisons if c["mcnemar"] is not None]

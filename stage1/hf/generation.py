@@ -29,7 +29,6 @@ row cut there, padded with eos in its batch, read as an answer that ended by eos
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +45,7 @@ from stage1.core.format import (
     render_prompt,
 )
 from stage1.core.masking import encode_text
+from stage1.core.seeds import row_seed
 
 
 @dataclass(frozen=True)
@@ -161,16 +161,6 @@ def ends_with_open_end_line(text: str) -> bool:
     lines = text.replace("\r\n", "\n").split("\n")
     first_end = next((i for i, line in enumerate(lines) if is_end_line(line)), None)
     return first_end == len(lines) - 1
-
-
-def row_seed(*parts: object) -> int:
-    """A 63-bit seed for one generated row from its parts, e.g. ``(seed, instruction_id, sample)``.
-
-    A hash, not ``seed + index``: neighbouring rows get unrelated streams, and the value depends only
-    on what the row is, never on which batch it is decoded in.
-    """
-    digest = hashlib.sha256(":".join(str(part) for part in parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def default_row_seeds(seed: int, count: int) -> list[int]:

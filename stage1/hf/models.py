@@ -16,14 +16,17 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from stage1.core.errors import ConfigError, InputError, LineageError
 from stage1.io.lineage import Lineage, check_parent, read_lineage
 
 log = logging.getLogger(__name__)
 
-QUANTIZATIONS = ("none", "nf4", "int8")
+#: How a model's frozen weights are held: as they are, nf4 (QLoRA) or int8 (bitsandbytes). Defined once;
+#: every settings section that loads a model uses this type.
+Quantization = Literal["none", "nf4", "int8"]
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 __all__ = [

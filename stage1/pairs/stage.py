@@ -40,6 +40,7 @@ from typing import Any
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import InputError
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, render_completion, render_prompt
+from stage1.core.masking import encode_text, sequence_length
 from stage1.core.records import BadRows, NegativeRecord, PreferencePair, RecordError, SFTExample, check_unique_ids
 from stage1.core.splits import heldout_groups
 from stage1.core.text_keys import dedup_key
@@ -277,7 +278,6 @@ class TokenLengths:
     """Token counts through ``masking.encode_text``; prompt and chosen counts are cached."""
 
     def __init__(self, tokenizer):
-        from stage1.core.masking import encode_text
 
         self._encode = lambda text: len(encode_text(tokenizer, text))
         self._cache: dict[str, int] = {}
@@ -295,8 +295,8 @@ class TokenLengths:
         always splits off before a space or newline, so counting the two parts separately is exact
         then; otherwise the concatenation is counted."""
         if completion[:1] in (" ", "\n"):
-            return self._count(prompt, True) + self._count(completion, False) + 1
-        return self._count(prompt + completion, False) + 1
+            return sequence_length(self._count(prompt, True), self._count(completion, False))
+        return sequence_length(0, self._count(prompt + completion, False))
 
 
 def _negative_parser(known_ids: set[str]) -> Callable[[dict[str, Any]], NegativeRecord]:

@@ -8,6 +8,7 @@ from typing import Literal
 from stage1.core.errors import ConfigError
 from stage1.core.leakage import LeakageSettings
 from stage1.hf.generation import GenerationSettings
+from stage1.hf.models import Quantization
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class SFTDataSettings:
     keep_rescued_runaways: bool = False  # keep the answer before a runaway (still counted as runaway)
     num_fewshot: int = 3  # exemplars per prompt (source=model)
     samples_per_instruction: int = 1  # generations per instruction (source=model)
-    quantization: Literal["none", "nf4", "int8"] = "none"  # how the base model is loaded (source=model)
+    quantization: Quantization = "none"  # how the base model is loaded (source=model)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # base model dtype (source=model)
     device_map: str | None = None  # e.g. "auto" on a GPU machine (source=model)
     generation: GenerationSettings = field(default_factory=GenerationSettings)  # decoding (source=model)

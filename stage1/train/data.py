@@ -18,9 +18,8 @@ from typing import Any
 
 from stage1.core.errors import InputError
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, FormatError, render_completion, render_prompt
-from stage1.core.masking import MaskingError, build_sft_features, encode_text
-from stage1.core.records import PreferencePair, SFTExample
-from stage1.io.readers import iter_rows
+from stage1.core.masking import MaskingError, build_sft_features, encode_text, sequence_length
+from stage1.core.records import PreferencePair, SFTExample, record_line
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,6 @@ def check_overlong_policy(overlong: str) -> None:
     if overlong not in OVERLONG_POLICIES:
         allowed = ", ".join(repr(policy) for policy in OVERLONG_POLICIES)
         raise ValueError(f"overlong must be one of {allowed}, got {overlong!r}")
-
-
-def record_line(source: str | Path, index: int) -> int | None:
-    """The line of the ``index``-th record of a file (records are read in order, one per non-blank line)."""
-    for position, (line, _) in enumerate(iter_rows(source)):
-        if position == index:
-            return line
-    return None
 
 
 @dataclass(frozen=True)
@@ -81,7 +72,7 @@ def build_sft_rows(tokenizer, examples: list[SFTExample], *, max_length: int | N
                 raise InputError(
                     f"row id={example.id!r} is too long: {error}",
                     path=source,
-                    line=record_line(source, index),
+                    line=record_line(examples, index),
                     field="response" if error.reason != "prompt_too_long" else "instruction",
                     hint="raise sft.max_length, shorten the row, or set training.overlong: drop",
                 ) from None
@@ -152,7 +143,7 @@ def pair_format_problem(pair: PreferencePair) -> tuple[str, str] | None:
     return None
 
 
-def check_pair_format(pair: PreferencePair, source: str | Path, index: int) -> None:
+def check_pair_format(pair: PreferencePair, source: str | Path, line: int | None) -> None:
     """A pair must be in the shared format byte for byte, as ``stage1.pairs.stage`` writes it.
 
     ``prompt == render_prompt(instruction)`` and ``chosen == render_completion(response)`` for the
@@ -168,7 +159,7 @@ def check_pair_format(pair: PreferencePair, source: str | Path, index: int) -> N
     problem = pair_format_problem(pair)
     if problem is not None:
         name, message = problem
-        raise InputError(message, path=source, line=record_line(source, index), field=name, hint="rebuild the pairs with stage1.pairs.stage")
+        raise InputError(message, path=source, line=line, field=name, hint="rebuild the pairs with stage1.pairs.stage")
 
 
 def build_preference_rows(tokenizer, pairs: list[PreferencePair], *, max_length: int | None, overlong: str, source: str | Path) -> PreferenceRows:
@@ -184,17 +175,17 @@ def build_preference_rows(tokenizer, pairs: list[PreferencePair], *, max_length:
     limit = UNLIMITED if max_length is None else max_length
     rows, kinds, dropped, tokens = [], [], [], 0
     for index, pair in enumerate(pairs):
-        check_pair_format(pair, source, index)
+        check_pair_format(pair, source, record_line(pairs, index))
         prompt = encode_text(tokenizer, pair.prompt)
         chosen = encode_text(tokenizer, pair.chosen) + [eos]
         rejected = encode_text(tokenizer, pair.rejected) + [eos]
-        length = len(prompt) + max(len(chosen), len(rejected))
+        length = max(sequence_length(len(prompt), len(chosen) - 1), sequence_length(len(prompt), len(rejected) - 1))
         if length > limit:
             if overlong == "error":
                 raise InputError(
                     f"pair for instruction {pair.instruction_id!r} is {length} tokens, over dpo.max_length={limit}",
                     path=source,
-                    line=record_line(source, index),
+                    line=record_line(pairs, index),
                     field="rejected" if len(rejected) > len(chosen) else "chosen",
                     hint="raise dpo.max_length, or set training.overlong: drop",
                 )

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from stage1.config.typed import settings_from_dict
 from stage1.core.errors import ConfigError
+from stage1.hf.models import Quantization
 
-QUANTIZATIONS = ("none", "nf4", "int8")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 MERGE_MODES = ("16bit", "dequantized_nf4")
 
@@ -24,7 +24,7 @@ class TrainingSettings:
     overlong: Literal["error", "drop"] = "error"  # a row longer than max_length stops the stage, or is dropped and counted
     target_effective_batch: int | None = None  # SFT: required per-device batch x accumulation x processes (None: not checked)
     dpo_target_effective_batch: int | None = None  # DPO: the same check for the DPO stage (None: not checked)
-    quantization: Literal["none", "nf4", "int8"] = "none"  # how the frozen base is held while training (nf4 = QLoRA)
+    quantization: Quantization = "none"  # how the frozen base is held while training (nf4 = QLoRA)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # dtype of unquantised weights while training
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where training runs; auto = cuda when available
     merge_mode: Literal["16bit", "dequantized_nf4"] = "16bit"  # merge into the 16-bit base, or into dequantised nf4 weights

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stage1.hf.generation import GenerationSettings, TransformersBackend, row_seed
+from stage1.core.seeds import row_seed
+from stage1.hf.generation import GenerationSettings, TransformersBackend
 from stage1.io.journal import JOURNAL_NAME, parse_journal
 from stage1.sft_data.settings import SFTDataSettings
 from stage1.sft_data.stage import run_sft_data

@@ -11,7 +11,7 @@ import pytest
 
 from stage1.core.errors import InputError
 from stage1.core.format import render_completion, render_prompt
-from stage1.core.records import PreferencePair, SFTExample
+from stage1.core.records import PreferencePair, RecordList, SFTExample
 from stage1.negatives import format_violation
 from stage1.train.data import OVERLONG_POLICIES, build_preference_rows, build_sft_rows, check_pair_format
 from stage1.train.settings import TrainingSettings
@@ -63,7 +63,7 @@ def test_a_rendered_pair_passes():
 def test_pairs_off_the_format_byte_for_byte_are_refused_naming_file_line_and_field(tmp_path, field, pair):
     source = _source(tmp_path)
     with pytest.raises(InputError) as caught:
-        check_pair_format(pair, source, 1)
+        check_pair_format(pair, source, 2)  # the caller gives the line: record_line of the records read
     assert (caught.value.path, caught.value.line, caught.value.field) == (str(source), 2, field)
     assert str(caught.value).startswith(f"{source}:2: field '{field}'")
 
@@ -118,7 +118,8 @@ def test_an_unknown_overlong_policy_raises_naming_the_allowed_values(qwen_tokeni
 
 def test_known_policies_still_work(qwen_tokenizer, tmp_path):
     source = _source(tmp_path)
-    examples = [SFTExample(id="a", instruction="Q?", response="word " * 200), SFTExample(id="b", instruction="Q?", response="A.")]
+    # As read_records returns them: each record knows its file line, so no message re-reads the file.
+    examples = RecordList([SFTExample(id="a", instruction="Q?", response="word " * 200), SFTExample(id="b", instruction="Q?", response="A.")], [1, 3])
     kept = build_sft_rows(qwen_tokenizer, examples, max_length=32, overlong="drop", source=source)
     assert kept.dropped_ids == ("a",) and len(kept.rows) == 1
     with pytest.raises(InputError) as caught:
