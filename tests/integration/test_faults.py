@@ -40,7 +40,8 @@ pytestmark = pytest.mark.slow
 def cli(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=handle, stderr=handle, env=env)
+        # From the log's temporary folder, never the checkout: the CLI must work from anywhere.
+        return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=log.parent, stdout=handle, stderr=handle, env=env)
 
 
 def finish(process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
