@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 # The table of stages: light to import (no torch), so `--help` stays instant and lists each stage's inputs.
-from stage1.pipeline import STAGE_COMMANDS, STAGES_BY_NAME, inputs_help
+from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME, inputs_help
 
 DEFAULT_RUN_DIR = Path("runs/tiny")
 MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
@@ -152,16 +152,16 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
     """Load each variant once and report its memory; generates nothing and marks nothing done."""
     from rich.table import Table
 
+    from stage1.eval.settings import variants_in_run
     from stage1.eval.stage import run_evaluate
     from stage1.io.layout import RunLayout
-    from stage1.pipeline import variant_specs
 
     console = _console()
     config = _config(args)
     layout = RunLayout(Path(dict(_named_inputs(args)).get("run", args.run_dir)), config.model.path)
     out_dir = Path(args.out) if args.out else layout.stage_dir("eval")
     report = run_evaluate(
-        config.eval, variants=variant_specs(layout, config),
+        config.eval, variants=variants_in_run(layout, config.training.quantization),
         items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
     )
     table = Table("variant", "RSS loaded (MiB)", "RSS after free (MiB)", "GPU after (MiB)", "children left", "seconds",
@@ -198,7 +198,8 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
 def _stage_on_files(args: argparse.Namespace) -> int:
     from stage1.core.errors import ConfigError
     from stage1.io.layout import RESULTS_FILE
-    from stage1.pipeline import check_stage_inputs, run_stage_on_files
+    from stage1.pipeline import run_stage_on_files
+    from stage1.stages import check_stage_inputs
 
     stage = STAGE_COMMANDS[args.command]
     if not args.out:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from stage1.config.typed import settings_from_dict
 from stage1.core.errors import ConfigError
 from stage1.hf.models import QUANTIZATIONS
+from stage1.io.layout import RunLayout
 
 VARIANT_NAMES = ("base_raw", "base", "sft", "dpo", "dpo_only")
 BACKENDS = ("transformers", "vllm")
@@ -142,3 +143,16 @@ class VariantSpec:
             use_format=bool(data.get("use_format", True)),
             quantization=data.get("quantization", "none"),
         )
+
+
+def variants_in_run(layout: RunLayout, quantization: str) -> list[VariantSpec]:
+    """The models a run compares, each built from files in its run directory (``dpo_only`` when trained)."""
+    specs = [
+        VariantSpec("base_raw", layout.model, use_format=False, quantization=quantization),
+        VariantSpec("base", layout.model, quantization=quantization),
+        VariantSpec("sft", layout.merged, quantization=quantization),
+        VariantSpec("dpo", layout.merged, adapter_dir=layout.adapter("dpo"), quantization=quantization),
+    ]
+    if layout.adapter("dpo_only").exists():
+        specs.append(VariantSpec("dpo_only", layout.model, adapter_dir=layout.adapter("dpo_only"), quantization=quantization))
+    return specs

@@ -13,7 +13,7 @@ import pytest
 
 from stage1 import cli
 from stage1.core.errors import EXIT_INPUT
-from stage1.pipeline import STAGES_BY_NAME
+from stage1.stages import STAGES_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUCTIONS = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
