@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from stage1.format import END_MARKER
+from stage1.core.format import END_MARKER
 
 #: Two responses are length-matched when their word counts differ by at most this many words, or
 #: by at most ``MATCH_RATIO`` of the longer one (short answers: "Paris." vs "It is Paris." match).

@@ -26,12 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stage1.errors import InputError
-from stage1.eval_items import EvalItem, EvalResponse, read_eval_items, stratified_sample
-from stage1.eval_settings import EvalSettings
-from stage1.eval_summary import summarise
-from stage1.format import STOP_MAX_TOKENS, STOP_REASONS, parse_completion
-from stage1.records import RecordError, _choice, _get, _id, read_records
+from stage1.core.errors import InputError
+from stage1.core.eval_items import EvalItem, EvalResponse, stratified_sample
+from stage1.core.format import STOP_MAX_TOKENS, STOP_REASONS, parse_completion
+from stage1.core.records import RecordError, _choice, _get, _id
+from stage1.eval.settings import EvalSettings
+from stage1.eval.summary import summarise
+from stage1.io.records import read_eval_items, read_records
 
 STAGE = "score"
 RESPONSE_FIELDS = ("item_id", "variant", "response", "stop_reason", "num_tokens")
@@ -111,11 +112,11 @@ def run_score(settings: EvalSettings, *, items_path: str | Path, responses_path:
     Raises:
         InputError: a bad items or responses file (file, line, field).
     """
-    from stage1.evaluate import PROMPT_FORMAT
-    from stage1.manifest import build_manifest, write_manifest
-    from stage1.report import write_reports
-    from stage1.settings import settings_to_dict
-    from stage1.storage import sha256_file
+    from stage1.config.typed import settings_to_dict
+    from stage1.eval.report import write_reports
+    from stage1.eval.stage import PROMPT_FORMAT
+    from stage1.io.hashing import sha256_file
+    from stage1.io.manifest import build_manifest, write_manifest
 
     items_source, responses_source, out = Path(items_path), Path(responses_path), Path(out_dir)
     all_items = read_eval_items(items_source)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import cli
-from stage1.errors import EXIT_GATE, EXIT_INPUT
+from stage1 import cli
+from stage1.core.errors import EXIT_GATE, EXIT_INPUT
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "fixtures" / "golden"
-POOLS = {"eval_items": ROOT / "fixtures" / "eval" / "items.jsonl", "sft": ROOT / "fixtures" / "sft" / "instructions.jsonl"}
+POOLS = {"eval_items": ROOT / "stage1" / "pools" / "eval" / "items.jsonl", "sft": ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"}
 
 
 def _outside_rows(keep=("stop_reason", "num_tokens")) -> list[dict]:
@@ -107,7 +107,7 @@ def test_score_refuses_missing_unknown_or_repeated_inputs(tmp_path, capsys, inpu
 def test_score_against_a_golden_result(tmp_path):
     """Against its own golden result nothing regressed; with every END line of sft removed, the
     drop in stopped_with_end is found and the exit code is 1."""
-    from stage1.golden import save_golden
+    from stage1.eval.golden import save_golden
 
     (tmp_path / "first").mkdir()
     _, out = _score(tmp_path / "first", _outside_rows())

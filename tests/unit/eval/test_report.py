@@ -1,0 +1,254 @@
+"""Reports: the Markdown tables agree with results.json, the chart is a real PNG, the rich table is complete."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from stage1.core.eval_items import EvalResponse
+from stage1.eval.report import CHART_NAME, REPORT_NAME, RESULTS_NAME, load_results, rich_summary_table, write_reports
+from stage1.eval.report_markdown import cell_text, leakage_text, render_markdown
+from stage1.eval.summary import POOLED_CATEGORY, summarise
+from stage1.io.records import read_eval_items, read_records
+
+GOLDEN_DIR = Path(__file__).resolve().parents[3] / "fixtures" / "golden"
+RATE_CELL = re.compile(r"^(?P<rate>\d+\.\d)% \[(?P<low>\d+\.\d), (?P<high>\d+\.\d)\] n=(?P<n>\d+)$")
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    items = read_eval_items(GOLDEN_DIR / "items.jsonl")
+    responses: dict[str, dict[str, EvalResponse]] = {}
+    for response in read_records(GOLDEN_DIR / "responses.jsonl", EvalResponse):
+        responses.setdefault(response.variant, {})[response.item_id] = response
+    summary = summarise(items, responses, pairs=[("base", "sft"), ("sft", "dpo")], confidence=0.95, q=0.05,
+                        bootstrap_samples=200, seed=0, min_category_items=4)
+    summary["skipped_variants"] = {"dpo": "adapter not found: run/dpo/adapter"}
+    summary["provenance"] = {"prompt_format": "Instruction: {instruction}\nResponse: {response}\nEND",
+                             "decoding": {"do_sample": False, "max_new_tokens": 48}, "seeds": {"seed": 0},
+                             "items": {"path": "items.jsonl", "sha256": "ab" * 32}, "variants": {}}
+    return summary
+
+
+def markdown_section(markdown: str, title: str) -> list[str]:
+    lines = markdown.split("\n")
+    start = lines.index(title)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def table_rows(lines: list[str]) -> list[list[str]]:
+    rows = [line for line in lines if line.startswith("| ")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[2:]]  # skip header and rule
+
+
+def test_markdown_rates_match_the_json(results):
+    markdown = render_markdown(results)
+    rows = table_rows(markdown_section(markdown, "## Rates"))
+    assert [row[0] for row in rows] == results["criteria"]
+    checked = 0
+    for row in rows:
+        for variant, cell_text_value in zip(results["variants"], row[1:]):
+            cell = results["rates"][variant][row[0]]
+            match = RATE_CELL.match(cell_text_value)
+            assert match, cell_text_value
+            assert float(match["rate"]) == pytest.approx(100 * cell["rate"], abs=0.05)
+            assert float(match["low"]) == pytest.approx(100 * cell["low"], abs=0.05)
+            assert float(match["high"]) == pytest.approx(100 * cell["high"], abs=0.05)
+            assert int(match["n"]) == cell["n"]
+            checked += 1
+    assert checked == len(results["criteria"]) * len(results["variants"])
+
+
+def test_markdown_comparisons_match_the_json(results):
+    rows = table_rows(markdown_section(render_markdown(results), "## Paired comparisons"))
+    assert len(rows) == len(results["comparisons"])
+    for row, comparison in zip(rows, results["comparisons"]):
+        assert row[0] == f"{comparison['before']} → {comparison['after']}" and row[1] == comparison["criterion"]
+        assert int(row[2]) == comparison["n"]
+        assert float(row[5]) == pytest.approx(100 * comparison["lift"], abs=0.05)
+        assert row[7] == f"{comparison['wins']} / {comparison['losses']}"
+        assert float(row[9]) == pytest.approx(comparison["p_adjusted"], rel=1e-3)
+        assert float(row[10]) == pytest.approx(comparison["cohens_h"], abs=5e-4)
+        assert row[11] == ("yes" if comparison["significant"] else "no")
+        detectable = comparison["detectable_lift"]
+        assert row[12] == "—" if detectable is None else float(row[12]) == pytest.approx(100 * detectable, abs=0.05)
+
+
+def test_markdown_reports_skips_categories_and_flips(results):
+    markdown = render_markdown(results)
+    assert "- variant `dpo`: adapter not found: run/dpo/adapter" in markdown
+    assert "- comparison sft → dpo: not evaluated: dpo" in markdown
+    assert "### science (5 items)" in markdown  # 5 science items reach min_category_items=4
+    assert f"### {POOLED_CATEGORY}" in markdown
+    flips = markdown_section(markdown, "## Flipped items")
+    assert "#### stopped_with_end: 5 wins, 0 losses" in flips
+    win_rows = [row for row in table_rows(flips) if row[1] == "g09"]
+    assert ["win", "g09", "Give me one tip for better sleep.", "*(empty)*",
+            "Keep a regular bedtime and avoid screens for an hour before bed."] in win_rows
+    assert "`Instruction: {instruction}\\nResponse: {response}\\nEND`" in markdown
+
+
+def test_cell_text_keeps_tables_intact():
+    assert cell_text("a | b\nc") == "a \\| b<br>c"
+    assert cell_text("x" * 500, limit=10) == "x" * 9 + "…"
+
+
+def test_written_reports(results, tmp_path):
+    paths = write_reports(tmp_path, results)
+    assert set(paths) == {"results", "report", "chart"}
+    assert load_results(tmp_path / RESULTS_NAME) == json.loads(json.dumps(results))
+    assert (tmp_path / REPORT_NAME).read_text(encoding="utf-8") == render_markdown(json.loads(json.dumps(results)))
+    png = (tmp_path / CHART_NAME).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width >= 600 and height >= 300
+    from matplotlib.image import imread
+
+    pixels = imread(tmp_path / CHART_NAME)
+    assert pixels.shape[:2] == (height, width)
+    assert pixels.std() > 0.05  # something was drawn
+
+
+def test_rich_table_has_every_criterion_and_variant(results):
+    from rich.console import Console
+
+    table = rich_summary_table(results)
+    assert [column.header for column in table.columns] == ["criterion", *results["variants"]]
+    assert table.row_count == len(results["criteria"])
+    console = Console(record=True, width=200)
+    console.print(table)
+    text = console.export_text()
+    assert "stopped_with_end" in text and "100.0%" in text
+
+
+def test_the_leakage_check_is_stated_in_words():
+    checked = {"checked": True, "eval_items": 241, "leaks": 0, "training_rows": {"/run/sft_data/train.jsonl": 406, "/run/pairs/train.jsonl": 700}}
+    assert leakage_text(checked) == (
+        "passed: 0 of 241 items found in training data (pairs/train.jsonl: 700 rows, sft_data/train.jsonl: 406 rows)"
+    )
+    assert leakage_text({"checked": False, "reason": "no training files given"}) == "NOT CHECKED (no training files given)"
+    assert leakage_text(None) == "not recorded"
+
+
+def test_markdown_states_the_leakage_check(results):
+    assert "| leakage check | " in render_markdown(results)
+
+
+def _fixture_responses() -> tuple[list, dict]:
+    items = read_eval_items(GOLDEN_DIR / "items.jsonl")
+    responses: dict[str, dict[str, EvalResponse]] = {}
+    for response in read_records(GOLDEN_DIR / "responses.jsonl", EvalResponse):
+        responses.setdefault(response.variant, {})[response.item_id] = response
+    return items, responses
+
+
+def test_benjamini_hochberg_runs_within_each_named_family():
+    """A family's adjusted p-values are BH over its own cells alone, whatever the other family holds."""
+    from stage1.core.stats import benjamini_hochberg
+
+    items, responses = _fixture_responses()
+    families = {"study": [("base", "sft")], "format_sensitivity": [("sft", "base")]}
+    summary = summarise(items, responses, pairs=[("base", "sft"), ("sft", "base")], confidence=0.95, q=0.05,
+                        bootstrap_samples=50, seed=0, min_category_items=4, families=families)
+    assert summary["statistics"]["families"] == {"study": ["base->sft"], "format_sensitivity": ["sft->base"]}
+    for family in families:
+        cells = [c for c in summary["comparisons"] if c["family"] == family and c["mcnemar"] is not None]
+        _, adjusted = benjamini_hochberg([c["mcnemar"]["p_value"] for c in cells], 0.05)
+        assert [c["p_adjusted"] for c in cells] == adjusted
+    pooled = summarise(items, responses, pairs=[("base", "sft"), ("sft", "base")], confidence=0.95, q=0.05,
+                       bootstrap_samples=50, seed=0, min_category_items=4)
+    assert {c["family"] for c in pooled["comparisons"]} == {"all"}
+    markdown = render_markdown({**summary, "provenance": {}})
+    assert "### Format-sensitivity check" in markdown and "### Family `study`" in markdown
+
+
+def test_lengths_per_variant_are_in_the_json_and_the_report(results):
+    """Mean/median words are recomputed from the responses; the report's table shows the same numbers."""
+    import statistics
+
+    for variant in results["variants"]:
+        words = [len(row["outcomes"][variant]["response"].split()) for row in results["items"]]
+        tokens = [row["outcomes"][variant]["num_tokens"] for row in results["items"]]
+        cell = results["lengths"][variant]
+        assert cell["words"] == {"mean": pytest.approx(statistics.fmean(words)), "median": statistics.median(words)}
+        assert cell["tokens"]["median"] == statistics.median(tokens)
+    rows = table_rows(markdown_section(render_markdown(results), "## Response length"))
+    by_variant = {row[0]: row for row in rows if row[0] in results["lengths"]}
+    for variant, cell in results["lengths"].items():
+        assert float(by_variant[variant][2]) == pytest.approx(cell["words"]["mean"], abs=0.05)
+        assert float(by_variant[variant][5]) == pytest.approx(cell["tokens"]["median"], abs=0.05)
+
+
+def test_the_report_says_what_each_comparison_can_detect(results):
+    """One line per compared pair naming its n and the smallest and largest detectable lift in points."""
+    markdown = render_markdown(results)
+    cells = [c for c in results["comparisons"] if (c["before"], c["after"]) == ("base", "sft") and c["detectable_lift"] is not None]
+    low = min(cells, key=lambda c: c["detectable_lift"])
+    expected = (f"base → sft: with {low['n']} items, lifts under {100 * low['detectable_lift']:.1f} points are below what "
+                f"this evaluation can detect ({low['criterion']}")
+    assert expected in markdown
+
+
+def test_the_length_matched_view_keeps_only_items_of_similar_length():
+    """Items whose responses differ by more than 2 words and 20% are left out of the matched lift."""
+    from stage1.eval.summary import compare_cell
+    from stage1.lengths import length_matched
+
+    assert length_matched(1, 3) and length_matched(20, 24) and not length_matched(2, 10) and not length_matched(20, 26)
+    before = {f"i{k}": False for k in range(40)}
+    after = {f"i{k}": True for k in range(40)}
+    long_after = {f"i{k}": k < 30 for k in range(40)}  # 30 wins came with a much longer answer
+    cell = compare_cell(before, after, bootstrap_samples=20, seed=0, confidence=0.95, matched=lambda i: not long_after[i])
+    assert cell["lift"] == 1.0 and cell["length_matched"]["n"] == 10 and cell["length_matched"]["lift"] == 1.0
+    assert cell["length_matched"]["wins"] == 10 and cell["length_matched"]["p_value"] == pytest.approx(2 * 0.5 ** 10)
+
+
+def test_a_trivially_significant_side_check_does_not_loosen_the_study_threshold():
+    """base -> sft wins 15 and loses 4 on one criterion (McNemar p = 0.019) and ties on the other six.
+    Alone in its family BH adjusts it to 7 × 0.019 = 0.13: not significant. Pooled with base_raw ->
+    base's seven p-values near zero, it ranks 8th of 14 and adjusts to 14/8 × 0.019 = 0.034: the
+    padding alone would have made it significant."""
+    from stage1.core.criteria import CRITERION_NAMES
+    from stage1.eval.summary import compare_variants
+
+    first = CRITERION_NAMES[0]
+    verdicts: dict = {"base_raw": {}, "base": {}, "sft": {}}
+    for k in range(200):
+        base = k < 60
+        verdicts["base_raw"][f"i{k}"] = dict.fromkeys(CRITERION_NAMES, False)
+        verdicts["base"][f"i{k}"] = dict.fromkeys(CRITERION_NAMES, base)
+        verdicts["sft"][f"i{k}"] = {**dict.fromkeys(CRITERION_NAMES, base), first: (base and k >= 4) or 60 <= k < 75}
+    pairs = [("base_raw", "base"), ("base", "sft")]
+    kwargs = {"q": 0.05, "bootstrap_samples": 10, "seed": 0, "confidence": 0.95}
+    pooled, _ = compare_variants(verdicts, pairs, **kwargs)
+    named, _ = compare_variants(verdicts, pairs, families={"study": [("base", "sft")], "format_sensitivity": [("base_raw", "base")]}, **kwargs)
+
+    def cell(cells):
+        return next(c for c in cells if c["before"] == "base" and c["criterion"] == first)
+
+    assert cell(named)["mcnemar"]["p_value"] == pytest.approx(0.0192, abs=1e-4)
+    assert cell(pooled)["significant"] and cell(pooled)["p_adjusted"] == pytest.approx(0.0192 * 14 / 8, abs=1e-3)
+    assert not cell(named)["significant"] and cell(named)["p_adjusted"] == pytest.approx(0.0192 * 7, abs=1e-3)
+    assert cell(named)["family"] == "study" and all(c["significant"] for c in named if c["family"] == "format_sensitivity")
+
+
+def test_pair_lengths_are_read_from_the_training_pairs_and_reported(tmp_path, results):
+    """Only rows of a pairs file count; an SFT file among the training files adds nothing."""
+    from stage1.eval.stage import training_pair_lengths
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": "Instruction: Q?\nResponse:", "chosen": " A b.\nEND", "rejected": f" {'w ' * k}x.\nEND",
+             "instruction_id": "q", "category": "c", "negative_kind": "verbose_vague", "split": "train"} for k in (2, 5, 9)]
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text(json.dumps({"id": "q", "instruction": "Q?", "response": "A b.", "category": "c"}) + "\n")
+    lengths = training_pair_lengths([sft, pairs])
+    assert lengths == {"verbose_vague": {"pairs": 3, "rejected_longer": 1.0, "equal": 0.0, "longer_score": 1.0,
+                                         "median_chosen_words": 2.0, "median_rejected_words": 6.0}}
+    section = markdown_section(render_markdown({**results, "pair_lengths": lengths}), "## Preference pairs: length by negative kind")
+    assert table_rows(section) == [["verbose_vague", "3", "100%", "0%", "2.0", "6.0"]]
