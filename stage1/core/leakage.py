@@ -45,7 +45,15 @@ from functools import lru_cache
 from typing import Any
 
 from stage1.core.errors import ConfigError, GateError
-from stage1.core.text_keys import DECIMAL_MARK, PLUS_MARK, SHARP_MARK, SIGN_MARK, dedup_key, mark_kept_symbols, word_ngrams
+from stage1.core.text_keys import (
+    DECIMAL_MARK,
+    PLUS_MARK,
+    SHARP_MARK,
+    SIGN_MARK,
+    dedup_key,
+    mark_kept_symbols,
+    word_ngrams,
+)
 
 MAX_LISTED_OFFENDERS = 20
 
