@@ -17,7 +17,7 @@ Qwen2 tokenizer built from its vocabulary) are rebuilt for every mutant and each
 own test selection in its config. Here one pytest session collects every mapped test file, runs them
 once (recording which functions each test reaches, and how long it takes), and then forks once per
 mutant: the child swaps the mutated function's code object into the live function (so every
-``from module import name`` sees it), runs only the tests that reach it, fastest first, and stops at
+``from module import name`` sees it; a mutated constant is rebound wherever it was imported), runs only the tests that reach it, fastest first, and stops at
 the first failure. Session fixtures are built once per run and inherited by every child.
 
 What it does not mutate: docstrings, annotations, decorators, imports, f-strings, and statements of
@@ -366,7 +366,21 @@ def apply_mutant(mutant: Mutant) -> None:
                 old.cache_clear()
         return
     rerun = [statement] + [s for s in tree.body[index + 1 :] if isinstance(s, ast.Assign | ast.AnnAssign)]
+    before = dict(module.__dict__)
     _run_module_code(rerun, filename, module.__dict__)
+    # A constant imported by name elsewhere (``from stage1.format import STOP_STRINGS``, in a test or
+    # in another module) would have been bound to the mutated value at import: rebind those too.
+    changed = {name: old for name, old in before.items() if module.__dict__.get(name) is not old}
+    for other in list(sys.modules.values()):
+        namespace = getattr(other, "__dict__", None)
+        if other is module or not isinstance(namespace, dict):
+            continue
+        for name, old in changed.items():
+            if namespace.get(name, _MISSING) is old:
+                namespace[name] = module.__dict__[name]
+
+
+_MISSING = object()
 
 
 class ImportFails(Exception):

@@ -134,7 +134,7 @@ class _NoEos:
 
 
 def test_a_tokenizer_without_eos_is_refused_not_guessed():
-    with pytest.raises(MaskingError, match="the tokenizer has no eos token; set eos_token") as caught:
+    with pytest.raises(MaskingError, match=r"^the tokenizer has no eos token; set eos_token \(Qwen2: <\|endoftext\|>\)$") as caught:
         eos_token_id(_NoEos())
     assert caught.value.reason == "no_eos"
 
@@ -157,3 +157,15 @@ class _AddsBos:
 
 def test_encode_text_adds_no_special_tokens_and_splits_special_token_text():
     assert encode_text(_AddsBos(), "ab") == [97, 98]
+
+
+def test_the_mask_value_is_the_one_torch_cross_entropy_ignores():
+    """-100 is ``ignore_index``'s default in torch (and what TRL's collators pad labels with)."""
+    import torch
+
+    assert IGNORE_INDEX == torch.nn.CrossEntropyLoss().ignore_index == -100
+
+
+def test_overlong_reasons_are_the_documented_names():
+    """The reasons are counted by name in the SFT stage's drop counts (docs/DESIGN.md)."""
+    assert (OVERLONG_PROMPT, OVERLONG_ROW) == ("prompt_too_long", "row_too_long")

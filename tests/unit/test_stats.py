@@ -367,5 +367,5 @@ def test_percentile_interpolates_between_neighbours_up_to_the_last_value():
     assert percentile([0.0, 10.0, 20.0], 0.75) == 15.0
     assert percentile([0.0, 10.0, 20.0], 1.0) == 20.0
     assert percentile([0.0, 10.0, 20.0], 0.0) == 0.0
-    with pytest.raises(ValueError, match="no values"):
+    with pytest.raises(ValueError, match="^no values$"):
         percentile([], 0.5)
