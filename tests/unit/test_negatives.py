@@ -270,6 +270,7 @@ def test_the_repeat_sketch_raises_only_the_counters_at_the_minimum():
     sketch.add((5, 7))
     sketch.add((5, 7))
     sketch.add((5, 9))  # shares counter 5 of row one with the string above
+    assert (sketch.count((5, 7)), sketch.count((5, 9))) == (2, 1)
     sketch.add((8, 9))  # shares counter 9 of row two with the one above
     assert [sketch.count(w) for w in ((5, 7), (5, 9), (8, 9))] == [2, 1, 1]
     assert sketch.count((8, 7)) == 1, "never added, but both its counters are shared: an upper bound"
