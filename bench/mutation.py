@@ -1,9 +1,9 @@
 """Mutation score of the pure core: ``python -m bench.mutation`` (or ``tox -e mutation``).
 
-    python -m bench.mutation                               # every module in MODULES (about 30 min on 2 cores)
-    python -m bench.mutation --module stage1/format.py     # one module
-    python -m bench.mutation --module stage1/format.py --lines 140-170   # mutants on those lines only
-    python -m bench.mutation --json /tmp/mutation.json     # also write every mutant's outcome as JSON
+    python -m bench.mutation                                     # every module in MODULES (~10 min, 2 cores)
+    python -m bench.mutation --module stage1/core/format.py      # one module
+    python -m bench.mutation --module stage1/core/format.py --lines 140-170   # mutants on those lines only
+    python -m bench.mutation --json /tmp/mutation.json           # also write every mutant's outcome
 
 Each module is mutated one change at a time (an operator swapped, a boundary moved, a constant or a
 string altered, a value replaced by None, a keyword argument dropped, ``break`` <-> ``continue``)
@@ -44,14 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each pure module, by path from the repository root, and the unit tests that are its own. The
 # runner reads paths from this table only: when a module or a test file moves, change it here.
 MODULES: dict[str, tuple[str, ...]] = {
-    "stage1/stats.py": ("tests/unit/test_stats.py",),
-    "stage1/format.py": ("tests/unit/test_format.py",),
-    "stage1/masking.py": ("tests/unit/test_masking.py",),
-    "stage1/text_keys.py": ("tests/unit/test_text_keys.py",),
-    "stage1/splits.py": ("tests/unit/test_sft_data.py", "tests/unit/test_pairs.py"),
-    "stage1/criteria.py": ("tests/unit/test_criteria.py",),
-    "stage1/negatives/mix.py": ("tests/unit/test_negatives.py",),
-    "stage1/negatives/repeats.py": ("tests/unit/test_negatives.py",),
+    "stage1/core/stats.py": ("tests/unit/core/test_stats.py",),
+    "stage1/core/format.py": ("tests/unit/core/test_format.py",),
+    "stage1/core/masking.py": ("tests/unit/core/test_masking.py",),
+    "stage1/core/text_keys.py": ("tests/unit/core/test_text_keys.py",),
+    "stage1/core/splits.py": ("tests/unit/sft_data/test_sft_data.py", "tests/unit/pairs/test_pairs.py"),
+    "stage1/core/criteria.py": ("tests/unit/core/test_criteria.py",),
+    "stage1/negatives/mix.py": ("tests/unit/negatives/test_negatives.py",),
+    "stage1/negatives/repeats.py": ("tests/unit/negatives/test_negatives.py",),
 }
 
 _BINOP_SWAPS = {

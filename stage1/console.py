@@ -186,7 +186,7 @@ def rich_training_callback(console: Console):
 
 
 class RichProgressListener:
-    """Draws ``stage1.progress`` reports as rich progress bars (rate and ETA), one per running task.
+    """Draws ``stage1.core.progress`` reports as rich progress bars (rate and ETA), one per running task.
 
     When another live display is already on screen (the training table, whose sample generations
     also report progress), the report is skipped rather than fighting for the terminal.
