@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,18 +31,11 @@ if TYPE_CHECKING:  # the stage settings are imported when a config is built (STA
     from stage1.pairs.settings import PairSettings
     from stage1.sft_data.settings import SFTDataSettings
     from stage1.train.settings import TrainingSettings
+from stage1.config.overrides import Origins, apply_override, as_number, parse_override
+from stage1.config.presets import POOLS_DIR, resolve_file_paths, resolve_preset
+from stage1.config.yaml_lines import read_yaml
 from stage1.core.errors import ConfigError
-
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-#: The shipped presets (package data): ``--config NAME`` is ``PRESETS_DIR / NAME.yaml``.
-PRESETS_DIR = PACKAGE_DIR / "presets"
-#: The shipped instruction, exemplar and evaluation pools (package data).
-POOLS_DIR = PACKAGE_DIR / "pools"
-DEFAULT_PRESET = "tiny"
-#: Settings that hold a path. One written in a config file is resolved against that file's folder
-#: (so a preset's pools resolve wherever the package is installed); one given with ``--set`` is
-#: left as typed, relative to the user's current folder.
-PATH_KEYS = ("model.path", "model.architecture", "data.instructions", "data.exemplars", "data.eval_items")
+from stage1.io.layout import DEFAULT_LOG_FILE
 
 
 @dataclass(frozen=True)
@@ -54,7 +45,7 @@ class RunSettings:
     seed: int = 0  # one seed for every stage (each stage derives its own generator from it)
     on_bad_rows: Literal["stop", "skip"] = "stop"  # a bad input row stops the stage, or is skipped and counted
     generation_backend: Literal["transformers", "vllm"] = "transformers"  # SFT data and evaluation generation
-    log_file: str = "run.log"  # inside the run directory
+    log_file: str = DEFAULT_LOG_FILE  # inside the run directory
 
 
 @dataclass(frozen=True)
@@ -126,186 +117,6 @@ class PipelineConfig:
         plain: dict[str, Any] = {name: settings_to_dict(getattr(self, name)) for name in (*LOCAL_SECTIONS, *STAGE_SECTIONS)}
         plain.update({name: dict(getattr(self, name)) for name in PASSTHROUGH_SECTIONS})
         return plain
-
-
-# ---------------------------------------------------------------- YAML with line numbers
-
-
-def _line_index(node: yaml.Node, path: Path, prefix: str = "", index: dict[str, int] | None = None) -> dict[str, int]:
-    """Map each dotted key in a composed YAML tree to its 1-based line.
-
-    Raises:
-        ConfigError: a key given twice in one mapping (PyYAML would silently keep the last).
-    """
-    index = {} if index is None else index
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            dotted = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
-                if key_node.value in seen:
-                    raise ConfigError(
-                        f"given twice (first on line {seen[key_node.value]}); YAML would silently keep the last",
-                        path=path, line=line, field=dotted, hint="remove one of them",
-                    )
-                seen[key_node.value] = line
-            index[dotted] = line
-            _line_index(value_node, path, dotted, index)
-    elif isinstance(node, yaml.SequenceNode):
-        for position, item in enumerate(node.value):
-            _line_index(item, path, f"{prefix}[{position}]", index)
-    return index
-
-
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text (a UTF-8 byte-order mark is allowed).
-
-    Raises:
-        ConfigError: unreadable, or not UTF-8 (a UTF-16 file without a byte-order mark may decode
-            as UTF-8, NULs and all, so NUL bytes are refused here too).
-    """
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read the config file: {error.strerror}", path=path) from None
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        problem = "UTF-16, by its byte-order mark"
-    elif b"\x00" in raw:
-        problem = "it holds NUL bytes, as UTF-16 text does"
-    else:
-        try:
-            return raw.decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            problem = f"byte 0x{raw[error.start]:02x} at offset {error.start} is not UTF-8"
-    raise ConfigError(f"not UTF-8 text ({problem})", path=path, hint="save the file as UTF-8")
-
-
-def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    """Parse a YAML mapping safely; return it with a dotted-key → line index.
-
-    Raises:
-        ConfigError: missing or non-UTF-8 file, invalid YAML (with its line), a key given twice, a
-            top level that is not a mapping.
-    """
-    if not path.is_file():
-        raise ConfigError("config file not found", path=path, hint=f"presets live in {PRESETS_DIR}")
-    text = _read_text(path)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise ConfigError(f"invalid YAML: {getattr(error, 'problem', error)}", path=path, line=mark.line + 1 if mark else None) from None
-    lines = _line_index(node, path) if node is not None else {}
-    if data is None:
-        return {}, {}
-    if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping of sections", path=path, line=1)
-    return data, lines
-
-
-def resolve_preset(name_or_path: str | Path | None) -> Path:
-    """A preset name (``tiny``, ``qwen2.5-32b``) or a path to a YAML file."""
-    if name_or_path is None:
-        name_or_path = DEFAULT_PRESET
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
-        return candidate
-    return PRESETS_DIR / f"{name_or_path}.yaml"
-
-
-def resolve_file_paths(data: dict[str, Any], config_file: Path) -> dict[str, Any]:
-    """``data`` with each relative ``PATH_KEYS`` value made relative to ``config_file``'s folder.
-
-    A preset names its pools relative to itself (``../pools/sft/instructions.jsonl``), so they resolve
-    from any working folder and wherever the package is installed.
-    """
-    folder = Path(os.path.abspath(config_file)).parent
-    resolved = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
-    for dotted in PATH_KEYS:
-        section, key = dotted.split(".")
-        values = resolved.get(section)
-        if isinstance(values, dict) and isinstance(values.get(key), str) and values[key]:
-            path = Path(values[key]).expanduser()
-            if not path.is_absolute():
-                values[key] = os.path.normpath(folder / path)
-    return resolved
-
-
-# ---------------------------------------------------------------- overrides
-
-
-# YAML 1.1 (PyYAML) reads "1e-3" as a string; users write learning rates that way, so numbers in
-# exponent form without a dot are read as floats here.
-_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
-
-def as_number(value: Any) -> Any:
-    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
-        return float(value)
-    return value
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"dpo.beta=0.2"`` → (["dpo", "beta"], 0.2). Values are read as YAML scalars/lists, never evaluated.
-
-    Raises:
-        ConfigError: no ``=``, or an empty key.
-    """
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} is not KEY=VALUE", field="--set", hint="e.g. --set dpo.beta=0.2")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), as_number(value)
-
-
-def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    target = data
-    for key in keys[:-1]:
-        node = target.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"cannot set {'.'.join(keys)}: {key} is not a section", field="--set")
-        target = node
-    target[keys[-1]] = value
-
-
-@dataclass(frozen=True)
-class Origins:
-    """Where each value came from, for error messages: a line of the config file, or a ``--set``."""
-
-    source: str | None = None
-    lines: dict[str, int] = field(default_factory=dict)  # dotted key -> its line in ``source``
-    overrides: dict[str, str] = field(default_factory=dict)  # dotted key -> the ``--set`` argument that set it
-
-    def of(self, dotted: str | None) -> dict[str, Any]:
-        """``path``/``line`` for a ConfigError about ``dotted`` (``negatives.mix[2]`` counts as ``negatives.mix``).
-
-        A ``--set`` of the key, or of a section above it, wins over the file: its value replaced the file's.
-        """
-        if not dotted:
-            return {"path": self.source, "line": None}
-        key = dotted.split("[")[0]
-        parts = key.split(".")
-        for end in range(len(parts), 0, -1):
-            text = self.overrides.get(".".join(parts[:end]))
-            if text is not None:
-                return {"path": f"--set {text}", "line": None}
-        if key in self.lines:
-            return {"path": self.source, "line": self.lines[key]}
-        below = [text for name, text in self.overrides.items() if name.startswith(f"{key}.")]
-        if below:  # a section only --set made (``--set negativs.x=1``)
-            return {"path": f"--set {below[0]}", "line": None}
-        return {"path": self.source, "line": None}
-
-    def locate(self, error: ConfigError) -> ConfigError:
-        """``error`` placed where its field's value came from, unless it already names a line or another file."""
-        if error.line is not None or error.path not in (None, self.source):
-            return error
-        return ConfigError(error.message, field=error.field, hint=error.hint, **self.of(error.field))
 
 
 # ---------------------------------------------------------------- sections

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stage1.config.load import PRESETS_DIR, dump_config, load_config, parse_override
+from stage1.config.load import dump_config, load_config
+from stage1.config.overrides import parse_override
+from stage1.config.presets import PRESETS_DIR
 from stage1.core.errors import ConfigError
 
 
