@@ -17,8 +17,8 @@ Qwen2 tokenizer built from its vocabulary) are rebuilt for every mutant and each
 own test selection in its config. Here one pytest session collects every mapped test file, runs them
 once (recording which functions each test reaches, and how long it takes), and then forks once per
 mutant: the child swaps the mutated function's code object into the live function (so every
-``from module import name`` sees it; a mutated constant is rebound wherever it was imported), runs only the tests that reach it, fastest first, and stops at
-the first failure. Session fixtures are built once per run and inherited by every child.
+``from module import name`` sees it; a mutated constant is rebound wherever it was imported),
+runs only the tests that reach it, fastest first, and stops at the first failure. Session fixtures are built once per run and inherited by every child.
 
 What it does not mutate: docstrings, annotations, decorators, imports, f-strings, and statements of
 a class body other than its methods (a dataclass field default is baked into the generated
@@ -585,6 +585,9 @@ def print_report(outcomes: list[Outcome], modules: list[str]) -> None:
             f"| {row['module']} | {row['mutants']} | {row['killed']} | {row['survived']} | {row['no test']} "
             f"| {row['score']:.1f}% |"
         )
+    timeouts = [o for o in outcomes if o.status == "timeout"]
+    if timeouts:  # counted as killed: shown so that a machine too loaded for the time limit is noticed
+        print(f"\ntimed out (counted killed): {', '.join(f'{o.mutant.module}:{o.mutant.line}' for o in timeouts)}")
     left = [o for o in outcomes if o.status not in SCORED]
     if left:
         print(f"\nsurvivors ({len(left)}):")

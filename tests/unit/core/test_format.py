@@ -14,6 +14,7 @@ from stage1.core.format import (
     STOP_RUNAWAY,
     STOP_STRINGS,
     FormatError,
+    instruction_from_prompt,
     normalize_text,
     parse_completion,
     render_completion,
@@ -123,6 +124,26 @@ def test_stop_names_and_stop_strings_are_the_documented_ones():
     """These strings are written into generation files and read back: their values are the interface."""
     assert STOP_REASONS == ("end", "eos", "runaway", "max_tokens")
     assert STOP_STRINGS == ("\nEND\n", "\nInstruction:")
+
+
+@pytest.mark.parametrize("instruction", ["What is 2+2?", "Line one\nline two", "Say Response: twice"])
+def test_the_instruction_reads_back_from_its_prompt(instruction):
+    assert instruction_from_prompt(render_prompt(instruction)) == instruction
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("Instruction: x\nResponse: ", None),  # a trailing space: not this format
+        ("Instruction:x\nResponse:", None),
+        ("What is x?\nResponse:", None),
+        ("Instruction: What is x? A longer text with no response tag at all.", None),
+        ("Some text that is long enough but is no prompt.\nResponse:", None),
+        ("Instruction: \nResponse:", ""),  # nothing between the tags reads back as nothing
+    ],
+)
+def test_text_that_is_not_a_prompt_reads_back_as_none(prompt, expected):
+    assert instruction_from_prompt(prompt) == expected
 
 
 # ---------------------------------------------------------------- parse_completion

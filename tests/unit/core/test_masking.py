@@ -14,6 +14,7 @@ from stage1.core.masking import (
     build_sft_features,
     encode_text,
     eos_token_id,
+    sequence_length,
     supervised_ids,
 )
 from tests.strategies import format_text
@@ -169,3 +170,9 @@ def test_the_mask_value_is_the_one_torch_cross_entropy_ignores():
 def test_overlong_reasons_are_the_documented_names():
     """The reasons are counted by name in the SFT stage's drop counts (docs/DESIGN.md)."""
     assert (OVERLONG_PROMPT, OVERLONG_ROW) == ("prompt_too_long", "row_too_long")
+
+
+def test_a_sequence_is_prompt_completion_and_one_eos(qwen_tokenizer):
+    features = build_sft_features(qwen_tokenizer, "What is the capital of France?", "Paris is the capital.", MAX)
+    assert sequence_length(11, 6) == 18 == len(features.input_ids)
+    assert sequence_length(0, 0) == 1
