@@ -11,7 +11,8 @@ import textwrap
 import pytest
 
 from bench import mutation
-from bench.mutation import MODULES, Mutant, _Mutator, apply_mutant, list_mutants
+from bench.mutants import Mutant, _Mutator, apply_mutant, list_mutants
+from bench.mutation import MODULES
 
 SOURCE = textwrap.dedent('''
     """Module docstring."""
@@ -68,23 +69,24 @@ def scratch_module(tmp_path, monkeypatch):
     (tmp_path / "scratchpkg" / "__init__.py").write_text("")
     (tmp_path / "scratchpkg" / "mod.py").write_text(SOURCE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(mutation, "ROOT", tmp_path)
     module = importlib.import_module("scratchpkg.mod")
+    module.root = tmp_path
     yield module
     for name in ("scratchpkg.mod", "scratchpkg"):
         sys.modules.pop(name, None)
 
 
-def _mutant(change: str) -> Mutant:
-    return next(m for m in list_mutants("scratchpkg/mod.py") if m.change == change)
+def _apply(module, change: str) -> None:
+    mutant: Mutant = next(m for m in list_mutants("scratchpkg/mod.py", module.root) if m.change == change)
+    apply_mutant(mutant, module.root)
 
 
 def test_a_mutated_function_is_seen_through_references_taken_before(scratch_module):
     over, box = scratch_module.over, scratch_module.Box()
     assert over(3) and not box.fits(6)
-    apply_mutant(_mutant("'>=' -> '>'"))
+    _apply(scratch_module, "'>=' -> '>'")
     assert not over(3), "the live function object got the mutated code"
-    apply_mutant(_mutant("'<' -> '<='"))
+    _apply(scratch_module, "'<' -> '<='")
     assert box.fits(6), "a method too"
 
 
@@ -92,6 +94,6 @@ def test_a_mutated_constant_is_rebound_wherever_it_was_imported(scratch_module, 
     importer = type(sys)("scratch_importer")
     importer.LIMIT = scratch_module.LIMIT
     monkeypatch.setitem(sys.modules, "scratch_importer", importer)
-    apply_mutant(_mutant("3 -> 4"))
+    _apply(scratch_module, "3 -> 4")
     assert (scratch_module.LIMIT, scratch_module.DOUBLE, importer.LIMIT) == (4, 8, 4)
     assert not scratch_module.over(3)
