@@ -18,7 +18,7 @@ from typing import Any
 
 from stage1.config.load import PipelineConfig, dump_config
 from stage1.config.typed import settings_to_dict
-from stage1.core.errors import ConfigError
+from stage1.core.errors import ConfigError, StaleUpstreamError
 from stage1.io.atomic import atomic_write_json, atomic_write_text
 from stage1.io.layout import RunLayout
 from stage1.io.run_dir import (
@@ -166,6 +166,8 @@ def run_pipeline(
         if on_locked:
             on_locked()
         hashes = ContentHashes(verify)
+        if only is not None:
+            _refuse_damaged_upstream(steps, only, hashes)
         legacy: dict[str, str] = {}  # format-1 fingerprints of stages adopted in this run
         for step in steps:
             if only is not None and step.name not in only:
@@ -200,6 +202,41 @@ def run_pipeline(
             log.info("stage %s: done in %.1f s", step.name, time.perf_counter() - started)
             _announce(on_stage, step.name, "done", reason)
     return report
+
+
+def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: ContentHashes) -> None:
+    """A stage run alone must not read an upstream stage's files that changed since that stage
+    wrote them (``evaluate`` after ``merged/model.safetensors`` was damaged would score the damage).
+
+    An upstream stage that never ran, or was recorded by an older stage1, is left to the stage's
+    own checks: only a recorded stage whose files or inputs changed is refused here.
+
+    Raises:
+        StaleUpstreamError: naming the upstream stage, the file, and the command that rebuilds it.
+    """
+    by_name = {step.name: step for step in steps}
+    needed: set[str] = set()
+    pending = [name for name in only if name in by_name]
+    while pending:
+        for upstream in by_name[pending.pop()].upstream:
+            if upstream in by_name and upstream not in needed:
+                needed.add(upstream)
+                pending.append(upstream)
+    for step in steps:
+        if step.name in only or step.name not in needed:
+            continue
+        record = read_stage_record(step.out_dir)
+        if record is None or not record.has_file_hashes:
+            continue
+        learn_record(hashes, record, step.out_dir, step.reads)
+        reads = {name: hashes.snapshot(path, NOT_READ) for name, path in step.reads.items()}
+        expected = fingerprint(step.name, settings_to_dict(step.settings), reads)
+        reason = stale_reason(step.out_dir, record, expected, reads, step.reads, hashes)
+        if reason is not None:
+            raise StaleUpstreamError(
+                f"stage {step.name}, which {', '.join(only)} reads, is not up to date: {reason}",
+                path=step.out_dir.parent, hint=f"rebuild it first with `python cli.py run --run-dir {step.out_dir.parent}`",
+            )
 
 
 def _announce(on_stage: Callable[..., None] | None, stage: str, event: str, reason: str) -> None:
