@@ -9,7 +9,15 @@ import sys
 import pytest
 
 from stage1.core.errors import EXIT_INPUT, ConfigError, RunLockedError
-from stage1.io.run_dir import ContentHashes, RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
+from stage1.io.run_dir import (
+    ContentHashes,
+    RunLock,
+    fingerprint,
+    inside_run_dir,
+    is_up_to_date,
+    mark_done,
+    read_stage_record,
+)
 
 
 def test_a_second_lock_on_the_same_run_directory_is_refused(tmp_path):
