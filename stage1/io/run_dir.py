@@ -169,24 +169,26 @@ class ContentHashes:
 
     def __init__(self, verify: bool = False):
         self.verify = verify
-        self._known: dict[Path, FileState] = {}
+        # Several records can name one file: the stage that wrote it, and each stage that read it
+        # (at the time it read it); any of them whose size and time match the file is trusted.
+        self._known: dict[Path, list[FileState]] = {}
         self._hashed: set[Path] = set()
 
     def learn(self, path: Path, state: FileState) -> None:
         """A recorded state, trusted while the file's size and time match it."""
         path = Path(path).absolute()
         if path not in self._hashed:
-            self._known[path] = state
+            self._known.setdefault(path, []).append(state)
 
     def state(self, path: Path) -> FileState:
         path = Path(path).absolute()
         stat = path.stat()
-        known = self._known.get(path)
-        if known is not None and known.size == stat.st_size and known.mtime_ns == stat.st_mtime_ns:
-            if not self.verify or path in self._hashed:
-                return known
+        if not self.verify or path in self._hashed:
+            for known in reversed(self._known.get(path, [])):
+                if known.size == stat.st_size and known.mtime_ns == stat.st_mtime_ns:
+                    return known
         state = FileState(stat.st_size, stat.st_mtime_ns, sha256_file(path))
-        self._known[path] = state
+        self._known[path] = [state]
         self._hashed.add(path)
         return state
 
