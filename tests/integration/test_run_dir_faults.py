@@ -21,6 +21,7 @@ from stage1 import cli
 from stage1.io.layout import STAGE_DIRS, STAGE_FILE
 
 pytestmark = pytest.mark.slow
+POOL = Path(__file__).resolve().parents[2] / "stage1" / "pools" / "sft" / "instructions.jsonl"
 
 STAND_INS = ("stage1.train.sft.run_train_sft", "stage1.train.merge.run_merge", "stage1.train.dpo.run_train_dpo",
              "stage1.eval.stage.run_evaluate")
@@ -180,3 +181,31 @@ def test_a_run_recorded_without_file_hashes_is_adopted(copy):
     assert copy.calls == []  # ... and nothing retrained
     assert all(read_stage_record(copy.run / folder).has_file_hashes for folder in STAGE_DIRS.values())
     assert copy.run_cli() == set()
+
+
+def test_an_input_of_yours_moved_is_up_to_date_and_edited_reruns_every_stage_that_reads_it(copy, tmp_path, capsys):
+    """The fingerprint holds the content of what a stage read, not its path: a copy of the pool
+    elsewhere reruns nothing; an edited pool reruns sft_data and every stage whose input then
+    changes (the stand-ins retrain to the same bytes, so merge, which reads only the base and the
+    SFT adapter, stays up to date)."""
+    mine = tmp_path / "my-instructions.jsonl"
+    shutil.copy(POOL, mine)
+    assert copy.run_cli("--set", f"data.instructions={mine}") == set()
+    rows = [json.loads(line) for line in mine.read_text().splitlines()]
+    mine.write_text("".join(json.dumps({**row, "response": row["response"] + " Indeed."}) + "\n" for row in rows))
+    capsys.readouterr()
+    ran = copy.run_cli("--set", f"data.instructions={mine}")
+    assert ran == {"sft_data", "sft", "negatives", "pairs", "dpo", "dpo_only", "eval"}
+    out = capsys.readouterr().out
+    assert f"sft_data: runs because input {mine} changed" in out
+    assert f"sft: runs because input {copy.run / 'sft_data' / 'train.jsonl'} changed" in out
+
+
+def test_a_stage_on_files_that_wrote_into_the_run_is_rebuilt_by_the_next_run(copy):
+    """`negatives --in sft=OTHER --out R/negatives` used to leave `run` saying negatives: up to date."""
+    negatives = copy.run / "negatives" / "negatives.jsonl"
+    original = negatives.read_bytes()
+    assert cli.main(["negatives", "--in", f"sft={POOL}", "--out", str(copy.run / "negatives")]) == 0
+    assert negatives.read_bytes() != original
+    assert copy.run_cli() == {"negatives"}
+    assert negatives.read_bytes() == original
