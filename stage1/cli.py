@@ -286,7 +286,7 @@ def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[st
 def cmd_score(args: argparse.Namespace) -> int:
     """Score responses generated anywhere with the evaluation's criteria and statistics."""
     from stage1.eval.report import load_results, rich_summary_table
-    from stage1.score import run_score
+    from stage1.eval.score import run_score
 
     inputs = _inputs_named(args, {"items": False, "responses": False})
     if args.against:

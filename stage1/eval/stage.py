@@ -93,8 +93,8 @@ def describe_variant(spec: VariantSpec, settings: EvalSettings) -> dict[str, Any
 def training_pair_lengths(training_paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
     """``lengths.length_by_kind`` over the preference pairs among the training files (rows with
     ``negative_kind``, ``chosen`` and ``rejected``); empty when none is a pairs file."""
+    from stage1.core.lengths import length_by_kind
     from stage1.io.readers import iter_rows
-    from stage1.lengths import length_by_kind
 
     texts = []
     for path in training_paths:

@@ -13,7 +13,7 @@ the threshold of the comparisons that answer the study.
 
 Each comparison also says what it could have detected (``stats.mcnemar_detectable_lift`` at 80%
 power and ``alpha = q``, for its n and observed discordance), and how the lift looks on the items
-where the two responses are length-matched (``stage1.lengths``): a lift that vanishes there may be
+where the two responses are length-matched (``stage1.core.lengths``): a lift that vanishes there may be
 length, not content.
 """
 
@@ -24,6 +24,7 @@ from typing import Any
 
 from stage1.core.criteria import CRITERION_NAMES, Verdict, score_response
 from stage1.core.eval_items import EvalItem, EvalResponse
+from stage1.core.lengths import length_matched, response_lengths, word_count
 from stage1.core.seeds import row_seed
 from stage1.core.stats import (
     DEFAULT_POWER,
@@ -34,7 +35,6 @@ from stage1.core.stats import (
     paired_bootstrap,
     wilson_interval,
 )
-from stage1.lengths import length_matched, response_lengths, word_count
 
 RESULTS_SCHEMA = "stage1.eval.results/1"
 POOLED_CATEGORY = "other (pooled)"

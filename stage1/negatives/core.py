@@ -52,9 +52,9 @@ from functools import cached_property
 from typing import Any
 
 from stage1.core.format import FormatError, render_completion
+from stage1.core.lengths import word_count
 from stage1.core.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
 from stage1.core.text_keys import dedup_key
-from stage1.lengths import word_count
 from stage1.negatives import format_violation as fv
 from stage1.negatives import templates
 from stage1.negatives.donors import DonorPool, DonorUses

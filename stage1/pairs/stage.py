@@ -24,7 +24,7 @@ generation and evaluation use. Then, in this order:
 
 The manifest reports the balance by kind and category on each side, the length cue per kind (the
 share of pairs whose rejected has more words than its chosen, and the median words of each side;
-``stage1.lengths``), and every drop by reason.
+``stage1.core.lengths``), and every drop by reason.
 The core (``build_pairs``) is pure; ``run_pairs`` is the shell.
 """
 
@@ -42,6 +42,7 @@ from typing import Any
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import InputError
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, render_completion, render_prompt
+from stage1.core.lengths import length_by_kind
 from stage1.core.masking import encode_text, sequence_length
 from stage1.core.records import BadRows, NegativeRecord, PreferencePair, RecordError, SFTExample, check_unique_ids
 from stage1.core.splits import heldout_groups
@@ -51,7 +52,6 @@ from stage1.io.layout import PAIRS_EVAL_FILE as EVAL_FILE
 from stage1.io.layout import PAIRS_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest
 from stage1.io.records import leakage_gate, read_records
-from stage1.lengths import length_by_kind
 from stage1.negatives.stage import plain_fields
 from stage1.pairs.settings import PairSettings
 

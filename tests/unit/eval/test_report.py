@@ -196,8 +196,8 @@ def test_the_report_says_what_each_comparison_can_detect(results):
 
 def test_the_length_matched_view_keeps_only_items_of_similar_length():
     """Items whose responses differ by more than 2 words and 20% are left out of the matched lift."""
+    from stage1.core.lengths import length_matched
     from stage1.eval.summary import compare_cell
-    from stage1.lengths import length_matched
 
     assert length_matched(1, 3) and length_matched(20, 24) and not length_matched(2, 10) and not length_matched(20, 26)
     before = {f"i{k}": False for k in range(40)}

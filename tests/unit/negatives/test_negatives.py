@@ -433,7 +433,7 @@ def _skewed_pool() -> list[SFTExample]:
 
 
 def _off_topic_longer_score(band) -> float:
-    from stage1.lengths import length_by_kind
+    from stage1.core.lengths import length_by_kind
 
     mix = NegativeMix(unwarranted_refusal=0.0, format_violation=0.0, factually_incorrect=0.0, off_topic=1.0, verbose_vague=0.0)
     examples = _skewed_pool()

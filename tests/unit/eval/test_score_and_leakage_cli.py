@@ -10,7 +10,7 @@ import pytest
 from stage1 import cli
 from stage1.core.errors import EXIT_GATE, EXIT_INPUT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "fixtures" / "golden"
 POOLS = {"eval_items": ROOT / "stage1" / "pools" / "eval" / "items.jsonl", "sft": ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"}
 
