@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -167,6 +168,8 @@ def _check_passthrough(section: str, values: Any, origins: Origins) -> dict[str,
             hint = RENAMED_KEYS.get(key) if section != "lora" else None
             raise ConfigError("unknown key", field=dotted, hint=hint or unknown_key_error(key, known, section).hint, **where)
         checked[key] = value = as_number(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"must be a finite number, got {value!r}", field=dotted, **where)
         default = known[key].default
         if value is None and "None" in str(known[key].type):
             continue
@@ -215,6 +218,29 @@ def _check_model_path(model: ModelSettings, origins: Origins) -> None:
     if problem is not None:
         message, hint = problem
         raise ConfigError(f"{model.path}: {message}", field="model.path", hint=hint, **origins.of("model.path"))
+
+
+#: Seeds reach ``random.Random``, ``torch.manual_seed`` and numpy, and numpy takes only [0, 2**32 - 1].
+SEED_RANGE = (0, 2**32 - 1)
+SEED_KEYS = ("seed", "tiny_seed")
+
+
+def _check_seeds(data: dict[str, Any], origins: Origins) -> None:
+    """Every seed a section sets lies in ``SEED_RANGE`` (a wrong type is ``settings_from_dict``'s to report).
+
+    Raises:
+        ConfigError: naming ``section.seed`` and where its value came from.
+    """
+    low, high = SEED_RANGE
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            continue
+        for key in SEED_KEYS:
+            value = values.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+                shown = f"{value}" if abs(value) < 10**20 else f"an integer of {len(str(abs(value)))} digits"
+                raise ConfigError(f"must be in [0, 2**32 - 1] (numpy's seed range), got {shown}",
+                                  field=f"{section}.{key}", **origins.of(f"{section}.{key}"))
 
 
 def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
@@ -269,6 +295,7 @@ def build_config(
         except ConfigError as error:
             raise origins.locate(error) from None
 
+    _check_seeds(data, origins)
     local = {name: typed(name, cls) for name, cls in LOCAL_SECTIONS.items()}
     _check_model_path(local["model"], origins)
     # Before the stage sections: pairs.max_length follows dpo.max_length (_with_shared_values).
