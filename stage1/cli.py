@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import sys
 from pathlib import Path
@@ -45,10 +46,28 @@ def _prepare_run(args: argparse.Namespace, console):
     quiet_libraries()
     config = _config(args)
     run_dir = Path(args.run_dir)
+    check_output_folder(run_dir, "--run-dir")
     inside_run_dir(run_dir, config.run.log_file, "run.log_file")
     preflight(config)
     setup_logging(console, inside_run_dir(run_dir, config.run.log_file, "run.log_file"), args.debug)
     return config, run_dir
+
+
+def check_output_folder(folder: Path, flag: str) -> None:
+    """Refuse an output folder that is a file, or lies under one (``mkdir`` would fail half-way
+    with NotADirectoryError after the checks had passed).
+
+    Raises:
+        ConfigError: naming the flag and the file in the way.
+    """
+    from stage1.core.errors import ConfigError
+
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() and not candidate.is_dir():
+            where = "is a file" if candidate == folder else f"lies under {candidate}, which is a file"
+            raise ConfigError(f"{folder} {where}, not a folder", field=flag, hint="give a folder (new or existing) for the outputs")
+        if candidate.is_dir():
+            return
 
 
 def check_process_count(command: str, environ: dict[str, str]) -> None:
@@ -62,7 +81,11 @@ def check_process_count(command: str, environ: dict[str, str]) -> None:
     """
     from stage1.core.errors import ConfigError
 
-    processes = int(environ.get("WORLD_SIZE", "1") or "1")
+    text = (environ.get("WORLD_SIZE", "1") or "1").strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"must be a whole number of processes >= 1, got {text!r}", field="WORLD_SIZE",
+                          hint="unset it, or let accelerate launch / torchrun set it")
+    processes = int(text)
     if processes > 1 and command not in MULTI_PROCESS_COMMANDS:
         raise ConfigError(
             f"`{command}` was launched as {processes} processes; only {' and '.join(MULTI_PROCESS_COMMANDS)} "
@@ -206,6 +229,7 @@ def _stage_on_files(args: argparse.Namespace) -> int:
         raise ConfigError("--out is required with --in", field="--out")
     inputs = _named_inputs(args)
     check_stage_inputs(stage, inputs)
+    check_output_folder(Path(args.out), "--out")
     from stage1.console import quiet_libraries
 
     console = _console()
@@ -237,6 +261,10 @@ def _compare_golden(results_path: Path, golden_path: Path) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from stage1.hf.memplan import plan_for_config, plan_table
 
+    from stage1.core.errors import ConfigError
+
+    if args.gpu_gib is not None and not (math.isfinite(args.gpu_gib) and args.gpu_gib > 0):
+        raise ConfigError(f"must be a finite number of GiB > 0, got {args.gpu_gib}", field="--gpu-gib", hint="e.g. --gpu-gib 80")
     console = _console()
     config = _config(args)
     plan = plan_for_config(config, gpu_gib=args.gpu_gib)
@@ -365,6 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unreadable(path: Path) -> bool:
+    """An existing file or folder this process may not read: an OSError about it is a read failure."""
+    try:
+        return path.exists() and not os.access(path, os.R_OK)
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -389,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or error.errno not in WRITE_ERRNOS:
             raise
         where = f" {error.filename}" if error.filename else ""
+        if error.filename and _unreadable(Path(error.filename)):
+            print(f"error: cannot read{where}: {error.strerror}; check its permissions", file=sys.stderr)
+            return EXIT_INPUT
         print(
             f"error: cannot write{where}: {error.strerror}; earlier outputs are intact "
             "(writes are atomic), free space or choose a writable --run-dir and rerun",

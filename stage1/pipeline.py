@@ -199,4 +199,26 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
         ConfigError: an input name the stage does not read, or a required one missing.
     """
     check_stage_inputs(stage, inputs)
+    check_input_files(inputs)
     return STAGES_BY_NAME[stage].entry(StageCall(config, dict(inputs), Path(out_dir)))
+
+
+def check_input_files(inputs: dict[str, Path]) -> None:
+    """Check a stage's ``--in`` files as strictly as ``run`` checks its own, before the stage starts:
+    a ``model`` folder as ``model.path`` is checked at load, evaluation items with their own reader
+    (the leakage gate alone reads only ids and instructions).
+
+    Raises:
+        InputError: naming the ``--in`` and what is wrong with the file or folder.
+    """
+    from stage1.core.errors import InputError
+    from stage1.hf.models import model_folder_problem
+    from stage1.io.records import read_eval_items
+
+    if "model" in inputs:
+        problem = model_folder_problem(Path(inputs["model"]))
+        if problem is not None:
+            message, hint = problem
+            raise InputError(message, path=inputs["model"], field="--in model", hint=hint)
+    if "eval_items" in inputs:
+        read_eval_items(Path(inputs["eval_items"]))

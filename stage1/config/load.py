@@ -264,6 +264,19 @@ def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
     return data
 
 
+#: Settings ``_with_shared_values`` may fill from another: an error about the first is about the second's value.
+SHARED_FROM = {"pairs.max_length": "dpo.max_length"}
+
+
+def _blame_shared(error: ConfigError, raw: dict[str, Any], origins: Origins) -> ConfigError:
+    """``error`` about a value filled from another setting, placed where that setting's value came from."""
+    source = SHARED_FROM.get(error.field or "")
+    section, _, key = (error.field or "").partition(".")
+    if source is None or key in (raw.get(section) or {}):
+        return error
+    return ConfigError(f"{error.message} ({error.field} follows {source})", field=source, hint=error.hint, **origins.of(source))
+
+
 def build_config(
     data: dict[str, Any],
     *,
@@ -300,8 +313,12 @@ def build_config(
     _check_model_path(local["model"], origins)
     # Before the stage sections: pairs.max_length follows dpo.max_length (_with_shared_values).
     passthrough = {name: _check_passthrough(name, data.get(name) or {}, origins) for name in PASSTHROUGH_SECTIONS}
+    raw = data
     data = _with_shared_values(data, local["run"].seed)
-    sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
+    try:
+        sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
+    except ConfigError as error:
+        raise _blame_shared(error, raw, origins) from None
     _check_lora_plan(passthrough["lora"], sections["training"], origins)
     return PipelineConfig(**local, **sections, **passthrough, source=source)
 
@@ -324,8 +341,11 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         except ConfigError as error:
             raise ConfigError(error.message, path=f"--set {text}", field=".".join(keys), hint=error.hint) from None
         dotted = ".".join(keys)
+        if len(keys) == 1 and isinstance(value, dict):  # a section merged into: each key it gives is set
+            set_by.update({f"{dotted}.{key}": text for key in value})
+            continue
         for name in [name for name in set_by if name.startswith(f"{dotted}.")]:
-            del set_by[name]  # a later --set of a whole section replaced them
+            del set_by[name]  # a later --set of a whole value replaced them
         set_by[dotted] = text
     return build_config(data, source=str(path), lines=lines, overrides=set_by)
 
