@@ -259,9 +259,8 @@ def _compare_golden(results_path: Path, golden_path: Path) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from stage1.hf.memplan import plan_for_config, plan_table
-
     from stage1.core.errors import ConfigError
+    from stage1.hf.memplan import plan_for_config, plan_table
 
     if args.gpu_gib is not None and not (math.isfinite(args.gpu_gib) and args.gpu_gib > 0):
         raise ConfigError(f"must be a finite number of GiB > 0, got {args.gpu_gib}", field="--gpu-gib", hint="e.g. --gpu-gib 80")
