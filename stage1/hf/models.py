@@ -152,7 +152,7 @@ def model_folder_problem(folder: Path) -> tuple[str, str] | None:
             "is a LoRA adapter folder (adapter_config.json), not a model",
             "point it at the base model, or merge the adapter first (python cli.py merge) and use the merged folder",
         )
-    if not config_file.is_file():
+    if not config_file.exists() and not config_file.is_symlink():
         return "no config.json", "is this a Hugging Face model folder?"
     try:
         config = read_json_file(config_file)

@@ -105,7 +105,7 @@ EMPTY_RATES = json.dumps({"criteria": ["ends_with_end"], "variants": ["sft"], "r
     "content, expected",
     [
         (None, "results file not found (check the --against path, or save one from a good evaluation with `python cli.py evaluate --save-golden"),
-        ("{not json", "not valid JSON"),
+        ("{not json", "malformed JSON"),
         ('{"rates": {}}', "not an evaluation results file"),
         (EMPTY_RATES, "field 'rates': no variant and criterion with an evaluated item"),
     ],
