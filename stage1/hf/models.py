@@ -229,7 +229,14 @@ def _tensor_names(folder: Path, weights: list[Path]) -> list[str]:
                 raise InputError("not a safetensors file (its header is not JSON)", path=path) from None
         if not isinstance(header, dict):
             raise InputError("not a safetensors file (its header is not a JSON object)", path=path)
-        names.extend(name for name in header if name != "__metadata__")
+        tensors = {name: value for name, value in header.items() if name != "__metadata__"}
+        ends = [value.get("data_offsets", [0, 0])[-1] for value in tensors.values() if isinstance(value, dict)]
+        expected = 8 + length + max((end for end in ends if isinstance(end, int)), default=0)
+        if expected != path.stat().st_size:
+            raise InputError(
+                f"truncated or padded: its header describes {expected:,} bytes, the file holds {path.stat().st_size:,}", path=path
+            )
+        names.extend(tensors)
     return names
 
 
