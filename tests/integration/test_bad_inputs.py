@@ -4,6 +4,7 @@ no traceback, finishes within its time limit, and leaves the output folder byte 
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import json
 import os
@@ -101,6 +102,9 @@ def _generate(folder: Path, tiny: Path) -> None:
     (folder / "model_empty").mkdir()
     shutil.copytree(CORPUS / "files" / "foreign_adapter", folder / "model_adapter_only")
     (folder / "model_is_a_file").write_text("weights\n")
+    for name, text in (("adapter_deep_lineage", '{"x": ' + deep + "}"), ("adapter_bigint_lineage", '{"x": ' + "5" * 4400 + "}")):
+        adapter = shutil.copytree(CORPUS / "files" / "foreign_adapter", folder / name)
+        (adapter / "lineage.json").write_text(text)
     (folder / "a_file").write_text("not a folder\n")
 
 
@@ -140,11 +144,15 @@ def test_bad_input_case(case, tmp_path, generated, tiny_model_dir, capsys, monke
         "pools": str(POOLS),
     }
     argv = [part.format(**values) for part in case["argv"]]
+    # The alarm stops a Python-level loop; a read blocked in the kernel (a FIFO) may not see it when
+    # another thread takes the signal, so faulthandler then dumps every stack and ends the run.
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(CASE_SECONDS)
+    faulthandler.dump_traceback_later(CASE_SECONDS + 15, exit=True)
     try:
         code = cli.main(argv)
     finally:
+        faulthandler.cancel_dump_traceback_later()
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     stderr = capsys.readouterr().err
