@@ -142,7 +142,6 @@ def test_bad_input_case(case, tmp_path, generated, tiny_model_dir, capsys, monke
         "generated": str(generated),
         "model": str(tiny_model_dir),
         "out": str(out),
-        "pools": str(POOLS),
     }
     argv = [part.format(**values) for part in case["argv"]]
     # The alarm stops a Python-level loop; a read blocked in the kernel (a FIFO) may not see it when
