@@ -18,7 +18,6 @@ from stage1 import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "fixtures" / "bad"
-POOLS = ROOT / "stage1" / "pools"
 CASES = json.loads((CORPUS / "cases.json").read_text())["cases"]
 CASE_SECONDS = 30  # a case that runs longer hangs: the alarm turns it into a failure, not a stuck suite
 
