@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,9 +147,9 @@ def test_bad_input_case(case, tmp_path, generated, tiny_model_dir, capsys, monke
     # The alarm stops a Python-level loop; a read blocked in the kernel (a FIFO) may not see it when
     # another thread takes the signal, so faulthandler then dumps every stack and ends the run.
     previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(CASE_SECONDS)
-    faulthandler.dump_traceback_later(CASE_SECONDS + 15, exit=True)
     try:
+        faulthandler.dump_traceback_later(CASE_SECONDS + 15, exit=True, file=sys.__stderr__)
+        signal.alarm(CASE_SECONDS)
         code = cli.main(argv)
     finally:
         faulthandler.cancel_dump_traceback_later()
