@@ -100,7 +100,7 @@ class NonFiniteLossGuard(TrainerCallback):
     @staticmethod
     def _error(args, step: int, what: str) -> TrainingError:
         good = last_checkpoint(args.output_dir)
-        kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written before it"
+        kept = f"the last good checkpoint is {good}" if good else "no good checkpoint was written before it"
         return TrainingError(
             f"{what} became non-finite at step {step}; training stopped and {kept}. "
             f"Lower the learning rate ({args.learning_rate}) or check the data, then run again to resume."

@@ -59,7 +59,7 @@ def test_the_non_finite_loss_error_never_calls_a_nan_checkpoint_good(tmp_path):
     state = types.SimpleNamespace(global_step=9)
     with pytest.raises(TrainingError) as error:
         NonFiniteLossGuard().on_log(args, state, None, logs={"loss": float("nan")})
-    assert "checkpoint-8" not in str(error.value) and "no checkpoint was written before it" in str(error.value)
+    assert "checkpoint-8" not in str(error.value) and "no good checkpoint was written before it" in str(error.value)
     good = _checkpoint(tmp_path, 4, weights=torch.zeros(2))
     with pytest.raises(TrainingError, match=f"the last good checkpoint is {good}"):
         NonFiniteLossGuard().on_log(args, state, None, logs={"loss": float("nan")})
