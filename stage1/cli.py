@@ -38,36 +38,21 @@ def _config(args: argparse.Namespace):
 
 
 def _prepare_run(args: argparse.Namespace, console):
-    """Config, then every input file read, and only then the run directory and its log are touched."""
+    """Config, the run directory and log file's places, then every input file read; nothing is
+    created here (the run directory, its lock, config.yaml and the log come once the pipeline holds
+    the lock, after its own checks). Returns the config, the run directory and the log file."""
     from stage1.console import quiet_libraries, setup_logging
-    from stage1.io.run_dir import inside_run_dir
-    from stage1.pipeline import preflight
+    from stage1.io.run_dir import check_log_file
+    from stage1.pipeline import check_run_dir, preflight
 
     quiet_libraries()
     config = _config(args)
     run_dir = Path(args.run_dir)
-    check_output_folder(run_dir, "--run-dir")
-    inside_run_dir(run_dir, config.run.log_file, "run.log_file")
+    check_run_dir(run_dir)
+    log_file = check_log_file(run_dir, config.run.log_file)
     preflight(config)
-    setup_logging(console, inside_run_dir(run_dir, config.run.log_file, "run.log_file"), args.debug)
-    return config, run_dir
-
-
-def check_output_folder(folder: Path, flag: str) -> None:
-    """Refuse an output folder that is a file, or lies under one (``mkdir`` would fail half-way
-    with NotADirectoryError after the checks had passed).
-
-    Raises:
-        ConfigError: naming the flag and the file in the way.
-    """
-    from stage1.core.errors import ConfigError
-
-    for candidate in (folder, *folder.parents):
-        if candidate.exists() and not candidate.is_dir():
-            where = "is a file" if candidate == folder else f"lies under {candidate}, which is a file"
-            raise ConfigError(f"{folder} {where}, not a folder", field=flag, hint="give a folder (new or existing) for the outputs")
-        if candidate.is_dir():
-            return
+    setup_logging(console, None, args.debug)  # the terminal now; the file once the run is locked
+    return config, run_dir, log_file
 
 
 def check_process_count(command: str, environ: dict[str, str]) -> None:
@@ -99,17 +84,20 @@ def check_process_count(command: str, environ: dict[str, str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stage1.console import RichProgressListener, StageDisplay, rich_training_callback
+    from stage1.console import RichProgressListener, StageDisplay, rich_training_callback, setup_logging
     from stage1.core import progress
     from stage1.pipeline import run_pipeline
 
     console = _console()
-    config, run_dir = _prepare_run(args, console)
+    config, run_dir, log_file = _prepare_run(args, console)
     display = StageDisplay(console)
     only = tuple(args.only) if getattr(args, "only", None) else None
     callbacks = (rich_training_callback(console),)
     with progress.listening(RichProgressListener(console)):
-        run_pipeline(config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks)
+        run_pipeline(
+            config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks,
+            verify=args.verify, on_locked=lambda: setup_logging(console, log_file, args.debug),
+        )
     console.print(display.summary())
     _print_evaluation(console, run_dir)
     return 0
@@ -129,8 +117,13 @@ def _print_evaluation(console, run_dir: Path) -> None:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """A single stage: inside a run directory (upstream must be done), or alone on explicit files."""
-    if getattr(args, "variants", None):
+    if getattr(args, "variants", None) is not None:
         names = [name.strip() for name in args.variants.split(",") if name.strip()]
+        if not names:
+            from stage1.core.errors import ConfigError
+
+            raise ConfigError(f"--variants {args.variants!r} names no variant", field="--variants",
+                              hint="give comma-separated names from base_raw,base,sft,dpo,dpo_only, or leave --variants out for all")
         args.set.append(f"eval.variants=[{', '.join(names)}]")
     if getattr(args, "dry_run", False):
         return _evaluate_dry_run(args)
@@ -183,10 +176,11 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
     config = _config(args)
     layout = RunLayout(Path(dict(_named_inputs(args)).get("run", args.run_dir)), config.model.path)
     out_dir = Path(args.out) if args.out else layout.stage_dir("eval")
-    report = run_evaluate(
-        config.eval, variants=variants_in_run(layout, config.training.quantization),
-        items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
-    )
+    with _lock_of_run_holding(out_dir):
+        report = run_evaluate(
+            config.eval, variants=variants_in_run(layout, config.training.quantization),
+            items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
+        )
     table = Table("variant", "RSS loaded (MiB)", "RSS after free (MiB)", "GPU after (MiB)", "children left", "seconds",
                   title="evaluation dry run (one model at a time, nothing generated)")
     for name, value in report.get("variants", {}).items():
@@ -200,6 +194,19 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
         table.add_row(name, f"skipped: {reason}", "", "", "", "")
     console.print(table)
     return 0
+
+
+def _lock_of_run_holding(out_dir: Path):
+    """The lock of the run directory ``out_dir`` lies in (a no-op outside any run): every writer
+    of a run directory holds it."""
+    import contextlib
+
+    from stage1.io.run_dir import RunLock, run_dir_holding
+    from stage1.pipeline import check_run_dir
+
+    check_run_dir(out_dir, field="--out")
+    holder = run_dir_holding(out_dir)
+    return RunLock(holder) if holder is not None else contextlib.nullcontext()
 
 
 def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
@@ -221,15 +228,13 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
 def _stage_on_files(args: argparse.Namespace) -> int:
     from stage1.core.errors import ConfigError
     from stage1.io.layout import RESULTS_FILE
-    from stage1.pipeline import run_stage_on_files
-    from stage1.stages import check_stage_inputs
+    from stage1.pipeline import check_stage_on_files, run_stage_on_files
 
     stage = STAGE_COMMANDS[args.command]
     if not args.out:
         raise ConfigError("--out is required with --in", field="--out")
     inputs = _named_inputs(args)
-    check_stage_inputs(stage, inputs)
-    check_output_folder(Path(args.out), "--out")
+    check_stage_on_files(stage, inputs, Path(args.out))
     from stage1.console import quiet_libraries
 
     console = _console()
@@ -278,7 +283,8 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     from stage1.hf.tiny import build_tiny_qwen
     from stage1.io.hashing import sha256_file
 
-    out = build_tiny_qwen(args.out, seed=args.seed)
+    with _lock_of_run_holding(args.out):
+        out = build_tiny_qwen(args.out, seed=args.seed)
     digest = sha256_file(out / "model.safetensors")[:16]
     _console().print(f"tiny Qwen2 written to [bold]{out}[/] (weights sha256 {digest}…)")
     return 0
@@ -345,12 +351,21 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _add_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="hash every file the stages read and wrote again, instead of trusting files whose size and "
+        "modification time match their stage.json (finds a file changed with its time kept)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stage1", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser("run", help="every stage in order on the chosen preset (default: the tiny model)")
     _add_common(run)
+    _add_verify(run)
     run.set_defaults(handler=cmd_run)
 
     for name, stage in STAGE_COMMANDS.items():
@@ -361,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=inputs_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _add_common(command)
+        _add_verify(command)
         command.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
                              help=f"an input file for this stage; it reads: {', '.join(item.name for item in STAGES_BY_NAME[stage].inputs)} (see below)")
         command.add_argument("--out", default=None, help="output folder when running on explicit --in files")

@@ -27,13 +27,13 @@ from stage1.eval.settings import DEFAULT_COMPARISONS, VARIANT_NAMES, EvalSetting
 from stage1.eval.summary import summarise
 from stage1.io.atomic import atomic_write_json
 from stage1.io.hashing import sha256_file, sha256_tree
+from stage1.io.layout import GENERATIONS_DIR
 from stage1.io.manifest import build_manifest, config_hash, write_manifest
 from stage1.io.records import leakage_gate_on_files, read_eval_items
 
 log = logging.getLogger(__name__)
 
 STAGE = "eval"
-GENERATIONS_DIR = "generations"
 DRY_RUN_NAME = "dry_run.json"
 PROMPT_FORMAT = f"{INSTRUCTION_TAG} {{instruction}}\n{RESPONSE_TAG} {{response}}\n{END_MARKER}"
 
