@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import sys
 from pathlib import Path
@@ -65,7 +66,11 @@ def check_process_count(command: str, environ: dict[str, str]) -> None:
     """
     from stage1.core.errors import ConfigError
 
-    processes = int(environ.get("WORLD_SIZE", "1") or "1")
+    text = (environ.get("WORLD_SIZE", "1") or "1").strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"must be a whole number of processes >= 1, got {text!r}", field="WORLD_SIZE",
+                          hint="unset it, or let accelerate launch / torchrun set it")
+    processes = int(text)
     if processes > 1 and command not in MULTI_PROCESS_COMMANDS:
         raise ConfigError(
             f"`{command}` was launched as {processes} processes; only {' and '.join(MULTI_PROCESS_COMMANDS)} "
@@ -321,8 +326,11 @@ def cmd_check_leakage(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from stage1.core.errors import ConfigError
     from stage1.hf.memplan import plan_for_config, plan_table
 
+    if args.gpu_gib is not None and not (math.isfinite(args.gpu_gib) and args.gpu_gib > 0):
+        raise ConfigError(f"must be a finite number of GiB > 0, got {args.gpu_gib}", field="--gpu-gib", hint="e.g. --gpu-gib 80")
     console = _console()
     config = _config(args)
     plan = plan_for_config(config, gpu_gib=args.gpu_gib)
@@ -481,6 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unreadable(path: Path) -> bool:
+    """An existing file or folder this process may not read: an OSError about it is a read failure."""
+    try:
+        return path.exists() and not os.access(path, os.R_OK)
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -505,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or error.errno not in WRITE_ERRNOS:
             raise
         where = f" {error.filename}" if error.filename else ""
+        if error.filename and _unreadable(Path(error.filename)):
+            print(f"error: cannot read{where}: {error.strerror}; check its permissions", file=sys.stderr)
+            return EXIT_INPUT
         print(
             f"error: cannot write{where}: {error.strerror}; earlier outputs are intact "
             "(writes are atomic), free space or choose a writable --run-dir and rerun",

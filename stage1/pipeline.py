@@ -328,9 +328,49 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
         RunLockedError: ``out_dir`` lies in a run directory another process holds.
     """
     check_stage_on_files(stage, inputs, out_dir)
+    check_input_files(stage, inputs, config.run.on_bad_rows)
     holder = run_dir_holding(Path(out_dir))
     call = StageCall(config, dict(inputs), Path(out_dir))
     if holder is None:
         return STAGES_BY_NAME[stage].entry(call)
     with RunLock(holder):
         return STAGES_BY_NAME[stage].entry(call)
+
+
+#: (stage, --in name) -> the record type its rows are, read with that type's reader before the stage
+#: starts (and before it loads a tokenizer or a model), as ``run``'s preflight reads its inputs.
+INPUT_RECORDS: dict[tuple[str, str], str] = {
+    ("sft", "train"): "SFTExample",
+    ("negatives", "sft"): "SFTExample",
+    ("pairs", "sft"): "SFTExample",
+    ("pairs", "negatives"): "NegativeRecord",
+    ("dpo", "train"): "PreferencePair",
+    ("dpo", "eval"): "PreferencePair",
+}
+
+
+def check_input_files(stage: str, inputs: dict[str, Path], on_bad_rows: str = "stop") -> None:
+    """Check a stage's ``--in`` files as strictly as ``run`` checks its own, before the stage starts:
+    a ``model`` folder as ``model.path`` is checked at load, evaluation items with their own reader
+    (the leakage gate alone reads only ids and instructions), record files with their record type's
+    reader (``INPUT_RECORDS``; under ``run.on_bad_rows: skip`` a bad row is left for the stage to count).
+
+    Raises:
+        InputError: naming the ``--in`` (or the file and line) and what is wrong.
+    """
+    from stage1.core import records
+    from stage1.core.errors import InputError
+    from stage1.hf.models import model_folder_problem
+    from stage1.io.records import read_eval_items, read_records
+
+    if "model" in inputs:
+        problem = model_folder_problem(Path(inputs["model"]))
+        if problem is not None:
+            message, hint = problem
+            raise InputError(message, path=inputs["model"], field="--in model", hint=hint)
+    if "eval_items" in inputs:
+        read_eval_items(Path(inputs["eval_items"]))
+    for name, path in inputs.items():
+        record = INPUT_RECORDS.get((stage, name))
+        if record is not None:
+            read_records(Path(path), getattr(records, record), on_bad_rows=on_bad_rows, bad_rows=records.BadRows())

@@ -45,6 +45,10 @@ def parse_comparison(text: str, field: str = "eval.comparisons") -> tuple[str, s
     return before, after
 
 
+#: Most bootstrap resamples per comparison and criterion: each is an index array over all items.
+MAX_BOOTSTRAP_SAMPLES = 100_000
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """How evaluation generates, scores and compares. One-line docs per field; defaults = tiny preset."""
@@ -87,6 +91,9 @@ class EvalSettings:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"must be at least 1, got {value}", field=f"eval.{name}")
+        if self.bootstrap_samples > MAX_BOOTSTRAP_SAMPLES:
+            raise ConfigError(f"must be at most {MAX_BOOTSTRAP_SAMPLES:,}, got {self.bootstrap_samples:,}", field="eval.bootstrap_samples",
+                              hint="10,000 resamples already give p-values to 0.0001; more only costs time and memory")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"must be at least 1 (or null for all items), got {self.limit}", field="eval.limit")
         if not 0.0 < self.confidence < 1.0:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stage1.core.errors import ConfigError, RunLockedError
+from stage1.core.errors import ConfigError, InputError, RunLockedError
 from stage1.io.atomic import atomic_write_json
 from stage1.io.hashing import sha256_file
 from stage1.io.layout import CONFIG_FILE, LOCK_FILE, MANIFEST, SCRATCH_NAMES, STAGE_DIRS, STAGE_FILE, TIMINGS_FILE
@@ -394,7 +394,11 @@ def check_out_dir(out: Path, inputs: Iterable[Path], field: str = "--out") -> No
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"{folder} is a file, not a folder", path=out, field=field, hint="give a folder to write into")
     for path in inputs:
-        source = Path(path).resolve()
+        try:
+            source = Path(path).resolve()
+        except RuntimeError:  # Python 3.11's resolve() on a symlink loop; the readers name it as one
+            raise InputError("is a symlink loop (too many levels of symbolic links)", path=path,
+                             hint="point the link at a real file") from None
         folder = source if source.is_dir() else source.parent
         if resolved == folder or resolved in folder.parents or (source.is_dir() and folder in resolved.parents):
             raise ConfigError(
