@@ -403,7 +403,10 @@ def _sentence_commits(sentence: str, answers: list[list[str]]) -> tuple[bool, bo
             NEGATORS.intersection(part[max(0, start - NEGATION_WINDOW) : start]) or _DENIED_AFTER.match(" ".join(part[end:]))
             for start, end in spans
         )
-        if negated or _hedged(parts, separators, index, answers):
+        # A part that is not itself a bare candidate joins a series only through its last words
+        # ("It is Rome, Milan or Naples"; not "The answer is 4 because two and two make").
+        at_edge = _is_candidate(part) or any(end == len(part) for _, end in spans)
+        if negated or (at_edge and _hedged(parts, separators, index, answers)):
             continue
         committed = True
     return mentioned, committed

@@ -20,10 +20,12 @@ from stage1.format import END_MARKER, INSTRUCTION_TAG, render_completion
 from stage1.negatives import DonorPool, NegativeMix, NegativeSettings, generate_negatives, run_negatives
 from stage1.negatives.mix import plan_kinds
 from stage1.negatives.repeats import RepeatCounter, cells
-from stage1.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
+from stage1.records import NegativeRecord, SFTExample
 from stage1.settings import settings_from_dict
 from stage1.text_keys import contains_words, dedup_key
 from tests.strategies import sft_examples
+
+MIXED_KINDS = NegativeMix.kinds()  # the planned kinds; complied_when_refusal_expected is substituted, never planned
 
 
 def _negatives(examples, settings=NegativeSettings()):
@@ -44,23 +46,23 @@ def test_the_mix_is_honoured_over_ten_thousand_draws(per_example, weights):
     rng = random.Random(7)
     draws: list[str] = []
     while len(draws) < 10_000:
-        planned = plan_kinds(NEGATIVE_KINDS, weights, per_example, rng)
+        planned = plan_kinds(MIXED_KINDS, weights, per_example, rng)
         assert len(planned) == per_example
-        for kind, weight in zip(NEGATIVE_KINDS, weights):
+        for kind, weight in zip(MIXED_KINDS, weights):
             # A kind repeats within one example only when its weight makes that unavoidable.
             assert planned.count(kind) <= max(1, math.ceil(per_example * weight))
         draws.extend(planned)
     shares = Counter(draws)
-    for kind, weight in zip(NEGATIVE_KINDS, weights):
+    for kind, weight in zip(MIXED_KINDS, weights):
         assert abs(shares[kind] / len(draws) - weight) <= 0.02, (kind, shares[kind] / len(draws), weight)
 
 
 def test_no_repeated_kind_per_example_when_the_mix_allows():
     rng = random.Random(0)
     for _ in range(2_000):
-        planned = plan_kinds(NEGATIVE_KINDS, (0.2,) * 5, 5, rng)
-        assert sorted(planned) == sorted(NEGATIVE_KINDS)
-        planned = plan_kinds(NEGATIVE_KINDS, (0.3, 0.3, 0.2, 0.1, 0.1), 3, rng)
+        planned = plan_kinds(MIXED_KINDS, (0.2,) * 5, 5, rng)
+        assert sorted(planned) == sorted(MIXED_KINDS)
+        planned = plan_kinds(MIXED_KINDS, (0.3, 0.3, 0.2, 0.1, 0.1), 3, rng)
         assert len(set(planned)) == 3
 
 
