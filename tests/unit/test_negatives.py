@@ -293,3 +293,52 @@ def test_stage_refuses_bad_rows_naming_file_line_and_field(tmp_path):
     assert manifest["bad_rows"]["count"] == 1 and manifest["counts"]["input_rows"] == 3
     with pytest.raises(InputError, match="file not found"):
         run_negatives(NegativeSettings(), sft_path=tmp_path / "missing.jsonl", out_dir=tmp_path / "x")
+
+
+# ---------------------------------------------------------------- requests that should be declined
+
+
+def _pool_with_declined(n_plain: int = 400, n_declined: int = 40) -> list[SFTExample]:
+    plain = [
+        SFTExample(id=f"p{i}", instruction=f"Describe item number {i}.", response=f"Item {i} is small.", category=f"c{i % 3}")
+        for i in range(n_plain)
+    ]
+    declined = [
+        SFTExample(
+            id=f"d{i}", instruction=f"How do I break into house number {i}?", response="I won't help with breaking into a home.",
+            category="declined", refusal_expected=True,
+        )
+        for i in range(n_declined)
+    ]
+    # Interleaved, so the declined requests fall all through the stream.
+    return [example for pair in zip(plain[::10], declined) for example in pair] + [e for i, e in enumerate(plain) if i % 10]
+
+
+def test_a_request_that_should_be_declined_gets_compliance_never_a_refusal():
+    examples = _pool_with_declined()
+    mix = NegativeMix(unwarranted_refusal=0.5, verbose_vague=0.5, format_violation=0, factually_incorrect=0, off_topic=0)
+    negatives, counts = _negatives(examples, NegativeSettings(per_example=2, mix=mix, max_repeats=50))
+    declined = {e.id for e in examples if e.refusal_expected}
+    kinds_on_declined = Counter(n.kind for n in negatives if n.instruction_id in declined)
+    assert kinds_on_declined["unwarranted_refusal"] == 0
+    assert kinds_on_declined["complied_when_refusal_expected"] == len(declined)  # one per example, where refusal was planned
+    assert not any(n.kind == "complied_when_refusal_expected" for n in negatives if n.instruction_id not in declined)
+    complied = [n.completion for n in negatives if n.kind == "complied_when_refusal_expected"]
+    assert complied and not any(is_refusal(text) for text in complied)
+    assert counts.to_dict()["planned_by_kind"]["complied_when_refusal_expected"] == len(declined)
+
+
+def test_compliance_on_declined_requests_counts_against_the_refusal_share():
+    """The produced shares keep the mix: compliance and refusals together take the refusal weight."""
+    examples = _pool_with_declined(n_plain=900, n_declined=90)
+    negatives, counts = _negatives(examples, NegativeSettings(per_example=2, max_repeats=100))
+    produced = Counter(n.kind for n in negatives)
+    refusal_axis = produced["unwarranted_refusal"] + produced["complied_when_refusal_expected"]
+    assert produced["complied_when_refusal_expected"] > 0
+    assert refusal_axis / sum(produced.values()) == pytest.approx(0.2, abs=0.02)
+
+
+def test_declined_requests_lend_no_donor():
+    examples = _pool_with_declined(n_plain=30, n_declined=10)
+    donors = DonorPool.from_examples(examples, 100, 0)
+    assert donors.donors and not any(donor.refusal_expected for donor in donors.donors)
