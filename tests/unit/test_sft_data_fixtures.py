@@ -3,6 +3,7 @@ from each other by the leakage gate."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -33,7 +34,10 @@ def train():
 
 
 def test_the_script_rewrites_the_pools_byte_identically(tmp_path):
-    subprocess.run([sys.executable, str(FIXTURES / "make_pools.py"), "--out", str(tmp_path)], check=True, capture_output=True)
+    # The script's own folder comes first on its path, so the checkout's stage1 is named explicitly
+    # (an installed stage1 elsewhere would otherwise write the pools).
+    env = {**os.environ, "PYTHONPATH": str(FIXTURES.parent)}
+    subprocess.run([sys.executable, str(FIXTURES / "make_pools.py"), "--out", str(tmp_path)], check=True, capture_output=True, env=env)
     for name in GENERATED:
         assert (tmp_path / name).read_bytes() == (FIXTURES / name).read_bytes(), f"{name} differs from its script's output"
 
