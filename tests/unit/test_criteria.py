@@ -537,9 +537,9 @@ REFUSAL_LOOKALIKES = (
 
 
 def _detector_phrases() -> set[str]:
-    from stage1 import criteria
+    from stage1 import refusals
 
-    return {dedup_key(p) for p in (*criteria.REFUSAL_MODALS, *criteria.REFUSAL_OBJECTS, *criteria.REFUSAL_SUBJECTS)}
+    return {dedup_key(p) for p in (*refusals.REFUSAL_MODALS, *refusals.REFUSAL_OBJECTS, *refusals.REFUSAL_SUBJECTS)}
 
 
 def _template_sentences() -> list[str]:
@@ -551,16 +551,17 @@ def _template_sentences() -> list[str]:
 
 def test_the_refusal_detector_and_the_refusal_templates_share_no_phrase():
     """The detector is not written from the generator: no template sentence is a detector phrase or
-    matched whole by one of its standalone patterns, and the criteria module never reads the templates."""
-    from stage1 import criteria
+    matched whole by one of its standalone patterns, and the detector's module never reads the templates."""
+    from stage1 import criteria, refusals
 
     detector = _detector_phrases()
     templates_ = [t for t in _template_sentences() if t]
     assert not detector & {dedup_key(t) for t in templates_}
-    for pattern in criteria.REFUSAL_STANDALONE:
+    for pattern in refusals.REFUSAL_STANDALONE:
         assert not any(re.fullmatch(pattern, t.casefold().rstrip(".")) for t in templates_), pattern
-    source = Path(criteria.__file__).read_text(encoding="utf-8")
-    assert "negatives" not in "".join(line for line in source.splitlines() if line.startswith(("import", "from")))
+    for module in (criteria, refusals):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        assert "negatives" not in "".join(line for line in source.splitlines() if line.startswith(("import", "from")))
 
 
 @pytest.mark.parametrize("text", HELD_OUT_REFUSALS)
