@@ -369,10 +369,9 @@ def commits_to_answer(text: str, accepted: tuple[str, ...]) -> bool:
     """True when ``text`` commits to one of ``accepted`` and to no competing candidate.
 
     Per sentence (see ``_sentence_commits``): a negated mention ("It is not Rome", "Not 33", "Rome
-    is not the capital") or a
-    hedged one ("Rome or Milan", "Milan, Turin, Rome or Naples") does not commit. A bulleted or
-    numbered list whose items are bare candidates, one holding the answer and another not, is a
-    hedge too. A commitment is taken back by a later short sentence that opens with a retraction
+    is not the capital") or a hedged one ("Rome or Milan", "Milan, Turin, Rome or Naples") does
+    not commit. A bulleted or numbered list whose items are bare candidates, one holding the
+    answer and another not, is a hedge too. A commitment is taken back by a later short sentence that opens with a retraction
     ("Actually, ...", "No, ...", "Or ...", "Wait, ...") and names no accepted answer ("Rome.
     Actually, Milan."). An answer that rejects a rival and keeps the reference commits ("67. Not 33."
     for 67; "It is not Rome; it is Milan." for Milan).
@@ -381,10 +380,9 @@ def commits_to_answer(text: str, accepted: tuple[str, ...]) -> bool:
     lines = _list_lines(text)
     if len(lines) >= 2:
         items = [_tokens(_LIST_MARKER.sub("", line)) for line in lines]
-        holding = [item for item in items if _holds_answer(item, answers)]
-        if holding and any(_is_candidate(item) and not _holds_answer(item, answers) for item in items):
-            if any(_is_candidate(item) for item in holding):
-                return False
+        bare = [item for item in items if _is_candidate(item)]
+        if any(_holds_answer(item, answers) for item in bare) and any(not _holds_answer(item, answers) for item in bare):
+            return False
     committed_at = None
     sentences = [sentence for sentence in _SENTENCE_SPLIT.split(text.strip()) if sentence.strip()]
     for position, sentence in enumerate(sentences):
@@ -402,8 +400,9 @@ def commits_to_answer(text: str, accepted: tuple[str, ...]) -> bool:
 YES_WORDS = frozenset({"yes", "yeah", "yep", "yup", "correct", "indeed", "certainly", "absolutely", "definitely"})
 NO_WORDS = frozenset({"no", "nope", "nah", "never", "not"})
 #: Words that leave a yes/no question open ("It depends.", "Maybe.", "I don't know.").
-UNDECIDED = ("maybe", "perhaps", "possibly", "it depends", "depends", "sometimes", "not sure", "unsure", "unclear",
-             "i do not know", "i don't know", "no one knows", "hard to say", "yes and no", "yes or no", "no or yes")
+#: Matched on ``_tokens`` text, where "don't" reads "do not".
+UNDECIDED = ("maybe", "perhaps", "possibly", "depends", "sometimes", "not sure", "unsure", "unclear",
+             "i do not know", "no one knows", "hard to say", "yes and no", "yes or no", "no or yes")
 _SHORT_AFFIRMATIVE = re.compile(
     r"^(?:it|they|he|she|that|there|you|we|i) (?:is|are|was|were|does|do|did|can|will|has|have)(?: \w+)?$"
 )
