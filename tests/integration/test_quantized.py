@@ -10,11 +10,11 @@ import pytest
 import torch
 from tiny_training import LORA_ARGS, SFT_TRAIN_ARGS, write_sft_rows
 
-from stage1.errors import LineageError
-from stage1.lineage import read_lineage
-from stage1.models import check_quantization, load_model
-from stage1.train_settings import TrainingSettings
-from stage1.train_sft import run_train_sft
+from stage1.core.errors import LineageError
+from stage1.hf.models import check_quantization, load_model
+from stage1.io.lineage import read_lineage
+from stage1.train.settings import TrainingSettings
+from stage1.train.sft import run_train_sft
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_int8_trains_on_cpu(tiny_model_dir, tmp_path):
 def test_dequantized_nf4_merge_is_closer_to_the_trained_model_than_16bit(nf4_run, tiny_model_dir, tmp_path):
     from safetensors import safe_open
 
-    from stage1.merge import run_merge
+    from stage1.train.merge import run_merge
 
     results = {}
     for mode in ("16bit", "dequantized_nf4"):
@@ -92,8 +92,8 @@ def test_qlora_chain_on_cuda(tiny_model_dir, tmp_path):
     """The 32B path in miniature: nf4 + bf16 compute on the GPU, merge on the CPU, DPO on the merged model in nf4."""
     from tiny_training import DPO_TRAIN_ARGS, write_pairs
 
-    from stage1.merge import run_merge
-    from stage1.train_dpo import run_train_dpo
+    from stage1.train.dpo import run_train_dpo
+    from stage1.train.merge import run_merge
 
     settings = TrainingSettings(quantization="nf4", dtype="bfloat16", device="cuda", merge_mode="dequantized_nf4")
     train = write_sft_rows(tmp_path / "train.jsonl")

@@ -1,0 +1,390 @@
+"""Peak GPU memory per stage, estimated before anything loads.
+
+Arithmetic on the architecture (config.json values) and the training knobs; nothing is allocated.
+Each stage's peak is the sum of named parts, so a plan that does not fit says which part to shrink:
+
+- weights at their precision: nf4 = 4 bits + block absmax (double-quantised: ~0.127 bits) per
+  linear weight, int8 = 1 byte, 16-bit = 2 bytes; embeddings, lm_head, norms and biases stay 16-bit;
+- LoRA: parameters, gradients and AdamW's two fp32 moments;
+- activations: with gradient checkpointing each layer keeps its input (hidden x 2 bytes per token)
+  and one layer is recomputed at a time; without it every layer keeps ~(8h + 2 kv + 4 i) values;
+- logits over the vocabulary: TRL's fused LM head projects 4096-token x 32768-column tiles in fp32,
+  so the full (tokens x 152k) logits never exist; generation keeps one fp32 row per sequence;
+- the DPO reference pass: adapters disabled on the same weights, no extra copy, no stored
+  activations (it runs under no_grad), but the batch holds chosen and rejected (2x sequences);
+- generation with transformers: weights, the KV cache (batch x tokens) and one fp32 logits row per
+  sequence; with vLLM only the weights are planned, since vLLM sizes its paged KV cache itself;
+- a fixed CUDA context and a fragmentation margin.
+
+The merge runs in CPU memory (``training.merge_device: cpu``) and needs no GPU memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stage1.core.errors import ConfigError
+
+GIB = 1024**3
+NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 second-level scale per 256 blocks
+WEIGHT_BYTES = {"none": 2.0, "nf4": NF4_BITS / 8, "int8": 1.0}
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
+LM_HEAD_TILE_TOKENS = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE
+LM_HEAD_TILE_VOCAB = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE
+CUDA_CONTEXT_GIB = 1.0
+FRAGMENTATION = 0.10  # allocator slack on top of the parts
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The numbers of a Qwen2 config.json that memory depends on."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int
+    tie_word_embeddings: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], source: str = "config") -> ModelShape:
+        """Raises: ConfigError naming a missing key."""
+        needed = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+        for key in needed:
+            if key not in config:
+                raise ConfigError(f"architecture lacks '{key}'", path=source, field=key)
+        heads = int(config["num_attention_heads"])
+        return cls(
+            hidden_size=int(config["hidden_size"]),
+            intermediate_size=int(config["intermediate_size"]),
+            num_hidden_layers=int(config["num_hidden_layers"]),
+            num_attention_heads=heads,
+            num_key_value_heads=int(config.get("num_key_value_heads") or heads),
+            head_dim=int(config.get("head_dim") or int(config["hidden_size"]) // heads),
+            vocab_size=int(config["vocab_size"]),
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        )
+
+    @property
+    def q_dim(self) -> int:
+        return self.num_attention_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_key_value_heads * self.head_dim
+
+    def projection_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each linear projection in one decoder layer."""
+        h, i = self.hidden_size, self.intermediate_size
+        return {
+            "q_proj": (h, self.q_dim), "k_proj": (h, self.kv_dim), "v_proj": (h, self.kv_dim), "o_proj": (self.q_dim, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
+        }
+
+    def linear_parameters(self) -> int:
+        """Weights of the decoder projections (what bitsandbytes quantises)."""
+        return self.num_hidden_layers * sum(a * b for a, b in self.projection_shapes().values())
+
+    def other_parameters(self) -> int:
+        """Embeddings, lm_head (when untied), norms and the q/k/v biases: kept in 16-bit."""
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+        per_layer = 2 * self.hidden_size + self.q_dim + 2 * self.kv_dim  # two norms + q/k/v biases
+        return embeddings + self.num_hidden_layers * per_layer + self.hidden_size
+
+    def parameter_count(self) -> int:
+        """Exact parameter count of Qwen2ForCausalLM with this shape."""
+        return self.linear_parameters() + self.other_parameters()
+
+    def lora_parameters(self, r: int, targets: tuple[str, ...]) -> int:
+        shapes = self.projection_shapes()
+        unknown = [t for t in targets if t not in shapes]
+        if unknown:
+            raise ConfigError(f"unknown LoRA target(s) {unknown}", field="lora.target_modules", hint=f"one of {sorted(shapes)}")
+        return self.num_hidden_layers * sum(r * (shapes[t][0] + shapes[t][1]) for t in targets)
+
+    def activation_values_per_token_layer(self) -> int:
+        """Values one decoder layer keeps for backward per token (attention via SDPA/flash: no s^2 term)."""
+        return 8 * self.hidden_size + 2 * self.kv_dim + 4 * self.intermediate_size
+
+
+def read_architecture(path: str | Path) -> ModelShape:
+    """A ModelShape from a config.json-style file.
+
+    Raises:
+        ConfigError: missing file, invalid JSON, or a missing key.
+    """
+    source = Path(path)
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("architecture file not found", path=source, field="model.architecture") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"invalid JSON ({error.msg})", path=source, line=error.lineno, field="model.architecture") from None
+    return ModelShape.from_config(data, source=str(source))
+
+
+def count_parameters_on_meta(path: str | Path) -> int:
+    """Instantiate Qwen2ForCausalLM from an architecture file on the meta device (no weights) and count."""
+    from accelerate import init_empty_weights
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(**json.loads(Path(path).read_text(encoding="utf-8")))
+    with init_empty_weights():
+        model = Qwen2ForCausalLM(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one stage runs: training knobs, or generation."""
+
+    quantization: str = "nf4"
+    dtype: str = "bfloat16"
+    lora_r: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    batch_size: int = 4
+    max_length: int = 2048
+    gradient_checkpointing: bool = True
+
+
+@dataclass(frozen=True)
+class GenerationWorkload:
+    """Batched generation with transformers: SFT data from the base, or evaluation of a variant."""
+
+    stage: str = "generate"
+    quantization: str = "nf4"
+    dtype: str = "bfloat16"
+    batch_size: int = 8
+    total_tokens: int = 1024  # prompt + new tokens per sequence
+    backend: str = "transformers"  # "vllm" sizes its paged KV cache to the memory left after the weights
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage's estimated peak, part by part (GiB)."""
+
+    stage: str
+    device: str
+    parts: dict[str, float]
+    total_gib: float
+    advice: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Every stage's estimate and the GPU it is checked against."""
+
+    gpu_gib: float
+    parameters: int
+    stages: tuple[StagePlan, ...]
+
+    def problems(self) -> list[str]:
+        """One line per GPU stage that does not fit, with what to change."""
+        return [
+            f"{s.stage} needs ~{s.total_gib:.1f} GiB of {self.gpu_gib:.0f}: " + "; ".join(s.advice)
+            for s in self.stages
+            if s.device == "gpu" and s.total_gib > self.gpu_gib
+        ]
+
+    def stage(self, name: str) -> StagePlan:
+        return next(s for s in self.stages if s.stage == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def weight_gib(shape: ModelShape, quantization: str, dtype: str) -> float:
+    """Resident weights: quantised projections plus 16-bit (or ``dtype``) everything else."""
+    other_bytes = DTYPE_BYTES[dtype]
+    linear_bytes = WEIGHT_BYTES[quantization] if quantization != "none" else DTYPE_BYTES[dtype]
+    return (shape.linear_parameters() * linear_bytes + shape.other_parameters() * other_bytes) / GIB
+
+
+def lora_gib(shape: ModelShape, work: Workload) -> float:
+    """Adapter weights + gradients (compute dtype) + AdamW moments (two fp32 values)."""
+    count = shape.lora_parameters(work.lora_r, work.lora_targets)
+    return count * (2 * DTYPE_BYTES[work.dtype] + 8) / GIB
+
+
+def activation_gib(shape: ModelShape, tokens: int, checkpointing: bool, dtype: str) -> float:
+    width = DTYPE_BYTES[dtype]
+    per_layer = shape.activation_values_per_token_layer() * tokens * width
+    if checkpointing:
+        kept = shape.num_hidden_layers * shape.hidden_size * tokens * width
+        return (kept + per_layer) / GIB
+    return shape.num_hidden_layers * per_layer / GIB
+
+
+def lm_head_gib(shape: ModelShape, tokens: int) -> float:
+    """Forward and backward tiles of the fused LM head, fp32."""
+    tile = min(tokens, LM_HEAD_TILE_TOKENS) * min(shape.vocab_size, LM_HEAD_TILE_VOCAB) * 4
+    return 2 * tile / GIB
+
+
+def _total(parts: dict[str, float]) -> float:
+    return sum(parts.values()) * (1 + FRAGMENTATION) + CUDA_CONTEXT_GIB
+
+
+def _training_advice(work: Workload, stage: str) -> tuple[str, ...]:
+    section = "dpo" if stage == "dpo" else "sft"
+    advice = []
+    if work.quantization == "none":
+        advice.append("set training.quantization: nf4 (QLoRA)")
+    if not work.gradient_checkpointing:
+        advice.append(f"set {section}.gradient_checkpointing: true")
+    advice.append(f"lower {section}.per_device_train_batch_size and raise {section}.gradient_accumulation_steps to keep the effective batch")
+    advice.append(f"or lower {section}.max_length")
+    return tuple(advice)
+
+
+def plan_training(shape: ModelShape, work: Workload, stage: str) -> StagePlan:
+    """SFT, or DPO (two sequences per pair; the reference pass adds no weights and keeps no activations)."""
+    sequences = work.batch_size * (2 if stage == "dpo" else 1)
+    tokens = sequences * work.max_length
+    parts = {
+        "weights": weight_gib(shape, work.quantization, work.dtype),
+        "lora+grads+adamw": lora_gib(shape, work),
+        "activations": activation_gib(shape, tokens, work.gradient_checkpointing, work.dtype),
+        "lm_head tiles": lm_head_gib(shape, tokens),
+    }
+    if stage == "dpo":
+        # The no_grad reference forward holds one layer's values for all tokens at a time.
+        parts["reference pass"] = shape.activation_values_per_token_layer() * tokens * DTYPE_BYTES[work.dtype] / GIB
+    return StagePlan(stage, "gpu", {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), _training_advice(work, stage))
+
+
+def plan_generation(shape: ModelShape, work: GenerationWorkload) -> StagePlan:
+    """Batched generation with transformers: weights, the KV cache, one fp32 logits row per sequence.
+
+    vLLM instead reserves a fixed share of the GPU (``gpu_memory_utilization``) up front.
+    """
+    width = DTYPE_BYTES[work.dtype]
+    parts = {"weights": weight_gib(shape, work.quantization, work.dtype)}
+    if work.backend != "vllm":
+        parts["kv cache"] = shape.num_hidden_layers * 2 * shape.kv_dim * work.batch_size * work.total_tokens * width / GIB
+        parts["logits"] = work.batch_size * shape.vocab_size * 4 / GIB
+    advice = (f"lower the {work.stage} batch size", "or load the model in nf4")
+    return StagePlan(work.stage, "gpu", {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), advice)
+
+
+def plan_merge(shape: ModelShape, merge_dtype: str, merge_device: str) -> StagePlan:
+    """The merge holds the base once at the merge dtype (plus the small adapter)."""
+    parts = {"weights": shape.parameter_count() * DTYPE_BYTES[merge_dtype] / GIB}
+    device = "gpu" if merge_device == "cuda" else "cpu"
+    total = round(_total(parts), 2) if device == "gpu" else round(parts["weights"], 2)
+    return StagePlan("merge", device, {k: round(v, 3) for k, v in parts.items()}, total, ("set training.merge_device: cpu",))
+
+
+def plan_memory(
+    shape: ModelShape,
+    *,
+    sft: Workload,
+    dpo: Workload,
+    merge_dtype: str = "bfloat16",
+    merge_device: str = "cpu",
+    generation: tuple[GenerationWorkload, ...] = (GenerationWorkload(),),
+    gpu_gib: float = 80.0,
+) -> MemoryPlan:
+    """Estimate every stage's peak. Pure arithmetic."""
+    stages = (
+        *(plan_generation(shape, work) for work in generation if work.stage != "eval"),
+        plan_training(shape, sft, "sft"),
+        plan_merge(shape, merge_dtype, merge_device),
+        plan_training(shape, dpo, "dpo"),
+        *(plan_generation(shape, work) for work in generation if work.stage == "eval"),
+    )
+    return MemoryPlan(gpu_gib, shape.parameter_count(), stages)
+
+
+def check_fits(plan: MemoryPlan, gpu_gib: float | None = None) -> None:
+    """Raises: ConfigError naming the first stage that does not fit and what to change."""
+    limit = plan.gpu_gib if gpu_gib is None else gpu_gib
+    for stage in plan.stages:
+        if stage.device == "gpu" and stage.total_gib > limit:
+            biggest = max(stage.parts, key=stage.parts.get)
+            raise ConfigError(
+                f"the {stage.stage} stage needs ~{stage.total_gib:.1f} GiB (largest part: {biggest} "
+                f"{stage.parts[biggest]:.1f} GiB) but the GPU has {limit:.0f} GiB",
+                field="training" if stage.stage != "dpo" else "dpo",
+                hint="; ".join(stage.advice),
+            )
+
+
+def workload_from_sections(training, section: dict[str, Any], lora: dict[str, Any]) -> Workload:
+    """A Workload from the ``training:`` settings and one TRL section, with TRL's GPU defaults."""
+    from stage1.hf.lora import LORA_DEFAULTS
+
+    targets = tuple(lora.get("target_modules") or LORA_DEFAULTS["target_modules"])
+    return Workload(
+        quantization=training.quantization,
+        dtype="bfloat16" if training.dtype in ("auto", "float32") and training.quantization != "none" else training.dtype,
+        lora_r=int(lora.get("r", LORA_DEFAULTS["r"])),
+        lora_targets=targets,
+        batch_size=int(section.get("per_device_train_batch_size", 8)),
+        max_length=int(section.get("max_length") or 1024),
+        gradient_checkpointing=bool(section.get("activation_checkpointing", section.get("gradient_checkpointing", True))),
+    )
+
+
+def shape_for_config(config) -> ModelShape:
+    """The architecture the plan is for: ``model.architecture``, else the model folder's config.json, else the tiny model."""
+    if getattr(config.model, "architecture", None):
+        return read_architecture(config.model.architecture)
+    if getattr(config.model, "path", None) and (Path(config.model.path) / "config.json").is_file():
+        return read_architecture(Path(config.model.path) / "config.json")
+    from stage1.hf.tiny import TinyQwenShape
+
+    return ModelShape.from_config({**asdict(TinyQwenShape()), "tie_word_embeddings": True})
+
+
+def generation_workloads(config, training) -> tuple[GenerationWorkload, ...]:
+    """SFT-data generation (when the base writes the responses) and evaluation, from their sections."""
+    works = []
+    sft_data = getattr(config, "sft_data", None)
+    if sft_data is not None and getattr(sft_data, "source", "file") == "model":
+        decoding = getattr(sft_data, "generation", None)
+        works.append(GenerationWorkload(
+            stage="sft_data", quantization=getattr(sft_data, "quantization", "none"), dtype=getattr(sft_data, "dtype", "bfloat16"),
+            batch_size=int(getattr(decoding, "batch_size", 8)), total_tokens=int(getattr(decoding, "max_new_tokens", 256)) + 512,
+            backend=getattr(getattr(config, "run", None), "generation_backend", "transformers"),
+        ))
+    evaluation = getattr(config, "eval", None)
+    works.append(GenerationWorkload(
+        stage="eval", quantization=training.quantization, dtype=getattr(evaluation, "dtype", training.dtype),
+        batch_size=int(getattr(evaluation, "batch_size", 8) or 8), total_tokens=int(getattr(evaluation, "max_new_tokens", 256) or 256) + 512,
+        backend=getattr(evaluation, "backend", None) or getattr(getattr(config, "run", None), "generation_backend", "transformers"),
+    ))
+    return tuple(works)
+
+
+def plan_for_config(config, gpu_gib: float | None = None) -> MemoryPlan:
+    """The plan for a resolved PipelineConfig (the ``stage1 plan`` command)."""
+    training = config.training
+    return plan_memory(
+        shape_for_config(config),
+        sft=workload_from_sections(training, dict(config.sft), dict(config.lora)),
+        dpo=workload_from_sections(training, dict(config.dpo), dict(config.lora)),
+        merge_dtype=training.merge_dtype,
+        merge_device=training.merge_device,
+        generation=generation_workloads(config, training),
+        gpu_gib=gpu_gib if gpu_gib is not None else training.gpu_memory_gib,
+    )
+
+
+def plan_table(plan: MemoryPlan):
+    """A rich Table of the plan, one row per stage (rich is imported here, for the CLI)."""
+    from rich.table import Table
+
+    table = Table(title=f"peak memory per stage ({plan.parameters / 1e9:.2f}B parameters, GPU {plan.gpu_gib:.0f} GiB)")
+    for column in ("stage", "device", "parts (GiB)", "total GiB", "fits"):
+        table.add_column(column)
+    for stage in plan.stages:
+        parts = ", ".join(f"{name} {value:.2f}" for name, value in stage.parts.items())
+        fits = "n/a" if stage.device != "gpu" else ("yes" if stage.total_gib <= plan.gpu_gib else "[red]no[/]")
+        table.add_row(stage.stage, stage.device, parts, f"{stage.total_gib:.1f}", fits)
+    return table
