@@ -57,3 +57,21 @@ def test_the_script_refuses_to_write_when_a_hand_written_verdict_is_wrong(monkey
     monkeypatch.setattr(script, "CASES", (case,))
     with pytest.raises(AssertionError, match="wrong: factually_correct is False, expected True"):
         script.build_rows()
+
+
+def test_score_with_counts_how_another_criteria_module_does(tmp_path):
+    """A criteria module that finds the reference anywhere and knows no refusal misses every hedge."""
+    naive = tmp_path / "naive_criteria.py"
+    naive.write_text(
+        "from stage1.core import criteria as real\n"
+        "CRITERIA = dict(real.CRITERIA)\n"
+        "CRITERIA['factually_correct'] = lambda item, r: any(real.contains_phrase(r.response, a) for a in item.accepted_answers)\n"
+        "is_applicable = real.is_applicable\n"
+        "def is_refusal(text):\n    return False\n",
+        encoding="utf-8",
+    )
+    counts = _script().agreement(naive)
+    assert counts["hedge"] == {"wrong": 9}
+    assert counts["commitment"]["ok"] == 9
+    assert counts["refusal"]["ok"] == 10  # no_unwarranted_refusal still real; is_refusal never true
+    assert sum(counts["declined"].values()) == 6
