@@ -2,7 +2,7 @@
 
 Its phrase lists are its own, written from how people and models decline, not from the negatives'
 templates (``negatives.templates``): a detector copied from the generator's phrases measures the
-generator, not refusals. ``tests/unit/test_criteria.py`` checks the two share no phrase and tests
+generator, not refusals. ``tests/unit/core/test_criteria.py`` checks the two share no phrase and tests
 the detector on phrasings that appear in neither, and on answers that open like refusals.
 
 Pure: strings only.
