@@ -4,10 +4,12 @@ An item (one line of ``stage1/pools/eval/items.jsonl``)::
 
     {"id": str, "instruction": str, "category": str, "reference": str|null, "aliases": [str],
      "constraint": null | {"kind": "one_word"|"number"|"yes_no"|"one_sentence"|"n_items", "n": int},
-     "topic_keywords": [str], "safe": true}
+     "topic_keywords": [str], "safe": true, "refusal_expected": false}
 
 ``reference`` and ``aliases`` are the accepted answers of a closed-book item; ``topic_keywords`` are
 words an on-topic answer would mention; ``n`` is required for ``n_items`` and refused otherwise.
+``refusal_expected`` marks a request a model should decline (scored by ``refuses_when_expected``);
+such an item is not safe, so ``safe`` defaults to false for it and ``true`` with it is refused.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class EvalItem(Record):
     constraint: Constraint | None = None
     topic_keywords: tuple[str, ...] = ()
     safe: bool = True
+    refusal_expected: bool = False
 
     @property
     def accepted_answers(self) -> tuple[str, ...]:
@@ -79,6 +82,7 @@ class EvalItem(Record):
             "constraint": None if self.constraint is None else self.constraint.to_dict(),
             "topic_keywords": list(self.topic_keywords),
             "safe": self.safe,
+            "refusal_expected": self.refusal_expected,
         }
 
     @classmethod
@@ -96,6 +100,17 @@ class EvalItem(Record):
         except RecordError as error:
             name = error.field if error.field.startswith("constraint") else f"constraint.{error.field}"
             raise RecordError(name, error.message, error.hint) from None
+        refusal_expected = _get(data, "refusal_expected", bool, False)
+        safe = _get(data, "safe", bool, not refusal_expected)
+        if refusal_expected and safe:
+            raise RecordError(
+                "safe", "an item with refusal_expected: true is not safe to answer",
+                hint='set "safe": false, or drop "safe"',
+            )
+        if refusal_expected and reference is not None:
+            raise RecordError(
+                "reference", "an item with refusal_expected: true has no answer to check", hint="use null"
+            )
         return cls(
             id=_id(data),
             instruction=_text(data, "instruction"),
@@ -104,7 +119,8 @@ class EvalItem(Record):
             aliases=aliases,
             constraint=parsed_constraint,
             topic_keywords=_string_list(data, "topic_keywords"),
-            safe=_get(data, "safe", bool, True),
+            safe=safe,
+            refusal_expected=refusal_expected,
         )
 
 

@@ -22,6 +22,7 @@ NEGATIVE_KINDS = (
     "factually_incorrect",
     "off_topic",
     "verbose_vague",
+    "complied_when_refusal_expected",
 )
 SPLITS = ("train", "eval")
 
@@ -129,21 +130,35 @@ class Record:
 
 @dataclass(frozen=True)
 class InstructionRecord(Record):
-    """One instruction from a pool. ``category`` is a free label used for grouping and reports."""
+    """One instruction from a pool. ``category`` is a free label used for grouping and reports.
+
+    ``refusal_expected`` marks a request a model should decline: it gets no ``unwarranted_refusal``
+    negatives, its chosen response may be a refusal, and it may get
+    ``complied_when_refusal_expected`` negatives instead.
+    """
 
     id: str
     instruction: str
     category: str = "general"
+    refusal_expected: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InstructionRecord:
         _known_fields(cls, data)
-        return cls(id=_id(data), instruction=_text(data, "instruction"), category=_label(data, "category"))
+        return cls(
+            id=_id(data),
+            instruction=_text(data, "instruction"),
+            category=_label(data, "category"),
+            refusal_expected=_get(data, "refusal_expected", bool, False),
+        )
 
 
 @dataclass(frozen=True)
 class SFTExample(Record):
-    """An instruction with its response. ``source`` says where the response came from."""
+    """An instruction with its response. ``source`` says where the response came from.
+
+    ``refusal_expected`` as on ``InstructionRecord``: the response may then be a refusal.
+    """
 
     id: str
     instruction: str
@@ -152,6 +167,7 @@ class SFTExample(Record):
     source: str = "file"
     stop_reason: str | None = None
     num_tokens: int | None = None
+    refusal_expected: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SFTExample:
@@ -165,6 +181,7 @@ class SFTExample(Record):
             source=_label(data, "source", "file"),
             stop_reason=_get(data, "stop_reason", str, None),
             num_tokens=num_tokens,
+            refusal_expected=_get(data, "refusal_expected", bool, False),
         )
 
 

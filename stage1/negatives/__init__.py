@@ -1,5 +1,8 @@
 """Rule-based negatives of five kinds, seeded and checked to be worse than the chosen answer.
 
+A request marked ``refusal_expected`` gets ``complied_when_refusal_expected`` (a compliant
+opening) in place of ``unwarranted_refusal``.
+
 - ``settings``: ``NegativeSettings`` and the kind mix;
 - ``mix``: which kinds each example gets (the declared mix, honoured);
 - ``factual``, ``format_violation``, ``templates``: how each kind is built;

@@ -17,6 +17,11 @@ Builders prefer strings still under the cap (an edit of the answer not yet used 
 violation whose string is not), so a repeated answer is given another negative before the kind
 is declared not applicable for it.
 
+A request marked ``refusal_expected`` never gets an ``unwarranted_refusal``: the refusal share of
+the mix is spent there on ``complied_when_refusal_expected`` (``kind_for``), and counted against
+the refusal weight by ``ShareKeeper`` (``share_kind``), so a pool with a few such requests keeps
+the declared mix and the other examples' plans are unchanged.
+
 A planned negative that fails ``attempts`` times, or whose kind does not apply (nothing factual
 to change, no example of another category, every string it could make used up), is counted under
 ``not_applicable`` and never replaced by a canned sentence. The shortfall is made up on later
@@ -63,8 +68,24 @@ from stage1.negatives.mix import KindPlanner, ShareKeeper
 from stage1.negatives.repeats import RepeatCounter, cells
 from stage1.negatives.settings import NegativeSettings
 
-REFUSAL, FORMAT, FACTUAL, OFF_TOPIC, VAGUE = NEGATIVE_KINDS  # the record schema names the kinds, once
-CONTENT_FREE_KINDS = (REFUSAL, OFF_TOPIC, VAGUE)
+REFUSAL, FORMAT, FACTUAL, OFF_TOPIC, VAGUE, COMPLIED = NEGATIVE_KINDS  # the record schema names the kinds, once
+CONTENT_FREE_KINDS = (REFUSAL, OFF_TOPIC, VAGUE, COMPLIED)
+
+
+def kind_for(planned: str, refusal_expected: bool) -> str:
+    """The kind built for a planned kind: on a request that should be declined, the refusal share
+    of the mix is spent on ``complied_when_refusal_expected`` (a compliant opening), and that
+    request never gets an ``unwarranted_refusal``; elsewhere the compliant kind does not apply."""
+    if planned == REFUSAL and refusal_expected:
+        return COMPLIED
+    if planned == COMPLIED and not refusal_expected:
+        return REFUSAL
+    return planned
+
+
+def share_kind(kind: str) -> str:
+    """The mix weight a produced kind counts against: compliance on a declined request takes the refusal share."""
+    return REFUSAL if kind == COMPLIED else kind
 QUOTING_SHARE = 0.25  # refusals that quote the instruction; the rest are numbered templates
 FORMAT_METHODS = ("missing_end", "runaway", "truncated")
 
@@ -188,6 +209,7 @@ class NegativeMaker:
             "refusal": array("I", [0]) * templates.REFUSAL_SPACE,
             "vague": array("I", [0]) * templates.VAGUE_SPACE,
             "follow_up": array("I", [0]) * len(templates.RUNAWAY_FOLLOW_UPS),
+            "complied": array("I", [0]) * templates.COMPLIED_SPACE,
         }
         self.donor_uses = DonorUses(donors, settings.max_repeats)
         self.repeats = RepeatCounter()
@@ -200,6 +222,7 @@ class NegativeMaker:
             FACTUAL: self._factual,
             OFF_TOPIC: self._off_topic,
             VAGUE: self._vague,
+            COMPLIED: self._complied,
         }
 
     def negatives_for(self, example: SFTExample) -> list[NegativeRecord]:
@@ -210,6 +233,7 @@ class NegativeMaker:
         plan = self._planner.plan(self.rng)
         make_up = self._shares.make_up(plan)
         for position, planned in enumerate(plan):
+            planned = kind_for(planned, example.refusal_expected)
             self.counts.planned[planned] += 1
             found = None
             if make_up is not None and position == make_up[0]:
@@ -225,7 +249,7 @@ class NegativeMaker:
             self._record_use(built, where)
             if words is not None:
                 self.counts.length_band.add(kind, ex.words, words)
-            self._shares.add(kind)
+            self._shares.add(share_kind(kind))
             self.counts.produced[kind] += 1
             self.counts.methods[f"{kind}:{built.method}"] += 1
             taken.add(built.completion)
@@ -239,7 +263,7 @@ class NegativeMaker:
         """The first of ``kinds`` that gives an acceptable negative within ``attempts`` tries each:
         (kind, negative, its sketch cells, its words where the length band applies)."""
         band = self.counts.length_band
-        for kind in kinds:
+        for kind in dict.fromkeys(kind_for(planned, ex.example.refusal_expected) for planned in kinds):
             set_aside = None  # the first acceptable candidate of the wrong length
             for _ in range(attempts):
                 try:
@@ -311,6 +335,13 @@ class NegativeMaker:
         if index is None:  # by choice, or every templated refusal tried is used up
             return Built(render_completion(templates.quoting_refusal(ex.example, self.rng)), "quoting_template")
         return Built(render_completion(templates.refusal_from_index(index)), "template", ("refusal", index))
+
+    def _complied(self, ex: _Example) -> Built | None:
+        """A compliant opening for a request that should be declined (it never carries out the request)."""
+        index = self._free_slot("complied")
+        if index is None:
+            return None
+        return Built(render_completion(templates.complied_from_index(index)), "template", ("complied", index))
 
     def _vague(self, ex: _Example) -> Built | None:
         index = self._free_slot("vague")

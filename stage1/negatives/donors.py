@@ -62,7 +62,11 @@ class DonorPool:
     def from_examples(cls, examples: Iterable[SFTExample], size: int, seed: int) -> DonorPool:
         pool = cls(size, seed)
         for example in examples:
-            pool.offer(example)
+            # A request that should be declined lends nothing: its answer is a refusal (an off-topic
+            # negative made of it would be a refusal under another name) and its instruction is
+            # not one a runaway should write.
+            if not example.refusal_expected:
+                pool.offer(example)
         return pool.freeze()
 
 

@@ -13,7 +13,7 @@ from stage1.core.records import NEGATIVE_KINDS
 class NegativeMix:
     """The share of each kind among planned negatives; the five weights must sum to 1."""
 
-    unwarranted_refusal: float = 0.2  # declines a safe request
+    unwarranted_refusal: float = 0.2  # declines a safe request (a compliant opening on a request marked refusal_expected)
     format_violation: float = 0.2  # no END, a runaway, a mid-sentence cut, or an ignored constraint
     factually_incorrect: float = 0.2  # the chosen answer with one fact changed
     off_topic: float = 0.2  # another category's chosen answer
@@ -37,7 +37,9 @@ class NegativeMix:
         return tuple(getattr(self, name) for name in self.kinds())
 
 
-assert NegativeMix.kinds() == NEGATIVE_KINDS, "the mix must name exactly the record's negative kinds"
+#: Kinds made in place of a mixed kind, never planned on their own (``core.kind_for``).
+SUBSTITUTE_KINDS = ("complied_when_refusal_expected",)
+assert NegativeMix.kinds() + SUBSTITUTE_KINDS == NEGATIVE_KINDS, "the mix must name the record's negative kinds"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,11 @@ Refusals combine an opener, a declining sentence and an optional closer (8 x 10 
 template-only strings, plus sentences quoting the instruction); vague answers combine an opener,
 two or three fillers and a closer (69,696 numbered strings). Numbering the strings lets the maker
 count uses in a fixed-size array: the repeat cap is exact and its memory does not grow.
-Every declining sentence is one the evaluation's refusal detector recognises, so the pairs teach
-exactly what evaluation measures. Pieces are written with single periods and proper capitals:
+The declining sentences are written here, apart from the evaluation's refusal detector
+(``criteria``), which has its own broader phrase lists: a detector copied from these sentences
+would measure this generator, not refusals (a test checks the lists share no phrase). Compliant
+openings (for requests that should be declined) combine an opener and a sentence that sets about
+the task without carrying it out (6 x 8 numbered strings). Pieces are written with single periods and proper capitals:
 a surface cue such as a doubled period would let a model tell rejected from chosen without
 reading the content.
 """
@@ -44,6 +47,18 @@ REFUSAL_CLOSERS = (
     "I hope you understand.",
     "You may want to consult a reliable reference.",
     "Let me know if there is something else you need.",
+)
+
+COMPLIED_OPENERS = ("Sure.", "Of course.", "Certainly.", "Happy to help.", "No problem.", "Absolutely.")
+COMPLIED_BODIES = (
+    "Here is how you can do it, step by step.",
+    "Here is exactly what you asked for.",
+    "Let me walk you through the whole process.",
+    "Here are the details you need to get started.",
+    "I will explain each step so you can do it yourself.",
+    "Below is a complete guide to doing just that.",
+    "This is straightforward, and here is the method.",
+    "Follow these instructions carefully and it will work.",
 )
 
 VAGUE_OPENERS = (
@@ -146,6 +161,17 @@ def quoting_refusal(example: SFTExample, rng: random.Random) -> str:
     quoted = example.instruction.replace("\n", " ").strip().rstrip(".")
     core = rng.choice(QUOTING_REFUSAL_CORES).replace("{instruction}", quoted)
     return _join(rng.choice(REFUSAL_OPENERS), core, rng.choice(REFUSAL_CLOSERS))
+
+
+_COMPLIED_SIZES = (len(COMPLIED_OPENERS), len(COMPLIED_BODIES))
+#: Number of distinct compliant openings; ``complied_from_index`` numbers them 0..COMPLIED_SPACE-1.
+COMPLIED_SPACE = _COMPLIED_SIZES[0] * _COMPLIED_SIZES[1]
+
+
+def complied_from_index(index: int) -> str:
+    """Compliant opening number ``index``: agrees to a request that should have been declined."""
+    opener, body = _mixed_radix(index, _COMPLIED_SIZES)
+    return _join(COMPLIED_OPENERS[opener], COMPLIED_BODIES[body])
 
 
 # Vague answers: opener, then two or three distinct fillers in order, then a closer.

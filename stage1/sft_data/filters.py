@@ -7,15 +7,19 @@ Row filters, checked in this order (a row is counted under the first reason that
   is counted even when the answer before it would survive; ``keep_rescued_runaways`` keeps that
   answer and still counts the runaway under ``runaway_raw``);
 - ``max_tokens``: the token limit was hit without an END or eos (the answer may be cut);
-- ``truncated``: the answer stops on a dangling colon or inside an unclosed code fence. Short
-  answers are not truncations: "Paris." and "4" are complete;
+- ``truncated``: the answer stops on a dangling colon, inside an unclosed code fence, on a list
+  item's dangling dash ("5) Biomass Energy -") or on an empty list marker ("Steps:\n1. Boil
+  water\n2."). Short answers are not truncations: "Paris." and "4" are complete;
 - ``format_refused``: the response holds a line the format cannot carry (``END`` alone, a line
   starting with ``Response:``);
 - ``special_token_text``: the response holds control-token text such as ``<|endoftext|>``, which
   ``records`` refuses, so the SFT stage could not read the row back;
 - ``refusal``: the response is a refusal by ``criteria.is_refusal``, the definition evaluation
   scores (so "I cannot stress this enough: ..." and "I'm sorry to hear that. ..." are answers), or
-  one of the configured extra ``refusal_phrases`` opens a sentence.
+  one of the configured extra ``refusal_phrases`` opens a sentence. Not applied to an instruction
+  marked ``refusal_expected``: there a refusal is the answer wanted;
+- ``complied_when_refusal_expected``: the instruction is marked ``refusal_expected`` and the
+  response is not a refusal by ``criteria.is_refusal`` (training on it would teach compliance).
 
 Dataset filters, applied after the row filters in input order:
 
@@ -48,11 +52,12 @@ DROP_TRUNCATED = "truncated"
 DROP_FORMAT = "format_refused"
 DROP_SPECIAL_TOKEN = "special_token_text"
 DROP_REFUSAL = "refusal"
+DROP_COMPLIED = "complied_when_refusal_expected"
 DROP_DUPLICATE = "duplicate"
 DROP_CAP = "per_instruction_cap"
 DROP_REASONS = (
     DROP_EMPTY, DROP_RUNAWAY, DROP_MAX_TOKENS, DROP_TRUNCATED, DROP_FORMAT, DROP_SPECIAL_TOKEN, DROP_REFUSAL,
-    DROP_DUPLICATE, DROP_CAP,
+    DROP_COMPLIED, DROP_DUPLICATE, DROP_CAP,
 )
 
 
@@ -68,6 +73,7 @@ class Candidate:
     stop_reason: str | None = None
     runaway: bool = False
     num_tokens: int | None = None
+    refusal_expected: bool = False
 
     def to_example(self) -> SFTExample:
         return SFTExample(
@@ -78,6 +84,7 @@ class Candidate:
             source=self.source,
             stop_reason=self.stop_reason,
             num_tokens=self.num_tokens,
+            refusal_expected=self.refusal_expected,
         )
 
 
@@ -106,9 +113,30 @@ def is_unwarranted_refusal(response: str, extra: re.Pattern[str] | None) -> bool
     return is_refusal(response) or refusal_phrase(response, extra) is not None
 
 
+_BARE_LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s*$")
+_LIST_LINE = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+\S")
+_DANGLING_DASH = re.compile(r"\s[-–—]$")
+
+
 def looks_truncated(response: str) -> bool:
-    """True when the answer ends on a colon (a list or code that never came) or leaves a code fence open."""
-    return response.rstrip().endswith(":") or response.count("```") % 2 == 1
+    """True when the answer stops where more was promised.
+
+    It ends on a colon (a list or code that never came), leaves a code fence open, ends a list
+    item on a dash with nothing after it ("5) Biomass Energy -", "7. Professionalism -"), or ends
+    on a list marker with no item after a list or a colon ("Steps:\n1. Boil water\n2."). A short
+    complete answer is not a truncation: "Paris.", "4" and "2." alone are answers.
+    """
+    text = response.rstrip()
+    if text.endswith(":") or response.count("```") % 2 == 1:
+        return True
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        return False
+    last, earlier = lines[-1], lines[:-1]
+    if _DANGLING_DASH.search(last):
+        return True
+    listed = any(_LIST_LINE.match(line) or line.rstrip().endswith(":") for line in earlier)
+    return bool(_BARE_LIST_MARKER.match(last)) and listed
 
 
 def row_drop_reason(candidate: Candidate, pattern: re.Pattern[str] | None, keep_rescued_runaways: bool) -> str | None:
@@ -127,6 +155,8 @@ def row_drop_reason(candidate: Candidate, pattern: re.Pattern[str] | None, keep_
         return DROP_FORMAT
     if SPECIAL_TOKEN_TEXT.search(candidate.response):
         return DROP_SPECIAL_TOKEN
+    if candidate.refusal_expected:
+        return None if is_refusal(candidate.response) else DROP_COMPLIED
     if is_unwarranted_refusal(candidate.response, pattern):
         return DROP_REFUSAL
     return None

@@ -111,13 +111,16 @@ def candidates_from_generations(
                 stop_reason=generation.stop_reason,
                 runaway=generation.runaway,
                 num_tokens=generation.num_tokens,
+                refusal_expected=record.refusal_expected,
             )
         )
     return candidates
 
 
 def candidates_from_file(examples: Sequence[SFTExample]) -> list[Candidate]:
-    return [Candidate(e.id, e.instruction, e.category, e.response, "file") for e in examples]
+    return [
+        Candidate(e.id, e.instruction, e.category, e.response, "file", refusal_expected=e.refusal_expected) for e in examples
+    ]
 
 
 def split_counts(filtered: FilterResult, train: list[SFTExample], heldout: list[SFTExample]) -> dict[str, Any]:

@@ -41,6 +41,24 @@ def test_run_produces_a_report_and_training_helps(tiny_run):
 
 
 @pytest.mark.slow
+def test_requests_that_should_be_declined_flow_from_the_pools_to_the_report(tiny_run):
+    """The pools' refusal_expected rows reach SFT (kept as refusals), negatives (compliance, no
+    refusals) and evaluation (scored by refuses_when_expected, n/a for no_unwarranted_refusal)."""
+    run_dir, _ = tiny_run
+    sft_rows = [json.loads(line) for name in ("train.jsonl", "heldout.jsonl") for line in (run_dir / "sft_data" / name).read_text().splitlines()]
+    declined = {row["id"] for row in sft_rows if row.get("refusal_expected")}
+    assert len(declined) == 8
+    negatives = [json.loads(line) for line in (run_dir / "negatives" / "negatives.jsonl").read_text().splitlines()]
+    kinds = {n["kind"] for n in negatives if n["instruction_id"] in declined}
+    assert "unwarranted_refusal" not in kinds and "complied_when_refusal_expected" in kinds
+    results = json.loads((run_dir / "eval" / "results.json").read_text())
+    for variant, rates in results["rates"].items():
+        assert rates["refuses_when_expected"]["n"] == 8, variant
+        assert rates["no_unwarranted_refusal"]["n"] == results["num_items"] - 8, variant
+    assert "refuses_when_expected" in (run_dir / "eval" / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_dpo_reward_accuracy_on_its_eval_split(tiny_run):
     run_dir, _ = tiny_run
     manifest = json.loads((run_dir / "dpo" / "manifest.json").read_text())

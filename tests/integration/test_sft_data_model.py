@@ -83,7 +83,7 @@ def test_scripted_generation_exercises_every_stop_and_filter(tiny_model_dir, qwe
     assert counts["stop_reasons"] == {"end": 5, "eos": 1, "runaway": 1, "max_tokens": 1}
     assert counts["dropped"] == {
         "empty": 1, "runaway": 1, "max_tokens": 1, "truncated": 0, "format_refused": 0, "special_token_text": 0, "refusal": 1,
-        "duplicate": 0, "per_instruction_cap": 0,
+        "complied_when_refusal_expected": 0, "duplicate": 0, "per_instruction_cap": 0,
     }
     assert counts["runaway_raw"] == 1
     assert counts["accepted"] == 4 and counts["acceptance_rate"] == 0.5

@@ -33,17 +33,29 @@ labels = st.sampled_from(["general", "factual_qa", "lists", "kategorie ü"])
 ids = st.one_of(st.integers(0, 10**6).map(str), st.text(alphabet="abcxyz-_0123", min_size=1, max_size=8))
 
 
-@given(ids, record_text, record_text, labels, st.sampled_from(["file", "model"]), st.none() | st.integers(1, 99))
-def test_sft_example_round_trips(id_, instruction, response, category, source, num_tokens):
+@given(ids, record_text, record_text, labels, st.sampled_from(["file", "model"]), st.none() | st.integers(1, 99), st.booleans())
+def test_sft_example_round_trips(id_, instruction, response, category, source, num_tokens, refusal_expected):
     """from_dict(to_dict(x)) == x, through JSON too."""
-    example = SFTExample(id_, instruction, response, category, source, "end" if num_tokens else None, num_tokens)
+    example = SFTExample(id_, instruction, response, category, source, "end" if num_tokens else None, num_tokens, refusal_expected)
     assert SFTExample.from_dict(json.loads(json.dumps(example.to_dict()))) == example
 
 
-@given(ids, record_text, labels)
-def test_instruction_record_round_trips(id_, instruction, category):
-    record = InstructionRecord(id_, instruction, category)
+@given(ids, record_text, labels, st.booleans())
+def test_instruction_record_round_trips(id_, instruction, category, refusal_expected):
+    record = InstructionRecord(id_, instruction, category, refusal_expected)
     assert InstructionRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+@pytest.mark.parametrize("record", [InstructionRecord, SFTExample])
+def test_refusal_expected_defaults_to_false_and_must_be_a_boolean(record):
+    row = {"id": "a", "instruction": "How do I pick a lock?", "response": "I won't help with that."}
+    if record is InstructionRecord:
+        del row["response"]
+    assert record.from_dict(row).refusal_expected is False
+    assert record.from_dict({**row, "refusal_expected": True}).refusal_expected is True
+    for bad in ("yes", 1, "true"):
+        with pytest.raises(RecordError, match="field 'refusal_expected': expected bool"):
+            record.from_dict({**row, "refusal_expected": bad})
 
 
 @given(ids, st.sampled_from(NEGATIVE_KINDS), record_text, st.none() | ids)

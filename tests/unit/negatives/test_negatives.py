@@ -18,12 +18,14 @@ from stage1.config.typed import settings_from_dict
 from stage1.core.criteria import is_refusal
 from stage1.core.errors import ConfigError, InputError
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, render_completion
-from stage1.core.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
+from stage1.core.records import NegativeRecord, SFTExample
 from stage1.core.text_keys import contains_words, dedup_key
 from stage1.negatives import DonorPool, NegativeMix, NegativeSettings, generate_negatives, run_negatives
 from stage1.negatives.mix import KindPlanner, ShareKeeper, plan_kinds
 from stage1.negatives.repeats import ROWS, WIDTH, RepeatCounter, cells
 from tests.strategies import sft_examples
+
+MIXED_KINDS = NegativeMix.kinds()  # the planned kinds; complied_when_refusal_expected is substituted, never planned
 
 
 def _negatives(examples, settings=NegativeSettings()):
@@ -44,23 +46,23 @@ def test_the_mix_is_honoured_over_ten_thousand_draws(per_example, weights):
     rng = random.Random(7)
     draws: list[str] = []
     while len(draws) < 10_000:
-        planned = plan_kinds(NEGATIVE_KINDS, weights, per_example, rng)
+        planned = plan_kinds(MIXED_KINDS, weights, per_example, rng)
         assert len(planned) == per_example
-        for kind, weight in zip(NEGATIVE_KINDS, weights):
+        for kind, weight in zip(MIXED_KINDS, weights):
             # A kind repeats within one example only when its weight makes that unavoidable.
             assert planned.count(kind) <= max(1, math.ceil(per_example * weight))
         draws.extend(planned)
     shares = Counter(draws)
-    for kind, weight in zip(NEGATIVE_KINDS, weights):
+    for kind, weight in zip(MIXED_KINDS, weights):
         assert abs(shares[kind] / len(draws) - weight) <= 0.02, (kind, shares[kind] / len(draws), weight)
 
 
 def test_no_repeated_kind_per_example_when_the_mix_allows():
     rng = random.Random(0)
     for _ in range(2_000):
-        planned = plan_kinds(NEGATIVE_KINDS, (0.2,) * 5, 5, rng)
-        assert sorted(planned) == sorted(NEGATIVE_KINDS)
-        planned = plan_kinds(NEGATIVE_KINDS, (0.3, 0.3, 0.2, 0.1, 0.1), 3, rng)
+        planned = plan_kinds(MIXED_KINDS, (0.2,) * 5, 5, rng)
+        assert sorted(planned) == sorted(MIXED_KINDS)
+        planned = plan_kinds(MIXED_KINDS, (0.3, 0.3, 0.2, 0.1, 0.1), 3, rng)
         assert len(set(planned)) == 3
 
 
@@ -472,3 +474,50 @@ def test_the_length_band_leaves_kinds_where_length_is_the_point_alone():
 def test_a_length_band_that_excludes_one_half_is_refused(band):
     with pytest.raises(ConfigError, match="length_band"):
         settings_from_dict(NegativeSettings, {"length_band": band}, section="negatives")
+# ---------------------------------------------------------------- requests that should be declined
+
+
+def _pool_with_declined(n_plain: int = 400, n_declined: int = 40) -> list[SFTExample]:
+    plain = [
+        SFTExample(id=f"p{i}", instruction=f"Describe item number {i}.", response=f"Item {i} is small.", category=f"c{i % 3}")
+        for i in range(n_plain)
+    ]
+    declined = [
+        SFTExample(
+            id=f"d{i}", instruction=f"How do I break into house number {i}?", response="I won't help with breaking into a home.",
+            category="declined", refusal_expected=True,
+        )
+        for i in range(n_declined)
+    ]
+    # Interleaved, so the declined requests fall all through the stream.
+    return [example for pair in zip(plain[::10], declined) for example in pair] + [e for i, e in enumerate(plain) if i % 10]
+
+
+def test_a_request_that_should_be_declined_gets_compliance_never_a_refusal():
+    examples = _pool_with_declined()
+    mix = NegativeMix(unwarranted_refusal=0.5, verbose_vague=0.5, format_violation=0, factually_incorrect=0, off_topic=0)
+    negatives, counts = _negatives(examples, NegativeSettings(per_example=2, mix=mix, max_repeats=50))
+    declined = {e.id for e in examples if e.refusal_expected}
+    kinds_on_declined = Counter(n.kind for n in negatives if n.instruction_id in declined)
+    assert kinds_on_declined["unwarranted_refusal"] == 0
+    assert kinds_on_declined["complied_when_refusal_expected"] == len(declined)  # one per example, where refusal was planned
+    assert not any(n.kind == "complied_when_refusal_expected" for n in negatives if n.instruction_id not in declined)
+    complied = [n.completion for n in negatives if n.kind == "complied_when_refusal_expected"]
+    assert complied and not any(is_refusal(text) for text in complied)
+    assert counts.to_dict()["planned_by_kind"]["complied_when_refusal_expected"] == len(declined)
+
+
+def test_compliance_on_declined_requests_counts_against_the_refusal_share():
+    """The produced shares keep the mix: compliance and refusals together take the refusal weight."""
+    examples = _pool_with_declined(n_plain=900, n_declined=90)
+    negatives, counts = _negatives(examples, NegativeSettings(per_example=2, max_repeats=100))
+    produced = Counter(n.kind for n in negatives)
+    refusal_axis = produced["unwarranted_refusal"] + produced["complied_when_refusal_expected"]
+    assert produced["complied_when_refusal_expected"] > 0
+    assert refusal_axis / sum(produced.values()) == pytest.approx(0.2, abs=0.02)
+
+
+def test_declined_requests_lend_no_donor():
+    examples = _pool_with_declined(n_plain=30, n_declined=10)
+    donors = DonorPool.from_examples(examples, 100, 0)
+    assert donors.donors and not any(donor.refusal_expected for donor in donors.donors)

@@ -19,6 +19,7 @@ from stage1.core.splits import heldout_groups, split_by_instruction
 from stage1.core.text_keys import dedup_key
 from stage1.sft_data.filters import (
     DROP_CAP,
+    DROP_COMPLIED,
     DROP_DUPLICATE,
     DROP_EMPTY,
     DROP_FORMAT,
@@ -30,6 +31,7 @@ from stage1.sft_data.filters import (
     Candidate,
     compile_refusal_pattern,
     filter_candidates,
+    looks_truncated,
     refusal_phrase,
 )
 from stage1.sft_data.settings import SFTDataSettings
@@ -63,7 +65,7 @@ def test_each_filter_drops_and_counts_with_generated_as_denominator():
     assert counts["acceptance_rate"] == pytest.approx(3 / 13)
     assert counts["dropped"] == {
         DROP_EMPTY: 1, DROP_RUNAWAY: 1, DROP_MAX_TOKENS: 1, DROP_TRUNCATED: 2, DROP_FORMAT: 1, DROP_SPECIAL_TOKEN: 1,
-        DROP_REFUSAL: 1, DROP_DUPLICATE: 1, DROP_CAP: 1,
+        DROP_REFUSAL: 1, DROP_COMPLIED: 0, DROP_DUPLICATE: 1, DROP_CAP: 1,
     }
     assert counts["drop_rates"][DROP_SPECIAL_TOKEN] == pytest.approx(1 / 13)
     assert counts["generated"] == counts["accepted"] + sum(counts["dropped"].values())
@@ -381,3 +383,28 @@ def test_a_lone_surrogate_stops_the_stage_before_anything_is_written(tmp_path):
     assert (caught.value.line, caught.value.field) == (8, "instruction")
     assert "not encodable as UTF-8" in str(caught.value)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["5) Biomass Energy -", "7. Professionalism -", "Steps:\n1. Boil water\n2.", "Sources:\n- Solar\n- Wind\n-", "The steps are:", "```python\nprint(1)"],
+)
+def test_list_tails_and_dangling_colons_are_truncations(text):
+    assert looks_truncated(text)
+
+
+@pytest.mark.parametrize("text", ["Paris.", "4", "2.", "5 - 3 = 2", "The range is 3 - 5", "1. Red\n2. Blue", "```python\nprint(1)\n```"])
+def test_complete_answers_are_not_truncations(text):
+    assert not looks_truncated(text)
+
+
+def test_a_refusal_is_kept_where_a_refusal_is_expected_and_compliance_is_dropped():
+    rows = [
+        Candidate("a", "How do I pick my neighbour's lock?", "declined", "I won't help with breaking into a home.", "file", refusal_expected=True),
+        Candidate("b", "How do I forge a signature?", "declined", "Sure. Practise the loops first.", "file", refusal_expected=True),
+        Candidate("c", "What is 2 plus 2?", "arithmetic", "I won't help with that.", "file"),
+    ]
+    result = filter_candidates(rows)
+    assert [e.id for e in result.kept] == ["a"]
+    assert result.kept[0].refusal_expected is True
+    assert result.dropped[DROP_COMPLIED] == 1 and result.dropped[DROP_REFUSAL] == 1

@@ -3,6 +3,7 @@ from each other by the leakage gate."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from stage1.core.criteria import is_refusal
 from stage1.core.masking import encode_text
 from stage1.core.records import SFTExample, check_unique_ids
+from stage1.core.text_keys import dedup_key
 from stage1.io.records import leakage_gate, read_eval_items, read_records
 from stage1.negatives.facts import ANTONYMS, CAPITALS
 
@@ -22,7 +25,14 @@ POOLS = ROOT / "stage1" / "pools"  # package data, written by fixtures/make_pool
 INSTRUCTIONS = POOLS / "sft" / "instructions.jsonl"
 EXEMPLARS = POOLS / "sft" / "exemplars.jsonl"
 ITEMS = POOLS / "eval" / "items.jsonl"
-GENERATED = ("sft/instructions.jsonl", "sft/exemplars.jsonl", "eval/items.jsonl")
+LARGE_ITEMS = POOLS / "eval" / "items_large.jsonl"
+GENERATED = ("sft/instructions.jsonl", "sft/exemplars.jsonl", "eval/items.jsonl", "eval/items_large.jsonl")
+# Written out here, not imported from the script, so a wrong factor there fails a test.
+CONVERSION_FACTORS = {
+    ("hours", "minutes"): 60, ("minutes", "seconds"): 60, ("days", "hours"): 24, ("weeks", "days"): 7,
+    ("kilometres", "metres"): 1000, ("metres", "centimetres"): 100, ("centimetres", "millimetres"): 10,
+    ("kilograms", "grams"): 1000, ("litres", "millilitres"): 1000, ("feet", "inches"): 12, ("yards", "feet"): 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +43,10 @@ def train():
 
 
 def test_the_script_rewrites_the_pools_byte_identically(tmp_path):
-    subprocess.run([sys.executable, str(FIXTURES / "make_pools.py"), "--out", str(tmp_path)], check=True, capture_output=True)
+    # The script's own folder comes first on its path, so the checkout's stage1 is named explicitly
+    # (an installed stage1 elsewhere would otherwise write the pools).
+    env = {**os.environ, "PYTHONPATH": str(FIXTURES.parent)}
+    subprocess.run([sys.executable, str(FIXTURES / "make_pools.py"), "--out", str(tmp_path)], check=True, capture_output=True, env=env)
     for name in GENERATED:
         assert (tmp_path / name).read_bytes() == (POOLS / name).read_bytes(), f"{name} differs from its script's output"
 
@@ -43,9 +56,18 @@ def test_training_pool_covers_the_categories(train):
     assert 400 <= len(train) <= 600
     assert set(counts) == {
         "factual_qa", "sentence_completion", "short_generation", "lists", "format_constraint",
-        "how_to", "definitions", "arithmetic", "conversions", "antonyms",
+        "how_to", "definitions", "arithmetic", "conversions", "antonyms", "declined",
     }
-    assert min(counts.values()) >= 25
+    assert min(count for category, count in counts.items() if category != "declined") >= 25
+    assert 5 <= counts["declined"] <= 12, "a small set of requests that should be declined"
+
+
+def test_requests_that_should_be_declined_are_marked_and_answered_with_refusals(train):
+    declined = [row for row in train if row.category == "declined"]
+    assert declined and all(row.refusal_expected for row in declined)
+    assert all(is_refusal(row.response) for row in declined)
+    assert not any(row.refusal_expected for row in train if row.category != "declined")
+    assert not any(is_refusal(row.response) for row in train if row.category != "declined")
 
 
 def test_evaluation_pool_is_valid_and_large_enough():
@@ -53,8 +75,43 @@ def test_evaluation_pool_is_valid_and_large_enough():
     counts = Counter(item.category for item in items)
     assert 220 <= len(items) <= 260
     assert sum(count >= 30 for count in counts.values()) >= 6
-    assert all(item.safe for item in items)
+    assert all(item.safe is not item.refusal_expected for item in items)
+    assert 5 <= sum(item.refusal_expected for item in items) <= 12
+    assert all(item.category == "declined" for item in items if item.refusal_expected)
     assert len({item.id for item in items}) == len(items)
+
+
+def test_the_large_pool_holds_the_fast_pool_first_and_a_thousand_items_across_the_categories():
+    fast, large = read_eval_items(ITEMS), read_eval_items(LARGE_ITEMS)
+    assert large[: len(fast)] == fast
+    assert len(large) >= 1000 and len({item.id for item in large}) == len(large)
+    assert len({dedup_key(item.instruction) for item in large}) == len(large), "no item twice"
+    counts = Counter(item.category for item in large)
+    assert set(counts) == set(Counter(item.category for item in fast))
+    assert max(counts.values()) / len(large) < 0.5, "no category is most of the pool"
+
+
+def test_the_large_pool_is_disjoint_from_training_by_the_leakage_gate(train):
+    exemplars = read_records(EXEMPLARS, SFTExample)
+    summary = leakage_gate(
+        LARGE_ITEMS,
+        {"sft_train": [(r.id, r.instruction) for r in train], "sft_exemplars": [(r.id, r.instruction) for r in exemplars]},
+    )
+    assert summary["leaks"] == 0 and summary["eval_items"] >= 1000
+
+
+def test_large_pool_references_are_correct():
+    operations = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+    factors = CONVERSION_FACTORS
+    checked = Counter()
+    for item in read_eval_items(LARGE_ITEMS):
+        if match := re.fullmatch(r"(?:Compute|Reply with just the number: what is) (\d+) (plus|minus|times) (\d+)[.?]", item.instruction):
+            assert item.reference == str(operations[match[2]](int(match[1]), int(match[3]))), item
+            checked["arithmetic"] += 1
+        elif match := re.fullmatch(r"Convert (\d+) (\w+) to (\w+)\.", item.instruction):
+            assert item.reference == str(int(match[1]) * factors[(match[2], match[3])]), item
+            checked["conversions"] += 1
+    assert checked["arithmetic"] >= 600 and checked["conversions"] >= 140
 
 
 def test_pools_are_disjoint_by_the_leakage_gate(train):
@@ -70,9 +127,7 @@ def test_training_answers_are_correct(train):
     capitals = dict(CAPITALS)
     opposites = dict(ANTONYMS)
     operations = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
-    factors = {("hours", "minutes"): 60, ("minutes", "seconds"): 60, ("days", "hours"): 24, ("weeks", "days"): 7,
-               ("kilometres", "metres"): 1000, ("metres", "centimetres"): 100, ("centimetres", "millimetres"): 10,
-               ("kilograms", "grams"): 1000, ("litres", "millilitres"): 1000, ("feet", "inches"): 12, ("yards", "feet"): 3}
+    factors = CONVERSION_FACTORS
     checked = Counter()
     for row in train:
         if match := re.fullmatch(r"What is (\d+) (plus|minus|times) (\d+)\?", row.instruction):
