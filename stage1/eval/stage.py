@@ -169,6 +169,29 @@ def build_results(settings: EvalSettings, items: list[EvalItem], records: dict[s
     return results
 
 
+#: What the report shows of each DPO variant's training manifest (stage1.train.dpo).
+DPO_TRAINING_KEYS = ("beta", "reward_accuracy", "reward_margin", "logp_shift", "by_kind", "by_source", "max_chosen_logp_drop", "warnings")
+
+
+def dpo_training_facts(variants: Sequence[VariantSpec]) -> dict[str, dict[str, Any]]:
+    """For each variant with an adapter, the DPO diagnostics its training manifest holds (the
+    manifest beside the adapter folder); a variant without such a manifest is left out."""
+    import json
+
+    facts: dict[str, dict[str, Any]] = {}
+    for spec in variants:
+        if spec.adapter_dir is None:
+            continue
+        path = spec.adapter_dir.parent / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if "logp_shift" in manifest:
+            facts[spec.name] = {key: manifest.get(key) for key in DPO_TRAINING_KEYS}
+    return facts
+
+
 def run_evaluate(
     settings: EvalSettings,
     *,
@@ -224,6 +247,7 @@ def run_evaluate(
 
     results = build_results(settings, items, records, skipped=skipped,
                             provenance=_provenance(items_path, items, settings, described, training, leakage))
+    results["dpo_training"] = dpo_training_facts(chosen)
     written = write_reports(out, results)
     outputs = {**written, **{f"generations_{job['spec']['name']}": Path(job["out_path"]) for job in jobs}}
     inputs = {"items": items_path, **{f"training_{i}": p for i, p in enumerate(training)},
