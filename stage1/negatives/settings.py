@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from stage1.core.errors import ConfigError
 from stage1.core.records import NEGATIVE_KINDS
+from stage1.samples.settings import PolicySettings
+
+NEGATIVE_SOURCE_CHOICES = ("rules", "policy", "mixed")
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,15 @@ class NegativeSettings:
     max_repeats: int = 10  # how often one templated or borrowed rejected string may be used
     donor_pool_size: int = 1024  # answers kept per category (seeded reservoir) for off-topic and runaway negatives
     attempts: int = 4  # tries per planned negative before it counts as not applicable
+    source: Literal["rules", "policy", "mixed"] = "rules"  # rejecteds made by rules, sampled from the merged SFT model, or both
+    policy_share: float = 0.5  # mixed: share of each instruction group's pairs taken from policy samples (the rest from rules)
+    policy: PolicySettings = field(default_factory=PolicySettings)  # the samples stage (source policy or mixed)
 
     def __post_init__(self) -> None:
         if not 1 <= self.per_example <= 5:
             raise ConfigError(f"must be 1 to 5, got {self.per_example}", field="negatives.per_example")
+        if not 0.0 <= self.policy_share <= 1.0:
+            raise ConfigError(f"must be in [0, 1], got {self.policy_share}", field="negatives.policy_share")
         for name in ("max_repeats", "donor_pool_size", "attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"negatives.{name}")
