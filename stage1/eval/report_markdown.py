@@ -189,6 +189,13 @@ def dpo_training_section(results: dict[str, Any]) -> list[str]:
                              f"{rewards['mean_margin']:+.4f}", f"{side.get('mean_chosen', 0.0):+.3f}",
                              f"{side.get('chosen_fell_share', 0.0):.0%}", f"{side.get('mean_rejected', 0.0):+.3f}"])
     lines += table(["variant", "pairs", "n", "reward accuracy", "margin", "chosen shift", "chosen fell", "rejected shift"], rows)
+    for name, fact in facts.items():
+        pairs = fact.get("pairs") or {}
+        if pairs.get("train_by_source"):
+            mix = ", ".join(f"{count} {source}" for source, count in pairs["train_by_source"].items())
+            chosen_by = pairs.get("selection_criteria")
+            criteria = f"; policy pairs chosen by {', '.join(chosen_by)}" if chosen_by else ""
+            lines += ["", f"`{name}` trained on {mix} pairs{criteria}."]
     warnings = [f"- `{name}` warning: {warning}" for name, fact in facts.items() for warning in fact.get("warnings") or []]
     return lines + ([""] + warnings if warnings else [])
 

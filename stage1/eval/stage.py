@@ -189,7 +189,24 @@ def dpo_training_facts(variants: Sequence[VariantSpec]) -> dict[str, dict[str, A
             continue
         if "logp_shift" in manifest:
             facts[spec.name] = {key: manifest.get(key) for key in DPO_TRAINING_KEYS}
+            facts[spec.name]["pairs"] = _pair_sources(manifest)
     return facts
+
+
+def _pair_sources(dpo_manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the DPO training pairs' rejecteds came from, and which criteria chose the policy ones
+    (from the pairs manifest beside the training file), or None when it cannot be read."""
+    import json
+
+    train = dpo_manifest.get("inputs", {}).get("train")
+    try:
+        pairs = json.loads((Path(train).parent / "manifest.json").read_text(encoding="utf-8")) if train else None
+    except (OSError, ValueError):
+        return None
+    if not pairs or pairs.get("stage") != "pairs":
+        return None
+    return {"negative_sources": pairs.get("negative_sources", ["negatives"]), "selection_criteria": pairs.get("selection_criteria"),
+            "train_by_source": pairs.get("counts", {}).get("train", {}).get("by_source")}
 
 
 def run_evaluate(

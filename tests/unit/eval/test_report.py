@@ -143,7 +143,9 @@ def test_markdown_shows_each_dpo_variants_log_prob_shift_and_warning(results):
     fact = {"beta": 0.1, "reward_accuracy": 0.5, "reward_margin": 0.225,
             "logp_shift": {**shift, "by_kind": {"off_topic": shift}, "by_source": {"policy": shift}},
             "by_kind": {"off_topic": rewards}, "by_source": {"policy": rewards}, "max_chosen_logp_drop": 1.0,
-            "warnings": ["the chosen answers' mean log-prob fell 1.250 nats below the reference"]}
+            "warnings": ["the chosen answers' mean log-prob fell 1.250 nats below the reference"],
+            "pairs": {"negative_sources": ["policy_negatives"], "selection_criteria": ["no_runaway", "not_degenerate"],
+                      "train_by_source": {"policy": 12}}}
     assert "## DPO training" not in render_markdown(results)  # nothing to show without DPO manifests
     markdown = render_markdown({**results, "dpo_training": {"dpo": fact}})
     section = markdown_section(markdown, "## DPO training")
@@ -152,3 +154,4 @@ def test_markdown_shows_each_dpo_variants_log_prob_shift_and_warning(results):
     assert ["`dpo`", "source `policy`", "4", "0.500", "+0.2250", "-1.250", "75%", "-3.500"] in rows
     assert any(row[1] == "kind `off_topic`" for row in rows)
     assert "- `dpo` warning: the chosen answers' mean log-prob fell 1.250 nats below the reference" in section
+    assert "`dpo` trained on 12 policy pairs; policy pairs chosen by no_runaway, not_degenerate." in section
