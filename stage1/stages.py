@@ -18,7 +18,22 @@ from typing import Any
 
 from stage1.config.load import PipelineConfig
 from stage1.core.errors import ConfigError
-from stage1.io.layout import MANIFEST, TOKENIZER_FILE, RunLayout
+from stage1.io.layout import (
+    ADAPTER_DIR,
+    CHART_FILE,
+    MANIFEST,
+    MODEL_CONFIG_FILE,
+    MODEL_WEIGHTS_FILE,
+    NEGATIVES_FILE,
+    PAIRS_EVAL_FILE,
+    PAIRS_TRAIN_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SFT_HELDOUT_FILE,
+    SFT_TRAIN_FILE,
+    TOKENIZER_FILE,
+    RunLayout,
+)
 
 
 @dataclass(frozen=True)
@@ -268,13 +283,13 @@ PAIR_FILES = (
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "model", None, "the tiny offline Qwen2 base model, built when model.path is not set",
-        outputs=("model.safetensors", TOKENIZER_FILE), inputs=(),
+        outputs=(MODEL_WEIGHTS_FILE, TOKENIZER_FILE), inputs=(),
         settings=lambda config: {"tiny_seed": config.model.tiny_seed}, entry=_build_model,
         enabled=lambda config: config.model.path is None,
     ),
     StageSpec(
         "sft_data", "sft-data", "SFT examples: instructions with responses, filtered and split",
-        outputs=("train.jsonl", "heldout.jsonl", MANIFEST),
+        outputs=(SFT_TRAIN_FILE, SFT_HELDOUT_FILE, MANIFEST),
         inputs=(
             StageInput("instructions", "the instruction pool (JSONL, JSON, CSV or a datasets folder; with responses when sft_data.source=file)",
                        _data_file("instructions"), external=True),
@@ -287,19 +302,19 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "sft", "train-sft", "LoRA/QLoRA SFT with the loss on the response and END",
-        outputs=("adapter", MANIFEST),
+        outputs=(ADAPTER_DIR, MANIFEST),
         inputs=(BASE_MODEL, StageInput("train", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data")),
         settings=_training_settings("sft"), entry=_train_sft,
     ),
     StageSpec(
         "merge", "merge", "the SFT adapter merged into the 16-bit base",
-        outputs=("config.json", MANIFEST),
+        outputs=(MODEL_CONFIG_FILE, MANIFEST),
         inputs=(BASE_MODEL, StageInput("adapter", "the SFT adapter folder (sft/adapter)", lambda layout, config: layout.sft_adapter, stage="sft")),
         settings=lambda config: {"training": config.training}, entry=_merge,
     ),
     StageSpec(
         "negatives", "negatives", "rule-based negatives of five kinds",
-        outputs=("negatives.jsonl", MANIFEST),
+        outputs=(NEGATIVES_FILE, MANIFEST),
         inputs=(StageInput("sft", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data"),),
         settings=lambda config: {"negatives": config.negatives, "seed": config.run.seed}, entry=_negatives,
         enabled=lambda config: config.negatives.source != "policy",
@@ -318,7 +333,7 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "pairs", "pairs", "DPO preference pairs (train / eval), split by instruction",
-        outputs=("train.jsonl", "eval.jsonl", MANIFEST),
+        outputs=(PAIRS_TRAIN_FILE, PAIRS_EVAL_FILE, MANIFEST),
         inputs=(
             StageInput("sft", "SFT training examples (sft_data/train.jsonl): the chosen responses", _sft_train, stage="sft_data"),
             StageInput("negatives", "rule-made negatives (negatives/negatives.jsonl): the rejected responses (negatives.source rules or mixed)",
@@ -334,20 +349,20 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "dpo", "train-dpo", "DPO with a new LoRA on the merged SFT model (the reference)",
-        outputs=("adapter", MANIFEST),
+        outputs=(ADAPTER_DIR, MANIFEST),
         inputs=(StageInput("model", "the model DPO starts from and uses as reference (the merged SFT model)",
                            lambda layout, config: layout.merged, stage="merge"), *PAIR_FILES),
         settings=_training_settings("dpo"), entry=_train_dpo, also=("dpo_only",),
     ),
     StageSpec(
         "dpo_only", None, "the DPO-only baseline: the same DPO on the raw base",
-        outputs=("adapter", MANIFEST),
+        outputs=(ADAPTER_DIR, MANIFEST),
         inputs=(BASE_MODEL, *PAIR_FILES),
         settings=_training_settings("dpo"), entry=_train_dpo, enabled=lambda config: config.training.dpo_only,
     ),
     StageSpec(
         "eval", "evaluate", "every variant on the held-out items, scored, compared, reported",
-        outputs=("results.json", "report.md", "chart.png", MANIFEST),
+        outputs=(RESULTS_FILE, REPORT_FILE, CHART_FILE, MANIFEST),
         inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir), EVAL_ITEMS),
         settings=lambda config: config.eval, entry=_evaluate,
         upstream=("model", "sft_data", "merge", "pairs", "dpo", "dpo_only"),

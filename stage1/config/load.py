@@ -35,6 +35,7 @@ from stage1.config.overrides import Origins, apply_override, as_number, parse_ov
 from stage1.config.presets import POOLS_DIR, resolve_file_paths, resolve_preset
 from stage1.config.yaml_lines import read_yaml
 from stage1.core.errors import ConfigError
+from stage1.io.layout import DEFAULT_LOG_FILE
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class RunSettings:
     seed: int = 0  # one seed for every stage (each stage derives its own generator from it)
     on_bad_rows: Literal["stop", "skip"] = "stop"  # a bad input row stops the stage, or is skipped and counted
     generation_backend: Literal["transformers", "vllm"] = "transformers"  # SFT data and evaluation generation
-    log_file: str = "run.log"  # inside the run directory
+    log_file: str = DEFAULT_LOG_FILE  # inside the run directory
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ def test_bad_input_case(case, tmp_path, generated, tiny_model_dir, capsys, monke
     values = {
         "files": str(CORPUS / "files"),
         "fixtures": str(ROOT / "fixtures"),
+        "pools": str(ROOT / "stage1" / "pools"),  # the shipped pools (package data)
         "generated": str(generated),
         "model": str(tiny_model_dir),
         "out": str(out),

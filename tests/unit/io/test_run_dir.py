@@ -164,3 +164,35 @@ def test_stage_names_are_the_steps_the_pipeline_builds(tmp_path):
     policy = tuple(step.name for step in build_steps(load_config(None, ["negatives.source=policy"]), tmp_path / "run"))
     assert policy == tuple(name for name in STAGE_NAMES if name != "negatives")
     assert STAGE_NAMES.index("merge") < STAGE_NAMES.index("samples") < STAGE_NAMES.index("pairs")
+
+
+def test_stage_fingerprints_do_not_depend_on_where_the_settings_classes_live(tmp_path, monkeypatch):
+    """Regrouping the package must not make old run directories stale: a fingerprint hashes plain
+    settings values, never a module path or a class name."""
+    import dataclasses
+    import json
+
+    from stage1.config.load import load_config
+    from stage1.config.typed import settings_to_dict
+    from stage1.pipeline import build_steps
+
+    config = load_config(None)
+    for step in build_steps(config, tmp_path / "run"):
+        plain = json.dumps(settings_to_dict(step.settings), sort_keys=True, default=str)
+        assert "stage1" not in plain and "Settings" not in plain, (step.name, plain[:200])
+    import sys
+    import types
+    import typing
+
+    training = config.training
+    monkeypatch.setitem(sys.modules, "elsewhere_entirely", types.ModuleType("elsewhere_entirely"))
+    hints = typing.get_type_hints(type(training))
+    moved_class = dataclasses.make_dataclass(
+        "Relocated", [(f.name, hints[f.name], dataclasses.field(default=f.default)) for f in dataclasses.fields(training)
+                      if f.default is not dataclasses.MISSING], frozen=True, namespace={"__module__": "elsewhere_entirely"},
+    )
+    moved = moved_class(**{f.name: getattr(training, f.name) for f in dataclasses.fields(moved_class)})
+    assert len(dataclasses.fields(moved)) == len(dataclasses.fields(training)), "every training setting has a default"
+    assert fingerprint("sft", settings_to_dict({"training": moved}), {}, {}) == fingerprint(
+        "sft", settings_to_dict({"training": training}), {}, {}
+    )
