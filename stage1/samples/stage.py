@@ -21,6 +21,7 @@ the failed criteria as their kind) and ``manifest.json``, last; the journal is t
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +81,12 @@ class ScoredSample:
                 "verdicts": dict(self.verdicts), "score": self.score}
 
 
+def read_back(completion: str) -> str:
+    """A completion as a model reads it back (NFC, ``\\n`` line endings), so a rejected sample
+    meets the pair contract (``train.data.pair_format_problem``); leading space kept."""
+    return unicodedata.normalize("NFC", completion.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 def training_item(example: SFTExample) -> EvalItem:
     """A training instruction as the criteria see it (see the module docstring)."""
     return EvalItem(id=example.id, instruction=example.instruction, category=example.category, safe=True)
@@ -124,10 +131,11 @@ def choose_pair(example: SFTExample, samples: Sequence[ScoredSample], criteria: 
             return None, "all_fail"
         best = passing[0]
         chosen_text = render_completion(best.response)
-    if best.score <= worst.score or dedup_key(render_completion(best.response)) == dedup_key(worst.completion_text):
+    rejected = read_back(worst.completion_text)
+    if best.score <= worst.score or dedup_key(render_completion(best.response)) == dedup_key(rejected):
         return None, "tie"
     negative = NegativeRecord(
-        instruction_id=example.id, kind=policy_kind(worst.failed), completion=worst.completion_text,
+        instruction_id=example.id, kind=policy_kind(worst.failed), completion=rejected,
         method=f"policy_sample_{worst.number}", negative_source="policy", chosen=chosen_text,
     )
     return negative, None

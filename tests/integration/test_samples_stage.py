@@ -16,7 +16,7 @@ from stage1.hf.generation import TransformersBackend
 from stage1.io.journal import JOURNAL_NAME
 from stage1.io.records import read_records
 from stage1.samples.settings import PolicySettings
-from stage1.samples.stage import NEGATIVES_FILE, SAMPLES_FILE, SKIP_REASONS, run_samples
+from stage1.samples.stage import NEGATIVES_FILE, SAMPLES_FILE, SKIP_REASONS, read_back, run_samples
 from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_one_negative_or_one_skip_reason_per_instruction_with_source_and_kind(re
         assert negative.negative_source == "policy" and negative.kind.startswith("policy:")
         number = int(negative.method.rsplit("_", 1)[1])
         rejected = rows[negative.instruction_id][number]
-        assert rejected["completion_text"] == negative.completion
+        assert read_back(rejected["completion_text"]) == negative.completion
         assert negative.kind == "policy:" + "+".join(n for n in CRITERION_NAMES if rejected["verdicts"][n] is False)
         assert rejected["score"] == min(s["score"] for s in rows[negative.instruction_id] if s["completion_text"].strip())
     assert counts["by_kind"] == {kind: sum(n.kind == kind for n in negatives) for kind in {n.kind for n in negatives}}

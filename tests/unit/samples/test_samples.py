@@ -137,3 +137,17 @@ def test_a_policy_negative_with_its_own_chosen_pairs_against_that_sample():
     train, _, _ = build_pairs(examples, [negative], PairSettings(eval_fraction=0.0, max_length=100_000), lambda p, c: 0)
     assert [(p.prompt, p.chosen, p.rejected, p.negative_source) for p in train] == [
         (render_prompt("Question number 0?"), render_completion("A sampled answer."), " cut", "policy")]
+
+
+def test_a_rejected_sample_is_stored_as_read_back_and_passes_the_pair_contract():
+    """The sampler may decode a carriage return or a decomposed accent; DPO refuses such a rejected."""
+    from stage1.core.records import PreferencePair
+    from stage1.train.data import pair_format_problem
+
+    raw = " Cafe\u0301 au\r\nlait"
+    sample = score_sample(EXAMPLE, 0, raw, "Cafe\u0301 au\nlait", STOP_MAX_TOKENS, False, 6, ALL)
+    negative, _ = choose_pair(EXAMPLE, [sample], ALL, "reference")
+    assert negative.completion == " Caf\u00e9 au\nlait"
+    pair = PreferencePair(render_prompt(EXAMPLE.instruction), render_completion(EXAMPLE.response), negative.completion, "7",
+                          "general", negative.kind, "train", "policy")
+    assert pair_format_problem(pair) is None
