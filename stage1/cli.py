@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import sys
 from pathlib import Path
@@ -37,18 +38,21 @@ def _config(args: argparse.Namespace):
 
 
 def _prepare_run(args: argparse.Namespace, console):
-    """Config, then every input file read, and only then the run directory and its log are touched."""
+    """Config, the run directory and log file's places, then every input file read; nothing is
+    created here (the run directory, its lock, config.yaml and the log come once the pipeline holds
+    the lock, after its own checks). Returns the config, the run directory and the log file."""
     from stage1.console import quiet_libraries, setup_logging
-    from stage1.io.run_dir import inside_run_dir
-    from stage1.pipeline import preflight
+    from stage1.io.run_dir import check_log_file
+    from stage1.pipeline import check_run_dir, preflight
 
     quiet_libraries()
     config = _config(args)
     run_dir = Path(args.run_dir)
-    inside_run_dir(run_dir, config.run.log_file, "run.log_file")
+    check_run_dir(run_dir)
+    log_file = check_log_file(run_dir, config.run.log_file)
     preflight(config)
-    setup_logging(console, inside_run_dir(run_dir, config.run.log_file, "run.log_file"), args.debug)
-    return config, run_dir
+    setup_logging(console, None, args.debug)  # the terminal now; the file once the run is locked
+    return config, run_dir, log_file
 
 
 def check_process_count(command: str, environ: dict[str, str]) -> None:
@@ -62,7 +66,11 @@ def check_process_count(command: str, environ: dict[str, str]) -> None:
     """
     from stage1.core.errors import ConfigError
 
-    processes = int(environ.get("WORLD_SIZE", "1") or "1")
+    text = (environ.get("WORLD_SIZE", "1") or "1").strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"must be a whole number of processes >= 1, got {text!r}", field="WORLD_SIZE",
+                          hint="unset it, or let accelerate launch / torchrun set it")
+    processes = int(text)
     if processes > 1 and command not in MULTI_PROCESS_COMMANDS:
         raise ConfigError(
             f"`{command}` was launched as {processes} processes; only {' and '.join(MULTI_PROCESS_COMMANDS)} "
@@ -76,17 +84,20 @@ def check_process_count(command: str, environ: dict[str, str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stage1.console import RichProgressListener, StageDisplay, rich_training_callback
+    from stage1.console import RichProgressListener, StageDisplay, rich_training_callback, setup_logging
     from stage1.core import progress
     from stage1.pipeline import run_pipeline
 
     console = _console()
-    config, run_dir = _prepare_run(args, console)
+    config, run_dir, log_file = _prepare_run(args, console)
     display = StageDisplay(console)
     only = tuple(args.only) if getattr(args, "only", None) else None
     callbacks = (rich_training_callback(console),)
     with progress.listening(RichProgressListener(console)):
-        run_pipeline(config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks)
+        run_pipeline(
+            config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks,
+            verify=args.verify, on_locked=lambda: setup_logging(console, log_file, args.debug),
+        )
     console.print(display.summary())
     _print_evaluation(console, run_dir)
     return 0
@@ -106,8 +117,13 @@ def _print_evaluation(console, run_dir: Path) -> None:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """A single stage: inside a run directory (upstream must be done), or alone on explicit files."""
-    if getattr(args, "variants", None):
+    if getattr(args, "variants", None) is not None:
         names = [name.strip() for name in args.variants.split(",") if name.strip()]
+        if not names:
+            from stage1.core.errors import ConfigError
+
+            raise ConfigError(f"--variants {args.variants!r} names no variant", field="--variants",
+                              hint="give comma-separated names from base_raw,base,sft,dpo,dpo_only, or leave --variants out for all")
         args.set.append(f"eval.variants=[{', '.join(names)}]")
     if getattr(args, "dry_run", False):
         return _evaluate_dry_run(args)
@@ -160,10 +176,11 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
     config = _config(args)
     layout = RunLayout(Path(dict(_named_inputs(args)).get("run", args.run_dir)), config.model.path)
     out_dir = Path(args.out) if args.out else layout.stage_dir("eval")
-    report = run_evaluate(
-        config.eval, variants=variants_in_run(layout, config.training.quantization),
-        items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
-    )
+    with _lock_of_run_holding(out_dir):
+        report = run_evaluate(
+            config.eval, variants=variants_in_run(layout, config.training.quantization),
+            items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
+        )
     table = Table("variant", "RSS loaded (MiB)", "RSS after free (MiB)", "GPU after (MiB)", "children left", "seconds",
                   title="evaluation dry run (one model at a time, nothing generated)")
     for name, value in report.get("variants", {}).items():
@@ -177,6 +194,19 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
         table.add_row(name, f"skipped: {reason}", "", "", "", "")
     console.print(table)
     return 0
+
+
+def _lock_of_run_holding(out_dir: Path):
+    """The lock of the run directory ``out_dir`` lies in (a no-op outside any run): every writer
+    of a run directory holds it."""
+    import contextlib
+
+    from stage1.io.run_dir import RunLock, run_dir_holding
+    from stage1.pipeline import check_run_dir
+
+    check_run_dir(out_dir, field="--out")
+    holder = run_dir_holding(out_dir)
+    return RunLock(holder) if holder is not None else contextlib.nullcontext()
 
 
 def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
@@ -198,14 +228,13 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
 def _stage_on_files(args: argparse.Namespace) -> int:
     from stage1.core.errors import ConfigError
     from stage1.io.layout import RESULTS_FILE
-    from stage1.pipeline import run_stage_on_files
-    from stage1.stages import check_stage_inputs
+    from stage1.pipeline import check_stage_on_files, run_stage_on_files
 
     stage = STAGE_COMMANDS[args.command]
     if not args.out:
         raise ConfigError("--out is required with --in", field="--out")
     inputs = _named_inputs(args)
-    check_stage_inputs(stage, inputs)
+    check_stage_on_files(stage, inputs, Path(args.out))
     from stage1.console import quiet_libraries
 
     console = _console()
@@ -234,9 +263,74 @@ def _compare_golden(results_path: Path, golden_path: Path) -> int:
     return 1
 
 
+def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[str, list[Path]]:
+    """``--in NAME=PATH`` values by name; ``allowed`` maps each name to whether it may repeat.
+
+    Raises:
+        ConfigError: not NAME=PATH, an unknown name, a missing one, or a single one given twice.
+    """
+    from stage1.core.errors import ConfigError
+
+    named: dict[str, list[Path]] = {name: [] for name in allowed}
+    for text in args.inputs or []:
+        name, sep, path = text.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
+        if name not in allowed:
+            raise ConfigError(f"`{args.command}` reads no input named {name!r}", field="--in", hint=f"it takes: {', '.join(allowed)}")
+        if named[name] and not allowed[name]:
+            raise ConfigError(f"--in {name}= is given twice ({named[name][0]} and {path})", field="--in", hint="give it once")
+        named[name].append(Path(path))
+    missing = [name for name, paths in named.items() if not paths]
+    if missing:
+        raise ConfigError(f"missing --in {'=, --in '.join(missing)}=", field="--in",
+                          hint=" ".join(f"--in {name}=FILE" for name in allowed))
+    return named
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score responses generated anywhere with the evaluation's criteria and statistics."""
+    from stage1.eval.report import load_results, rich_summary_table
+    from stage1.eval.score import run_score
+
+    inputs = _inputs_named(args, {"items": False, "responses": False})
+    if args.against:
+        _check_golden(Path(args.against))  # before scoring: a bad golden file is an input error
+    config = _config(args)
+    out = Path(args.out)
+    run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
+    console = _console()
+    console.print(rich_summary_table(load_results(out / "results.json")))
+    console.print(f"report: [bold]{out / 'report.md'}[/]  chart: [bold]{out / 'chart.png'}[/]")
+    if args.against:
+        return _compare_golden(out / "results.json", Path(args.against))
+    return 0
+
+
+def cmd_check_leakage(args: argparse.Namespace) -> int:
+    """The leakage gate on any training files; exit 1 listing the offenders when it finds any."""
+    from stage1.io.records import check_training_files
+
+    inputs = _inputs_named(args, {"train": True, "eval_items": False})
+    settings = _config(args).section("pairs").leakage
+    leaks, rows = check_training_files(inputs["eval_items"][0], inputs["train"], settings)
+    console = _console()
+    for leak in leaks:
+        console.print(f"[red]{leak.match}[/]: {leak.describe()}", soft_wrap=True, highlight=False)
+    items, files = inputs["eval_items"][0], ", ".join(f"{name} ({count} rows)" for name, count in rows.items())
+    if leaks:
+        console.print(f"[red]{len(leaks)} leak(s)[/] of {items} into {files}", highlight=False)
+        return 1
+    console.print(f"[green]no leak[/] of {items} into {files} (exact, n-gram and paraphrase rules)", highlight=False)
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
+    from stage1.core.errors import ConfigError
     from stage1.hf.memplan import plan_for_config, plan_table
 
+    if args.gpu_gib is not None and not (math.isfinite(args.gpu_gib) and args.gpu_gib > 0):
+        raise ConfigError(f"must be a finite number of GiB > 0, got {args.gpu_gib}", field="--gpu-gib", hint="e.g. --gpu-gib 80")
     console = _console()
     config = _config(args)
     plan = plan_for_config(config, gpu_gib=args.gpu_gib)
@@ -251,7 +345,8 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     from stage1.hf.tiny import build_tiny_qwen
     from stage1.io.hashing import sha256_file
 
-    out = build_tiny_qwen(args.out, seed=args.seed)
+    with _lock_of_run_holding(args.out):
+        out = build_tiny_qwen(args.out, seed=args.seed)
     digest = sha256_file(out / "model.safetensors")[:16]
     _console().print(f"tiny Qwen2 written to [bold]{out}[/] (weights sha256 {digest}…)")
     return 0
@@ -318,12 +413,27 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _add_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="hash every file the stages read and wrote again, instead of trusting files whose size and "
+        "modification time match their stage.json (finds a file changed with its time kept)",
+    )
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="a shipped preset (tiny, qwen2.5-32b) or a YAML file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set eval.q=0.1")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stage1", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser("run", help="every stage in order on the chosen preset (default: the tiny model)")
     _add_common(run)
+    _add_verify(run)
     run.set_defaults(handler=cmd_run)
 
     for name, stage in STAGE_COMMANDS.items():
@@ -334,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=inputs_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _add_common(command)
+        _add_verify(command)
         command.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
                              help=f"an input file for this stage; it reads: {', '.join(item.name for item in STAGES_BY_NAME[stage].inputs)} (see below)")
         command.add_argument("--out", default=None, help="output folder when running on explicit --in files")
@@ -343,6 +454,19 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--dry-run", action="store_true", help="load each variant and report memory, generate nothing")
             command.add_argument("--save-golden", default=None, metavar="GOLDEN.json", help="save this evaluation as a golden result")
         command.set_defaults(handler=cmd_stage)
+
+    score = commands.add_parser("score", help="score responses generated anywhere: --in items=FILE --in responses=FILE --out DIR")
+    _add_config_flags(score)
+    score.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH", help="items=ITEMS.jsonl and responses=RESPONSES.jsonl")
+    score.add_argument("--out", required=True, help="folder for results.json, report.md, chart.png and the manifest")
+    score.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
+    score.set_defaults(handler=cmd_score)
+
+    leakage = commands.add_parser("check-leakage", help="the leakage gate on any training files: --in train=FILE ... --in eval_items=FILE")
+    _add_config_flags(leakage)
+    leakage.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
+                         help="train=FILE (SFT rows, pairs or instructions; repeat for more) and eval_items=FILE")
+    leakage.set_defaults(handler=cmd_check_leakage)
 
     plan = commands.add_parser("plan", help="estimate peak GPU memory per stage before anything loads")
     _add_common(plan)
@@ -363,6 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--debug", action="store_true")
     inspect.set_defaults(handler=cmd_inspect)
     return parser
+
+
+def _unreadable(path: Path) -> bool:
+    """An existing file or folder this process may not read: an OSError about it is a read failure."""
+    try:
+        return path.exists() and not os.access(path, os.R_OK)
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or error.errno not in WRITE_ERRNOS:
             raise
         where = f" {error.filename}" if error.filename else ""
+        if error.filename and _unreadable(Path(error.filename)):
+            print(f"error: cannot read{where}: {error.strerror}; check its permissions", file=sys.stderr)
+            return EXIT_INPUT
         print(
             f"error: cannot write{where}: {error.strerror}; earlier outputs are intact "
             "(writes are atomic), free space or choose a writable --run-dir and rerun",

@@ -10,37 +10,46 @@ from typing import Any
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
-STATUS_STYLE = {"ran": "green", "up to date": "cyan", "failed": "red"}
+STATUS_STYLE = {"ran": "green", "up to date": "cyan", "adopted": "cyan", "failed": "red"}
 
 
 class StageDisplay:
-    """Prints one line as each stage starts, is skipped or finishes, and a summary table at the end."""
+    """Prints one line as each stage starts (with why it runs), is skipped or finishes, and a summary
+    table at the end whose last column says why each stage ran: the file that changed, ``--force``,
+    new settings, or that it had not run yet."""
 
     def __init__(self, console: Console):
         self.console = console
         self.started: dict[str, float] = {}
-        self.rows: list[tuple[str, str, str]] = []
+        self.rows: list[tuple[str, str, str, str]] = []
 
-    def __call__(self, stage: str, event: str) -> None:
+    def __call__(self, stage: str, event: str, reason: str = "") -> None:
         if event == "start":
             self.started[stage] = time.perf_counter()
             self.console.rule(f"[bold]{stage}")
+            if reason:
+                self.console.print(f"{stage}: runs because {reason}", markup=False, highlight=False)
         elif event == "skip":
             self.console.print(f"[cyan]✓ {stage}[/]: up to date (use --force {stage} to rerun)")
-            self.rows.append((stage, "up to date", "-"))
+            self.rows.append((stage, "up to date", "-", ""))
+        elif event == "adopted":
+            self.console.print(f"[cyan]✓ {stage}[/]: up to date (recorded by an older stage1; its files are hashed now)")
+            self.rows.append((stage, "adopted", "-", "recorded without file hashes: hashed now"))
         elif event == "done":
             seconds = time.perf_counter() - self.started.get(stage, time.perf_counter())
             self.console.print(f"[green]✓ {stage}[/] finished in {seconds:.1f} s")
-            self.rows.append((stage, "ran", f"{seconds:.1f}"))
+            self.rows.append((stage, "ran", f"{seconds:.1f}", reason))
 
     def summary(self) -> Table:
         table = Table(title="stages")
         table.add_column("stage")
         table.add_column("status")
         table.add_column("seconds", justify="right")
-        for stage, status, seconds in self.rows:
-            table.add_row(stage, f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]", seconds)
+        table.add_column("why it ran")
+        for stage, status, seconds, reason in self.rows:
+            table.add_row(stage, f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]", seconds, Text(reason))
         return table
 
 

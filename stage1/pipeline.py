@@ -1,8 +1,10 @@
 """The recipe: every stage of ``stage1.stages.STAGES`` in order, each skipped when up to date, all
 under one run-directory lock; and one stage alone on explicit files.
 
-Each step names its inputs (upstream stages and external files), its settings, and the outputs it
-must leave; ``stage1.io.run_dir`` decides whether it is up to date.
+Each step names the files it reads, its settings, and the outputs it must leave;
+``stage1.io.run_dir`` decides whether it is up to date (settings, the content of what it read, and
+what it wrote, all as recorded in its ``stage.json``). A stage reruns when any of them changed, so a
+rerun upstream stage whose files come out different reruns every stage that reads them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,24 @@ from typing import Any
 
 from stage1.config.load import PipelineConfig, dump_config
 from stage1.config.typed import settings_to_dict
-from stage1.core.errors import ConfigError
+from stage1.core.errors import ConfigError, StaleUpstreamError
 from stage1.io.atomic import atomic_write_json, atomic_write_text
 from stage1.io.layout import RunLayout
-from stage1.io.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
+from stage1.io.run_dir import (
+    NOT_READ,
+    ContentHashes,
+    RunLock,
+    StageRecord,
+    check_log_file,
+    check_out_dir,
+    fingerprint,
+    learn_record,
+    legacy_fingerprint,
+    mark_done,
+    read_stage_record,
+    run_dir_holding,
+    stale_reason,
+)
 from stage1.stages import STAGE_NAMES, STAGES, STAGES_BY_NAME, StageCall, StageRun, StageSpec, check_stage_inputs
 
 log = logging.getLogger("stage1")
@@ -36,14 +52,17 @@ class Step:
     upstream: tuple[str, ...]
     external: dict[str, Path]
     action: Callable[[StageRun], Any]
+    #: the files and folders whose content the stage reads, by input name
+    reads: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
 class StageOutcome:
     name: str
-    status: str  # "ran", "up to date", "disabled"
+    status: str  # "ran", "up to date", "adopted"
     seconds: float = 0.0
     result: Any = None
+    reason: str = ""  # why it ran: the file that changed, "--force", new settings
 
 
 @dataclass
@@ -71,11 +90,12 @@ def step_for(spec: StageSpec, config: PipelineConfig, layout: RunLayout, built: 
     named = [item.stage for item in spec.inputs if item.stage] + list(spec.upstream)
     upstream = tuple(dict.fromkeys(name for name in named if name in built and name != spec.name))
     out_dir = layout.stage_dir(spec.name)
+    reads = {name: path for item in spec.inputs for name, path in item.reads(layout, config).items()}
 
     def action(run: StageRun) -> Any:
         return spec.entry(StageCall(config, inputs, out_dir, run, callbacks))
 
-    return Step(spec.name, out_dir, spec.outputs, spec.settings(config), upstream, external, action)
+    return Step(spec.name, out_dir, spec.outputs, spec.settings(config), upstream, external, action, reads)
 
 
 def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) -> list[Step]:
@@ -109,55 +129,149 @@ def run_pipeline(
     *,
     only: tuple[str, ...] | None = None,
     force: tuple[str, ...] = (),
-    on_stage: Callable[[str, str], None] | None = None,
+    on_stage: Callable[..., None] | None = None,
     callbacks: tuple = (),
+    verify: bool = False,
+    on_locked: Callable[[], None] | None = None,
 ) -> RunReport:
     """Run every step (or ``only`` those) in order under the run lock, skipping up-to-date ones.
+
+    Everything is checked before the first write (stage names, the run directory, the log file's
+    place, the external inputs); only then is the lock taken and ``config.yaml`` written.
 
     Args:
         force: stage names to rerun even when up to date ("all" for every stage); a forced
             training stage starts over instead of resuming from its checkpoints.
-        on_stage: called with (stage, "start" | "skip" | "done") for display.
+        on_stage: called with (stage, "start" | "skip" | "adopted" | "done", reason) for display.
         callbacks: TrainerCallbacks added to the SFT and DPO trainers (progress display).
+        verify: hash every file read and written again instead of trusting size and time.
+        on_locked: called once the lock is held (the CLI opens the run's log file there).
 
     Raises:
-        ConfigError: ``force`` or ``only`` names a stage that does not exist (before anything is written).
+        ConfigError: ``force`` or ``only`` names a stage that does not exist, the run directory or
+            the log file cannot be used, an external input is missing (all before anything is written).
     """
     import time
 
     check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all"))
     check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
     run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    check_log_file(run_dir, config.run.log_file)
     layout = RunLayout(run_dir, config.model.path)
+    steps = build_steps(config, run_dir, callbacks)
     report = RunReport(run_dir)
     with RunLock(run_dir):
-        inside_run_dir(run_dir, config.run.log_file, "run.log_file")
         atomic_write_text(layout.config_file, dump_config(config))
-        fingerprints: dict[str, str] = {}
-        for step in build_steps(config, run_dir, callbacks):
-            upstream = {name: fingerprints.get(name) or _recorded_fingerprint(layout, name) for name in step.upstream}
-            expected = fingerprint(step.name, settings_to_dict(step.settings), upstream, step.external)
-            fingerprints[step.name] = expected
+        if on_locked:
+            on_locked()
+        hashes = ContentHashes(verify)
+        if only is not None:
+            _refuse_damaged_upstream(steps, only, hashes)
+        legacy: dict[str, str] = {}  # format-1 fingerprints of stages adopted in this run
+        for step in steps:
             if only is not None and step.name not in only:
                 continue
+            record = read_stage_record(step.out_dir)
+            if record is not None:
+                learn_record(hashes, record, step.out_dir, step.reads)
+            reads = {name: hashes.snapshot(path, NOT_READ) for name, path in step.reads.items()}
+            expected = fingerprint(step.name, settings_to_dict(step.settings), reads)
             forced = "all" in force or step.name in force
-            if not forced and is_up_to_date(step.out_dir, expected):
-                report.outcomes.append(StageOutcome(step.name, "up to date"))
-                if on_stage:
-                    on_stage(step.name, "skip")
+            reason = "--force" if forced else stale_reason(step.out_dir, record, expected, reads, step.reads, hashes)
+            if reason is not None and not forced and _adoptable(step, record, layout, legacy):
+                legacy[step.name] = record.fingerprint
+                mark_done(step.out_dir, step.name, expected, step.outputs, reads, hashes)
+                report.outcomes.append(StageOutcome(step.name, "adopted", reason="recorded without file hashes: hashed now"))
+                log.info("stage %s: up to date (recorded by an older stage1; its files are hashed now)", step.name)
+                _announce(on_stage, step.name, "adopted", "")
                 continue
-            if on_stage:
-                on_stage(step.name, "start")
-            log.info("stage %s: running", step.name)
+            if reason is None:
+                report.outcomes.append(StageOutcome(step.name, "up to date"))
+                _announce(on_stage, step.name, "skip", "")
+                continue
+            if reason == "recorded without file hashes":
+                reason = "recorded by an older stage1 without file hashes, under other settings or inputs"
+            _announce(on_stage, step.name, "start", reason)
+            log.info("stage %s: running (%s)", step.name, reason)
             started = time.perf_counter()
             result = step.action(StageRun(expected, forced))
-            mark_done(step.out_dir, step.name, expected, step.outputs)
-            report.outcomes.append(StageOutcome(step.name, "ran", time.perf_counter() - started, result))
+            mark_done(step.out_dir, step.name, expected, step.outputs, reads, hashes)
+            report.outcomes.append(StageOutcome(step.name, "ran", time.perf_counter() - started, result, reason))
             _record_timing(layout, step.name, time.perf_counter() - started)
             log.info("stage %s: done in %.1f s", step.name, time.perf_counter() - started)
-            if on_stage:
-                on_stage(step.name, "done")
+            _announce(on_stage, step.name, "done", reason)
     return report
+
+
+def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: ContentHashes) -> None:
+    """A stage run alone must not read an upstream stage's files that changed since that stage
+    wrote them (``evaluate`` after ``merged/model.safetensors`` was damaged would score the damage).
+
+    An upstream stage that never ran, or was recorded by an older stage1, is left to the stage's
+    own checks: only a recorded stage whose files or inputs changed is refused here.
+
+    Raises:
+        StaleUpstreamError: naming the upstream stage, the file, and the command that rebuilds it.
+    """
+    by_name = {step.name: step for step in steps}
+    needed: set[str] = set()
+    pending = [name for name in only if name in by_name]
+    while pending:
+        for upstream in by_name[pending.pop()].upstream:
+            if upstream in by_name and upstream not in needed:
+                needed.add(upstream)
+                pending.append(upstream)
+    for step in steps:
+        if step.name in only or step.name not in needed:
+            continue
+        record = read_stage_record(step.out_dir)
+        if record is None or not record.has_file_hashes:
+            continue
+        learn_record(hashes, record, step.out_dir, step.reads)
+        reads = {name: hashes.snapshot(path, NOT_READ) for name, path in step.reads.items()}
+        expected = fingerprint(step.name, settings_to_dict(step.settings), reads)
+        reason = stale_reason(step.out_dir, record, expected, reads, step.reads, hashes)
+        if reason is not None:
+            raise StaleUpstreamError(
+                f"stage {step.name}, which {', '.join(only)} reads, is not up to date: {reason}",
+                path=step.out_dir.parent, hint=f"rebuild it first with `python cli.py run --run-dir {step.out_dir.parent}`",
+            )
+
+
+def _announce(on_stage: Callable[..., None] | None, stage: str, event: str, reason: str) -> None:
+    if on_stage:
+        on_stage(stage, event, reason)
+
+
+def _adoptable(step: Step, record: StageRecord | None, layout: RunLayout, legacy: dict[str, str]) -> bool:
+    """A stage recorded by stage1 before file hashes (``stage.json`` format 1) whose fingerprint
+    still matches under that format's rule, and whose outputs exist: it is kept, and its files are
+    hashed now (retraining a 32B run because its records predate hashes would waste days)."""
+    if record is None or record.has_file_hashes:
+        return False
+    if not all((step.out_dir / output).exists() for output in record.outputs):
+        return False
+    upstream = {name: legacy.get(name) or _recorded_fingerprint(layout, name) for name in step.upstream}
+    try:
+        expected = legacy_fingerprint(step.name, settings_to_dict(step.settings), upstream, step.external)
+    except OSError:
+        return False
+    return record.fingerprint == expected
+
+
+def check_run_dir(run_dir: Path, field: str = "--run-dir") -> None:
+    """Refuse a run directory that is ``/``, a file, or under a file, before anything is created.
+
+    Raises:
+        ConfigError: naming the path and what is wrong with it.
+    """
+    resolved = Path(run_dir).resolve()
+    if resolved == resolved.parent:
+        raise ConfigError(f"{run_dir} is the root of the file system", field=field, hint="give a folder of its own, e.g. runs/tiny")
+    for folder in (resolved, *resolved.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder} is a file, not a folder", path=run_dir, field=field, hint="give a folder for the run")
 
 
 def check_stage_names(names: tuple[str, ...], *, field: str, allowed: tuple[str, ...]) -> None:
@@ -192,11 +306,71 @@ def _recorded_fingerprint(layout: RunLayout, name: str) -> str:
     return record.fingerprint if record else "missing"
 
 
+def check_stage_on_files(stage: str, inputs: dict[str, Path], out_dir: Path) -> None:
+    """Everything ``run_stage_on_files`` checks before it writes.
+
+    Raises:
+        ConfigError: an input name the stage does not read, a required one missing, or an output
+            folder that would overwrite an input (see ``check_out_dir``).
+    """
+    check_stage_inputs(stage, inputs)
+    check_out_dir(Path(out_dir), inputs.values())
+
+
 def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Path], out_dir: Path) -> Any:
     """Call the stage's entry point with these files; the stage writes into ``out_dir``.
 
+    An ``out_dir`` inside a run directory is written under that run's lock, like any other writer
+    of the run; the run's next ``run`` sees the changed files against its records and rebuilds them.
+
     Raises:
-        ConfigError: an input name the stage does not read, or a required one missing.
+        ConfigError: see ``check_stage_on_files``.
+        RunLockedError: ``out_dir`` lies in a run directory another process holds.
     """
-    check_stage_inputs(stage, inputs)
-    return STAGES_BY_NAME[stage].entry(StageCall(config, dict(inputs), Path(out_dir)))
+    check_stage_on_files(stage, inputs, out_dir)
+    check_input_files(stage, inputs, config.run.on_bad_rows)
+    holder = run_dir_holding(Path(out_dir))
+    call = StageCall(config, dict(inputs), Path(out_dir))
+    if holder is None:
+        return STAGES_BY_NAME[stage].entry(call)
+    with RunLock(holder):
+        return STAGES_BY_NAME[stage].entry(call)
+
+
+#: (stage, --in name) -> the record type its rows are, read with that type's reader before the stage
+#: starts (and before it loads a tokenizer or a model), as ``run``'s preflight reads its inputs.
+INPUT_RECORDS: dict[tuple[str, str], str] = {
+    ("sft", "train"): "SFTExample",
+    ("negatives", "sft"): "SFTExample",
+    ("pairs", "sft"): "SFTExample",
+    ("pairs", "negatives"): "NegativeRecord",
+    ("dpo", "train"): "PreferencePair",
+    ("dpo", "eval"): "PreferencePair",
+}
+
+
+def check_input_files(stage: str, inputs: dict[str, Path], on_bad_rows: str = "stop") -> None:
+    """Check a stage's ``--in`` files as strictly as ``run`` checks its own, before the stage starts:
+    a ``model`` folder as ``model.path`` is checked at load, evaluation items with their own reader
+    (the leakage gate alone reads only ids and instructions), record files with their record type's
+    reader (``INPUT_RECORDS``; under ``run.on_bad_rows: skip`` a bad row is left for the stage to count).
+
+    Raises:
+        InputError: naming the ``--in`` (or the file and line) and what is wrong.
+    """
+    from stage1.core import records
+    from stage1.core.errors import InputError
+    from stage1.hf.models import model_folder_problem
+    from stage1.io.records import read_eval_items, read_records
+
+    if "model" in inputs:
+        problem = model_folder_problem(Path(inputs["model"]))
+        if problem is not None:
+            message, hint = problem
+            raise InputError(message, path=inputs["model"], field="--in model", hint=hint)
+    if "eval_items" in inputs:
+        read_eval_items(Path(inputs["eval_items"]))
+    for name, path in inputs.items():
+        record = INPUT_RECORDS.get((stage, name))
+        if record is not None:
+            read_records(Path(path), getattr(records, record), on_bad_rows=on_bad_rows, bad_rows=records.BadRows())

@@ -75,8 +75,12 @@ class StageInput:
         required: whether a run on files must give it.
         in_run: where it lies in a run: the layout and the config give its path.
         stage: the stage that produces it in a run (its fingerprint then covers that stage's).
-        external: a file the user owns (named in the config), hashed into the fingerprint; a
-            predicate on the config where only some settings read it.
+        external: a file the user owns (named in the config); a predicate on the config where only
+            some settings read it.
+        read: whether the stage reads it with this config (a predicate where only some settings
+            do); the content of every input read is part of the stage's fingerprint.
+        parts: for an input that stands for several files of a run (``evaluate``'s ``run``), the
+            files and folders the stage reads from it, by name.
     """
 
     name: str
@@ -85,9 +89,19 @@ class StageInput:
     required: bool = True
     stage: str | None = None
     external: bool | Callable[[PipelineConfig], bool] = False
+    read: bool | Callable[[PipelineConfig], bool] = True
+    parts: Callable[[RunLayout, PipelineConfig], dict[str, Path]] | None = None
 
     def is_external(self, config: PipelineConfig) -> bool:
         return self.external(config) if callable(self.external) else bool(self.external)
+
+    def reads(self, layout: RunLayout, config: PipelineConfig) -> dict[str, Path]:
+        """The files (or folders) whose content the stage reads through this input in a run, by name."""
+        if not (self.read(config) if callable(self.read) else self.read):
+            return {}
+        if self.parts is not None:
+            return {f"{self.name}/{part}": path for part, path in self.parts(layout, config).items()}
+        return {self.name: self.in_run(layout, config)}
 
 
 @dataclass(frozen=True)
@@ -266,6 +280,20 @@ def _sft_train(layout: RunLayout, config: PipelineConfig) -> Path:
     return layout.sft_train
 
 
+def _generates(config: PipelineConfig) -> bool:
+    return config.sft_data.source == "model"
+
+
+def _evaluated(layout: RunLayout, config: PipelineConfig) -> dict[str, Path]:
+    """What evaluation reads from a run: the variants' models and adapters, and the training files
+    its leakage gate checks the items against."""
+    parts = {"model": layout.model, "merged": layout.merged, "dpo": layout.adapter("dpo"),
+             "sft_train": layout.sft_train, "pairs_train": layout.pairs_train}
+    if config.training.dpo_only:
+        parts["dpo_only"] = layout.adapter("dpo_only")
+    return parts
+
+
 def _training_settings(section: str) -> Callable[[PipelineConfig], dict[str, Any]]:
     return lambda config: {"training": config.training, section: config.section(section), "lora": config.lora, "seed": config.run.seed}
 
@@ -294,9 +322,10 @@ STAGES: tuple[StageSpec, ...] = (
             StageInput("instructions", "the instruction pool (JSONL, JSON, CSV or a datasets folder; with responses when sft_data.source=file)",
                        _data_file("instructions"), external=True),
             EVAL_ITEMS,
-            StageInput("model", "the base model that writes responses (sft_data.source=model)", _model, required=False, stage="model"),
+            StageInput("model", "the base model that writes responses (sft_data.source=model)", _model, required=False, stage="model",
+                       read=_generates),
             StageInput("exemplars", "few-shot exemplars for sft_data.source=model (default: data.exemplars)",
-                       _data_file("exemplars"), required=False, external=lambda config: config.sft_data.source == "model"),
+                       _data_file("exemplars"), required=False, external=_generates, read=_generates),
         ),
         settings=lambda config: config.sft_data, entry=_sft_data,
     ),
@@ -340,8 +369,7 @@ STAGES: tuple[StageSpec, ...] = (
                        lambda layout, config: layout.negatives, required=False, stage="negatives"),
             StageInput("policy_negatives", "policy negatives (samples/negatives.jsonl; negatives.source policy or mixed)",
                        lambda layout, config: layout.policy_negatives, required=False, stage="samples"),
-            # The tokenizer only measures lengths; runs made before the stage table did not
-            # fingerprint it, and fingerprinting it now would make every such run stale.
+            # The tokenizer only measures lengths, but another model folder is another tokenizer.
             StageInput("model", "a model folder whose tokenizer measures pair lengths", _model),
             EVAL_ITEMS,
         ),
@@ -363,7 +391,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "eval", "evaluate", "every variant on the held-out items, scored, compared, reported",
         outputs=(RESULTS_FILE, REPORT_FILE, CHART_FILE, MANIFEST),
-        inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir), EVAL_ITEMS),
+        inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir,
+                           parts=_evaluated), EVAL_ITEMS),
         settings=lambda config: config.eval, entry=_evaluate,
         upstream=("model", "sft_data", "merge", "pairs", "dpo", "dpo_only"),
     ),

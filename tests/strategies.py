@@ -55,6 +55,16 @@ def _acceptable(text: str) -> bool:
 format_text = raw_text.filter(_acceptable)
 
 
+def _no_special_tokens(text: str) -> bool:
+    from stage1.core.records import SPECIAL_TOKEN_TEXT
+
+    return SPECIAL_TOKEN_TEXT.search(text) is None
+
+
+#: Text a record may hold: the format's, less special-token text (every record reader refuses it).
+record_text = format_text.filter(_no_special_tokens)
+
+
 # ---------------------------------------------------------------- SFT examples (negatives, pairs)
 
 #: Realistic answers: numbers, entities, antonyms, yes/no, lists, and answers with nothing to falsify.
@@ -85,7 +95,7 @@ def sft_examples(draw, min_size: int = 1, max_size: int = 25):
         st.lists(
             st.one_of(
                 st.sampled_from(_REALISTIC_PAIRS),
-                st.tuples(format_text, format_text, st.sampled_from(_CATEGORIES)),
+                st.tuples(record_text, record_text, st.sampled_from(_CATEGORIES)),
                 st.sampled_from(_REALISTIC_PAIRS).map(lambda r: (r[0].upper(), r[1], r[2])),
             ),
             min_size=min_size,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -167,6 +168,8 @@ def _check_passthrough(section: str, values: Any, origins: Origins) -> dict[str,
             hint = RENAMED_KEYS.get(key) if section != "lora" else None
             raise ConfigError("unknown key", field=dotted, hint=hint or unknown_key_error(key, known, section).hint, **where)
         checked[key] = value = as_number(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"must be a finite number, got {value!r}", field=dotted, **where)
         default = known[key].default
         if value is None and "None" in str(known[key].type):
             continue
@@ -217,6 +220,29 @@ def _check_model_path(model: ModelSettings, origins: Origins) -> None:
         raise ConfigError(f"{model.path}: {message}", field="model.path", hint=hint, **origins.of("model.path"))
 
 
+#: Seeds reach ``random.Random``, ``torch.manual_seed`` and numpy, and numpy takes only [0, 2**32 - 1].
+SEED_RANGE = (0, 2**32 - 1)
+SEED_KEYS = ("seed", "tiny_seed")
+
+
+def _check_seeds(data: dict[str, Any], origins: Origins) -> None:
+    """Every seed a section sets lies in ``SEED_RANGE`` (a wrong type is ``settings_from_dict``'s to report).
+
+    Raises:
+        ConfigError: naming ``section.seed`` and where its value came from.
+    """
+    low, high = SEED_RANGE
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            continue
+        for key in SEED_KEYS:
+            value = values.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+                shown = f"{value}" if abs(value) < 10**20 else f"an integer of {len(str(abs(value)))} digits"
+                raise ConfigError(f"must be in [0, 2**32 - 1] (numpy's seed range), got {shown}",
+                                  field=f"{section}.{key}", **origins.of(f"{section}.{key}"))
+
+
 def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
     """Fill values that one setting decides for several sections, unless a section sets its own.
 
@@ -236,6 +262,19 @@ def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
     if isinstance(dpo, dict) and isinstance(pairs, dict) and isinstance(dpo.get("max_length"), int):
         pairs.setdefault("max_length", dpo["max_length"])
     return data
+
+
+#: Settings ``_with_shared_values`` may fill from another: an error about the first is about the second's value.
+SHARED_FROM = {"pairs.max_length": "dpo.max_length"}
+
+
+def _blame_shared(error: ConfigError, raw: dict[str, Any], origins: Origins) -> ConfigError:
+    """``error`` about a value filled from another setting, placed where that setting's value came from."""
+    source = SHARED_FROM.get(error.field or "")
+    section, _, key = (error.field or "").partition(".")
+    if source is None or key in (raw.get(section) or {}):
+        return error
+    return ConfigError(f"{error.message} ({error.field} follows {source})", field=source, hint=error.hint, **origins.of(source))
 
 
 def build_config(
@@ -269,12 +308,17 @@ def build_config(
         except ConfigError as error:
             raise origins.locate(error) from None
 
+    _check_seeds(data, origins)
     local = {name: typed(name, cls) for name, cls in LOCAL_SECTIONS.items()}
     _check_model_path(local["model"], origins)
     # Before the stage sections: pairs.max_length follows dpo.max_length (_with_shared_values).
     passthrough = {name: _check_passthrough(name, data.get(name) or {}, origins) for name in PASSTHROUGH_SECTIONS}
+    raw = data
     data = _with_shared_values(data, local["run"].seed)
-    sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
+    try:
+        sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
+    except ConfigError as error:
+        raise _blame_shared(error, raw, origins) from None
     _check_lora_plan(passthrough["lora"], sections["training"], origins)
     return PipelineConfig(**local, **sections, **passthrough, source=source)
 
@@ -297,8 +341,11 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         except ConfigError as error:
             raise ConfigError(error.message, path=f"--set {text}", field=".".join(keys), hint=error.hint) from None
         dotted = ".".join(keys)
+        if len(keys) == 1 and isinstance(value, dict):  # a section merged into: each key it gives is set
+            set_by.update({f"{dotted}.{key}": text for key in value})
+            continue
         for name in [name for name in set_by if name.startswith(f"{dotted}.")]:
-            del set_by[name]  # a later --set of a whole section replaced them
+            del set_by[name]  # a later --set of a whole value replaced them
         set_by[dotted] = text
     return build_config(data, source=str(path), lines=lines, overrides=set_by)
 

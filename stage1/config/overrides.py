@@ -38,6 +38,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set ``keys`` (a dotted path) to ``value`` in ``data``. A whole section given as a mapping
+    (``--set dpo={beta: 0.2}``) is merged into that section, key by key: replacing it would drop
+    every other key the preset sets (max_steps, learning_rate, ...) back to the library defaults.
+
+    Raises:
+        ConfigError: a key on the path is not a section; a section set to something not a mapping.
+    """
+    if len(keys) == 1 and isinstance(value, dict):
+        section = data.setdefault(keys[0], {})
+        if section is None:
+            section = data[keys[0]] = {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"cannot merge into {keys[0]}: it is not a section", field="--set")
+        section.update(value)
+        return
+    if len(keys) == 1 and isinstance(data.get(keys[0]), dict):
+        raise ConfigError(
+            f"{keys[0]} is a section; give it a mapping to merge, or set one key",
+            field="--set", hint=f"e.g. --set {keys[0]}.KEY=VALUE or --set '{keys[0]}={{KEY: VALUE}}'",
+        )
     target = data
     for key in keys[:-1]:
         node = target.setdefault(key, {})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -69,7 +70,12 @@ def _coerce(value: Any, annotation: Any, field: str, source: str | None) -> Any:
         except ValueError:
             pass
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int past 1.8e308
+            raise ConfigError(f"must be a finite number, got an integer of {len(str(abs(value)))} digits", path=source, field=field) from None
+    if annotation is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, got {value!r}", path=source, field=field)
     if annotation in (int, float, str, bool):
         if isinstance(value, bool) and annotation is not bool:
             raise ConfigError(f"expected {annotation.__name__}, got a boolean", path=source, field=field)
@@ -104,8 +110,12 @@ def settings_from_dict(cls: type[T], data: dict[str, Any] | None, *, section: st
 
 
 def is_number(value: Any) -> bool:
-    """An int or float, not a bool (YAML's ``true`` is an int to Python)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float, not a bool (YAML's ``true`` is an int to Python; ``.inf`` and
+    ``.nan`` are floats, but no setting means them: "> 0" must not let infinity through)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
 
 
 def is_whole(value: Any) -> bool:

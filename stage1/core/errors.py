@@ -65,5 +65,9 @@ class RunLockedError(Stage1Error):
     """Another process holds the run directory."""
 
 
+class StaleUpstreamError(ConfigError):
+    """A stage run alone would read files an upstream stage wrote that changed since (edited or damaged)."""
+
+
 class TrainingError(Stage1Error):
     """Training cannot go on: a non-finite loss, or the adapter trained is not the one planned."""

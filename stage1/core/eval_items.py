@@ -12,6 +12,7 @@ words an on-topic answer would mention; ``n`` is required for ``n_items`` and re
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,12 +108,38 @@ class EvalItem(Record):
         )
 
 
+def stratified_sample(items: list[EvalItem], limit: int | None, seed: int) -> list[EvalItem]:
+    """A seeded sample of ``limit`` items, stratified by category, in the file's order.
+
+    Each category gets ``limit × its share`` items, the fractions handed out by largest remainder
+    (ties by category name), so ``limit: 50`` of a file sorted by category still spans every
+    category instead of the first one; which items of a category are taken is drawn from
+    ``random.Random(f"{seed}:limit:{category}")``, so a category's draw does not depend on the
+    others. ``limit`` None, or at least the number of items, keeps every item.
+    """
+    if limit is None or limit >= len(items):
+        return list(items)
+    by_category: dict[str, list[int]] = {}
+    for position, item in enumerate(items):
+        by_category.setdefault(item.category, []).append(position)
+    quotas = {name: limit * len(positions) / len(items) for name, positions in by_category.items()}
+    counts = {name: int(quota) for name, quota in quotas.items()}
+    by_remainder = sorted(quotas, key=lambda name: (-(quotas[name] - counts[name]), name))
+    for name in by_remainder[: limit - sum(counts.values())]:
+        counts[name] += 1
+    chosen: list[int] = []
+    for name, positions in by_category.items():
+        chosen += random.Random(f"{seed}:limit:{name}").sample(positions, counts[name])
+    return [items[position] for position in sorted(chosen)]
+
+
 @dataclass(frozen=True)
 class EvalResponse(Record):
     """What one variant generated for one item, as scored.
 
     ``completion_text`` is the raw text after the prompt (before parsing), so runaways stay
-    visible; ``response`` is the parsed answer and may be empty.
+    visible; ``response`` is the parsed answer and may be empty. ``num_tokens`` is None for
+    responses generated elsewhere and scored here without their token count (``stage1 score``).
     """
 
     item_id: str
@@ -122,7 +149,7 @@ class EvalResponse(Record):
     response: str
     stop_reason: str
     runaway: bool
-    num_tokens: int
+    num_tokens: int | None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResponse:

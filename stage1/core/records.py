@@ -103,10 +103,9 @@ MAX_TEXT_CHARS = 100_000
 SPECIAL_TOKEN_TEXT = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 
 
-def _text(data: dict[str, Any], name: str) -> str:
-    value = _get(data, name, str)
-    if len(value) > MAX_TEXT_CHARS:
-        raise RecordError(name, f"is {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}", hint="split or shorten it")
+def _no_special_tokens(name: str, value: str) -> str:
+    """``value``, refused when it holds special-token text: every text that reaches a tokenizer
+    (instructions, responses, negatives' completions, pairs' prompt, chosen and rejected) is checked."""
     special = SPECIAL_TOKEN_TEXT.search(value)
     if special:
         raise RecordError(
@@ -114,6 +113,14 @@ def _text(data: dict[str, Any], name: str) -> str:
             f"contains the special-token text {special.group(0)!r}",
             hint="remove control tokens from the data; the format never needs them",
         )
+    return value
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = _get(data, name, str)
+    if len(value) > MAX_TEXT_CHARS:
+        raise RecordError(name, f"is {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}", hint="split or shorten it")
+    _no_special_tokens(name, value)
     try:
         return check_text(value, name)
     except FormatError as error:
@@ -208,7 +215,7 @@ class NegativeRecord(Record):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NegativeRecord:
         _known_fields(cls, data)
-        completion = _get(data, "completion", str)
+        completion = _no_special_tokens("completion", _get(data, "completion", str))
         if not completion.strip():
             raise RecordError("completion", "is empty")
         source = _get(data, "negative_source", str, "rules")
@@ -250,7 +257,7 @@ class PreferencePair(Record):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreferencePair:
         _known_fields(cls, data)
-        values = {name: _get(data, name, str) for name in ("prompt", "chosen", "rejected")}
+        values = {name: _no_special_tokens(name, _get(data, name, str)) for name in ("prompt", "chosen", "rejected")}
         for name, value in values.items():
             if not value.strip():
                 raise RecordError(name, "is empty")

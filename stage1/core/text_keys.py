@@ -76,11 +76,6 @@ def dedup_key(text: str) -> str:
     return " ".join("".join(" " if _is_punctuation(ch) else ch for ch in folded).split())
 
 
-def key_words(text: str) -> list[str]:
-    """The words of ``dedup_key(text)``."""
-    return dedup_key(text).split()
-
-
 def word_ngrams(words: list[str], n: int) -> frozenset[tuple[str, ...]]:
     """Every run of ``n`` consecutive words; empty when there are fewer than ``n`` words."""
     if n < 1:

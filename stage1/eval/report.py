@@ -8,7 +8,6 @@ canvas directly, so no global backend state is touched.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,12 @@ def load_results(path: str | Path, *, missing_hint: str = "run `stage1 evaluate`
     Raises:
         InputError: missing file, invalid JSON, or not an evaluation results object.
     """
+    from stage1.io.readers import read_json_file
+
     source = Path(path)
-    if not source.is_file():
+    if not source.exists() and not source.is_symlink():
         raise InputError("results file not found", path=source, hint=missing_hint)
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"not valid JSON ({error})", path=source) from None
+    data = read_json_file(source)  # regular file, UTF-8, strict JSON, bounded depth and integers
     if not isinstance(data, dict) or "rates" not in data or "criteria" not in data:
         raise InputError("not an evaluation results file (no 'rates'/'criteria')", path=source)
     return data

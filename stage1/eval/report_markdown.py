@@ -55,9 +55,10 @@ def rates_table(rates: dict[str, dict[str, dict[str, Any]]], variants: Sequence[
 
 def comparisons_table(comparisons: Sequence[dict[str, Any]], confidence: float) -> list[str]:
     header = ["before → after", "criterion", "n", "before", "after", "lift (pts)", f"{confidence:.0%} bootstrap CI",
-              "wins / losses", "McNemar p", "BH p", "Cohen's h", "significant"]
+              "wins / losses", "McNemar p", "BH p", "Cohen's h", "significant", "detectable (pts)"]
     rows = []
     for c in comparisons:
+        detectable = c.get("detectable_lift")
         boot = c["bootstrap"]
         interval = "—" if boot is None else f"[{format_points(boot['low'])}, {format_points(boot['high'])}]"
         test = c["mcnemar"]
@@ -74,8 +75,96 @@ def comparisons_table(comparisons: Sequence[dict[str, Any]], confidence: float) 
             format_p(c["p_adjusted"]),
             "—" if c["cohens_h"] is None else f"{c['cohens_h']:+.3f}",
             "yes" if c["significant"] else "no",
+            "—" if detectable is None else f"{100 * detectable:.1f}",
         ])
     return table(header, rows)
+
+
+FAMILY_TITLES = {"format_sensitivity": "format-sensitivity check"}
+
+
+def family_sections(results: dict[str, Any]) -> list[str]:
+    """One table per Benjamini–Hochberg family, then what each comparison could have detected."""
+    comparisons = results["comparisons"]
+    stats = results["statistics"]
+    confidence = stats["confidence"]
+    lines = [f"Benjamini–Hochberg runs within each family (q = {stats.get('q')}); a family's p-values do not "
+             "move another's threshold. `detectable` is the smallest lift McNemar's test finds with "
+             f"{stats.get('power', 0.8):.0%} power at α = {stats.get('detectable_lift_alpha', stats.get('q'))} "
+             "for the comparison's n and observed discordance."]
+    for family in dict.fromkeys(c.get("family", "all") for c in comparisons):
+        members = [c for c in comparisons if c.get("family", "all") == family]
+        title = FAMILY_TITLES.get(family, f"family `{family}`")
+        lines += ["", f"### {title[0].upper() + title[1:]}", ""]
+        lines += comparisons_table(members, confidence)
+        lines += [""] + [f"- {line}" for line in detectable_lines(members)]
+    return lines
+
+
+def detectable_lines(comparisons: Sequence[dict[str, Any]]) -> list[str]:
+    """Per compared pair: "with 241 items, lifts under 6.1 points (criterion) ... are below what this evaluation can detect"."""
+    lines = []
+    for pair in dict.fromkeys((c["before"], c["after"]) for c in comparisons):
+        cells = [c for c in comparisons if (c["before"], c["after"]) == pair and c["n"]]
+        known = sorted((c for c in cells if c.get("detectable_lift") is not None), key=lambda c: c["detectable_lift"])
+        undetectable = [c["criterion"] for c in cells if c.get("detectable_lift") is None]
+        text = f"{pair[0]} → {pair[1]}: "
+        if known:
+            low, high = known[0], known[-1]
+            text += (f"with {low['n']} items, lifts under {100 * low['detectable_lift']:.1f} points are below what this "
+                     f"evaluation can detect ({low['criterion']}")
+            if high is not low:
+                text += f"; least sensitive: {high['criterion']}, {high['n']} items, {100 * high['detectable_lift']:.1f} points"
+            text += ")"
+        else:
+            text += "no lift is detectable" if cells else "nothing to compare"
+        if undetectable:
+            text += f"; too few discordant items to detect any lift on {', '.join(undetectable)}"
+        lines.append(text + ".")
+    return lines
+
+
+def length_section(results: dict[str, Any]) -> list[str]:
+    """Response length per variant, and the significant lifts on length-matched items only."""
+    lines = ["## Response length", "",
+             "Words are whitespace-separated words of the parsed response; tokens are generated tokens as counted by "
+             "the generator (— where the responses were generated elsewhere without a count)."]
+    rows = []
+    for variant, cell in results.get("lengths", {}).items():
+        rows.append([variant, str(cell["responses"]), _number(cell["words"]["mean"]), _number(cell["words"]["median"]),
+                     _number(cell["tokens"]["mean"]), _number(cell["tokens"]["median"])])
+    lines += [""] + table(["variant", "responses", "mean words", "median words", "mean tokens", "median tokens"], rows)
+    significant = [c for c in results["comparisons"] if c["significant"] and c.get("length_matched")]
+    lines += ["", "### Significant lifts on length-matched items", "",
+              "The items of each significant comparison whose two responses differ by at most 2 words or 20% of the longer "
+              "one; a lift that disappears here may come from length rather than content."]
+    if not significant:
+        return lines + ["", "No significant comparison."]
+    rows = []
+    for c in significant:
+        m = c["length_matched"]
+        rows.append([f"{c['before']} → {c['after']}", c["criterion"], str(c["n"]), format_points(c["lift"]), str(m["n"]),
+                     format_points(m["lift"]), f"{m['wins']} / {m['losses']}", format_p(m["p_value"])])
+    return lines + [""] + table(["before → after", "criterion", "n", "lift (pts)", "matched n", "matched lift (pts)",
+                                 "matched wins / losses", "matched McNemar p"], rows)
+
+
+def pair_length_section(pair_lengths: dict[str, dict[str, Any]]) -> list[str]:
+    """Per negative kind of the DPO training pairs: how often the rejected is the longer one."""
+    lines = ["## Preference pairs: length by negative kind", "",
+             "Of the DPO training pairs, per kind: the share whose rejected has more words than its chosen, the share of "
+             "ties, and the median words of each side. A share far from 50% is a length cue DPO can learn instead of content."]
+    rows = [[kind, str(cell["pairs"]), _percent(cell["rejected_longer"]), _percent(cell["equal"]),
+             _number(cell["median_chosen_words"]), _number(cell["median_rejected_words"])] for kind, cell in pair_lengths.items()]
+    return lines + [""] + table(["kind", "pairs", "rejected longer", "equal", "median chosen words", "median rejected words"], rows)
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
 
 
 def setup_section(results: dict[str, Any]) -> list[str]:
@@ -111,7 +200,7 @@ def _setup_rows(provenance: dict[str, Any], results: dict[str, Any]) -> list[tup
         ("items", f"{results.get('num_items')} from {items.get('path', '?')} (sha256 {str(items.get('sha256', '?'))[:16]})"),
         ("seeds", provenance.get("seeds", "")),
         ("statistics", f"Wilson {stats.get('confidence', 0.95):.0%} intervals; McNemar (exact below 25 discordant pairs); "
-                       f"Benjamini–Hochberg q={stats.get('q')}; paired bootstrap {stats.get('bootstrap_samples')} samples; "
+                       f"Benjamini–Hochberg q={stats.get('q')} within each family ({_families(stats)}); paired bootstrap {stats.get('bootstrap_samples')} samples; "
                        f"significant means {stats.get('significance')}"),
         ("n/a policy", "an n/a verdict (decided by the item alone) is left out of numerator and denominator"),
     ]
@@ -201,7 +290,8 @@ def dpo_training_section(results: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The whole report: setup, skipped variants, rates, comparisons, categories, flips."""
+    """The whole report: setup, skipped variants, rates, comparisons by family with what each can detect,
+    lengths, pair lengths by kind (when the training pairs were read), categories, flips."""
     lines = ["# Evaluation report", ""]
     lines += setup_section(results)
     skipped = results.get("skipped_variants", {})
@@ -219,9 +309,17 @@ def render_markdown(results: dict[str, Any]) -> str:
     if not_applicable:
         lines += ["", "Items where a criterion does not apply (left out of its rate): " + ", ".join(not_applicable) + "."]
     lines += ["", "## Paired comparisons", ""]
-    lines += comparisons_table(results["comparisons"], confidence) if results["comparisons"] else ["No pair of variants was compared."]
+    lines += family_sections(results) if results["comparisons"] else ["No pair of variants was compared."]
+    lines += [""] + length_section(results)
+    if results.get("pair_lengths"):
+        lines += [""] + pair_length_section(results["pair_lengths"])
     lines += [""] + category_section(results)
     lines += [""] + flips_section(results)
     dpo = dpo_training_section(results)
     lines += [""] + dpo if dpo else []
     return "\n".join(lines) + "\n"
+
+
+def _families(stats: dict[str, Any]) -> str:
+    families = stats.get("families") or {}
+    return "; ".join(f"{name}: {', '.join(members)}" for name, members in families.items()) or "one family"

@@ -6,7 +6,7 @@ Defaults are the tiny preset. Variants are named ``base_raw``, ``base``, ``sft``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,13 @@ VARIANT_NAMES = ("base_raw", "base", "sft", "dpo", "dpo_only")
 BACKENDS = ("transformers", "vllm")
 #: before->after: the format alone, SFT, DPO after SFT, DPO alone, and what SFT adds under DPO.
 DEFAULT_COMPARISONS = ("base_raw->base", "base->sft", "sft->dpo", "base->dpo_only", "dpo_only->dpo")
+#: Benjamini–Hochberg families: the comparisons that answer the study are corrected together; the
+#: format alone (base_raw->base, trivially significant on END and runaway) is a separate check, so
+#: its tiny p-values do not loosen the threshold of the others.
+DEFAULT_FAMILIES = {
+    "study": ("base->sft", "sft->dpo", "base->dpo_only", "dpo_only->dpo"),
+    "format_sensitivity": ("base_raw->base",),
+}
 
 
 def parse_comparison(text: str, field: str = "eval.comparisons") -> tuple[str, str]:
@@ -38,22 +45,27 @@ def parse_comparison(text: str, field: str = "eval.comparisons") -> tuple[str, s
     return before, after
 
 
+#: Most bootstrap resamples per comparison and criterion: each is an index array over all items.
+MAX_BOOTSTRAP_SAMPLES = 100_000
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """How evaluation generates, scores and compares. One-line docs per field; defaults = tiny preset."""
 
     variants: tuple[str, ...] = VARIANT_NAMES  # which variants to evaluate (others are skipped and reported)
     comparisons: tuple[str, ...] = DEFAULT_COMPARISONS  # paired comparisons, each "before->after"
-    limit: int | None = None  # evaluate only the first N items of the items file (None: all)
+    families: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_FAMILIES))  # BH families: name -> comparisons corrected together
+    limit: int | None = None  # evaluate a seeded sample of N items, stratified by category (None: all)
     max_new_tokens: int = 48  # generation length limit (hitting it is stop reason max_tokens)
     batch_size: int = 8  # prompts per batched generate call (left padding)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # dtype of unquantised weights; match training
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where generation runs; auto = cuda when available
     backend: Literal["transformers", "vllm"] = "transformers"  # generation engine; vllm needs CUDA and stage1[vllm]
-    seed: int = 0  # seeds the bootstrap (decoding is greedy)
+    seed: int = 0  # seeds the bootstrap and the eval.limit sample (decoding is greedy)
     bootstrap_samples: int = 1000  # paired bootstrap resamples per comparison and criterion
     confidence: float = 0.95  # Wilson and bootstrap interval level
-    q: float = 0.05  # Benjamini–Hochberg false discovery rate over all comparisons; significant when p_adjusted <= q
+    q: float = 0.05  # Benjamini–Hochberg false discovery rate within each family; significant when p_adjusted <= q
     min_category_items: int = 30  # a category gets its own table at this many items; smaller ones are pooled
     allow_quantization_mismatch: bool = False  # evaluate a checkpoint with another quantisation than it was trained with
     in_process: bool = False  # run variants in this process instead of one subprocess each (tests, CPU speed)
@@ -73,11 +85,15 @@ class EvalSettings:
             raise ConfigError("a variant is listed twice", field="eval.variants")
         for text in self.comparisons:
             parse_comparison(text)
+        self._check_families()
         positive = {"max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size, "bootstrap_samples": self.bootstrap_samples,
                     "min_category_items": self.min_category_items}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"must be at least 1, got {value}", field=f"eval.{name}")
+        if self.bootstrap_samples > MAX_BOOTSTRAP_SAMPLES:
+            raise ConfigError(f"must be at most {MAX_BOOTSTRAP_SAMPLES:,}, got {self.bootstrap_samples:,}", field="eval.bootstrap_samples",
+                              hint="10,000 resamples already give p-values to 0.0001; more only costs time and memory")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"must be at least 1 (or null for all items), got {self.limit}", field="eval.limit")
         if not 0.0 < self.confidence < 1.0:
@@ -87,9 +103,31 @@ class EvalSettings:
         if self.memory_tolerance_mib < 0 or self.memory_wait_s < 0:
             raise ConfigError("memory_tolerance_mib and memory_wait_s must be >= 0", field="eval.memory_tolerance_mib")
 
+    def _check_families(self) -> None:
+        """Every comparison in exactly one family; members are comparisons (unlisted ones are ignored)."""
+        owner: dict[tuple[str, str], str] = {}
+        for name, members in self.families.items():
+            if not name.strip() or not members:
+                raise ConfigError(f"family {name!r} needs a name and at least one comparison", field=f"eval.families.{name}")
+            for text in members:
+                pair = parse_comparison(text, field=f"eval.families.{name}")
+                if pair in owner:
+                    raise ConfigError(f"{text!r} is in two families ({owner[pair]} and {name})", field=f"eval.families.{name}",
+                                      hint="a comparison is corrected within one family only")
+                owner[pair] = name
+        for text in self.comparisons:
+            if parse_comparison(text) not in owner:
+                raise ConfigError(f"comparison {text!r} is in no family", field="eval.families",
+                                  hint=f"add it to one of: {', '.join(self.families) or '(none named)'}, or name a new family for it")
+
     @property
     def comparison_pairs(self) -> tuple[tuple[str, str], ...]:
         return tuple(parse_comparison(text) for text in self.comparisons)
+
+    @property
+    def family_pairs(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """``{family: ((before, after), ...)}`` as ``eval_summary.summarise`` takes them."""
+        return {name: tuple(parse_comparison(text) for text in members) for name, members in self.families.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, source: str | None = None) -> EvalSettings:

@@ -20,20 +20,20 @@ from typing import Any
 
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError, InputError
-from stage1.core.eval_items import EvalItem, EvalResponse
+from stage1.core.eval_items import EvalItem, EvalResponse, stratified_sample
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, STOP_STRINGS
 from stage1.eval.runner import MemoryGuard, run_job, run_job_in_subprocess
 from stage1.eval.settings import DEFAULT_COMPARISONS, VARIANT_NAMES, EvalSettings, VariantSpec, parse_comparison
 from stage1.eval.summary import summarise
 from stage1.io.atomic import atomic_write_json
 from stage1.io.hashing import sha256_file, sha256_tree
+from stage1.io.layout import GENERATIONS_DIR
 from stage1.io.manifest import build_manifest, config_hash, write_manifest
 from stage1.io.records import leakage_gate_on_files, read_eval_items
 
 log = logging.getLogger(__name__)
 
 STAGE = "eval"
-GENERATIONS_DIR = "generations"
 DRY_RUN_NAME = "dry_run.json"
 PROMPT_FORMAT = f"{INSTRUCTION_TAG} {{instruction}}\n{RESPONSE_TAG} {{response}}\n{END_MARKER}"
 
@@ -88,6 +88,20 @@ def describe_variant(spec: VariantSpec, settings: EvalSettings) -> dict[str, Any
         described["adapter_hash"] = adapter_hash(spec.adapter_dir)
     described["quantization_matches_training"] = matched
     return described
+
+
+def training_pair_lengths(training_paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """``lengths.length_by_kind`` over the preference pairs among the training files (rows with
+    ``negative_kind``, ``chosen`` and ``rejected``); empty when none is a pairs file."""
+    from stage1.core.lengths import length_by_kind
+    from stage1.io.readers import iter_rows
+
+    texts = []
+    for path in training_paths:
+        if Path(path).is_file():
+            texts += [(row["negative_kind"], row["chosen"], row["rejected"]) for _, row in iter_rows(path)
+                      if all(isinstance(row.get(key), str) for key in ("negative_kind", "chosen", "rejected"))]
+    return length_by_kind(texts)
 
 
 def _job(spec: VariantSpec, described: dict[str, Any], items: list[EvalItem], settings: EvalSettings, out: Path, dry_run: bool) -> dict[str, Any]:
@@ -161,7 +175,8 @@ def build_results(settings: EvalSettings, items: list[EvalItem], records: dict[s
     """The results dict: scored summary, plus skipped variants, settings, provenance and run facts."""
     responses = {name: {row["item_id"]: EvalResponse.from_dict(row) for row in record["responses"]} for name, record in records.items()}
     results = summarise(items, responses, pairs=settings.comparison_pairs, confidence=settings.confidence, q=settings.q,
-                        bootstrap_samples=settings.bootstrap_samples, seed=settings.seed, min_category_items=settings.min_category_items)
+                        bootstrap_samples=settings.bootstrap_samples, seed=settings.seed, min_category_items=settings.min_category_items,
+                        families=settings.family_pairs)
     results["skipped_variants"] = skipped
     results["settings"] = settings_to_dict(settings)
     results["provenance"] = provenance
@@ -246,7 +261,7 @@ def run_evaluate(
     out = Path(out_dir)
     items_path = Path(items_path)
     training = [Path(p) for p in training_paths]
-    items = read_eval_items(items_path)[: settings.limit]
+    items = stratified_sample(read_eval_items(items_path), settings.limit, settings.seed)
     leakage = leakage_gate_on_files(items_path, training)
     chosen, skipped = select_variants(settings, variants)
     if not chosen:
@@ -265,6 +280,7 @@ def run_evaluate(
     results = build_results(settings, items, records, skipped=skipped,
                             provenance=_provenance(items_path, items, settings, described, training, leakage))
     results["dpo_training"] = dpo_training_facts(chosen)
+    results["pair_lengths"] = training_pair_lengths(training)
     written = write_reports(out, results)
     outputs = {**written, **{f"generations_{job['spec']['name']}": Path(job["out_path"]) for job in jobs}}
     inputs = {"items": items_path, **{f"training_{i}": p for i, p in enumerate(training)},

@@ -6,22 +6,39 @@ table and the golden comparison all read it.
 
 Rates leave n/a verdicts out of numerator and denominator (see stage1.core.criteria). A comparison uses
 the items where both models' verdicts apply, which are the same items for both because
-applicability depends on the item alone. The Benjamini–Hochberg family is every testable
-(comparison, criterion) cell of one evaluation.
+applicability depends on the item alone. Benjamini–Hochberg runs once per named family of
+comparisons (``eval.families``): a family holds every testable (comparison, criterion) cell of its
+comparisons, so trivially significant cells of a side check (``base_raw -> base``) cannot loosen
+the threshold of the comparisons that answer the study.
+
+Each comparison also says what it could have detected (``stats.mcnemar_detectable_lift`` at 80%
+power and ``alpha = q``, for its n and observed discordance), and how the lift looks on the items
+where the two responses are length-matched (``stage1.core.lengths``): a lift that vanishes there may be
+length, not content.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from stage1.core.criteria import CRITERION_NAMES, Verdict, score_response
 from stage1.core.eval_items import EvalItem, EvalResponse
+from stage1.core.lengths import length_matched, response_lengths, word_count
 from stage1.core.seeds import row_seed
-from stage1.core.stats import benjamini_hochberg, cohens_h, mcnemar, paired_bootstrap, wilson_interval
+from stage1.core.stats import (
+    DEFAULT_POWER,
+    benjamini_hochberg,
+    cohens_h,
+    mcnemar,
+    mcnemar_detectable_lift,
+    paired_bootstrap,
+    wilson_interval,
+)
 
 RESULTS_SCHEMA = "stage1.eval.results/1"
 POOLED_CATEGORY = "other (pooled)"
+DEFAULT_FAMILY = "all"  # the family of every comparison when none are named
 
 # verdicts[variant][item_id][criterion]
 Verdicts = Mapping[str, Mapping[str, Mapping[str, Verdict]]]
@@ -82,18 +99,37 @@ def category_cells(items: Sequence[EvalItem], min_items: int) -> tuple[dict[str,
     return cells, pooled
 
 
+def _discordance(a: Sequence[int], b: Sequence[int]) -> tuple[int, int]:
+    return sum(1 for x, y in zip(a, b) if not x and y), sum(1 for x, y in zip(a, b) if x and not y)
+
+
+def matched_cell(ids: Sequence[str], before: Mapping[str, Verdict], after: Mapping[str, Verdict],
+                 matched: Callable[[str], bool]) -> dict[str, Any]:
+    """The lift on the items (of ``ids``) whose two responses are length-matched, with its McNemar p."""
+    kept = [i for i in ids if matched(i)]
+    a, b = [int(bool(before[i])) for i in kept], [int(bool(after[i])) for i in kept]
+    n01, n10 = _discordance(a, b)
+    if not kept:
+        return {"n": 0, "wins": 0, "losses": 0, "lift": None, "p_value": None}
+    return {"n": len(kept), "wins": n01, "losses": n10, "lift": (sum(b) - sum(a)) / len(kept), "p_value": mcnemar(n01, n10).p_value}
+
+
 def compare_cell(
-    before: Mapping[str, Verdict], after: Mapping[str, Verdict], *, bootstrap_samples: int, seed: int, confidence: float
+    before: Mapping[str, Verdict], after: Mapping[str, Verdict], *, bootstrap_samples: int, seed: int, confidence: float,
+    alpha: float = 0.05, matched: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
-    """One paired comparison of one criterion between two variants (p_adjusted filled in later)."""
+    """One paired comparison of one criterion between two variants (p_adjusted filled in later).
+
+    ``alpha`` is the level of the detectable lift; ``matched`` tells the length-matched items.
+    """
     ids = [i for i in before if before[i] is not None and after.get(i) is not None]
     a = [int(bool(before[i])) for i in ids]
     b = [int(bool(after[i])) for i in ids]
-    n01 = sum(1 for x, y in zip(a, b) if not x and y)
-    n10 = sum(1 for x, y in zip(a, b) if x and not y)
+    n01, n10 = _discordance(a, b)
     cell: dict[str, Any] = {"n": len(ids), "n01": n01, "n10": n10, "wins": n01, "losses": n10}
     if not ids:
-        return {**cell, "rate_before": None, "rate_after": None, "lift": None, "cohens_h": None, "mcnemar": None, "bootstrap": None}
+        return {**cell, "rate_before": None, "rate_after": None, "lift": None, "cohens_h": None, "mcnemar": None, "bootstrap": None,
+                "detectable_lift": None, "length_matched": None}
     rate_before, rate_after = sum(a) / len(a), sum(b) / len(b)
     test = mcnemar(n01, n10)
     boot = paired_bootstrap(a, b, samples=bootstrap_samples, seed=seed, confidence=confidence)
@@ -105,13 +141,33 @@ def compare_cell(
         "cohens_h": cohens_h(rate_before, rate_after),
         "mcnemar": {"statistic": test.statistic, "p_value": test.p_value, "method": test.method},
         "bootstrap": {"low": boot.low, "high": boot.high, "samples": boot.samples, "seed": boot.seed, "confidence": boot.confidence},
+        "detectable_lift": mcnemar_detectable_lift(len(ids), n01 + n10, alpha=alpha, power=DEFAULT_POWER),
+        "length_matched": None if matched is None else matched_cell(ids, before, after, matched),
     }
 
 
+def _matcher(before: Mapping[str, int], after: Mapping[str, int]) -> Callable[[str], bool]:
+    return lambda item_id: length_matched(before[item_id], after[item_id])
+
+
+def family_of(pair: tuple[str, str], families: Mapping[str, Sequence[tuple[str, str]]] | None) -> str:
+    """The named family holding ``pair``; a pair in none forms its own (named ``before->after``)."""
+    if families is None:
+        return DEFAULT_FAMILY
+    for name, members in families.items():
+        if tuple(pair) in {tuple(member) for member in members}:
+            return name
+    return f"{pair[0]}->{pair[1]}"
+
+
 def compare_variants(
-    verdicts: Verdicts, pairs: Sequence[tuple[str, str]], *, q: float, bootstrap_samples: int, seed: int, confidence: float
+    verdicts: Verdicts, pairs: Sequence[tuple[str, str]], *, q: float, bootstrap_samples: int, seed: int, confidence: float,
+    families: Mapping[str, Sequence[tuple[str, str]]] | None = None, words: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Every (pair, criterion) comparison with BH-adjusted p-values; pairs with a missing side are skipped.
+
+    Benjamini–Hochberg runs within each family (``family_of``); ``families=None`` puts every
+    comparison in one. ``words[variant][item_id]`` (response word counts) adds the length-matched view.
 
     Returns ``(comparisons, skipped)``; ``skipped`` names each pair left out and why.
     """
@@ -122,22 +178,34 @@ def compare_variants(
         if absent:
             skipped.append({"before": before, "after": after, "reason": f"not evaluated: {', '.join(absent)}"})
             continue
+        matched = None if words is None else _matcher(words[before], words[after])
+        family = family_of((before, after), families)
         for name in CRITERION_NAMES:
             column_before = {i: v[name] for i, v in verdicts[before].items()}
             column_after = {i: v[name] for i, v in verdicts[after].items()}
             cell_seed = row_seed(seed, before, after, name, bits=64)  # 64 bits: the pinned bootstrap intervals
-            cell = compare_cell(column_before, column_after, bootstrap_samples=bootstrap_samples, seed=cell_seed, confidence=confidence)
-            comparisons.append({"before": before, "after": after, "criterion": name, **cell})
-    testable = [c for c in comparisons if c["mcnemar"] is not None]
-    if testable:
-        rejected, adjusted = benjamini_hochberg([c["mcnemar"]["p_value"] for c in testable], q)
-        for cell, reject, value in zip(testable, rejected, adjusted):
-            cell["p_adjusted"] = value
-            cell["significant"] = reject
+            cell = compare_cell(column_before, column_after, bootstrap_samples=bootstrap_samples, seed=cell_seed, confidence=confidence,
+                                alpha=q, matched=matched)
+            comparisons.append({"before": before, "after": after, "criterion": name, "family": family, **cell})
+    for family in dict.fromkeys(c["family"] for c in comparisons):
+        testable = [c for c in comparisons if c["family"] == family and c["mcnemar"] is not None]
+        if testable:
+            rejected, adjusted = benjamini_hochberg([c["mcnemar"]["p_value"] for c in testable], q)
+            for cell, reject, value in zip(testable, rejected, adjusted):
+                cell["p_adjusted"] = value
+                cell["significant"] = reject
     for cell in comparisons:
         cell.setdefault("p_adjusted", None)
         cell.setdefault("significant", False)
     return comparisons, skipped
+
+
+def variant_lengths(responses: Mapping[str, Mapping[str, EvalResponse]]) -> dict[str, dict[str, Any]]:
+    """Mean and median response length per variant, in words and (where generated here) tokens."""
+    return {
+        variant: response_lengths([word_count(r.response) for r in by_item.values()], [r.num_tokens for r in by_item.values()])
+        for variant, by_item in responses.items()
+    }
 
 
 def flipped_items(verdicts: Verdicts, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -187,8 +255,11 @@ def summarise(
     bootstrap_samples: int,
     seed: int,
     min_category_items: int,
+    families: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> dict[str, Any]:
     """The scored part of ``results.json`` (the caller adds settings, provenance and skipped variants).
+
+    ``families`` names the Benjamini–Hochberg families (``compare_variants``); None: one family.
 
     Raises:
         ValueError: a variant lacks a response for some item.
@@ -196,9 +267,13 @@ def summarise(
     verdicts = score_variants(items, responses)
     item_ids = [item.id for item in items]
     cells, pooled = category_cells(items, min_category_items)
+    words = {variant: {i: word_count(r.response) for i, r in by_item.items()} for variant, by_item in responses.items()}
     comparisons, skipped_pairs = compare_variants(
-        verdicts, pairs, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence
+        verdicts, pairs, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence, families=families, words=words
     )
+    named = {family_of(pair, families): [] for pair in pairs}
+    for pair in pairs:
+        named[family_of(pair, families)].append(f"{pair[0]}->{pair[1]}")
     return {
         "schema": RESULTS_SCHEMA,
         "criteria": list(CRITERION_NAMES),
@@ -215,7 +290,9 @@ def summarise(
         "comparisons": comparisons,
         "skipped_comparisons": skipped_pairs,
         "flips": flipped_items(verdicts, pairs),
-        "statistics": {"confidence": confidence, "q": q, "bootstrap_samples": bootstrap_samples, "seed": seed, "significance": "p_adjusted <= q"},
+        "lengths": variant_lengths(responses),
+        "statistics": {"confidence": confidence, "q": q, "bootstrap_samples": bootstrap_samples, "seed": seed, "significance": "p_adjusted <= q",
+                       "families": named, "power": DEFAULT_POWER, "detectable_lift_alpha": q},
     }
 
 

@@ -33,7 +33,7 @@ LORA_OWNED = {"task_type": "CAUSAL_LM", "inference_mode": False}
 #: Ranges PEFT checks only when it wraps the model (r) or never (alpha, dropout).
 LORA_RULES: RangeRules = {
     "r": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
-    "lora_alpha": (lambda v: is_number(v) and v > 0, "> 0"),
+    "lora_alpha": (lambda v: is_number(v) and v > 0, "a finite number > 0"),
     "lora_dropout": (lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)"),
 }
 

@@ -118,13 +118,18 @@ def read_architecture(path: str | Path) -> ModelShape:
     Raises:
         ConfigError: missing file, invalid JSON, or a missing key.
     """
+    from stage1.core.errors import InputError
+    from stage1.io.readers import read_json_file
+
     source = Path(path)
+    if not source.exists() and not source.is_symlink():
+        raise ConfigError("architecture file not found", path=source, field="model.architecture")
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("architecture file not found", path=source, field="model.architecture") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"invalid JSON ({error.msg})", path=source, line=error.lineno, field="model.architecture") from None
+        data = read_json_file(source)
+    except InputError as error:
+        raise ConfigError(error.message, path=source, line=error.line, field="model.architecture", hint=error.hint) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a JSON object (a config.json)", path=source, field="model.architecture")
     return ModelShape.from_config(data, source=str(source))
 
 

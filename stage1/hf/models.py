@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 
 from stage1.core.errors import ConfigError, InputError, LineageError
 from stage1.io.lineage import Lineage, check_parent, read_lineage
+from stage1.io.readers import read_json_file
 
 log = logging.getLogger(__name__)
 
@@ -151,20 +152,92 @@ def model_folder_problem(folder: Path) -> tuple[str, str] | None:
             "is a LoRA adapter folder (adapter_config.json), not a model",
             "point it at the base model, or merge the adapter first (python cli.py merge) and use the merged folder",
         )
-    if not config_file.is_file():
+    if not config_file.exists() and not config_file.is_symlink():
         return "no config.json", "is this a Hugging Face model folder?"
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        return f"config.json is not valid JSON ({error})", "re-download or re-save the model"
+        config = read_json_file(config_file)
+    except InputError as error:
+        return f"config.json: {error.describe()}", "re-download or re-save the model"
     if not isinstance(config, dict) or not config.get("model_type"):
         return "config.json has no model_type", "transformers needs it to pick the model class (Qwen2.5: \"qwen2\")"
-    if not list(folder.glob("*.safetensors")):
+    if "auto_map" in config:
+        return (
+            "config.json has an auto_map: the model asks to run its own code (remote code)",
+            "stage1 loads only the architectures transformers ships; remove auto_map or use a plain Qwen2 checkpoint",
+        )
+    if config["model_type"] not in SUPPORTED_MODEL_TYPES:
+        return (
+            f"config.json says model_type {config['model_type']!r}; stage1 supports {', '.join(SUPPORTED_MODEL_TYPES)}",
+            "the format, masking and memory plan are built and tested for Qwen2 / Qwen2.5 base models",
+        )
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
         return (
             "no *.safetensors weights",
             "stage1 loads safetensors only; convert pickle (*.bin) weights with save_pretrained(safe_serialization=True)",
         )
+    try:
+        names = _tensor_names(folder, weights)
+    except InputError as error:
+        return error.describe(), "re-download or re-save the weights"
+    signature = QWEN2_SIGNATURE_TENSOR
+    if not any(name.endswith(signature) for name in names):
+        return (
+            f"the weights hold no '{signature}' tensor, which every Qwen2 checkpoint has: they are not Qwen2 weights "
+            "although config.json says qwen2",
+            "transformers would load them with those biases missing (randomly initialised); use the checkpoint's own config.json",
+        )
     return None
+
+
+#: ``model_type`` values stage1 loads (its format, masking, LoRA targets and memory plan are Qwen2's).
+SUPPORTED_MODEL_TYPES = ("qwen2",)
+#: A tensor every Qwen2 checkpoint has and Llama-style ones lack: Qwen2 puts biases on q/k/v.
+QWEN2_SIGNATURE_TENSOR = "self_attn.q_proj.bias"
+#: Largest safetensors JSON header read (the 32B model's headers are about 100 kB).
+MAX_SAFETENSORS_HEADER = 100 * 2**20
+
+
+def _tensor_names(folder: Path, weights: list[Path]) -> list[str]:
+    """The tensor names of a folder's safetensors files, read from their JSON headers (no weights loaded).
+
+    A sharded checkpoint's ``model.safetensors.index.json`` names every tensor; otherwise each file's
+    header does (8 bytes little-endian length, then that many bytes of JSON).
+
+    Raises:
+        InputError: an empty or truncated file, a header that is not JSON, an unreadable index.
+    """
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        data = read_json_file(index)
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict):
+            raise InputError("has no weight_map", path=index)
+        return list(weight_map)
+    names: list[str] = []
+    for path in weights:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise InputError(f"is {len(head)} bytes: an empty or truncated safetensors file", path=path)
+            length = int.from_bytes(head, "little")
+            if length > MAX_SAFETENSORS_HEADER or length > path.stat().st_size - 8:
+                raise InputError(f"not a safetensors file (its header claims {length:,} bytes)", path=path)
+            try:
+                header = json.loads(handle.read(length))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                raise InputError("not a safetensors file (its header is not JSON)", path=path) from None
+        if not isinstance(header, dict):
+            raise InputError("not a safetensors file (its header is not a JSON object)", path=path)
+        tensors = {name: value for name, value in header.items() if name != "__metadata__"}
+        ends = [value.get("data_offsets", [0, 0])[-1] for value in tensors.values() if isinstance(value, dict)]
+        expected = 8 + length + max((end for end in ends if isinstance(end, int)), default=0)
+        if expected != path.stat().st_size:
+            raise InputError(
+                f"truncated or padded: its header describes {expected:,} bytes, the file holds {path.stat().st_size:,}", path=path
+            )
+        names.extend(tensors)
+    return names
 
 
 def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):

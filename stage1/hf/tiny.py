@@ -95,6 +95,8 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = Tiny
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
+    from stage1.io.atomic import give_new_file_mode
+
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     eos = SPECIAL_TOKENS[ENDOFTEXT]
@@ -121,6 +123,7 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = Tiny
     )
     model.save_pretrained(out, safe_serialization=True)
     build_qwen2_tokenizer().save_pretrained(out)
+    give_new_file_mode(out)
     # Record how the model was made, so a reader of config.json knows it is synthetic.
     config_path = out / "config.json"
     config_json = json.loads(config_path.read_text())

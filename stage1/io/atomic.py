@@ -31,6 +31,18 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def give_new_file_mode(folder: str | Path) -> None:
+    """Give every file under ``folder`` the mode of a new file (``new_file_mode``).
+
+    safetensors writes its files 0600 whatever the umask; every other output stage1 writes is
+    ``0o666 & ~umask``, and a model folder that only its writer can read cannot be shared.
+    """
+    mode = new_file_mode()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
 def _temp_beside(target: Path) -> tuple[int, str]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

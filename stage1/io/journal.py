@@ -40,12 +40,11 @@ from stage1.core.errors import InputError
 from stage1.hf.generation import Generation, GenerationSettings
 from stage1.io.atomic import jsonl_line
 from stage1.io.hashing import sha256_bytes, sha256_file
+from stage1.io.layout import JOURNAL_NAME, STALE_NAME  # noqa: F401  (JOURNAL_NAME is imported from here)
 from stage1.io.manifest import config_hash
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "generations.partial.jsonl"
-STALE_NAME = "generations.stale.jsonl"
 JOURNAL_KIND = "stage1 generations"
 JOURNAL_VERSION = 1
 SAMPLE_BYTES = 1 << 20  # bytes read at each of three places of a weights file for its identity

@@ -31,6 +31,12 @@ CHART_FILE = "chart.png"
 MODEL_WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_CONFIG_FILE = "config.json"
+#: Work a stage keeps to resume and checks itself (by its own fingerprint): left out of the file
+#: hashes that decide whether a stage is up to date.
+GENERATIONS_DIR = "generations"
+JOURNAL_NAME = "generations.partial.jsonl"
+STALE_NAME = "generations.stale.jsonl"
+SCRATCH_NAMES = frozenset({CHECKPOINTS_DIR, GENERATIONS_DIR, JOURNAL_NAME, STALE_NAME})
 
 #: Each stage's folder inside the run directory (the base model's only when it is built there).
 STAGE_DIRS = {

@@ -9,7 +9,6 @@ ones. The parent is therefore identified by a hash of its weight files, not by i
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,10 +139,13 @@ def read_lineage(folder: str | Path, *, required: bool = True) -> Lineage | None
         raise LineageError(
             f"{path}: missing; this folder was not written by a stage1 training stage, so what it belongs on is unknown"
         )
+    from stage1.core.errors import InputError
+    from stage1.io.readers import read_json_file
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise LineageError(f"{path}: unreadable ({error})") from None
+        data = read_json_file(path)
+    except InputError as error:
+        raise LineageError(f"unreadable: {error.describe()}") from None
     if not isinstance(data, dict):
         raise LineageError(f"{path}: expected a JSON object")
     return Lineage.from_dict(data, source=str(path))

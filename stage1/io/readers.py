@@ -4,14 +4,23 @@ Readers refuse bad input with the file, line and field, before anything is writt
 malformed rows, a JSON object that repeats a key (``json`` would silently keep the last value), a
 string holding a lone surrogate (``"\\ud800"`` decodes, but cannot be written back as UTF-8), a
 CSV header that repeats a column, and a folder that is not a saved ``datasets`` folder.
+
+They cannot hang or crash either: an input must be a regular file (a FIFO would block the read
+forever, a device never ends), and the limits of the parsers underneath are turned into messages
+instead of tracebacks: JSON nested deeper than ``MAX_JSON_DEPTH`` (the C decoder recurses and
+raises RecursionError), integers longer than ``MAX_INT_DIGITS`` (Python refuses over 4,300 digits
+with a bare ValueError), CSV fields over ``csv.field_size_limit()`` (131,072 characters).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,14 +28,57 @@ from typing import Any
 from stage1.core.errors import InputError
 
 UTF8_BOM = b"\xef\xbb\xbf"
+#: Deepest JSON nesting accepted. Records are flat; a config.json or results file nests a few levels.
+MAX_JSON_DEPTH = 100
+#: Longest JSON integer accepted, in digits (no count, id or size needs more; Python stops at 4,300).
+MAX_INT_DIGITS = 100
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_input_bytes(path: str | Path) -> bytes:
+    """The bytes of ``path``, which must be a regular file.
+
+    Opened non-blocking and checked with ``fstat`` before a byte is read, so a FIFO named
+    ``*.jsonl`` is refused instead of blocking forever, and the check cannot race the open.
+
+    Raises:
+        InputError: missing, a symlink loop, a folder, a FIFO/device/socket, or unreadable.
+    """
+    source = Path(path)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise _open_error(source, error) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError("is a folder, expected a file", path=source)
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+            raise InputError(f"is {kind}, not a regular file", path=source, hint="give a regular file; copy a stream to a file first")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
+def _open_error(source: Path, error: OSError) -> InputError:
+    if error.errno == errno.ELOOP:
+        return InputError("is a symlink loop (too many levels of symbolic links)", path=source, hint="point the link at a real file")
+    if error.errno == errno.ENOENT:
+        if source.is_symlink():
+            return InputError(f"is a symlink to a missing file ({os.readlink(source)})", path=source, hint="check the link")
+        return InputError("file not found", path=source, hint="check the path")
+    if error.errno == errno.EISDIR:
+        return InputError("is a folder, expected a file", path=source)
+    return InputError(f"cannot read: {error.strerror}", path=source, hint="check the file's permissions")
 
 
 def _read_utf8(path: Path) -> str:
-    if not path.exists():
-        raise InputError("file not found", path=path, hint="check the path")
-    if path.is_dir():
-        raise InputError("is a folder, expected a file", path=path)
-    data = path.read_bytes()
+    data = read_input_bytes(path)
     if data.startswith(UTF8_BOM):
         raise InputError(
             "the file starts with a UTF-8 byte-order mark", path=path, line=1, hint="save it as UTF-8 without BOM"
@@ -62,8 +114,77 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
+class _TooLongInteger(ValueError):
+    def __init__(self, digits: int):
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _TooLongInteger(digits)
+    return int(text)
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` levels (iterative: no recursion to overflow)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def _loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_unique_keys)
+    """``json.loads`` refusing repeated keys, integers over ``MAX_INT_DIGITS`` and nesting over ``MAX_JSON_DEPTH``."""
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_bounded_int)
+    except RecursionError:
+        raise _TooDeep() from None
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise _TooDeep()
+    return value
+
+
+def _limit_error(error: ValueError, path: Path, line: int | None) -> InputError | None:
+    """The message for a parser limit (too deep, too long an integer), or None for another error."""
+    if isinstance(error, _TooDeep):
+        return InputError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep", path=path, line=line,
+                          hint="records are flat objects; this is not a file stage1 writes or reads")
+    if isinstance(error, _TooLongInteger):
+        return InputError(f"an integer of {error.digits:,} digits; the limit is {MAX_INT_DIGITS}", path=path, line=line,
+                          hint="no count or id needs that many; quote it if it is text")
+    return None
+
+
+def read_json_file(path: str | Path) -> Any:
+    """One JSON document from a regular file, read as strictly as the record readers read.
+
+    Raises:
+        InputError: as ``read_input_bytes``; invalid UTF-8 or JSON (with its line); a repeated key;
+            nesting or an integer over the limits.
+    """
+    source = Path(path)
+    text = _read_utf8(source)
+    try:
+        return _loads(text)
+    except _DuplicateKey as error:
+        raise _duplicate_key_error(source, _duplicate_key_line(text), error.key) from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"malformed JSON ({error.msg} at column {error.colno})", path=source, line=error.lineno) from None
+    except ValueError as error:
+        failure = _limit_error(error, source, None)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def _duplicate_key_line(text: str) -> int | None:
@@ -153,6 +274,11 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if number == 1 and line.lstrip().startswith("["):
                 hint = "this looks like a JSON array; name the file .json or write one object per line"
             raise InputError(f"malformed JSON ({error.msg} at column {error.colno})", path=source, line=number, hint=hint) from None
+        except ValueError as error:
+            failure = _limit_error(error, source, number)
+            if failure is None:
+                raise
+            raise failure from None
         if not isinstance(value, dict):
             hint = "write one JSON object per line"
             if isinstance(value, list):
@@ -177,6 +303,11 @@ def iter_json_array(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise _duplicate_key_error(source, _duplicate_key_line(text), error.key) from None
     except json.JSONDecodeError as error:
         raise InputError(f"malformed JSON ({error.msg})", path=source, line=error.lineno) from None
+    except ValueError as error:
+        failure = _limit_error(error, source, None)
+        if failure is None:
+            raise
+        raise failure from None
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]
     if not isinstance(value, list):
@@ -198,6 +329,15 @@ def iter_csv(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """
     source = Path(path)
     reader = csv.DictReader(io.StringIO(_read_utf8(source), newline=""))
+    try:
+        yield from _csv_rows(reader, source)
+    except csv.Error as error:  # a field over csv.field_size_limit(), a NUL byte, a bad quote
+        line = reader.line_num + 1  # the reader counts a line only once it parsed it
+        hint = f"the limit is {csv.field_size_limit():,} characters per cell; use JSONL for long texts" if "field limit" in str(error) else None
+        raise InputError(f"unreadable CSV ({error})", path=source, line=line, hint=hint) from None
+
+
+def _csv_rows(reader: csv.DictReader, source: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     header = reader.fieldnames or []
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:

@@ -13,7 +13,7 @@ from typing import Any
 from stage1.core.errors import GateError, InputError
 from stage1.core.eval_items import EvalItem
 from stage1.core.format import FormatError, check_text, instruction_from_prompt
-from stage1.core.leakage import LeakageSettings, gate_leaks
+from stage1.core.leakage import Leak, LeakageSettings, find_leaks, gate_leaks
 from stage1.core.records import BadRows, R, RecordError, RecordList, check_unique_ids
 from stage1.io.readers import iter_rows
 
@@ -95,8 +95,9 @@ def read_eval_instructions(path: str | Path) -> list[tuple[str, str]]:
 
 
 def training_instructions(path: Path) -> list[tuple[str, str]]:
-    """``(id, instruction)`` of each row of a training file: SFT rows carry ``instruction``,
-    preference pairs carry the rendered ``prompt`` (read back by stripping the format's tags).
+    """``(id, instruction)`` of each row of a training file: SFT rows and plain instruction files
+    carry ``instruction``, preference pairs the rendered ``prompt`` (read back by stripping the
+    format's tags).
 
     Raises:
         InputError: a row with neither, or a prompt not in the training format (file, line, field).
@@ -111,6 +112,30 @@ def training_instructions(path: Path) -> list[tuple[str, str]]:
         else:
             raise InputError("no instruction, and no prompt in the training format", path=path, line=line, field="instruction")
     return rows
+
+
+def check_training_files(
+    eval_items_path: str | Path, training_paths: Sequence[str | Path], settings: LeakageSettings = LeakageSettings()
+) -> tuple[list[Leak], dict[str, int]]:
+    """Every leak of the evaluation items into any of the training files, and the rows read per file.
+
+    For ``stage1 check-leakage``: the gate's rules, on training files made anywhere.
+
+    Raises:
+        InputError: a training file is missing or holds no rows, or a row has no instruction
+            (file, line, field).
+        GateError: the evaluation items are missing or empty.
+    """
+    eval_items = read_eval_instructions(eval_items_path)
+    training_sets: dict[str, list[tuple[str, str]]] = {}
+    for path in dict.fromkeys(str(p) for p in training_paths):
+        if not Path(path).exists():
+            raise InputError("training file not found", path=path, field="--in train")
+        rows = training_instructions(Path(path))
+        if not rows:
+            raise InputError("no rows: an empty file is no evidence", path=path, field="--in train")
+        training_sets[path] = rows
+    return find_leaks(eval_items, training_sets, settings), {name: len(rows) for name, rows in training_sets.items()}
 
 
 def leakage_gate(

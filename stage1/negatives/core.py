@@ -30,6 +30,14 @@ numbered templates and of donors are counted exactly in fixed-size arrays; uses 
 string are counted in a fixed-size count-min sketch (``repeats``), which can only over-count, so
 the cap always holds. Memory does not grow with the number of examples streamed through.
 
+Length is kept from telling rejected from chosen where it is not the point of the kind
+(``LengthBand``): for off-topic, factually incorrect, missing-END and ignored-constraint
+negatives, a candidate whose word count would push its kind's share of "rejected longer than
+chosen" (ties counted half) further outside ``length_band`` is set aside while the remaining
+attempts look for one of matching length; when none is found the first one set aside is used, so
+the band steers the choice without changing how many negatives are made. Runaways, truncations,
+refusals and vague answers are left alone: for them length is the violation, or part of it.
+
 Pure: records, strings and ``random.Random``; same seed and inputs give the same output.
 """
 
@@ -44,6 +52,7 @@ from functools import cached_property
 from typing import Any
 
 from stage1.core.format import FormatError, render_completion
+from stage1.core.lengths import word_count
 from stage1.core.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
 from stage1.core.text_keys import dedup_key
 from stage1.negatives import format_violation as fv
@@ -71,6 +80,46 @@ class Built:
     borrowed: str | None = None  # the donor's answer, for off-topic negatives
 
 
+#: (kind, method prefix) of the negatives whose length is not the point; None: every method.
+LENGTH_NEUTRAL = {OFF_TOPIC: None, FACTUAL: None, FORMAT: ("missing_end", "ignores_constraint")}
+
+
+class LengthBand:
+    """Per kind, how often the rejected was longer than the chosen so far (ties half), and whether
+    one more negative would push that share further outside ``[low, high]``."""
+
+    def __init__(self, band: tuple[float, float] | None):
+        self.band = band
+        self.longer: Counter[str] = Counter()  # twice the score: 2 per longer, 1 per tie
+        self.total: Counter[str] = Counter()
+
+    @staticmethod
+    def applies(kind: str, method: str) -> bool:
+        if kind not in LENGTH_NEUTRAL:
+            return False
+        prefixes = LENGTH_NEUTRAL[kind]
+        return prefixes is None or method.startswith(prefixes)
+
+    def outside(self, kind: str, chosen_words: int, rejected_words: int) -> bool:
+        """Whether this candidate moves its kind's share away from the band (never for the first of a
+        kind). The caller checks ``applies`` first, and counts words only then."""
+        if self.band is None or not self.total[kind]:
+            return False
+        step = 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
+        share = (self.longer[kind] + step) / (2 * (self.total[kind] + 1))
+        low, high = self.band
+        return (share > high and step == 2) or (share < low and step == 0)
+
+    def add(self, kind: str, chosen_words: int, rejected_words: int) -> None:
+        """One negative of a kind and method the band ``applies`` to was made."""
+        self.longer[kind] += 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
+        self.total[kind] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {kind: {"negatives": self.total[kind], "longer_score": self.longer[kind] / (2 * self.total[kind])}
+                for kind in sorted(self.total)}
+
+
 @dataclass
 class NegativeCounts:
     """What was planned, made, and why the rest was not."""
@@ -83,9 +132,12 @@ class NegativeCounts:
     rejected: Counter[str] = field(default_factory=Counter)
     methods: Counter[str] = field(default_factory=Counter)
     per_example: Counter[int] = field(default_factory=Counter)
+    length_band: LengthBand = field(default_factory=lambda: LengthBand(None))
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "length_band": {"band": None if self.length_band.band is None else list(self.length_band.band),
+                            "by_kind": self.length_band.to_dict()},
             "examples": self.examples,
             "negatives": sum(self.produced.values()),
             "planned_by_kind": dict(sorted(self.planned.items())),
@@ -106,6 +158,10 @@ class _Example:
         self.completion = render_completion(example.response)
         self.completion_key = f" {dedup_key(self.completion)} "
         self.response_key = f" {dedup_key(example.response)} "
+
+    @cached_property
+    def words(self) -> int:
+        return word_count(self.completion)
 
     @cached_property
     def constraint(self) -> tuple[str, int | None] | None:
@@ -135,7 +191,7 @@ class NegativeMaker:
         }
         self.donor_uses = DonorUses(donors, settings.max_repeats)
         self.repeats = RepeatCounter()
-        self.counts = NegativeCounts()
+        self.counts = NegativeCounts(length_band=LengthBand(settings.length_band))
         self._planner = KindPlanner(settings.mix.kinds(), settings.mix.weights(), settings.per_example)
         self._shares = ShareKeeper(settings.mix.kinds(), settings.mix.weights())
         self._builders = {
@@ -165,8 +221,10 @@ class NegativeMaker:
             if found is None:
                 self.counts.not_applicable[planned] += 1
                 continue
-            kind, built, where = found
+            kind, built, where, words = found
             self._record_use(built, where)
+            if words is not None:
+                self.counts.length_band.add(kind, ex.words, words)
             self._shares.add(kind)
             self.counts.produced[kind] += 1
             self.counts.methods[f"{kind}:{built.method}"] += 1
@@ -177,10 +235,12 @@ class NegativeMaker:
 
     def _first_of(
         self, kinds: Iterable[str], ex: _Example, taken: set[str], attempts: int
-    ) -> tuple[str, Built, tuple[int, int]] | None:
+    ) -> tuple[str, Built, tuple[int, int], int | None] | None:
         """The first of ``kinds`` that gives an acceptable negative within ``attempts`` tries each:
-        (kind, negative, its sketch cells)."""
+        (kind, negative, its sketch cells, its words where the length band applies)."""
+        band = self.counts.length_band
         for kind in kinds:
+            set_aside = None  # the first acceptable candidate of the wrong length
             for _ in range(attempts):
                 try:
                     built = self._builders[kind](ex)
@@ -190,9 +250,16 @@ class NegativeMaker:
                     break  # the kind does not apply to this example; retrying would not change that
                 where = cells(built.completion)
                 problem = self._problem(kind, built, ex, taken, where)
+                words = word_count(built.completion) if problem is None and band.applies(kind, built.method) else None
+                if words is not None and band.outside(kind, ex.words, words):
+                    problem = "length_band"
+                    set_aside = set_aside or (kind, built, where, words)
                 if problem is None:
-                    return kind, built, where
+                    return kind, built, where, words
                 self.counts.rejected[problem] += 1
+            if set_aside is not None:
+                self.counts.rejected["length_band_kept_anyway"] += 1
+                return set_aside
         return None
 
     def _record_use(self, built: Built, where: tuple[int, int]) -> None:

@@ -76,10 +76,6 @@ class ShareKeeper:
         self._produced[kind] += 1
         self._total += 1
 
-    def deficit(self, kind: str) -> float:
-        """How many negatives ``kind`` is behind its weight's share of all produced so far (negative: ahead)."""
-        return self._weights.get(kind, 0.0) * self._total - self._produced[kind]
-
     def make_up(self, plan: Sequence[str]) -> tuple[int, list[str]] | None:
         """``(position, kinds)``: try ``kinds`` in turn in place of ``plan[position]``; None when nothing is owed.
 

@@ -54,6 +54,10 @@ class NegativeSettings:
     max_repeats: int = 10  # how often one templated or borrowed rejected string may be used
     donor_pool_size: int = 1024  # answers kept per category (seeded reservoir) for off-topic and runaway negatives
     attempts: int = 4  # tries per planned negative before it counts as not applicable
+    # For off-topic, factually incorrect and missing-END/ignored-constraint negatives (where length is
+    # not the point): keep "rejected longer than chosen" (ties half) within [low, high] per kind by
+    # preferring candidates of matching length; null turns it off.
+    length_band: tuple[float, float] | None = (0.3, 0.7)
     source: Literal["rules", "policy", "mixed"] = "rules"  # rejecteds made by rules, sampled from the merged SFT model, or both
     policy_share: float = 0.5  # mixed: share of each instruction group's pairs taken from policy samples (the rest from rules)
     policy: PolicySettings = field(default_factory=PolicySettings)  # the samples stage (source policy or mixed)
@@ -61,6 +65,10 @@ class NegativeSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.per_example <= 5:
             raise ConfigError(f"must be 1 to 5, got {self.per_example}", field="negatives.per_example")
+        if self.length_band is not None:
+            if len(self.length_band) != 2 or not 0.0 <= self.length_band[0] <= 0.5 <= self.length_band[1] <= 1.0:
+                raise ConfigError(f"must be [low, high] with 0 <= low <= 0.5 <= high <= 1, got {list(self.length_band)}",
+                                  field="negatives.length_band", hint="e.g. [0.3, 0.7], or null to turn it off")
         if not 0.0 <= self.policy_share <= 1.0:
             raise ConfigError(f"must be in [0, 1], got {self.policy_share}", field="negatives.policy_share")
         for name in ("max_repeats", "donor_pool_size", "attempts"):

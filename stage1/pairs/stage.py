@@ -22,7 +22,9 @@ generation and evaluation use. Then, in this order:
    ``Instruction:`` may be an eval pair's chosen answer or instruction (see ``_borrows_eval_text``);
 7. the leakage gate checks the SFT data and every pair against the held-out evaluation items.
 
-The manifest reports the balance by kind and category on each side, and every drop by reason.
+The manifest reports the balance by kind and category on each side, the length cue per kind (the
+share of pairs whose rejected has more words than its chosen, and the median words of each side;
+``stage1.core.lengths``), and every drop by reason.
 The core (``build_pairs``) is pure; ``run_pairs`` is the shell.
 """
 
@@ -40,6 +42,7 @@ from typing import Any
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import InputError
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, render_completion, render_prompt
+from stage1.core.lengths import length_by_kind
 from stage1.core.masking import encode_text, sequence_length
 from stage1.core.records import BadRows, NegativeRecord, PreferencePair, RecordError, SFTExample, check_unique_ids
 from stage1.core.splits import heldout_groups
@@ -103,6 +106,7 @@ def _balance(pairs: Iterable[PreferencePair], keys: _Keys) -> dict[str, Any]:
         "by_source": dict(sorted(Counter(p.negative_source for p in pairs).items())),
         "by_category": dict(sorted(Counter(p.category for p in pairs).items())),
         "instructions": len({keys.group[p.instruction_id] for p in pairs}),
+        "length_by_kind": length_by_kind((p.negative_kind, p.chosen, p.rejected) for p in pairs),
     }
 
 

@@ -18,11 +18,13 @@ CHECKED_LOG_KEYS = ("loss", "grad_norm", "train_loss", "eval_loss")
 
 
 def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` folder, or None.
+    """The newest complete, loadable ``checkpoint-N`` folder, or None.
 
     The Trainer writes ``trainer_state.json`` last and not atomically, so a process killed while
     saving leaves a folder without it (or with a torn one); resuming from that folder would crash or
-    restore half a state. Only folders whose trainer state reads back count.
+    restore half a state. Only folders whose trainer state reads back count, whose adapter weights
+    load and are finite (a truncated or NaN adapter is not a state to resume, nor "good"), and
+    whose torch files (optimizer, scheduler, RNG) are whole zip archives, as ``torch.save`` writes.
     """
     import json
     import re
@@ -40,7 +42,35 @@ def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
             json.loads((path / "trainer_state.json").read_text())
         except (OSError, ValueError):
             continue
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            log.warning("skipping %s: %s", path, problem)
+            continue
         return path
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be resumed from, or None when it can."""
+    import zipfile
+
+    from stage1.io.lineage import ADAPTER_WEIGHTS
+
+    weights = path / ADAPTER_WEIGHTS
+    if weights.exists():
+        import torch
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(weights))
+        except Exception as error:  # safetensors raises its own SafetensorError, or OSError, on a torn file
+            return f"its adapter weights do not load ({error})"
+        bad = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if bad:
+            return f"its adapter weights are not finite ({bad[0]}{', ...' if len(bad) > 1 else ''})"
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        if (path / name).exists() and not zipfile.is_zipfile(path / name):
+            return f"{name} is truncated or not a torch file"
     return None
 
 
@@ -70,7 +100,7 @@ class NonFiniteLossGuard(TrainerCallback):
     @staticmethod
     def _error(args, step: int, what: str) -> TrainingError:
         good = last_checkpoint(args.output_dir)
-        kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written before it"
+        kept = f"the last good checkpoint is {good}" if good else "no good checkpoint was written before it"
         return TrainingError(
             f"{what} became non-finite at step {step}; training stopped and {kept}. "
             f"Lower the learning rate ({args.learning_rate}) or check the data, then run again to resume."

@@ -24,6 +24,7 @@ from stage1.core.errors import ConfigError, TrainingError
 from stage1.core.format import render_completion, render_prompt
 from stage1.core.masking import encode_text
 from stage1.hf.models import eos_info, free_model, load_model, load_tokenizer
+from stage1.io.atomic import give_new_file_mode
 from stage1.io.lineage import (
     LINEAGE_NAME,
     Lineage,
@@ -207,5 +208,6 @@ def merge_and_save(settings: TrainingSettings, model_dir: Path, adapter_dir: Pat
     _clear_outputs(out)
     merged.save_pretrained(str(out), safe_serialization=True, max_shard_size="5GB")
     tokenizer.save_pretrained(str(out))
+    give_new_file_mode(out)
     free_model(merged)
     return eos, logit_diff

@@ -13,7 +13,7 @@ from typing import Any
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import TrainingError
 from stage1.hf.models import EosInfo, load_model
-from stage1.io.atomic import atomic_write_json
+from stage1.io.atomic import atomic_write_json, give_new_file_mode
 from stage1.io.hashing import sha256_file
 from stage1.io.layout import ADAPTER_DIR, CHECKPOINTS_DIR
 from stage1.io.lineage import ADAPTER_WEIGHTS, Lineage, weights_hash, write_lineage
@@ -104,6 +104,7 @@ def save_adapter(model, adapter_dir: Path, lineage: Lineage) -> Path:
         shutil.rmtree(partial)
     model.save_pretrained(str(partial), safe_serialization=True)
     write_lineage(partial, lineage)
+    give_new_file_mode(partial)
     if adapter_dir.exists():
         shutil.rmtree(adapter_dir)
     os.replace(partial, adapter_dir)

@@ -52,7 +52,11 @@ DPO_LOSS_TYPES = (
 SFT_LOSS_TYPES = ("nll", "dft", "chunked_nll")
 
 _AT_LEAST_ONE = (lambda v: is_whole(v) and v >= 1, "a whole number >= 1")
-_POSITIVE = (lambda v: is_number(v) and v > 0, "> 0")
+_POSITIVE = (lambda v: is_number(v) and v > 0, "a finite number > 0")
+_STEPS_OR_FRACTION = (
+    lambda v: is_number(v) and (0 < v < 1 or (v >= 1 and v == int(v))),
+    "a whole number of steps >= 1, or a fraction in (0, 1) of all steps",
+)
 
 # The knobs users set most. TRL checks none of these ranges before training starts: a negative
 # learning rate or batch size fails deep inside the trainer, a negative beta or max_steps trains.
@@ -67,9 +71,12 @@ TRAINER_RULES: RangeRules = {
     "max_length": (lambda v: v is None or (is_whole(v) and v >= 1), "a whole number >= 1, or null for no limit"),
     # TrainingArguments.get_warmup_steps: below 1 a fraction of all steps, else int(value) steps.
     "warmup_steps": (
-        lambda v: is_number(v) and (0 <= v < 1 or v == int(v)),
-        "a fraction in [0, 1) of all steps, or a whole number of steps",
+        lambda v: is_number(v) and v >= 0 and (v < 1 or v == int(v)),
+        "a fraction in [0, 1) of all steps, or a whole number of steps >= 0",
     ),
+    # The same reading (TrainingArguments: below 1 a fraction of all steps); 0 makes the trainer divide by it.
+    "logging_steps": _STEPS_OR_FRACTION,
+    "save_steps": _STEPS_OR_FRACTION,
 }
 
 

@@ -92,6 +92,9 @@ def test_sft_stops_with_end_more_often_than_base(tiny_run, tmp_path, one_model_a
     assert "- variant `dpo`: adapter not found" in (out / "report.md").read_text()
     assert manifest["counts"]["items"] == 13 and manifest["counts"]["variants"] == 3
     assert results["provenance"]["leakage"]["checked"] is True
+    assert set(results["lengths"]) == {"base_raw", "base", "sft"} and results["pair_lengths"] == {}  # no pairs file given
+    assert all(cell["tokens"]["mean"] is not None for cell in results["lengths"].values())
+    assert "## Response length" in (out / "report.md").read_text()
 
     # The raw-instruction base really was prompted without the wrapper, the others with it.
     first = results["items"][0]

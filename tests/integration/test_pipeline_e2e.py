@@ -28,19 +28,6 @@ def _cli(*args: str, timeout: int = 900, cwd: Path = ELSEWHERE) -> subprocess.Co
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """``python /path/to/cli.py run`` in an empty folder outside the checkout: the tiny default,
-    written to ``./runs/tiny`` there."""
-    folder = tmp_path_factory.mktemp("empty-user-folder")
-    assert ROOT not in folder.resolve().parents and not any(folder.iterdir())
-    result = _cli("run", cwd=folder)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    run_dir = folder / "runs" / "tiny"
-    assert run_dir.is_dir()
-    return run_dir, result
-
-
 @pytest.mark.slow
 def test_run_produces_a_report_and_training_helps(tiny_run):
     run_dir, result = tiny_run

@@ -109,12 +109,19 @@ class _PoisonLoRA(TrainerCallback):
                         param.fill_(float("inf"))
 
 
-def test_non_finite_dpo_loss_stops_with_the_last_good_checkpoint(merged_dir, pair_files, tmp_path):
+def test_non_finite_dpo_loss_stops_and_never_calls_the_poisoned_checkpoint_good(merged_dir, pair_files, tmp_path):
+    """The LoRA is poisoned at the end of step 1, before checkpoint-1 is saved: that checkpoint holds
+    inf weights, so it is neither "the last good checkpoint" nor one a rerun resumes from."""
+    from stage1.train.callbacks import checkpoint_problem, last_checkpoint
+
     train, evaluation = pair_files
-    with pytest.raises(TrainingError, match="checkpoint-1"):
+    with pytest.raises(TrainingError, match="no good checkpoint was written before it") as error:
         run_train_dpo(TrainingSettings(), model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
                       dpo_args={**DPO_TRAIN_ARGS, "max_steps": 3, "save_steps": 1}, lora_args=LORA_ARGS, callbacks=(_PoisonLoRA(),))
+    assert "checkpoint-1" not in str(error.value)
     assert (tmp_path / "dpo" / "checkpoints" / "checkpoint-1").is_dir()
+    assert "not finite" in checkpoint_problem(tmp_path / "dpo" / "checkpoints" / "checkpoint-1")
+    assert last_checkpoint(tmp_path / "dpo" / "checkpoints") is None
     assert not (tmp_path / "dpo" / "checkpoints" / "checkpoint-2").exists()
     assert not (tmp_path / "dpo" / "manifest.json").exists()
 

@@ -105,7 +105,7 @@ EMPTY_RATES = json.dumps({"criteria": ["ends_with_end"], "variants": ["sft"], "r
     "content, expected",
     [
         (None, "results file not found (check the --against path, or save one from a good evaluation with `python cli.py evaluate --save-golden"),
-        ("{not json", "not valid JSON"),
+        ("{not json", "malformed JSON"),
         ('{"rates": {}}', "not an evaluation results file"),
         (EMPTY_RATES, "field 'rates': no variant and criterion with an evaluated item"),
     ],
@@ -158,3 +158,32 @@ def test_a_user_error_is_one_line_on_stderr_in_a_fresh_process(tmp_path):
     assert result.returncode == EXIT_INPUT, result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith("error: ") and "no variant to evaluate" in line
+
+
+# ---------------------------------------------------------------- read vs write failures
+
+
+def test_an_unreadable_input_is_reported_as_cannot_read_not_cannot_write(tmp_path, capsys, monkeypatch):
+    """A permission error on a file that exists and may not be read is a read failure; it used to
+    say "cannot write ... free space or choose a writable --run-dir"."""
+    import errno
+    import os
+
+    source = tmp_path / "instructions.jsonl"
+    source.write_text("{}\n")
+
+    def refuse(args):
+        raise PermissionError(errno.EACCES, "Permission denied", str(source))
+
+    monkeypatch.setattr(cli, "cmd_plan", refuse)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(source) else real_access(path, mode))
+    assert cli.main(["plan"]) == EXIT_INPUT
+    line = one_error_line(capsys)
+    assert line.startswith(f"error: cannot read {source}: Permission denied") and "writable" not in line
+
+
+def test_a_world_size_that_is_not_a_number_is_a_clean_error(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    assert cli.main(["plan"]) == EXIT_INPUT
+    assert "field 'WORLD_SIZE': must be a whole number of processes >= 1, got 'abc'" in one_error_line(capsys)

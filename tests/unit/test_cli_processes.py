@@ -8,7 +8,7 @@ from stage1 import cli
 from stage1.core.errors import ConfigError
 
 
-@pytest.mark.parametrize("command", ["run", "sft-data", "merge", "negatives", "pairs", "evaluate", "plan", "build-tiny", "inspect"])
+@pytest.mark.parametrize("command", ["run", "sft-data", "merge", "negatives", "pairs", "evaluate", "plan", "build-tiny", "inspect", "score", "check-leakage"])
 def test_non_training_commands_refuse_several_processes(command):
     with pytest.raises(ConfigError, match=f"`{command}` was launched as 4 processes"):
         cli.check_process_count(command, {"WORLD_SIZE": "4"})

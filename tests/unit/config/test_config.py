@@ -34,6 +34,35 @@ def test_override_reaches_trl_section():
     assert config.run.seed == 7
 
 
+def test_a_section_given_as_a_mapping_merges_into_the_preset_section():
+    """``--set dpo={beta: 0.2}`` used to replace the whole section: max_steps, learning_rate and
+    max_length fell back to TRL's defaults."""
+    preset = load_config("tiny")
+    config = load_config("tiny", ["dpo={beta: 0.2, max_steps: 4}"])
+    assert config.dpo == {**preset.dpo, "beta": 0.2, "max_steps": 4}
+    assert config.pairs.max_length == preset.pairs.max_length
+
+
+def test_a_section_set_to_a_scalar_is_refused_with_a_hint():
+    with pytest.raises(ConfigError, match="dpo is a section") as error:
+        load_config("tiny", ["dpo=3"])
+    assert "--set dpo.KEY=VALUE" in error.value.hint
+
+
+def test_an_error_in_a_merged_section_names_the_set_that_gave_the_key():
+    with pytest.raises(ConfigError) as error:
+        load_config("tiny", ["dpo={beta: .inf}"])
+    assert error.value.path == "--set dpo={beta: .inf}" and error.value.field == "dpo.beta"
+
+
+def test_dpo_max_length_too_small_is_blamed_on_its_set_not_on_the_preset():
+    """pairs.max_length follows dpo.max_length; the error used to name tiny.yaml and pairs.max_length."""
+    with pytest.raises(ConfigError) as error:
+        load_config("tiny", ["dpo.max_length=1"])
+    assert error.value.path == "--set dpo.max_length=1" and error.value.field == "dpo.max_length"
+    assert "pairs.max_length follows dpo.max_length" in error.value.message
+
+
 def test_unknown_trl_key_names_line_and_nearest(tmp_path):
     path = _write(tmp_path, "sft:\n  learning_rate: 0.001\n  max_seq_length: 512\n")
     with pytest.raises(ConfigError) as caught:

@@ -376,3 +376,115 @@ def test_long_digit_and_rule_runs_are_not_degenerate(text):
 )
 def test_sentence_count_does_not_need_a_capital(text, count):
     assert count_sentences(text) == count
+
+
+# ---------------------------------------------------------------- the rules at their boundaries
+
+
+@pytest.mark.parametrize(
+    ("text", "keyword", "expected"),
+    [
+        ("Two boxes were packed.", "box", True),  # the "+es" plural
+        ("The solar systems of other stars.", "solar system", True),  # a multi-word keyword, plural last word
+        ("The system is solar-powered.", "solar system", False),  # its words in order, adjacent
+        ("Several solar panels and one system.", "solar system", False),
+        ("Anything at all.", "?!", False),  # a keyword with no words matches nothing
+    ],
+)
+def test_keywords_match_whole_words_with_regular_plurals_of_the_last_word(text, keyword, expected):
+    assert contains_keyword(text, keyword) is expected
+
+
+def test_a_phrase_with_no_words_is_contained_nowhere():
+    assert contains_phrase("No. I have no idea.", "...") is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Yes, they do.", True), ("Yes.", True), ("No, they do not.", False), ("They do, yes.", False)],
+)
+def test_a_yes_reference_is_answered_by_a_leading_yes(text, expected):
+    item = make_item(instruction="Do bees make honey? Answer yes or no.", reference="Yes")
+    assert factually_correct(item, make_response(f" {text}\nEND")) is expected
+
+
+def test_a_blank_line_between_sentences_does_not_end_the_count():
+    assert count_sentences("One.\n\nTwo.\n\n\nThree is here.") == 3
+
+
+def test_a_word_may_repeat_three_times_in_a_row_but_not_four():
+    assert repetition_problem("it was very very very good") is None
+    assert repetition_problem("it was very very very very good") == "the word 'very' repeated 4 times in a row"
+
+
+def test_a_character_may_repeat_twenty_times_but_not_twenty_one():
+    assert repetition_problem("wow" + "!" * 20) is None
+    assert repetition_problem("wow" + "!" * 21) == "a character repeated more than 20 times"
+
+
+def test_half_distinct_word_trigrams_is_enough_below_half_is_degenerate():
+    """From 12 words on, at least half of the word 3-grams must be distinct."""
+    assert repetition_problem("x y z a b c a b c a b c a b") is None, "14 words, 6 of 12 trigrams distinct"
+    assert repetition_problem("y z a b c a b c a b c a b") == "only 45% of word 3-grams are distinct"  # 5 of 11
+    assert repetition_problem("a b c a b c a b c a b") is None, "11 words: too short to judge"
+
+
+def test_a_line_may_appear_twice_but_not_three_times_and_short_lines_are_not_counted():
+    line = "Jupiter is big."  # three words a line: the trigram rule (12 words on) stays out of it
+    assert repetition_problem(f"{line}\n{line}\nSo be it.") is None
+    assert repetition_problem(f"{line}\n{line}\n{line}") == "the line 'Jupiter is big.' repeated 3 times"
+    assert repetition_problem("Yes sure.\n" * 5) is None, "lines under 10 characters may repeat (9 here)"
+    assert repetition_problem("Yes, sure.\n" * 3) is not None, "10 characters: counted"
+
+
+def test_scoring_a_response_against_another_item_names_both():
+    with pytest.raises(ValueError, match="^response for item 'i2' scored against item 'i1'$"):
+        score_response(make_item(), make_response(" Paris.\nEND", item_id="i2"))
+
+
+@pytest.mark.parametrize(
+    "abbreviation",
+    ["Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Sr", "Jr", "vs", "etc", "e.g", "i.e", "U.S", "U.K", "No", "approx",
+     "Inc", "Ltd", "Co"],
+)
+def test_a_listed_abbreviation_does_not_end_a_sentence(abbreviation):
+    assert count_sentences(f"Ask about the {abbreviation}. Smith case today.") == 1
+
+
+def test_twelve_words_are_enough_for_the_trigram_rule():
+    assert repetition_problem("a b c a b c a b c a b c") == "only 30% of word 3-grams are distinct"  # 3 of 10
+
+
+def test_the_criteria_are_reported_under_these_names_in_this_order():
+    assert CRITERION_NAMES == (
+        "stopped_with_end", "no_runaway", "no_unwarranted_refusal", "follows_constraint", "factually_correct",
+        "on_topic", "not_degenerate",
+    )
+
+
+def test_one_accepted_answer_of_several_is_enough_to_be_on_topic():
+    item = make_item(topic_keywords=("spider",), reference="8", aliases=("eight",))
+    assert on_topic(item, make_response(" 8\nEND")) is True
+
+
+@pytest.mark.parametrize(("text", "expected"), [("X.", True), ("**Yes**", True), ("Paris, France", False)])
+def test_one_word_allows_surrounding_punctuation_only(text, expected):
+    assert follows_constraint(make_item(constraint={"kind": "one_word"}), make_response(f" {text}\nEND")) is expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("42!", True), ("-3.5.", True), ("10X", False), ("ten", False)])
+def test_a_number_is_digits_with_end_punctuation_at_most(text, expected):
+    assert follows_constraint(make_item(constraint={"kind": "number"}), make_response(f" {text}\nEND")) is expected
+
+
+def test_an_underscore_separates_words_when_matching():
+    assert normalise_for_matching("snake_case or CamelCase") == "snake case or camelcase"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I can\u2019t help with that.", "I can\u2018t help with that.", "I  cannot\n help with that.",
+     "I'm sorry, but I cannot tell you that."],
+)
+def test_refusals_are_found_through_curly_apostrophes_line_breaks_and_apologies(text):
+    assert is_refusal(text)

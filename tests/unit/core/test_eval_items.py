@@ -99,3 +99,25 @@ def test_response_round_trip_and_validation():
     assert EvalResponse.from_dict(json.loads(json.dumps(response.to_dict()))) == response
     with pytest.raises(ValueError, match="stop_reason"):
         EvalResponse.from_dict({**response.to_dict(), "stop_reason": "tired"})
+
+
+def test_limit_takes_a_seeded_sample_stratified_by_category():
+    """50 of the shipped 241 items, a file sorted by category: every category keeps its share
+    (within one item), the draw is seeded, and the sample keeps the file's order."""
+    from collections import Counter
+    from pathlib import Path
+
+    from stage1.core.eval_items import stratified_sample
+    from stage1.io.records import read_eval_items
+
+    items = read_eval_items(Path(__file__).resolve().parents[3] / "stage1" / "pools" / "eval" / "items.jsonl")
+    sample = stratified_sample(items, 50, seed=0)
+    assert len(sample) == 50 and len({item.id for item in sample}) == 50
+    sizes, taken = Counter(item.category for item in items), Counter(item.category for item in sample)
+    assert set(taken) == set(sizes)
+    for category, size in sizes.items():
+        assert abs(taken[category] - 50 * size / len(items)) < 1
+    positions = [items.index(item) for item in sample]
+    assert positions == sorted(positions)
+    assert stratified_sample(items, 50, seed=0) == sample and stratified_sample(items, 50, seed=1) != sample
+    assert stratified_sample(items, None, seed=0) == items == stratified_sample(items, 10_000, seed=0)

@@ -10,14 +10,17 @@ from stage1.core.format import (
     STOP_END,
     STOP_EOS,
     STOP_MAX_TOKENS,
+    STOP_REASONS,
     STOP_RUNAWAY,
     STOP_STRINGS,
     FormatError,
+    instruction_from_prompt,
     normalize_text,
     parse_completion,
     render_completion,
     render_example,
     render_prompt,
+    starts_with_tag,
 )
 from tests.strategies import format_text, raw_text
 
@@ -83,6 +86,66 @@ def test_rendering_either_succeeds_or_raises_format_error(text):
         pass
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("  \n ", "response: is empty (or only whitespace)"),
+        ("first\nEND\nmore", "response: line 2 is exactly 'END', which is the end marker"),
+        ("a\nb\n  Instruction: x", "response: line 3 starts with 'Instruction:', which is a format tag"),
+        ("Response: sneaky", "response: line 1 starts with 'Response:', which is a format tag"),
+    ],
+)
+def test_a_refusal_names_the_field_and_the_line(text, message):
+    with pytest.raises(FormatError) as caught:
+        render_completion(text)
+    assert str(caught.value) == message
+
+
+def test_a_format_error_without_a_field_names_text():
+    error = FormatError("is empty")
+    assert (str(error), error.field, error.reason) == ("text: is empty", "text", "is empty")
+
+
+def test_only_strings_are_normalised():
+    with pytest.raises(FormatError, match="expected a string, got int"):
+        normalize_text(42)
+
+
+@pytest.mark.parametrize(
+    "line, tag",
+    [("Instruction: x", "Instruction:"), ("  Response: y", "Response:"), ("\tInstruction:", "Instruction:"),
+     ("What does Response: mean?", None), ("instruction: lower case", None), ("", None)],
+)
+def test_a_line_starts_with_a_tag_after_leading_whitespace_only(line, tag):
+    assert starts_with_tag(line) == tag
+
+
+def test_stop_names_and_stop_strings_are_the_documented_ones():
+    """These strings are written into generation files and read back: their values are the interface."""
+    assert STOP_REASONS == ("end", "eos", "runaway", "max_tokens")
+    assert STOP_STRINGS == ("\nEND\n", "\nInstruction:")
+
+
+@pytest.mark.parametrize("instruction", ["What is 2+2?", "Line one\nline two", "Say Response: twice"])
+def test_the_instruction_reads_back_from_its_prompt(instruction):
+    assert instruction_from_prompt(render_prompt(instruction)) == instruction
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("Instruction: x\nResponse: ", None),  # a trailing space: not this format
+        ("Instruction:x\nResponse:", None),
+        ("What is x?\nResponse:", None),
+        ("Instruction: What is x? A longer text with no response tag at all.", None),
+        ("Some text that is long enough but is no prompt.\nResponse:", None),
+        ("Instruction: \nResponse:", ""),  # nothing between the tags reads back as nothing
+    ],
+)
+def test_text_that_is_not_a_prompt_reads_back_as_none(prompt, expected):
+    assert instruction_from_prompt(prompt) == expected
+
+
 # ---------------------------------------------------------------- parse_completion
 
 
@@ -118,6 +181,28 @@ def test_runaway_on_the_first_line_answers_nothing():
 def test_max_tokens_when_nothing_stopped_it():
     parsed = parse_completion(" an answer that goes on and on")
     assert (parsed.stop_reason, parsed.stopped) == (STOP_MAX_TOKENS, False)
+
+
+@pytest.mark.parametrize(
+    "finished_by_eos, reason, stopped", [(True, STOP_EOS, True), (False, STOP_MAX_TOKENS, False)]
+)
+def test_eos_and_max_tokens_are_never_runaways(finished_by_eos, reason, stopped):
+    parsed = parse_completion(" an answer\nwith two lines", finished_by_eos=finished_by_eos)
+    assert (parsed.response, parsed.stop_reason, parsed.stopped, parsed.runaway) == (
+        "an answer\nwith two lines", reason, stopped, False
+    )
+
+
+def test_an_indented_instruction_line_is_a_runaway():
+    parsed = parse_completion(" Four.\n  Instruction: What is 3+3?", finished_by_eos=True)
+    assert (parsed.response, parsed.stop_reason, parsed.stopped, parsed.runaway) == ("Four.", STOP_RUNAWAY, False, True)
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n"])
+def test_a_carriage_return_ends_a_line_like_a_newline(newline):
+    parsed = parse_completion(f" Paris.{newline}Second line.{newline}END{newline}Instruction: x")
+    assert (parsed.response, parsed.stop_reason) == ("Paris.\nSecond line.", STOP_END)
+    assert parse_completion(f" x{newline}Instruction: y").stop_reason == STOP_RUNAWAY
 
 
 def test_cleaning_keeps_code_blank_lines_and_hashes():

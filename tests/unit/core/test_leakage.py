@@ -35,7 +35,7 @@ def _leaked(training: list[str], settings: LeakageSettings = LeakageSettings()) 
         (["Name the capital of Peru in one word, please."], {"e2"}),  # words added after a copy
         (["Quick: what is the capital of France? Answer briefly."], {"e1"}),  # copy inside a longer text
         (["Please define gravity in one sentence."], {"e3"}),  # a short item inside a longer text
-        (["How many minutes are in 7 hours and 3 minutes?"], {"e4"}),
+        (["How many minutes are in 7 hours and 3 minutes?"], {"e4"}),  # the item's facts, and more
     ],
 )
 def test_copies_are_caught(training, expected):
@@ -53,15 +53,90 @@ def test_copies_are_caught(training, expected):
     ],
 )
 def test_shared_templates_are_not_copies(training):
-    assert _leaked(training) == set()
+    assert _leaked(training, LeakageSettings(paraphrase_extra_words=None)) == set()
+    if training != ["Capital of France?"]:  # the same question in fewer words: a paraphrase
+        assert _leaked(training) == set()
+
+
+PARAPHRASES = [
+    ("Which city is the capital of Italy?", "What is the capital of Italy?"),
+    ("Compute 12 times 11.", "What is 12 times 11?"),
+    ("What is the capital of France?", "Capital of France?"),
+]
+DISTINCT = [
+    ("What is the capital of Italy?", "What is the capital of France?"),
+    ("Compute 12 times 11.", "What is 12 times 13?"),
+    ("Compute 5 times 2.", "What is 2 times 5?"),  # the numbers' order is a fact: "5 minus 2" is not "2 minus 5"
+    ("Is the sun a star? Answer yes or no.", "Is the moon a star? Answer yes or no."),  # 4 of 5 words: not contained
+    ("How do you brush your teeth?", "In one sentence, explain why we brush our teeth."),  # how is not why
+    ("What is the capital of Italy?", "Write a poem about the capital of Italy."),  # two topics more
+]
+
+
+@pytest.mark.parametrize(("eval_text", "train_text"), PARAPHRASES + [(b, a) for a, b in PARAPHRASES])
+def test_paraphrases_are_caught_by_content_words(eval_text, train_text):
+    """Caught either way round; where the eval text is the longer one, only the content words catch it."""
+    leaks = find_leaks([("e", eval_text)], {"sft_train": [("t", train_text)]})
+    assert len(leaks) == 1
+    if len(eval_text) > len(train_text):
+        assert leaks[0].match == "paraphrase" and "content-word overlap" in leaks[0].describe()
+        assert find_leaks([("e", eval_text)], {"sft_train": [("t", train_text)]}, LeakageSettings(paraphrase_extra_words=None)) == []
+
+
+@pytest.mark.parametrize(("eval_text", "train_text"), DISTINCT + [(b, a) for a, b in DISTINCT])
+def test_distinct_facts_of_one_template_are_not_paraphrases(eval_text, train_text):
+    assert find_leaks([("e", eval_text)], {"sft_train": [("t", train_text)]}) == []
+
+
+def test_content_signature_keeps_numbers_in_order_and_entities_and_stems_lightly():
+    from stage1.core.leakage import content_signature, stem
+
+    signature = content_signature("Which city is the capital of Italy? Compute 12 times 11.")
+    assert signature.numbers == ("12", "11") and signature.entities == {"italy"}
+    assert signature.words == {"city", "capital", "italy", "comput", "12", "tim", "11"}
+    assert {stem(w) for w in ("times", "time")} == {"tim"} and stem("cities") == stem("city") == "city"
+    assert stem("computed") == stem("computing") == stem("compute") == "comput"
+
+
+def test_on_the_shipped_pools_only_same_fact_paraphrases_are_flagged():
+    """stage1/pools/sft/instructions.jsonl against stage1/pools/eval/items.jsonl: nothing (the tiny run's gate
+    passes); each pool against itself: only pairs with the same facts ("In one word, what is the
+    capital of France?" / "What is the capital of France?"), no two siblings of a template. Rewording every capital and multiplication item of the eval pool catches exactly that
+    item, never a sibling of its template with other facts."""
+    import re
+    from pathlib import Path
+
+    from stage1.core.leakage import content_signature
+
+    root = Path(__file__).resolve().parents[3] / "stage1" / "pools"
+    eval_items = [(row["id"], row["instruction"]) for row in map(json.loads, (root / "eval" / "items.jsonl").read_text().splitlines())]
+    training = [(row["id"], row["instruction"]) for row in map(json.loads, (root / "sft" / "instructions.jsonl").read_text().splitlines())]
+    assert find_leaks(eval_items, {"sft": training}) == []
+    for pool in (eval_items, training):  # within one pool: only the same question, with a constraint added
+        for leak in find_leaks(pool, {"pool": pool}):
+            if leak.eval_id != leak.train_id:
+                a, b = content_signature(leak.eval_instruction), content_signature(leak.train_instruction)
+                assert (a.numbers, a.entities) == (b.numbers, b.entities) and (a.words <= b.words or b.words <= a.words), leak
+    reworded = []
+    for item_id, text in eval_items:
+        capital = re.fullmatch(r"Which city is the capital of (\w[\w ]*)\?", text)
+        product = re.fullmatch(r"Compute (\d+) times (\d+)\.", text)
+        if capital:
+            reworded.append((item_id, f"What is the capital of {capital.group(1)}?"))
+        elif product:
+            reworded.append((item_id, f"What is {product.group(1)} times {product.group(2)}?"))
+    assert len(reworded) >= 20
+    leaks = find_leaks(eval_items, {"reworded": reworded})
+    assert sorted((leak.eval_id, leak.train_id) for leak in leaks) == sorted((item_id, item_id) for item_id, _ in reworded)
+    assert {leak.match for leak in leaks} == {"paraphrase"}
 
 
 def test_threshold_is_inclusive():
     # 4 of the 5 trigrams of the eval item: containment 0.8 exactly.
     eval_items = [("e", "one two three four five six seven")]
-    training = {"t": [("x", "one two three four five six")]}
-    assert len(find_leaks(eval_items, training, LeakageSettings(threshold=0.8))) == 1
-    assert find_leaks(eval_items, training, LeakageSettings(threshold=0.81)) == []
+    training = {"t": [("x", "one two three four five six and seven")]}  # every word, 4 of the 5 trigrams
+    assert len(find_leaks(eval_items, training, LeakageSettings(threshold=0.8, paraphrase_extra_words=None))) == 1
+    assert find_leaks(eval_items, training, LeakageSettings(threshold=0.81, paraphrase_extra_words=None)) == []
 
 
 def test_every_offender_is_reported_once_per_training_set():
@@ -148,3 +223,17 @@ def test_an_instruction_always_leaks_into_itself(text):
     if not dedup_key(text):
         return
     assert find_leaks([("e", text)], {"t": [("x", f"  {text} !")]})
+
+
+@pytest.mark.parametrize(
+    ("eval_text", "train_text"),
+    [
+        ("Which city is the capital of Italy?", "Which city is the capital of China?"),  # 4 of 5 trigrams, another entity
+        ("What is the chemical symbol for iron?", "What is the chemical symbol for gold?"),  # another common noun
+        ("How many minutes are in 7 hours?", "How many minutes are in 8 hours?"),
+    ],
+)
+def test_a_near_copy_must_carry_the_items_facts(eval_text, train_text):
+    """n-gram containment alone would call these copies (>= 0.8); they ask about something else."""
+    leaks = find_leaks([("e", eval_text)], {"t": [("t", train_text)]}, LeakageSettings(threshold=0.75))
+    assert leaks == []

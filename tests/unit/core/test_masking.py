@@ -13,6 +13,8 @@ from stage1.core.masking import (
     MaskingError,
     build_sft_features,
     encode_text,
+    eos_token_id,
+    sequence_length,
     supervised_ids,
 )
 from tests.strategies import format_text
@@ -102,3 +104,75 @@ def test_row_that_fits_exactly_keeps_end_and_eos(qwen_tokenizer):
 def test_refused_text_never_reaches_the_tokenizer(qwen_tokenizer):
     with pytest.raises(FormatError):
         build_sft_features(qwen_tokenizer, "Fine", "answer\nEND\nmore", MAX)
+
+
+def test_max_length_below_two_is_refused_before_tokenizing(qwen_tokenizer):
+    with pytest.raises(ValueError, match="max_length must be at least 2, got 1"):
+        build_sft_features(qwen_tokenizer, "Short?", "Yes.", 1)
+    with pytest.raises(MaskingError) as caught:  # 2 is a legal limit; this prompt alone is longer
+        build_sft_features(qwen_tokenizer, "Short?", "Yes.", 2)
+    assert caught.value.reason == OVERLONG_PROMPT
+
+
+def test_a_prompt_of_exactly_max_length_tokens_leaves_no_room(qwen_tokenizer):
+    """The prompt must leave at least one position: ``len(prompt) >= max_length`` is too long, and one
+    position more is a row too long for the completion instead."""
+    prompt = encode_text(qwen_tokenizer, render_prompt("What is the capital of France?"))
+    assert len(prompt) == 11
+    with pytest.raises(MaskingError, match="the prompt is 11 tokens, which leaves no room for a response "
+                                           "within max_length=11") as caught:
+        build_sft_features(qwen_tokenizer, "What is the capital of France?", "Paris is the capital.", 11)
+    assert caught.value.reason == OVERLONG_PROMPT
+    with pytest.raises(MaskingError, match=r"prompt \(11\) \+ completion with END and eos \(7\) = 18 tokens "
+                                           r"exceeds max_length=12; truncating would drop END") as caught:
+        build_sft_features(qwen_tokenizer, "What is the capital of France?", "Paris is the capital.", 12)
+    assert caught.value.reason == OVERLONG_ROW
+    assert len(build_sft_features(qwen_tokenizer, "What is the capital of France?", "Paris is the capital.", 18).input_ids) == 18
+
+
+class _NoEos:
+    eos_token_id = None
+
+
+def test_a_tokenizer_without_eos_is_refused_not_guessed():
+    with pytest.raises(MaskingError, match=r"^the tokenizer has no eos token; set eos_token \(Qwen2: <\|endoftext\|>\)$") as caught:
+        eos_token_id(_NoEos())
+    assert caught.value.reason == "no_eos"
+
+
+def test_features_as_a_dict_are_the_three_columns_trl_reads(qwen_tokenizer):
+    features = build_sft_features(qwen_tokenizer, "Short?", "Yes.", MAX)
+    assert features.to_dict() == {
+        "input_ids": features.input_ids, "labels": features.labels, "attention_mask": features.attention_mask
+    }
+    assert features.to_dict()["labels"][: features.prompt_length] == [IGNORE_INDEX] * features.prompt_length
+
+
+class _AddsBos:
+    """A tokenizer that, like Llama's, adds a BOS when asked for special tokens (Qwen2's adds none)."""
+
+    def __call__(self, text, add_special_tokens=True, split_special_tokens=False):
+        ids = [ord(ch) for ch in text] if split_special_tokens else [999]
+        return {"input_ids": ([1] if add_special_tokens else []) + ids}
+
+
+def test_encode_text_adds_no_special_tokens_and_splits_special_token_text():
+    assert encode_text(_AddsBos(), "ab") == [97, 98]
+
+
+def test_the_mask_value_is_the_one_torch_cross_entropy_ignores():
+    """-100 is ``ignore_index``'s default in torch (and what TRL's collators pad labels with)."""
+    import torch
+
+    assert IGNORE_INDEX == torch.nn.CrossEntropyLoss().ignore_index == -100
+
+
+def test_overlong_reasons_are_the_documented_names():
+    """The reasons are counted by name in the SFT stage's drop counts (docs/DESIGN.md)."""
+    assert (OVERLONG_PROMPT, OVERLONG_ROW) == ("prompt_too_long", "row_too_long")
+
+
+def test_a_sequence_is_prompt_completion_and_one_eos(qwen_tokenizer):
+    features = build_sft_features(qwen_tokenizer, "What is the capital of France?", "Paris is the capital.", MAX)
+    assert sequence_length(11, 6) == 18 == len(features.input_ids)
+    assert sequence_length(0, 0) == 1

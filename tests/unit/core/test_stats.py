@@ -17,6 +17,7 @@ from stage1.core.stats import (
     cohens_h,
     is_significant,
     mcnemar,
+    mcnemar_detectable_lift,
     normal_quantile,
     paired_bootstrap,
     percentile,
@@ -55,9 +56,19 @@ def test_wilson_higher_confidence_is_wider():
     assert wide[0] < narrow[0] and wide[1] > narrow[1]
 
 
-@pytest.mark.parametrize(("successes", "n", "confidence"), [(-1, 5, 0.95), (6, 5, 0.95), (1, 5, 1.0), (1, 5, 0.0)])
-def test_wilson_refuses_impossible_input(successes, n, confidence):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("successes", "n", "confidence", "message"),
+    [
+        (-1, 5, 0.95, "need 0 <= successes <= n, got successes=-1, n=5"),
+        (6, 5, 0.95, "need 0 <= successes <= n, got successes=6, n=5"),
+        (0, -1, 0.95, "need 0 <= successes <= n, got successes=0, n=-1"),
+        (1, 5, 1.0, r"confidence must be in \(0, 1\), got 1.0"),
+        (1, 5, 1.5, r"confidence must be in \(0, 1\), got 1.5"),
+        (1, 5, 0.0, r"confidence must be in \(0, 1\), got 0.0"),
+    ],
+)
+def test_wilson_refuses_impossible_input(successes, n, confidence, message):
+    with pytest.raises(ValueError, match=message):
         wilson_interval(successes, n, confidence)
 
 
@@ -84,15 +95,33 @@ def test_normal_quantile_pinned():
     assert round(normal_quantile(0.975), 6) == 1.959964
 
 
+@pytest.mark.parametrize("p", [1e-12, 1e-6, 0.001, 0.02425, 0.1, 0.8, 0.975, 0.999])
+def test_the_halley_step_gives_full_double_precision(p):
+    """Acklam's approximation alone is off by up to 1.15e-9 (relative); after one Halley step the
+    quantile agrees with the standard library to about 1e-15 (near 1 the CDF itself rounds: p = 1 - 1e-9
+    is left to the test above)."""
+    assert math.isclose(normal_quantile(p), NormalDist().inv_cdf(p), rel_tol=1e-14)
+
+
 @pytest.mark.parametrize("p", [0.0, 1.0, -0.1, 1.5])
 def test_normal_quantile_refuses_outside_open_interval(p):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=rf"p must be in \(0, 1\), got {p}"):
         normal_quantile(p)
 
 
 @pytest.mark.parametrize(("statistic", "expected"), [(3.841458820694124, 0.05), (6.6348966010212145, 0.01), (0.0, 1.0)])
 def test_chi2_survival_at_textbook_critical_values(statistic, expected):
     assert math.isclose(chi2_1_survival(statistic), expected, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("statistic", "expected"),
+    [(0.5, 0.4795001221869535), (1.0, 0.31731050786291404), (1e-6, 0.9992021155721779), (-2.0, 1.0)],
+)
+def test_chi2_survival_below_one_is_not_rounded_up_to_one(statistic, expected):
+    """Only a statistic of 0 or less has survival 1; small positive ones have their own tail (scipy's
+    ``chi2.sf(x, 1)``: 0.4795 at 0.5, 0.3173 at 1)."""
+    assert math.isclose(chi2_1_survival(statistic), expected, rel_tol=1e-12)
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 1), (2, 10), (5, 10), (9, 10), (3, 24), (12, 24), (40, 100)])
@@ -120,6 +149,14 @@ def test_mcnemar_exact_below_25_discordant_pairs():
     result = mcnemar(8, 2)
     assert result.method == "exact"
     assert result.p_value == pytest.approx(0.109375, abs=1e-15)
+    assert result.statistic == 2.0, "the exact test's statistic is the smaller count"
+
+
+def test_mcnemar_statistic_is_the_continuity_corrected_chi_squared():
+    """(|30 - 10| - 1)^2 / 40 = 361 / 40."""
+    result = mcnemar(30, 10)
+    assert (result.statistic, result.method) == (9.025, "chi2_cc")
+    assert result.p_value == chi2_1_survival(9.025)
 
 
 def test_mcnemar_no_discordant_pairs():
@@ -136,6 +173,11 @@ def test_mcnemar_is_symmetric_and_a_probability(n01, n10):
     forward, backward = mcnemar(n01, n10), mcnemar(n10, n01)
     assert forward.p_value == backward.p_value
     assert 0.0 <= forward.p_value <= 1.0
+
+
+def test_mcnemar_refuses_negative_counts_with_both_counts_named():
+    with pytest.raises(ValueError, match="counts must be non-negative, got n01=-1, n10=3"):
+        mcnemar(-1, 3)
 
 
 def test_mcnemar_refuses_negative_counts():
@@ -233,6 +275,9 @@ def test_cohens_h_is_antisymmetric_and_signed_by_direction(before, after):
 def test_cohens_h_refuses_non_proportions():
     with pytest.raises(ValueError):
         cohens_h(0.5, 1.2)
+    for before, after, bad in ((1.5, 0.5, 1.5), (0.5, -0.1, -0.1)):
+        with pytest.raises(ValueError, match=rf"proportions must be in \[0, 1\], got {bad}"):
+            cohens_h(before, after)
 
 
 # ---------------------------------------------------------------- paired bootstrap
@@ -276,6 +321,111 @@ def test_bootstrap_refuses_bad_input(before, after, samples):
         paired_bootstrap(before, after, samples=samples, seed=0)
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "samples", "message"),
+    [
+        ([1], [1, 0], 10, "paired outcomes need equal lengths, got 1 and 2"),
+        ([], [], 10, "no paired outcomes"),
+        ([1], [0], 0, "samples must be at least 1, got 0"),
+    ],
+)
+def test_bootstrap_refusals_say_what_is_wrong(before, after, samples, message):
+    with pytest.raises(ValueError, match=message):
+        paired_bootstrap(before, after, samples=samples, seed=0)
+
+
+@pytest.mark.parametrize("confidence", [0.8, 0.95])
+def test_bootstrap_interval_is_the_central_percentiles_of_the_seeded_resamples(confidence):
+    """The documented procedure: ``samples`` resamples of ``n`` items drawn with replacement from
+    ``random.Random(seed)``; the bounds are their (1 - c)/2 and (1 + c)/2 percentiles; the result
+    records how it was made."""
+    import random
+
+    before, after = [0, 1, 0, 0, 1, 0, 1, 0], [1, 1, 0, 1, 0, 1, 1, 1]
+    differences = [b - a for a, b in zip(before, after)]
+    rng = random.Random(11)
+    lifts = sorted(sum(rng.choices(differences, k=8)) / 8 for _ in range(400))
+    result = paired_bootstrap(before, after, samples=400, seed=11, confidence=confidence)
+    assert result.low == percentile(lifts, (1 - confidence) / 2)
+    assert result.high == percentile(lifts, (1 + confidence) / 2)
+    assert (result.lift, result.samples, result.seed, result.confidence) == (0.375, 400, 11, confidence)
+
+
+def test_one_bootstrap_sample_is_enough_to_run():
+    result = paired_bootstrap([0, 1], [1, 1], samples=1, seed=0)
+    assert result.samples == 1 and result.low == result.high
+
+
 def test_percentile_interpolates():
     assert percentile([0.0, 1.0, 2.0, 3.0], 0.5) == 1.5
     assert percentile([5.0], 0.9) == 5.0
+
+
+def test_percentile_interpolates_between_neighbours_up_to_the_last_value():
+    """Position = fraction * (n - 1): 0.25 of [0, 10, 20] lies halfway between 0 and 10; the last
+    segment (10 to 20) is reached, and fraction 1 is the largest value."""
+    assert percentile([0.0, 10.0, 20.0], 0.25) == 5.0
+    assert percentile([0.0, 10.0, 20.0], 0.75) == 15.0
+    assert percentile([0.0, 10.0, 20.0], 1.0) == 20.0
+    assert percentile([0.0, 10.0, 20.0], 0.0) == 0.0
+    with pytest.raises(ValueError, match="^no values$"):
+        percentile([], 0.5)
+
+
+# ---------------------------------------------------------------- detectable lift
+
+
+def _simulated_power(n: int, psi: float, lift: float, alpha: float, runs: int, seed: int) -> float:
+    """Share of simulated evaluations in which ``mcnemar`` (as the report runs it) finds the lift.
+
+    Each of ``n`` items is discordant with probability ``psi``; a discordant item goes the lift's
+    way with probability ``(psi + lift) / (2 psi)``, so the expected lift is ``lift``.
+    """
+    import random
+
+    rng = random.Random(seed)
+    toward = (psi + lift) / (2 * psi)
+    hits = 0
+    for _ in range(runs):
+        n01 = n10 = 0
+        for _ in range(n):
+            if rng.random() < psi:
+                if rng.random() < toward:
+                    n01 += 1
+                else:
+                    n10 += 1
+        hits += is_significant(mcnemar(n01, n10).p_value, alpha)
+    return hits / runs
+
+
+@pytest.mark.parametrize(("n", "discordant"), [(241, 24), (241, 48), (241, 100), (1000, 150), (60, 20)])
+def test_detectable_lift_has_the_stated_power_in_a_seeded_simulation(n, discordant):
+    """At the returned lift the test's simulated power is 80% (±5 points); at 0.6 of it, far less."""
+    lift = mcnemar_detectable_lift(n, discordant, alpha=0.05)
+    assert lift is not None and 0 < lift <= discordant / n
+    assert _simulated_power(n, discordant / n, lift, 0.05, runs=1500, seed=n + discordant) == pytest.approx(0.8, abs=0.05)
+    assert _simulated_power(n, discordant / n, 0.6 * lift, 0.05, runs=1500, seed=1) < 0.5
+
+
+def test_detectable_lift_pinned_and_monotone():
+    """241 items, 10% discordant: 6.1 points. More items detect less; more discordance, or a
+    stricter alpha, or more power, needs more."""
+    assert mcnemar_detectable_lift(241, 24, alpha=0.05) == pytest.approx(0.06078, abs=1e-4)
+    base = mcnemar_detectable_lift(241, 48, alpha=0.05)
+    assert mcnemar_detectable_lift(482, 96, alpha=0.05) < base
+    assert mcnemar_detectable_lift(241, 72, alpha=0.05) > base
+    assert mcnemar_detectable_lift(241, 48, alpha=0.01) > base
+    assert mcnemar_detectable_lift(241, 48, alpha=0.05, power=0.9) > base
+
+
+def test_detectable_lift_is_none_when_no_lift_within_the_discordance_can_be_detected():
+    assert mcnemar_detectable_lift(241, 0, alpha=0.05) is None
+    assert mcnemar_detectable_lift(241, 3, alpha=0.05) is None  # even 3 wins and no loss is p = 0.25
+    assert mcnemar_detectable_lift(241, 12, alpha=0.05) is not None
+
+
+@pytest.mark.parametrize(("n", "discordant", "alpha", "power"), [(0, 0, 0.05, 0.8), (10, 11, 0.05, 0.8), (10, -1, 0.05, 0.8),
+                                                                 (10, 5, 0.0, 0.8), (10, 5, 0.05, 1.0)])
+def test_detectable_lift_refuses_impossible_input(n, discordant, alpha, power):
+    with pytest.raises(ValueError):
+        mcnemar_detectable_lift(n, discordant, alpha=alpha, power=power)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from stage1.core.leakage import find_leaks
 from stage1.core.splits import split_by_instruction
-from stage1.core.text_keys import contains_words, dedup_key
+from stage1.core.text_keys import contains_words, dedup_key, word_ngrams
 from stage1.sft_data.filters import DROP_CAP, DROP_DUPLICATE, Candidate, filter_candidates
 
 
@@ -101,3 +101,31 @@ def test_the_marks_are_the_ones_evaluation_matching_uses(text):
     from stage1.core.criteria import normalise_for_matching
 
     assert dedup_key(text).replace(">", "").split() == normalise_for_matching(text).split()
+
+
+def test_word_ngrams_are_every_run_of_n_consecutive_words():
+    words = ["the", "capital", "of", "france"]
+    assert word_ngrams(words, 1) == {("the",), ("capital",), ("of",), ("france",)}
+    assert word_ngrams(words, 3) == {("the", "capital", "of"), ("capital", "of", "france")}
+    assert word_ngrams(words, 4) == {tuple(words)}
+    assert word_ngrams(words, 5) == frozenset(), "fewer words than n: no n-gram, not a shorter one"
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_word_ngrams_refuse_n_below_one(n):
+    with pytest.raises(ValueError, match=f"n must be at least 1, got {n}"):
+        word_ngrams(["a", "b"], n)
+
+
+@pytest.mark.parametrize("needle", ["", "  ", "?!", "..."])
+def test_a_needle_with_no_words_is_contained_nowhere(needle):
+    assert contains_words("No. I have no idea?!", needle) is False
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [("«Bonjour», ça va ?", "bonjour ça va"), ("¿Qué hora es?", "qué hora es"), ("naïve — “quoted”", "naïve quoted")],
+)
+def test_non_ascii_punctuation_is_a_space_too(text, key):
+    """Beyond ASCII, punctuation is found by its Unicode category (P*), not by a table."""
+    assert dedup_key(text) == key

@@ -38,6 +38,10 @@ def test_from_a_yaml_section():
         ({"confidence": 1.0}, "eval.confidence", "(0, 1)"),
         ({"limit": 0}, "eval.limit", "at least 1"),
         ({"dtype": "fp8"}, "eval.dtype", "must be one of"),
+        ({"families": {"study": ["base->sft"]}}, "eval.families", "is in no family"),
+        ({"families": {"a": ["base->sft"], "b": ["base->sft"]}, "comparisons": ["base->sft"]}, "eval.families.b", "two families"),
+        ({"families": {"a": []}, "comparisons": []}, "eval.families.a", "at least one comparison"),
+        ({"families": {"a": ["base-sft"]}, "comparisons": []}, "eval.families.a", "BEFORE->AFTER"),
     ],
 )
 def test_bad_sections_name_the_key(section, field, message):
@@ -81,3 +85,12 @@ def test_variants_missing_on_disk_or_unselected_are_skipped_with_a_reason(tmp_pa
     }
     with pytest.raises(ConfigError, match="given twice"):
         select_variants(EvalSettings(), [VariantSpec("base", model), VariantSpec("base", model)])
+
+
+def test_default_families_keep_the_format_check_out_of_the_study():
+    """The study's four comparisons are one BH family; base_raw->base is a family of its own."""
+    families = EvalSettings().family_pairs
+    assert families["study"] == (("base", "sft"), ("sft", "dpo"), ("base", "dpo_only"), ("dpo_only", "dpo"))
+    assert families["format_sensitivity"] == (("base_raw", "base"),)
+    custom = EvalSettings.from_dict({"comparisons": ["base->sft", "sft->dpo"], "families": {"one": ["base->sft"], "two": ["sft->dpo"]}})
+    assert custom.family_pairs == {"one": (("base", "sft"),), "two": (("sft", "dpo"),)}

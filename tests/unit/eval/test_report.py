@@ -75,6 +75,8 @@ def test_markdown_comparisons_match_the_json(results):
         assert float(row[9]) == pytest.approx(comparison["p_adjusted"], rel=1e-3)
         assert float(row[10]) == pytest.approx(comparison["cohens_h"], abs=5e-4)
         assert row[11] == ("yes" if comparison["significant"] else "no")
+        detectable = comparison["detectable_lift"]
+        assert row[12] == "—" if detectable is None else float(row[12]) == pytest.approx(100 * detectable, abs=0.05)
 
 
 def test_markdown_reports_skips_categories_and_flips(results):
@@ -155,3 +157,118 @@ def test_markdown_shows_each_dpo_variants_log_prob_shift_and_warning(results):
     assert any(row[1] == "kind `off_topic`" for row in rows)
     assert "- `dpo` warning: the chosen answers' mean log-prob fell 1.250 nats below the reference" in section
     assert "`dpo` trained on 12 policy pairs; policy pairs chosen by no_runaway, not_degenerate." in section
+
+
+def _fixture_responses() -> tuple[list, dict]:
+    items = read_eval_items(GOLDEN_DIR / "items.jsonl")
+    responses: dict[str, dict[str, EvalResponse]] = {}
+    for response in read_records(GOLDEN_DIR / "responses.jsonl", EvalResponse):
+        responses.setdefault(response.variant, {})[response.item_id] = response
+    return items, responses
+
+
+def test_benjamini_hochberg_runs_within_each_named_family():
+    """A family's adjusted p-values are BH over its own cells alone, whatever the other family holds."""
+    from stage1.core.stats import benjamini_hochberg
+
+    items, responses = _fixture_responses()
+    families = {"study": [("base", "sft")], "format_sensitivity": [("sft", "base")]}
+    summary = summarise(items, responses, pairs=[("base", "sft"), ("sft", "base")], confidence=0.95, q=0.05,
+                        bootstrap_samples=50, seed=0, min_category_items=4, families=families)
+    assert summary["statistics"]["families"] == {"study": ["base->sft"], "format_sensitivity": ["sft->base"]}
+    for family in families:
+        cells = [c for c in summary["comparisons"] if c["family"] == family and c["mcnemar"] is not None]
+        _, adjusted = benjamini_hochberg([c["mcnemar"]["p_value"] for c in cells], 0.05)
+        assert [c["p_adjusted"] for c in cells] == adjusted
+    pooled = summarise(items, responses, pairs=[("base", "sft"), ("sft", "base")], confidence=0.95, q=0.05,
+                       bootstrap_samples=50, seed=0, min_category_items=4)
+    assert {c["family"] for c in pooled["comparisons"]} == {"all"}
+    markdown = render_markdown({**summary, "provenance": {}})
+    assert "### Format-sensitivity check" in markdown and "### Family `study`" in markdown
+
+
+def test_lengths_per_variant_are_in_the_json_and_the_report(results):
+    """Mean/median words are recomputed from the responses; the report's table shows the same numbers."""
+    import statistics
+
+    for variant in results["variants"]:
+        words = [len(row["outcomes"][variant]["response"].split()) for row in results["items"]]
+        tokens = [row["outcomes"][variant]["num_tokens"] for row in results["items"]]
+        cell = results["lengths"][variant]
+        assert cell["words"] == {"mean": pytest.approx(statistics.fmean(words)), "median": statistics.median(words)}
+        assert cell["tokens"]["median"] == statistics.median(tokens)
+    rows = table_rows(markdown_section(render_markdown(results), "## Response length"))
+    by_variant = {row[0]: row for row in rows if row[0] in results["lengths"]}
+    for variant, cell in results["lengths"].items():
+        assert float(by_variant[variant][2]) == pytest.approx(cell["words"]["mean"], abs=0.05)
+        assert float(by_variant[variant][5]) == pytest.approx(cell["tokens"]["median"], abs=0.05)
+
+
+def test_the_report_says_what_each_comparison_can_detect(results):
+    """One line per compared pair naming its n and the smallest and largest detectable lift in points."""
+    markdown = render_markdown(results)
+    cells = [c for c in results["comparisons"] if (c["before"], c["after"]) == ("base", "sft") and c["detectable_lift"] is not None]
+    low = min(cells, key=lambda c: c["detectable_lift"])
+    expected = (f"base → sft: with {low['n']} items, lifts under {100 * low['detectable_lift']:.1f} points are below what "
+                f"this evaluation can detect ({low['criterion']}")
+    assert expected in markdown
+
+
+def test_the_length_matched_view_keeps_only_items_of_similar_length():
+    """Items whose responses differ by more than 2 words and 20% are left out of the matched lift."""
+    from stage1.core.lengths import length_matched
+    from stage1.eval.summary import compare_cell
+
+    assert length_matched(1, 3) and length_matched(20, 24) and not length_matched(2, 10) and not length_matched(20, 26)
+    before = {f"i{k}": False for k in range(40)}
+    after = {f"i{k}": True for k in range(40)}
+    long_after = {f"i{k}": k < 30 for k in range(40)}  # 30 wins came with a much longer answer
+    cell = compare_cell(before, after, bootstrap_samples=20, seed=0, confidence=0.95, matched=lambda i: not long_after[i])
+    assert cell["lift"] == 1.0 and cell["length_matched"]["n"] == 10 and cell["length_matched"]["lift"] == 1.0
+    assert cell["length_matched"]["wins"] == 10 and cell["length_matched"]["p_value"] == pytest.approx(2 * 0.5 ** 10)
+
+
+def test_a_trivially_significant_side_check_does_not_loosen_the_study_threshold():
+    """base -> sft wins 15 and loses 4 on one criterion (McNemar p = 0.019) and ties on the other six.
+    Alone in its family BH adjusts it to 7 × 0.019 = 0.13: not significant. Pooled with base_raw ->
+    base's seven p-values near zero, it ranks 8th of 14 and adjusts to 14/8 × 0.019 = 0.034: the
+    padding alone would have made it significant."""
+    from stage1.core.criteria import CRITERION_NAMES
+    from stage1.eval.summary import compare_variants
+
+    first = CRITERION_NAMES[0]
+    verdicts: dict = {"base_raw": {}, "base": {}, "sft": {}}
+    for k in range(200):
+        base = k < 60
+        verdicts["base_raw"][f"i{k}"] = dict.fromkeys(CRITERION_NAMES, False)
+        verdicts["base"][f"i{k}"] = dict.fromkeys(CRITERION_NAMES, base)
+        verdicts["sft"][f"i{k}"] = {**dict.fromkeys(CRITERION_NAMES, base), first: (base and k >= 4) or 60 <= k < 75}
+    pairs = [("base_raw", "base"), ("base", "sft")]
+    kwargs = {"q": 0.05, "bootstrap_samples": 10, "seed": 0, "confidence": 0.95}
+    pooled, _ = compare_variants(verdicts, pairs, **kwargs)
+    named, _ = compare_variants(verdicts, pairs, families={"study": [("base", "sft")], "format_sensitivity": [("base_raw", "base")]}, **kwargs)
+
+    def cell(cells):
+        return next(c for c in cells if c["before"] == "base" and c["criterion"] == first)
+
+    assert cell(named)["mcnemar"]["p_value"] == pytest.approx(0.0192, abs=1e-4)
+    assert cell(pooled)["significant"] and cell(pooled)["p_adjusted"] == pytest.approx(0.0192 * 14 / 8, abs=1e-3)
+    assert not cell(named)["significant"] and cell(named)["p_adjusted"] == pytest.approx(0.0192 * 7, abs=1e-3)
+    assert cell(named)["family"] == "study" and all(c["significant"] for c in named if c["family"] == "format_sensitivity")
+
+
+def test_pair_lengths_are_read_from_the_training_pairs_and_reported(tmp_path, results):
+    """Only rows of a pairs file count; an SFT file among the training files adds nothing."""
+    from stage1.eval.stage import training_pair_lengths
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": "Instruction: Q?\nResponse:", "chosen": " A b.\nEND", "rejected": f" {'w ' * k}x.\nEND",
+             "instruction_id": "q", "category": "c", "negative_kind": "verbose_vague", "split": "train"} for k in (2, 5, 9)]
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text(json.dumps({"id": "q", "instruction": "Q?", "response": "A b.", "category": "c"}) + "\n")
+    lengths = training_pair_lengths([sft, pairs])
+    assert lengths == {"verbose_vague": {"pairs": 3, "rejected_longer": 1.0, "equal": 0.0, "longer_score": 1.0,
+                                         "median_chosen_words": 2.0, "median_rejected_words": 6.0}}
+    section = markdown_section(render_markdown({**results, "pair_lengths": lengths}), "## Preference pairs: length by negative kind")
+    assert table_rows(section) == [["verbose_vague", "3", "100%", "0%", "2.0", "6.0"]]

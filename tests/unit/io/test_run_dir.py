@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
 from stage1.core.errors import EXIT_INPUT, ConfigError, RunLockedError
-from stage1.io.run_dir import RunLock, fingerprint, inside_run_dir, is_up_to_date, mark_done, read_stage_record
+from stage1.io.run_dir import (
+    ContentHashes,
+    RunLock,
+    fingerprint,
+    inside_run_dir,
+    is_up_to_date,
+    mark_done,
+    read_stage_record,
+)
 
 
 def test_a_second_lock_on_the_same_run_directory_is_refused(tmp_path):
@@ -40,25 +49,37 @@ def test_lock_held_by_another_process_is_refused_and_freed_when_it_dies(tmp_path
         pass
 
 
-def test_fingerprint_changes_with_settings_upstream_and_inputs(tmp_path):
+def test_fingerprint_changes_with_settings_and_the_content_read_never_with_paths_or_times(tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text('{"a": 1}\n')
-    base = fingerprint("s", {"x": 1}, {"up": "f1"}, {"data": data})
-    assert fingerprint("s", {"x": 1}, {"up": "f1"}, {"data": data}) == base
-    assert fingerprint("s", {"x": 2}, {"up": "f1"}, {"data": data}) != base
-    assert fingerprint("s", {"x": 1}, {"up": "f2"}, {"data": data}) != base
+    hashes = ContentHashes()
+    base = fingerprint("s", {"x": 1}, {"data": hashes.snapshot(data)})
+    assert fingerprint("s", {"x": 2}, {"data": hashes.snapshot(data)}) != base
+    assert fingerprint("t", {"x": 1}, {"data": hashes.snapshot(data)}) != base
+    moved = tmp_path / "elsewhere" / "copy.jsonl"
+    moved.parent.mkdir()
+    moved.write_text('{"a": 1}\n')
+    os.utime(moved, ns=(1, 1))
+    assert fingerprint("s", {"x": 1}, {"data": hashes.snapshot(moved)}) == base  # a copied run stays up to date
     data.write_text('{"a": 2}\n')
-    assert fingerprint("s", {"x": 1}, {"up": "f1"}, {"data": data}) != base
+    assert fingerprint("s", {"x": 1}, {"data": hashes.snapshot(data)}) != base
 
 
-def test_up_to_date_needs_record_fingerprint_and_outputs(tmp_path):
-    assert not is_up_to_date(tmp_path, "f")
-    (tmp_path / "out.jsonl").write_text("x\n")
-    mark_done(tmp_path, "s", "f", ("out.jsonl",))
-    assert is_up_to_date(tmp_path, "f")
-    assert not is_up_to_date(tmp_path, "g")
-    (tmp_path / "out.jsonl").unlink()
-    assert not is_up_to_date(tmp_path, "f")
+def test_up_to_date_needs_record_outputs_and_unchanged_inputs(tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text("x\n")
+    hashes = ContentHashes()
+    reads = {"data": hashes.snapshot(data)}
+    out = tmp_path / "out"
+    out.mkdir()
+    assert not is_up_to_date(out, "f", reads)
+    (out / "out.jsonl").write_text("x\n")
+    mark_done(out, "s", "f", ("out.jsonl",), reads)
+    assert is_up_to_date(out, "f", reads)
+    assert not is_up_to_date(out, "g", reads)
+    assert not is_up_to_date(out, "f", {"data": {}})
+    (out / "out.jsonl").unlink()
+    assert not is_up_to_date(out, "f", reads)
 
 
 def test_mark_done_refuses_missing_outputs(tmp_path):
@@ -93,9 +114,20 @@ def test_resume_skips_a_checkpoint_torn_by_a_kill(tmp_path):
 
 
 def test_only_the_main_process_of_a_distributed_launch_takes_the_lock(tmp_path, monkeypatch):
-    """Under accelerate/torchrun all ranks run the same command; rank 0 holds the lock for them."""
+    """Under accelerate/torchrun all ranks run the same command; rank 0 holds the lock for them.
+    ``RANK=1`` alone (left in a shell or set by a scheduler) used to skip the lock altogether."""
     with RunLock(tmp_path):
         monkeypatch.setenv("RANK", "1")
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+        with pytest.raises(RunLockedError):
+            with RunLock(tmp_path):
+                pass
+        for world in ("1", "abc", ""):
+            monkeypatch.setenv("WORLD_SIZE", world)
+            with pytest.raises(RunLockedError):
+                with RunLock(tmp_path):
+                    pass
+        monkeypatch.setenv("WORLD_SIZE", "2")
         with RunLock(tmp_path):  # a worker rank does not contend with its own main process
             pass
         monkeypatch.setenv("RANK", "0")
@@ -144,7 +176,7 @@ def test_each_stage_is_told_its_fingerprint_and_whether_it_was_forced(tmp_path, 
     assert [(name, run.forced) for name, run in calls] == [("sft_data", False), ("sft", True)]
     for name, run in calls:
         assert run.fingerprint == read_stage_record(tmp_path / name).fingerprint
-    assert calls[1][1].fingerprint == fingerprint("sft", {"x": 1}, {"sft_data": calls[0][1].fingerprint}, {})
+    assert calls[1][1].fingerprint == fingerprint("sft", {"x": 1}, {})
     calls.clear()
     pipeline.run_pipeline(config, tmp_path)
     assert calls == []
@@ -193,6 +225,6 @@ def test_stage_fingerprints_do_not_depend_on_where_the_settings_classes_live(tmp
     )
     moved = moved_class(**{f.name: getattr(training, f.name) for f in dataclasses.fields(moved_class)})
     assert len(dataclasses.fields(moved)) == len(dataclasses.fields(training)), "every training setting has a default"
-    assert fingerprint("sft", settings_to_dict({"training": moved}), {}, {}) == fingerprint(
-        "sft", settings_to_dict({"training": training}), {}, {}
+    assert fingerprint("sft", settings_to_dict({"training": moved}), {}) == fingerprint(
+        "sft", settings_to_dict({"training": training}), {}
     )

@@ -21,8 +21,8 @@ from stage1.core.format import END_MARKER, INSTRUCTION_TAG, render_completion
 from stage1.core.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
 from stage1.core.text_keys import contains_words, dedup_key
 from stage1.negatives import DonorPool, NegativeMix, NegativeSettings, generate_negatives, run_negatives
-from stage1.negatives.mix import plan_kinds
-from stage1.negatives.repeats import RepeatCounter, cells
+from stage1.negatives.mix import KindPlanner, ShareKeeper, plan_kinds
+from stage1.negatives.repeats import ROWS, WIDTH, RepeatCounter, cells
 from tests.strategies import sft_examples
 
 
@@ -62,6 +62,99 @@ def test_no_repeated_kind_per_example_when_the_mix_allows():
         assert sorted(planned) == sorted(NEGATIVE_KINDS)
         planned = plan_kinds(NEGATIVE_KINDS, (0.3, 0.3, 0.2, 0.1, 0.1), 3, rng)
         assert len(set(planned)) == 3
+
+
+class _FixedDraw(random.Random):
+    """A generator whose shuffle keeps the order and whose draw is ``u``: systematic sampling by hand."""
+
+    def __init__(self, u: float):
+        super().__init__(0)
+        self.u = u
+
+    def shuffle(self, x):
+        pass
+
+    def random(self):
+        return self.u
+
+
+@pytest.mark.parametrize(
+    "weights, per_example, u, expected",
+    [
+        # intervals a [0, 1), b [1, 1.5), c [1.5, 2): points u and u + 1
+        ((0.5, 0.25, 0.25), 2, 0.25, ["a", "b"]),
+        ((0.5, 0.25, 0.25), 2, 0.6, ["a", "c"]),
+        # a's interval is 1.5 long (weight above 1/k): points 0.25 and 1.25 both fall in it
+        ((0.75, 0.25, 0.0), 2, 0.25, ["a", "a"]),
+        ((0.75, 0.25, 0.0), 2, 0.5, ["a", "b"]),
+        ((0.2, 0.3, 0.5), 1, 0.2, ["b"]),  # a point on an interval's start belongs to that interval
+    ],
+)
+def test_a_plan_takes_the_kinds_whose_interval_holds_u_u_plus_1_and_so_on(weights, per_example, u, expected):
+    assert KindPlanner(("a", "b", "c"), weights, per_example).plan(_FixedDraw(u)) == expected
+
+
+def test_a_point_past_the_last_interval_by_rounding_belongs_to_the_last_kind_with_weight():
+    """Ten weights of 0.1 add up to 0.9999999999999999: a draw above that falls past every interval;
+    it goes to the last kind that can be drawn, never to one of weight 0."""
+    kinds = tuple(f"k{i}" for i in range(10)) + ("never",)
+    planner = KindPlanner(kinds, (0.1,) * 10 + (0.0,), 1)
+    assert planner.plan(_FixedDraw(0.99999999999999995)) == ["k9"]
+    assert planner.plan(_FixedDraw(0.95)) == ["k9"] and planner.plan(_FixedDraw(0.05)) == ["k0"]
+
+
+def test_a_plan_never_holds_more_than_per_example_kinds_even_when_weights_round_above_one():
+    """Weights within 1e-9 of summing to 1 are accepted; their intervals then reach a hair past k,
+    where the point u + k can land: it is not taken."""
+    assert KindPlanner(("a", "b"), (0.5, 0.5 + 1e-10), 1).plan(_FixedDraw(1e-11)) == ["a"]
+
+
+@pytest.mark.parametrize(
+    "kinds, weights, per_example, message",
+    [
+        (("a", "b"), (0.5,), 1, "kinds and weights must be non-empty and of the same length"),
+        ((), (), 1, "kinds and weights must be non-empty and of the same length"),
+        (("a", "b"), (0.5, 0.5), 0, "per_example must be at least 1, got 0"),
+        (("a", "b"), (1.0, 1.0), 1, r"weights must be non-negative and sum to 1, got \[1.0, 1.0\]"),
+        (("a", "b"), (0.5, 0.4999), 1, "sum to 1"),
+        (("a", "b"), (1.5, -0.5), 1, r"non-negative .* got \[1.5, -0.5\]"),
+    ],
+)
+def test_the_planner_refuses_weights_that_are_not_a_distribution(kinds, weights, per_example, message):
+    with pytest.raises(ValueError, match=message):
+        KindPlanner(kinds, weights, per_example)
+
+
+def _keeper(weights: dict[str, float], produced: str) -> ShareKeeper:
+    keeper = ShareKeeper(tuple(weights), tuple(weights.values()))
+    for kind in produced:
+        keeper.add(kind)
+    return keeper
+
+
+def test_make_up_owes_nothing_until_a_kind_is_a_whole_negative_behind():
+    """Deficit = weight * produced - produced of the kind; a kind is owed from a deficit of 1 on."""
+    assert _keeper({"a": 0.5, "b": 0.5}, "").make_up(["a"]) is None
+    assert _keeper({"a": 0.5, "b": 0.5}, "a").make_up(["a"]) is None, "b is 0.5 behind: not owed yet"
+    assert _keeper({"a": 0.5, "b": 0.5}, "aa").make_up(["a"]) == (0, ["b"]), "b exactly 1 behind: owed"
+
+
+def test_make_up_never_proposes_a_kind_already_planned():
+    assert _keeper({"a": 0.5, "b": 0.5}, "aa").make_up(["b"]) is None
+    assert _keeper({"a": 0.5, "b": 0.5}, "aa").make_up(["a", "b"]) is None
+
+
+def test_make_up_replaces_the_planned_kind_furthest_ahead_with_the_kinds_most_behind_first():
+    keeper = _keeper({"a": 0.2, "b": 0.3, "c": 0.5, "d": 0.0}, "aaaaa")  # deficits a -4, b 1.5, c 2.5
+    assert keeper.make_up(["a"]) == (0, ["c", "b"])
+    keeper = _keeper({"a": 0.25, "b": 0.25, "c": 0.5}, "aaab")  # deficits a -2, b 0, c 2
+    assert keeper.make_up(["b", "a"]) == (1, ["c"])
+
+
+def test_make_up_gives_up_only_a_planned_kind_that_is_ahead_of_its_share():
+    keeper = _keeper({"a": 0.25, "b": 0.25, "c": 0.5}, "aaab")  # deficits a -2, b 0 (on its share), c 2
+    assert keeper.make_up(["b"]) is None
+    assert _keeper({"a": 0.5, "b": 0.5, "z": 0.0}, "aa").make_up(["z"]) is None, "weight 0: never ahead"
 
 
 def test_weights_must_sum_to_one_and_per_example_is_bounded():
@@ -160,6 +253,38 @@ def test_the_repeat_sketch_never_counts_below_the_truth(texts):
         truth[text] += 1
     assert all(sketch.count(cells(text)) >= n for text, n in truth.items())
     assert cells("Yes.") == cells("Yes.") and sketch.count(cells("never added \u2603")) == 0
+
+
+def test_the_repeat_sketch_counts_exactly_while_strings_do_not_collide():
+    sketch = RepeatCounter()
+    for n, text in enumerate(("Yes.", "No.", "Paris.", "")):
+        for _ in range(n + 1):
+            sketch.add(cells(text))
+    assert [sketch.count(cells(t)) for t in ("Yes.", "No.", "Paris.", "")] == [1, 2, 3, 4]
+
+
+def test_the_repeat_sketch_raises_only_the_counters_at_the_minimum():
+    """Conservative update: a string that shares one counter with a more used string raises only its
+    other counter, so its count stays exact; a string sharing both counters is over-counted, never under."""
+    sketch = RepeatCounter()
+    sketch.add((5, 7))
+    sketch.add((5, 7))
+    sketch.add((5, 9))  # shares counter 5 of row one with the string above
+    assert (sketch.count((5, 7)), sketch.count((5, 9))) == (2, 1)
+    sketch.add((8, 9))  # shares counter 9 of row two with the one above
+    assert [sketch.count(w) for w in ((5, 7), (5, 9), (8, 9))] == [2, 1, 1]
+    assert sketch.count((8, 7)) == 1, "never added, but both its counters are shared: an upper bound"
+
+
+def test_cells_spread_strings_over_each_row_and_are_the_same_on_every_run():
+    """BLAKE2b, not ``hash``: the cells of a string do not depend on the process (no PYTHONHASHSEED)."""
+    assert cells("Yes.") == (322981, 375078)
+    assert ROWS == 2 and WIDTH == 2**19
+    where = [cells(f"string {i}") for i in range(2_000)]
+    assert all(0 <= first < WIDTH and 0 <= second < WIDTH for first, second in where)
+    for row in (0, 1):
+        assert len({w[row] for w in where}) >= 1_990, "2,000 strings in 2^19 counters barely collide"
+    assert sum(first == second for first, second in where) <= 2, "the two rows hash independently"
 
 
 # ---------------------------------------------------------------- negatives are negative
@@ -291,3 +416,59 @@ def test_stage_refuses_bad_rows_naming_file_line_and_field(tmp_path):
     assert manifest["bad_rows"]["count"] == 1 and manifest["counts"]["input_rows"] == 3
     with pytest.raises(InputError, match="file not found"):
         run_negatives(NegativeSettings(), sft_path=tmp_path / "missing.jsonl", out_dir=tmp_path / "x")
+
+
+# ---------------------------------------------------------------- length band
+
+
+def _skewed_pool() -> list[SFTExample]:
+    """300 two-word answers in one category; two other categories of 100 each, a fifth of them one
+    word and the rest thirteen: off-topic donors for the first category are mostly longer."""
+    examples = [SFTExample(f"a{i}", f"Name item {i}.", f"Item {i}.", "alpha") for i in range(300)]
+    for category in ("beta", "gamma"):
+        for i in range(100):
+            answer = f"Value{i}{category}." if i % 5 == 0 else f"This is a long {category} answer number {i} with many extra words in it."
+            examples.append(SFTExample(f"{category}{i}", f"Describe {category} {i}.", answer, category))
+    return examples
+
+
+def _off_topic_longer_score(band) -> float:
+    from stage1.core.lengths import length_by_kind
+
+    mix = NegativeMix(unwarranted_refusal=0.0, format_violation=0.0, factually_incorrect=0.0, off_topic=1.0, verbose_vague=0.0)
+    examples = _skewed_pool()
+    negatives, counts = _negatives(examples, NegativeSettings(per_example=1, mix=mix, length_band=band))
+    by_id = {example.id: example for example in examples}
+    measured = length_by_kind((n.kind, render_completion(by_id[n.instruction_id].response), n.completion) for n in negatives)
+    assert counts.to_dict()["length_band"]["by_kind"]["off_topic"]["longer_score"] == pytest.approx(measured["off_topic"]["longer_score"])
+    assert len(negatives) == len(examples)  # the band chooses among candidates; it makes no fewer negatives
+    return measured["off_topic"]["longer_score"]
+
+
+def test_the_length_band_keeps_off_topic_rejecteds_from_being_the_longer_one():
+    """Without the band the off-topic rejected is the longer one in over 60% of pairs (ties half);
+    with [0.45, 0.55] the share stays inside."""
+    assert _off_topic_longer_score(None) > 0.6
+    assert 0.45 <= _off_topic_longer_score((0.45, 0.55)) <= 0.55
+
+
+def test_the_length_band_leaves_kinds_where_length_is_the_point_alone():
+    from stage1.negatives.core import LengthBand
+
+    band = LengthBand((0.3, 0.7))
+    assert not band.applies("verbose_vague", "template") and not band.applies("unwarranted_refusal", "template")
+    assert not band.applies("format_violation", "runaway") and not band.applies("format_violation", "truncated")
+    assert band.applies("format_violation", "missing_end") and band.applies("format_violation", "ignores_constraint:one_word")
+    assert band.applies("off_topic", "from:x") and band.applies("factually_incorrect", "number")
+    assert not band.outside("off_topic", 2, 40)  # the first of a kind is never out of the band
+    for _ in range(5):
+        band.add("off_topic", 2, 40)
+    assert band.outside("off_topic", 2, 40) and not band.outside("off_topic", 40, 2) and not band.outside("off_topic", 5, 5)
+    assert band.to_dict() == {"off_topic": {"negatives": 5, "longer_score": 1.0}}
+    assert not LengthBand(None).outside("off_topic", 2, 40)
+
+
+@pytest.mark.parametrize("band", [[0.6, 0.9], [0.1, 0.4], [0.5], [-0.1, 0.6]])
+def test_a_length_band_that_excludes_one_half_is_refused(band):
+    with pytest.raises(ConfigError, match="length_band"):
+        settings_from_dict(NegativeSettings, {"length_band": band}, section="negatives")

@@ -135,6 +135,26 @@ def test_balance_by_kind_is_reported_per_split():
     assert set(counts["train"]["by_kind"]) == {"unwarranted_refusal", "off_topic", "verbose_vague", "format_violation", "factually_incorrect"}
 
 
+
+def test_the_length_cue_is_reported_per_kind():
+    """Per kind: the share of pairs whose rejected has more words than its chosen, ties, and the
+    median words of each side, counted again here from the pairs themselves."""
+    import statistics
+
+    examples = [SFTExample(f"e{i}", f"Question {i}?", f"Answer {i} is short.", "general") for i in range(20)]
+    negatives = [NegativeRecord(f"e{i}", "verbose_vague", render_completion(f"Well, there are many things to say about {i} here."), "template")
+                 for i in range(20)]
+    negatives += [NegativeRecord(f"e{i}", "factually_incorrect", render_completion(f"Answer {i + 1} is short."), "number") for i in range(10)]
+    negatives += [NegativeRecord(f"e{i}", "format_violation", " Answer\nEND", "truncated") for i in range(10, 20)]
+    train, _, counts = build_pairs(examples, negatives, PairSettings(eval_fraction=0.0), _no_tokenizer)
+    cues = counts["train"]["length_by_kind"]
+    assert cues["verbose_vague"]["rejected_longer"] == 1.0 and cues["verbose_vague"]["median_rejected_words"] == 10
+    assert cues["factually_incorrect"] == {"pairs": 10, "rejected_longer": 0.0, "equal": 1.0, "longer_score": 0.5,
+                                           "median_chosen_words": 4.0, "median_rejected_words": 4.0}
+    assert cues["format_violation"]["rejected_longer"] == 0.0 and cues["format_violation"]["longer_score"] == 0.0
+    assert cues["format_violation"]["median_chosen_words"] == statistics.median([4] * 10)
+
+
 def _questions_by_side(count=4):
     """``count`` instructions, split half and half by ``PairSettings(eval_fraction=0.5)``: (train, eval)."""
     questions = [f"What is the capital of {country}?" for country in ("Peru", "Chad", "Laos", "Fiji")[:count]]

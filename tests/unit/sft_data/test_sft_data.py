@@ -195,6 +195,31 @@ def test_split_sizes_follow_the_fraction_and_keep_both_sides():
         heldout_groups(keys, 1.0, 0)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_at_least_one_group_stays_in_train_and_one_is_held_out(seed):
+    """``round(fraction * groups)`` is clamped to ``[1, groups - 1]``: 0.9 of 3 groups rounds to 3, one
+    stays in train; 0.1 of 3 rounds to 0, one is held out; two groups split one and one."""
+    assert len(heldout_groups(["a", "b", "c"], 0.9, seed)) == 2
+    assert len(heldout_groups(["a", "b", "c"], 0.1, seed)) == 1
+    assert len(heldout_groups(["a", "b"], 0.5, seed)) == 1
+    assert len(heldout_groups(["a", "a", "b", "b"], 0.99, seed)) == 1, "groups are counted, not keys"
+
+
+def test_split_by_instruction_keeps_the_row_order_on_each_side():
+    rows = [f"Q{n} ?" for n in range(10)] + [f"q{n}" for n in range(10)]
+    train, heldout = split_by_instruction(rows, lambda r: r, 0.3, 0)
+    held = heldout_groups([dedup_key(r) for r in rows], 0.3, 0)
+    assert len(held) == 3 and len(heldout) == 6 and len(train) == 14
+    assert train == [r for r in rows if dedup_key(r) not in held]
+    assert heldout == [r for r in rows if dedup_key(r) in held]
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])
+def test_a_fraction_outside_zero_to_one_is_refused(fraction):
+    with pytest.raises(ValueError, match=rf"fraction must be in \[0, 1\), got {fraction}"):
+        heldout_groups(["a", "b"], fraction, 0)
+
+
 # ---------------------------------------------------------------- few-shot prompts
 
 

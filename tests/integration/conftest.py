@@ -1,0 +1,27 @@
+"""The tiny run, trained once per session and shared by every test that needs a finished run
+directory (tests copy it into their tmp_path before changing anything)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``python /path/to/cli.py run`` in an empty folder outside the checkout: the tiny default,
+    written to ``./runs/tiny`` there. Read-only for tests: copy it before changing a file."""
+    folder = tmp_path_factory.mktemp("empty-user-folder")
+    assert ROOT not in folder.resolve().parents and not any(folder.iterdir())
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "run"], cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = folder / "runs" / "tiny"
+    assert run_dir.is_dir()
+    return run_dir, result

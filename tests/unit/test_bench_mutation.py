@@ -1,0 +1,99 @@
+"""The mutation runner (``python -m bench.mutation``): what it mutates, and that a mutant reaches the
+code under test the way an edited file would (through every ``from module import name``)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+import textwrap
+
+import pytest
+
+from bench import mutation
+from bench.mutants import Mutant, _Mutator, apply_mutant, list_mutants
+from bench.mutation import MODULES
+
+SOURCE = textwrap.dedent('''
+    """Module docstring."""
+    LIMIT = 3
+    DOUBLE = LIMIT * 2
+
+
+    def over(n: int = 1) -> bool:
+        """Docstring."""
+        return n >= LIMIT
+
+
+    class Box:
+        size: int = 4
+
+        def fits(self, n):
+            return n < DOUBLE
+''')
+
+
+def test_every_module_and_test_file_in_the_table_exists():
+    """The table is the runner's only source of paths: a module or test file moved without it fails here."""
+    for module, tests in MODULES.items():
+        assert (mutation.ROOT / module).is_file(), module
+        assert tests and all((mutation.ROOT / test).is_file() for test in tests), tests
+
+
+def test_points_cover_operators_constants_and_returns_but_not_docstrings_annotations_or_class_fields():
+    mutator = _Mutator()
+    mutator.visit(ast.parse(SOURCE))
+    changes = [(line, change, unit) for line, change, unit in mutator.points]
+    assert (9, "'>=' -> '>'", "over") in changes
+    assert (9, "return value -> None", "over") in changes
+    assert (3, "3 -> 4", "<module>") in changes
+    assert (7, "1 -> 2", "over") in changes, "a default argument is mutated"
+    assert (16, "'<' -> '<='", "Box.fits") in changes
+    assert not any("Docstring" in change or "int" in change for _, change, _ in changes)
+    assert not any(line == 13 for line, _, _ in changes), "a class-body field (its default) is left alone"
+
+
+def test_applying_point_k_changes_that_point_only():
+    original = ast.unparse(ast.parse(SOURCE))
+    mutator = _Mutator()
+    mutator.visit(ast.parse(SOURCE))
+    index = [change for _, change, _ in mutator.points].index("'>=' -> '>'")
+    tree = ast.parse(SOURCE)
+    _Mutator(target=index).visit(tree)
+    assert ast.unparse(tree) == original.replace("n >= LIMIT", "n > LIMIT")
+
+
+@pytest.fixture
+def scratch_module(tmp_path, monkeypatch):
+    (tmp_path / "scratchpkg").mkdir()
+    (tmp_path / "scratchpkg" / "__init__.py").write_text("")
+    (tmp_path / "scratchpkg" / "mod.py").write_text(SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("scratchpkg.mod")
+    module.root = tmp_path
+    yield module
+    for name in ("scratchpkg.mod", "scratchpkg"):
+        sys.modules.pop(name, None)
+
+
+def _apply(module, change: str) -> None:
+    mutant: Mutant = next(m for m in list_mutants("scratchpkg/mod.py", module.root) if m.change == change)
+    apply_mutant(mutant, module.root)
+
+
+def test_a_mutated_function_is_seen_through_references_taken_before(scratch_module):
+    over, box = scratch_module.over, scratch_module.Box()
+    assert over(3) and not box.fits(6)
+    _apply(scratch_module, "'>=' -> '>'")
+    assert not over(3), "the live function object got the mutated code"
+    _apply(scratch_module, "'<' -> '<='")
+    assert box.fits(6), "a method too"
+
+
+def test_a_mutated_constant_is_rebound_wherever_it_was_imported(scratch_module, monkeypatch):
+    importer = type(sys)("scratch_importer")
+    importer.LIMIT = scratch_module.LIMIT
+    monkeypatch.setitem(sys.modules, "scratch_importer", importer)
+    _apply(scratch_module, "3 -> 4")
+    assert (scratch_module.LIMIT, scratch_module.DOUBLE, importer.LIMIT) == (4, 8, 4)
+    assert not scratch_module.over(3)
