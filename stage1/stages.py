@@ -194,19 +194,42 @@ def _negatives(call: StageCall) -> Any:
     return run_negatives(config.negatives, sft_path=call.inputs["sft"], out_dir=call.out_dir, on_bad_rows=config.run.on_bad_rows)
 
 
+def _samples(call: StageCall) -> Any:
+    from stage1.samples.stage import run_samples
+
+    config = call.config
+    return run_samples(
+        config.negatives.policy, sft_path=call.inputs["sft"], model_dir=call.inputs["model"], out_dir=call.out_dir,
+        backend=config.run.generation_backend, quantization=config.training.quantization, on_bad_rows=config.run.on_bad_rows,
+    )
+
+
 def _pairs(call: StageCall) -> Any:
     from stage1.pairs.stage import run_pairs
 
     config = call.config
+    source = config.negatives.source
     return run_pairs(
         config.pairs,
         sft_path=call.inputs["sft"],
-        negatives_path=call.inputs["negatives"],
+        negatives_path=call.inputs.get("negatives") if source != "policy" else None,
+        policy_negatives_path=call.inputs.get("policy_negatives") if source != "rules" else None,
+        policy_share=config.negatives.policy_share,
+        selection_criteria=config.negatives.policy.selection_criteria if source != "rules" else None,
         out_dir=call.out_dir,
         tokenizer_dir=call.inputs["model"],
         eval_items_path=call.inputs["eval_items"],
         on_bad_rows=config.run.on_bad_rows,
     )
+
+
+def _pairs_settings(config: PipelineConfig) -> Any:
+    """The pairs settings, and under policy or mixed negatives the source and share too (a rules-only
+    run keeps the fingerprint it had before negative sources existed)."""
+    if config.negatives.source == "rules":
+        return config.pairs
+    return {"pairs": config.pairs, "negatives_source": config.negatives.source, "policy_share": config.negatives.policy_share,
+            "selection_criteria": config.negatives.policy.selection_criteria}
 
 
 def _train_dpo(call: StageCall) -> Any:
@@ -323,19 +346,34 @@ STAGES: tuple[StageSpec, ...] = (
         outputs=(NEGATIVES_FILE, MANIFEST),
         inputs=(StageInput("sft", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data"),),
         settings=lambda config: {"negatives": config.negatives, "seed": config.run.seed}, entry=_negatives,
+        enabled=lambda config: config.negatives.source != "policy",
+    ),
+    StageSpec(
+        "samples", "samples", "k samples per training instruction from the merged SFT model, scored by the criteria: policy negatives",
+        outputs=("samples.jsonl", "negatives.jsonl", MANIFEST),
+        inputs=(
+            StageInput("sft", "SFT training examples (sft_data/train.jsonl): the instructions and reference answers", _sft_train,
+                       stage="sft_data"),
+            StageInput("model", "the merged SFT model that samples (merged/)", lambda layout, config: layout.merged, stage="merge"),
+        ),
+        settings=lambda config: {"policy": config.negatives.policy, "quantization": config.training.quantization,
+                                 "backend": config.run.generation_backend},
+        entry=_samples, enabled=lambda config: config.negatives.source != "rules",
     ),
     StageSpec(
         "pairs", "pairs", "DPO preference pairs (train / eval), split by instruction",
         outputs=(PAIRS_TRAIN_FILE, PAIRS_EVAL_FILE, MANIFEST),
         inputs=(
             StageInput("sft", "SFT training examples (sft_data/train.jsonl): the chosen responses", _sft_train, stage="sft_data"),
-            StageInput("negatives", "negatives (negatives/negatives.jsonl): the rejected responses",
-                       lambda layout, config: layout.negatives, stage="negatives"),
+            StageInput("negatives", "rule-made negatives (negatives/negatives.jsonl): the rejected responses (negatives.source rules or mixed)",
+                       lambda layout, config: layout.negatives, required=False, stage="negatives"),
+            StageInput("policy_negatives", "policy negatives (samples/negatives.jsonl; negatives.source policy or mixed)",
+                       lambda layout, config: layout.policy_negatives, required=False, stage="samples"),
             # The tokenizer only measures lengths, but another model folder is another tokenizer.
             StageInput("model", "a model folder whose tokenizer measures pair lengths", _model),
             EVAL_ITEMS,
         ),
-        settings=lambda config: config.pairs, entry=_pairs,
+        settings=_pairs_settings, entry=_pairs,
     ),
     StageSpec(
         "dpo", "train-dpo", "DPO with a new LoRA on the merged SFT model (the reference)",

@@ -25,6 +25,33 @@ NEGATIVE_KINDS = (
     "complied_when_refusal_expected",
 )
 SPLITS = ("train", "eval")
+#: Where a rejected response came from: the rule-made negatives, or the SFT model's own samples.
+NEGATIVE_SOURCES = ("rules", "policy")
+#: A policy negative's kind names the criteria its rejected sample failed: ``policy:no_runaway+not_degenerate``.
+POLICY_KIND_PREFIX = "policy:"
+_POLICY_KIND = re.compile(re.escape(POLICY_KIND_PREFIX) + r"[a-z_]+(?:\+[a-z_]+)*")
+
+
+def policy_kind(failed_criteria: Iterable[str]) -> str:
+    """The kind label of a policy negative: the criteria it failed, in the order given (report order).
+
+    Raises:
+        ValueError: no criterion (a sample that failed nothing is not a negative).
+    """
+    names = list(failed_criteria)
+    if not names:
+        raise ValueError("a policy negative must fail at least one criterion")
+    return POLICY_KIND_PREFIX + "+".join(names)
+
+
+def _negative_kind(data: dict[str, Any], name: str, source: str) -> str:
+    """A rule kind for rule-made negatives, a ``policy:`` kind for policy ones."""
+    if source == "rules":
+        return _choice(data, name, NEGATIVE_KINDS)
+    value = _get(data, name, str)
+    if not _POLICY_KIND.fullmatch(value):
+        raise RecordError(name, f"{value!r} is not a policy kind", hint="policy:<criterion>[+<criterion>...], the criteria the sample failed")
+    return value
 
 
 class RecordError(ValueError):
@@ -199,6 +226,8 @@ class NegativeRecord(Record):
     completion: str
     method: str
     source_instruction_id: str | None = None
+    negative_source: str = "rules"  # "rules", or "policy" for a sample of the SFT model (files without it are rule-made)
+    chosen: str | None = None  # policy only: a sample's completion to prefer instead of the SFT reference
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NegativeRecord:
@@ -206,12 +235,20 @@ class NegativeRecord(Record):
         completion = _no_special_tokens("completion", _get(data, "completion", str))
         if not completion.strip():
             raise RecordError("completion", "is empty")
+        source = _get(data, "negative_source", str, "rules")
+        if source not in NEGATIVE_SOURCES:
+            raise RecordError("negative_source", f"unknown value {source!r}", hint=f"one of: {', '.join(NEGATIVE_SOURCES)}")
+        chosen = _get(data, "chosen", str, None)
+        if chosen is not None and source != "policy":
+            raise RecordError("chosen", "only a policy negative may carry its own chosen completion")
         return cls(
             instruction_id=_id(data, "instruction_id"),
-            kind=_choice(data, "kind", NEGATIVE_KINDS),
+            kind=_negative_kind(data, "kind", source),
             completion=completion,
             method=_label(data, "method", "rule"),
             source_instruction_id=_get(data, "source_instruction_id", (str, int), None),
+            negative_source=source,
+            chosen=chosen,
         )
 
 
@@ -232,6 +269,7 @@ class PreferencePair(Record):
     category: str
     negative_kind: str
     split: str
+    negative_source: str = "rules"  # where the rejected came from (NEGATIVE_SOURCES); older files are rule-made
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreferencePair:
@@ -244,12 +282,16 @@ class PreferencePair(Record):
             raise RecordError(
                 "rejected", "equals chosen once case, spacing and punctuation are ignored", hint="drop the pair"
             )
+        source = _get(data, "negative_source", str, "rules")
+        if source not in NEGATIVE_SOURCES:
+            raise RecordError("negative_source", f"unknown value {source!r}", hint=f"one of: {', '.join(NEGATIVE_SOURCES)}")
         return cls(
             **values,
             instruction_id=_id(data, "instruction_id"),
             category=_label(data, "category"),
-            negative_kind=_choice(data, "negative_kind", NEGATIVE_KINDS),
+            negative_kind=_negative_kind(data, "negative_kind", source),
             split=_choice(data, "split", SPLITS),
+            negative_source=source,
         )
 
 

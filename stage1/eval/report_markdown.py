@@ -258,6 +258,37 @@ def flips_section(results: dict[str, Any], max_shown: int = MAX_FLIPS_SHOWN) -> 
     return lines
 
 
+def dpo_training_section(results: dict[str, Any]) -> list[str]:
+    """What DPO did to each side of its held-out pairs, per DPO variant (from its training manifest)."""
+    facts = results.get("dpo_training") or {}
+    if not facts:
+        return []
+    lines = ["## DPO training", "",
+             "Log-prob shift = log π − log π_ref of a whole completion (nats), on the held-out pairs after training. "
+             "A negative chosen shift is likelihood displacement: DPO lowered the answers it prefers.", ""]
+    rows = []
+    for name, fact in facts.items():
+        shift = fact["logp_shift"]
+        rows.append([f"`{name}`", "all", str(shift["count"]), f"{fact['reward_accuracy']:.3f}", f"{fact['reward_margin']:+.4f}",
+                     f"{shift['mean_chosen']:+.3f}", f"{shift['chosen_fell_share']:.0%}", f"{shift['mean_rejected']:+.3f}"])
+        for group in ("by_source", "by_kind"):
+            for label, rewards in (fact.get(group) or {}).items():
+                side = shift[group].get(label, {})
+                rows.append([f"`{name}`", f"{group[3:]} `{label}`", str(rewards["count"]), f"{rewards['reward_accuracy']:.3f}",
+                             f"{rewards['mean_margin']:+.4f}", f"{side.get('mean_chosen', 0.0):+.3f}",
+                             f"{side.get('chosen_fell_share', 0.0):.0%}", f"{side.get('mean_rejected', 0.0):+.3f}"])
+    lines += table(["variant", "pairs", "n", "reward accuracy", "margin", "chosen shift", "chosen fell", "rejected shift"], rows)
+    for name, fact in facts.items():
+        pairs = fact.get("pairs") or {}
+        if pairs.get("train_by_source"):
+            mix = ", ".join(f"{count} {source}" for source, count in pairs["train_by_source"].items())
+            chosen_by = pairs.get("selection_criteria")
+            criteria = f"; policy pairs chosen by {', '.join(chosen_by)}" if chosen_by else ""
+            lines += ["", f"`{name}` trained on {mix} pairs{criteria}."]
+    warnings = [f"- `{name}` warning: {warning}" for name, fact in facts.items() for warning in fact.get("warnings") or []]
+    return lines + ([""] + warnings if warnings else [])
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The whole report: setup, skipped variants, rates, comparisons by family with what each can detect,
     lengths, pair lengths by kind (when the training pairs were read), categories, flips."""
@@ -284,6 +315,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [""] + pair_length_section(results["pair_lengths"])
     lines += [""] + category_section(results)
     lines += [""] + flips_section(results)
+    dpo = dpo_training_section(results)
+    lines += [""] + dpo if dpo else []
     return "\n".join(lines) + "\n"
 
 

@@ -184,6 +184,46 @@ def build_results(settings: EvalSettings, items: list[EvalItem], records: dict[s
     return results
 
 
+#: What the report shows of each DPO variant's training manifest (stage1.train.dpo).
+DPO_TRAINING_KEYS = ("beta", "reward_accuracy", "reward_margin", "logp_shift", "by_kind", "by_source", "max_chosen_logp_drop", "warnings")
+
+
+def dpo_training_facts(variants: Sequence[VariantSpec]) -> dict[str, dict[str, Any]]:
+    """For each variant with an adapter, the DPO diagnostics its training manifest holds (the
+    manifest beside the adapter folder); a variant without such a manifest is left out."""
+    import json
+
+    facts: dict[str, dict[str, Any]] = {}
+    for spec in variants:
+        if spec.adapter_dir is None:
+            continue
+        path = spec.adapter_dir.parent / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if "logp_shift" in manifest:
+            facts[spec.name] = {key: manifest.get(key) for key in DPO_TRAINING_KEYS}
+            facts[spec.name]["pairs"] = _pair_sources(manifest)
+    return facts
+
+
+def _pair_sources(dpo_manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the DPO training pairs' rejecteds came from, and which criteria chose the policy ones
+    (from the pairs manifest beside the training file), or None when it cannot be read."""
+    import json
+
+    train = dpo_manifest.get("inputs", {}).get("train")
+    try:
+        pairs = json.loads((Path(train).parent / "manifest.json").read_text(encoding="utf-8")) if train else None
+    except (OSError, ValueError):
+        return None
+    if not pairs or pairs.get("stage") != "pairs":
+        return None
+    return {"negative_sources": pairs.get("negative_sources", ["negatives"]), "selection_criteria": pairs.get("selection_criteria"),
+            "train_by_source": pairs.get("counts", {}).get("train", {}).get("by_source")}
+
+
 def run_evaluate(
     settings: EvalSettings,
     *,
@@ -239,6 +279,7 @@ def run_evaluate(
 
     results = build_results(settings, items, records, skipped=skipped,
                             provenance=_provenance(items_path, items, settings, described, training, leakage))
+    results["dpo_training"] = dpo_training_facts(chosen)
     results["pair_lengths"] = training_pair_lengths(training)
     written = write_reports(out, results)
     outputs = {**written, **{f"generations_{job['spec']['name']}": Path(job["out_path"]) for job in jobs}}

@@ -45,6 +45,7 @@ STAGE_DIRS = {
     "sft": "sft",
     "merge": "merged",
     "negatives": "negatives",
+    "samples": "samples",
     "pairs": "pairs",
     "dpo": "dpo",
     "dpo_only": "dpo_only",
@@ -93,6 +94,11 @@ class RunLayout:
     @property
     def negatives(self) -> Path:
         return self.stage_dir("negatives") / NEGATIVES_FILE
+
+    @property
+    def policy_negatives(self) -> Path:
+        """The negatives the samples stage chose from the SFT model's own samples."""
+        return self.stage_dir("samples") / NEGATIVES_FILE
 
     @property
     def pairs_train(self) -> Path:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from stage1.core.errors import ConfigError
 from stage1.core.records import NEGATIVE_KINDS
+from stage1.samples.settings import PolicySettings
+
+NEGATIVE_SOURCE_CHOICES = ("rules", "policy", "mixed")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class NegativeSettings:
     # not the point): keep "rejected longer than chosen" (ties half) within [low, high] per kind by
     # preferring candidates of matching length; null turns it off.
     length_band: tuple[float, float] | None = (0.3, 0.7)
+    source: Literal["rules", "policy", "mixed"] = "rules"  # rejecteds made by rules, sampled from the merged SFT model, or both
+    policy_share: float = 0.5  # mixed: share of each instruction group's pairs taken from policy samples (the rest from rules)
+    policy: PolicySettings = field(default_factory=PolicySettings)  # the samples stage (source policy or mixed)
 
     def __post_init__(self) -> None:
         if not 1 <= self.per_example <= 5:
@@ -64,6 +71,8 @@ class NegativeSettings:
             if len(self.length_band) != 2 or not 0.0 <= self.length_band[0] <= 0.5 <= self.length_band[1] <= 1.0:
                 raise ConfigError(f"must be [low, high] with 0 <= low <= 0.5 <= high <= 1, got {list(self.length_band)}",
                                   field="negatives.length_band", hint="e.g. [0.3, 0.7], or null to turn it off")
+        if not 0.0 <= self.policy_share <= 1.0:
+            raise ConfigError(f"must be in [0, 1], got {self.policy_share}", field="negatives.policy_share")
         for name in ("max_repeats", "donor_pool_size", "attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"negatives.{name}")

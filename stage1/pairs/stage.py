@@ -103,6 +103,7 @@ def _balance(pairs: Iterable[PreferencePair], keys: _Keys) -> dict[str, Any]:
     return {
         "pairs": len(pairs),
         "by_kind": dict(sorted(Counter(p.negative_kind for p in pairs).items())),
+        "by_source": dict(sorted(Counter(p.negative_source for p in pairs).items())),
         "by_category": dict(sorted(Counter(p.category for p in pairs).items())),
         "instructions": len({keys.group[p.instruction_id] for p in pairs}),
         "length_by_kind": length_by_kind((p.negative_kind, p.chosen, p.rejected) for p in pairs),
@@ -140,10 +141,13 @@ def _collect(
             rendered[example.id] = (prompt, chosen, nfc_bytes(prompt))
             keys.group[example.id], keys.chosen[example.id] = dedup_key(example.instruction), dedup_key(chosen)
         prompt, chosen, prompt_bytes = rendered[example.id]
+        chosen_key = keys.chosen[example.id]
+        if negative.chosen is not None:  # a policy pair whose chosen is the best sample, not the reference
+            chosen, chosen_key = negative.chosen, dedup_key(negative.chosen)
         built += 1
         rejected = negative.completion
         rejected_key = dedup_key(rejected)
-        if rejected_key == keys.chosen[example.id]:  # the rule PreferencePair.from_dict enforces
+        if rejected_key == chosen_key:  # the rule PreferencePair.from_dict enforces
             dropped["equal_to_chosen"] += 1
             continue
         if (prompt, chosen, rejected) in seen:
@@ -156,7 +160,7 @@ def _collect(
         ):
             dropped["too_long"] += 1
             continue
-        pair = PreferencePair(prompt, chosen, rejected, example.id, example.category, negative.kind, "train")
+        pair = PreferencePair(prompt, chosen, rejected, example.id, example.category, negative.kind, "train", negative.negative_source)
         keys.rejected[(example.id, rejected)] = rejected_key
         groups.setdefault(keys.group[example.id], []).append(pair)
     return groups, built, keys
@@ -167,10 +171,14 @@ def build_pairs(
     negatives: Iterable[NegativeRecord],
     settings: PairSettings,
     pair_length: Callable[[str, str], int],
+    policy_share: float | None = None,
 ) -> tuple[list[PreferencePair], list[PreferencePair], dict[str, Any]]:
     """``(train, eval, counts)``; see the module docstring for the order of the steps.
 
     Args:
+        policy_share: ``negatives.source: mixed``: the share of each group's capped pairs taken
+            from policy negatives, the rest from rule-made ones (``_source_share``); None keeps
+            one round-robin over every pair's kind (one source).
         pair_length: tokens of ``prompt + completion`` plus eos. Called only when the texts' byte
             count could exceed ``max_length``; shorter texts cannot (one token >= one byte).
 
@@ -184,7 +192,10 @@ def build_pairs(
     rng.shuffle(keys)  # seeded group order for the global cap and the output
     capped: dict[str, list[PreferencePair]] = {}
     for key in keys:
-        capped[key] = _kind_round_robin(groups[key], rng)[: settings.max_pairs_per_instruction]
+        if policy_share is None:
+            capped[key] = _kind_round_robin(groups[key], rng)[: settings.max_pairs_per_instruction]
+        else:
+            capped[key] = _source_share(groups[key], rng, settings.max_pairs_per_instruction, policy_share)
         dropped["per_instruction_cap"] += len(groups[key]) - len(capped[key])
     selected = _global_cap(capped, keys, settings.max_pairs)
     dropped["global_cap"] = sum(len(v) for v in capped.values()) - sum(len(v) for v in selected.values())
@@ -204,6 +215,17 @@ def build_pairs(
         "eval": _balance(evaluation, normalised),
     }
     return train, evaluation, counts
+
+
+def _source_share(pairs: list[PreferencePair], rng: random.Random, cap: int, share: float) -> list[PreferencePair]:
+    """Up to ``cap`` pairs: ``round(cap * share)`` policy pairs and the rest rule-made, each source in
+    its own kind round-robin; a source with too few pairs leaves its places to the other."""
+    policy = _kind_round_robin([p for p in pairs if p.negative_source == "policy"], rng)
+    rules = _kind_round_robin([p for p in pairs if p.negative_source != "policy"], rng)
+    wanted = min(len(policy), round(cap * share))
+    taken_rules = min(len(rules), cap - wanted)
+    taken_policy = min(len(policy), cap - taken_rules)
+    return policy[:taken_policy] + rules[:taken_rules]
 
 
 def _global_cap(capped: dict[str, list[PreferencePair]], keys: list[str], limit: int | None) -> dict[str, list[PreferencePair]]:
@@ -272,7 +294,8 @@ def _borrows_eval_text(
 
 
 def _with_split(pair: PreferencePair, split: str) -> PreferencePair:
-    return PreferencePair(pair.prompt, pair.chosen, pair.rejected, pair.instruction_id, pair.category, pair.negative_kind, split)
+    return PreferencePair(pair.prompt, pair.chosen, pair.rejected, pair.instruction_id, pair.category, pair.negative_kind, split,
+                          pair.negative_source)
 
 
 # ---------------------------------------------------------------- shell
@@ -331,8 +354,14 @@ def run_pairs(
     tokenizer_dir: str | Path,
     eval_items_path: str | Path,
     on_bad_rows: str = "stop",
+    policy_negatives_path: str | Path | None = None,
+    policy_share: float | None = None,
+    selection_criteria: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``train.jsonl`` and ``eval.jsonl`` (``PreferencePair`` rows); return the manifest.
+
+    ``negatives_path`` and ``policy_negatives_path`` (the samples stage's negatives) may each be
+    None, not both; with both, ``policy_share`` sets each group's mix (``build_pairs``).
 
     Raises:
         InputError: a bad row in either input (file, line, field), duplicate SFT ids, a negative
@@ -342,16 +371,21 @@ def run_pairs(
     """
     from stage1.hf.models import load_tokenizer
 
-    sft_source, negatives_source, out = Path(sft_path), Path(negatives_path), Path(out_dir)
-    bad_rows = {"sft": BadRows(), "negatives": BadRows()}
+    sources = {name: Path(path) for name, path in (("negatives", negatives_path), ("policy_negatives", policy_negatives_path))
+               if path is not None}
+    if not sources:
+        raise InputError("no negatives to pair", field="negatives", hint="give rule-made negatives, policy negatives, or both")
+    sft_source, out = Path(sft_path), Path(out_dir)
+    bad_rows = {"sft": BadRows(), **{name: BadRows() for name in sources}}
     examples = read_records(sft_source, SFTExample, on_bad_rows=on_bad_rows, bad_rows=bad_rows["sft"])
     check_unique_ids(examples, sft_source)
     if not examples:
         raise InputError("no usable SFT examples", path=sft_source)
-    negatives = read_records(
-        negatives_source, _negative_parser({e.id for e in examples}), on_bad_rows=on_bad_rows, bad_rows=bad_rows["negatives"]
-    )
-    train, evaluation, counts = build_pairs(examples, negatives, settings, TokenLengths(load_tokenizer(tokenizer_dir)))
+    parse = _negative_parser({e.id for e in examples})
+    negatives = [negative for name, path in sources.items()
+                 for negative in read_records(path, parse, on_bad_rows=on_bad_rows, bad_rows=bad_rows[name])]
+    share = policy_share if len(sources) == 2 else None
+    train, evaluation, counts = build_pairs(examples, negatives, settings, TokenLengths(load_tokenizer(tokenizer_dir)), share)
     instructions = {e.id: e.instruction for e in examples}
     leakage = leakage_gate(
         eval_items_path,
@@ -369,11 +403,13 @@ def run_pairs(
         STAGE,
         config=settings_to_dict(settings),
         seed=settings.seed,
-        inputs={"sft": sft_source, "negatives": negatives_source, "eval_items": Path(eval_items_path),
+        inputs={"sft": sft_source, **sources, "eval_items": Path(eval_items_path),
                 "tokenizer": _tokenizer_file(Path(tokenizer_dir))},
         outputs=outputs,
         counts={"sft_rows": len(examples), **counts},
-        extra={"bad_rows": {name: rows.to_dict() for name, rows in bad_rows.items()}, "leakage": leakage},
+        extra={"bad_rows": {name: rows.to_dict() for name, rows in bad_rows.items()}, "leakage": leakage,
+               "negative_sources": sorted(sources), "policy_share": share,
+               "selection_criteria": None if selection_criteria is None else list(selection_criteria)},
     )
     write_manifest(out, manifest)
     return manifest

@@ -97,6 +97,7 @@ class PreferenceRows:
     kinds: list[str]
     dropped_ids: tuple[str, ...] = ()
     tokens: int = 0
+    sources: tuple[str, ...] = ()  # each row's negative source (rules / policy), same order
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,7 +134,7 @@ def pair_format_problem(pair: PreferencePair) -> tuple[str, str] | None:
     problem = _rendered_problem(pair.chosen, " ", f"\n{END_MARKER}", render_completion, "render_completion")
     if problem:
         return "chosen", problem
-    if pair.negative_kind != "format_violation":
+    if pair.negative_kind != "format_violation" and pair.negative_source == "rules":
         problem = _rendered_problem(pair.rejected, " ", f"\n{END_MARKER}", render_completion, "render_completion")
         return ("rejected", problem) if problem else None
     if "\r" in pair.rejected:
@@ -150,8 +151,9 @@ def check_pair_format(pair: PreferencePair, source: str | Path, line: int | None
     instruction and response they carry, so ``\\r\\n``, non-NFC text, extra spaces, or an ``END``
     or tag line inside are refused. ``rejected == render_completion(text)`` too, except for
     ``format_violation`` negatives, which are malformed on purpose (no ``END``, a runaway into a
-    new ``Instruction:``, a cut answer; ``records.NegativeRecord``): those need only be text a model
-    could have written and been read back as, NFC with ``\\n`` line endings.
+    new ``Instruction:``, a cut answer; ``records.NegativeRecord``), and policy negatives, which are
+    what the SFT model wrote, as it wrote it: those need only be text a model could have written
+    and been read back as, NFC with ``\\n`` line endings.
 
     Raises:
         InputError: naming the file, line and field.
@@ -173,7 +175,7 @@ def build_preference_rows(tokenizer, pairs: list[PreferencePair], *, max_length:
     check_overlong_policy(overlong)
     eos = int(tokenizer.eos_token_id)
     limit = UNLIMITED if max_length is None else max_length
-    rows, kinds, dropped, tokens = [], [], [], 0
+    rows, kinds, sources, dropped, tokens = [], [], [], [], 0
     for index, pair in enumerate(pairs):
         check_pair_format(pair, source, record_line(pairs, index))
         prompt = encode_text(tokenizer, pair.prompt)
@@ -193,7 +195,8 @@ def build_preference_rows(tokenizer, pairs: list[PreferencePair], *, max_length:
             continue
         rows.append({"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected})
         kinds.append(pair.negative_kind)
+        sources.append(pair.negative_source)
         tokens += len(prompt) * 2 + len(chosen) + len(rejected)
     if not rows:
         raise InputError("no pair left to train on", path=source, hint="check training.overlong and dpo.max_length")
-    return PreferenceRows(rows, kinds, tuple(dropped), tokens)
+    return PreferenceRows(rows, kinds, tuple(dropped), tokens, tuple(sources))

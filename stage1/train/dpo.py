@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.records import PreferencePair
+from stage1.core.reward_metrics import chosen_drop_warning, log_prob_shift, summarize_by_group
 from stage1.io.records import read_records
 from stage1.train.data import build_preference_rows
 from stage1.train.settings import TrainingSettings
@@ -40,6 +41,16 @@ def pretokenized_dpo_trainer(**kwargs):
             if missing:
                 raise ValueError(f"the {dataset_name} rows lack {sorted(missing)}; build them with build_preference_rows")
             return dataset
+
+        def log(self, logs, start_time=None):
+            # TRL logs rewards = beta * (log pi - log pi_ref) and the policy's own log-probs, but not
+            # the shift itself; dividing by beta here puts it in every logged step (and eval) as
+            # logps/chosen_shift and logps/rejected_shift, averaged like TRL's own metrics.
+            metrics = self._metrics["train" if self.model.training else "eval"]
+            for side in ("chosen", "rejected"):
+                if metrics.get(f"rewards/{side}"):
+                    metrics[f"logps/{side}_shift"] = [value / self.beta for value in metrics[f"rewards/{side}"]]
+            super().log(logs, start_time)
 
     return PreTokenizedDPOTrainer(**kwargs)
 
@@ -171,6 +182,7 @@ def run_train_dpo(
     rewards = summarize_by_kind(prepared["eval"].kinds, chosen, rejected)
     log.info("eval reward accuracy %.3f, margin %.4f; by kind: %s", rewards["overall"]["reward_accuracy"],
              rewards["overall"]["mean_margin"], {k: round(v["reward_accuracy"], 3) for k, v in rewards["by_kind"].items()})
+    diagnostics = chosen_logp_diagnostics(prepared["eval"], chosen, rejected, dpo_config.beta, settings.max_chosen_logp_drop)
     counts = {
         **{f"pairs_{split}": len(rows.rows) for split, rows in prepared.items()},
         **{f"dropped_overlong_{split}": len(rows.dropped_ids) for split, rows in prepared.items()},
@@ -185,5 +197,34 @@ def run_train_dpo(
         "reward_margin": rewards["overall"]["mean_margin"],
         "rewards": rewards["overall"],
         "by_kind": rewards["by_kind"],
+        **diagnostics,
     }
     return run.finish(trainer, facts, counts=counts, extra=extra)
+
+
+def chosen_logp_diagnostics(rows, chosen: list[float], rejected: list[float], beta: float, max_drop: float | None) -> dict[str, Any]:
+    """The manifest's view of what DPO did to each side: log-prob shifts overall, by kind and by
+    source, rewards by source, and the chosen-drop warning (also logged)."""
+    kinds = rows.kinds
+    sources = list(rows.sources) or ["rules"] * len(kinds)
+    shift = log_prob_shift(chosen, rejected, beta)
+
+    def shifts_by(labels: list[str]) -> dict[str, Any]:
+        grouped: dict[str, tuple[list[float], list[float]]] = {}
+        for label, c, r in zip(labels, chosen, rejected):
+            grouped.setdefault(label, ([], []))
+            grouped[label][0].append(c)
+            grouped[label][1].append(r)
+        return {label: log_prob_shift(c, r, beta).to_dict() for label, (c, r) in sorted(grouped.items())}
+
+    warning = chosen_drop_warning(shift, max_drop)
+    if warning:
+        log.warning("dpo: %s", warning)
+    log.info("eval chosen log-prob shift %.4f (%.0f%% fell), rejected %.4f", shift.mean_chosen,
+             100 * shift.chosen_fell_share, shift.mean_rejected)
+    return {
+        "logp_shift": {**shift.to_dict(), "by_kind": shifts_by(kinds), "by_source": shifts_by(sources)},
+        "by_source": summarize_by_group(sources, chosen, rejected),
+        "max_chosen_logp_drop": max_drop,
+        "warnings": [warning] if warning else [],
+    }

@@ -29,7 +29,7 @@ FINGERPRINT_NAME = "stage1_fingerprint.json"
 RESOLVED_KEYS = (
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs",
     "max_length", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "bf16", "fp16",
-    "gradient_checkpointing", "packing", "packing_strategy", "padding_free", "beta", "loss_type", "optim",
+    "gradient_checkpointing", "packing", "packing_strategy", "padding_free", "beta", "loss_type", "loss_weights", "optim",
 )
 
 

@@ -64,6 +64,11 @@ def test_dpo_reward_accuracy_on_its_eval_split(tiny_run):
     manifest = json.loads((run_dir / "dpo" / "manifest.json").read_text())
     assert manifest["counts"]["pairs_eval"] > 0
     assert manifest["reward_accuracy"] > 0.5, manifest["rewards"]
+    assert set(manifest["by_source"]) == {"rules"} and manifest["logp_shift"]["count"] == manifest["counts"]["pairs_eval"]
+    results = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert set(results["dpo_training"]) == {"dpo", "dpo_only"}  # each DPO variant's diagnostics reach the report
+    assert results["dpo_training"]["dpo"]["logp_shift"] == manifest["logp_shift"]
+    assert "## DPO training" in (run_dir / "eval" / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -173,3 +173,65 @@ def test_rerunning_a_finished_dpo_adds_no_step_and_a_new_fingerprint_starts_over
     assert retrained["resumed_from"] is None and "discarding 2 checkpoint(s)" in caplog.text
     assert retrained["counts"]["steps"] == 4
     assert retrained["rewards"] == pytest.approx(first["rewards"], rel=1e-4, abs=1e-6)
+
+
+def test_every_logged_step_carries_the_log_prob_shift_of_each_side(dpo_dir):
+    history = _history(dpo_dir)
+    beta = DPO_TRAIN_ARGS["beta"]
+    assert history[0]["logps/chosen_shift"] == pytest.approx(0.0, abs=1e-6)  # policy == reference at step 0
+    for entry in history:
+        assert entry["logps/chosen_shift"] == pytest.approx(entry["rewards/chosen"] / beta, rel=1e-5, abs=1e-7)
+        assert entry["logps/rejected_shift"] == pytest.approx(entry["rewards/rejected"] / beta, rel=1e-5, abs=1e-7)
+    assert any(abs(entry["logps/rejected_shift"]) > 1e-4 for entry in history[1:])  # training moved it
+
+
+def test_manifest_summarises_the_chosen_log_prob_shift_by_kind_and_source(dpo_dir):
+    from stage1.core.reward_metrics import LogProbShift, chosen_drop_warning
+
+    manifest = json.loads((dpo_dir / "manifest.json").read_text())
+    shift, beta = manifest["logp_shift"], manifest["beta"]
+    assert shift["count"] == manifest["counts"]["pairs_eval"]
+    assert shift["mean_chosen"] == pytest.approx(manifest["rewards"]["mean_chosen_reward"] / beta)
+    assert shift["mean_rejected"] == pytest.approx(manifest["rewards"]["mean_rejected_reward"] / beta)
+    assert 0.0 <= shift["chosen_fell_share"] <= 1.0 and shift["mean_chosen"] != 0.0
+    assert set(shift["by_kind"]) == set(manifest["by_kind"])
+    assert sum(group["count"] for group in shift["by_kind"].values()) == shift["count"]
+    assert set(shift["by_source"]) == set(manifest["by_source"]) == {"rules"}  # the fixture's pairs have no source: rule-made
+    assert manifest["by_source"]["rules"]["reward_accuracy"] == pytest.approx(manifest["reward_accuracy"])
+    expected = chosen_drop_warning(LogProbShift(**{k: v for k, v in shift.items() if k not in ("by_kind", "by_source")}),
+                                   manifest["max_chosen_logp_drop"])
+    assert manifest["warnings"] == ([expected] if expected else [])
+
+
+def test_a_chosen_drop_beyond_the_limit_is_warned(merged_dir, pair_files, tmp_path, caplog):
+    """A limit of 0 nats warns whenever the eval chosen log-prob fell at all: the lr of the tiny
+    test run (5e-3) lowers both sides, so the mean chosen shift after 2 steps is negative."""
+    import logging
+
+    train, evaluation = pair_files
+    with caplog.at_level(logging.WARNING, logger="stage1"):
+        manifest = run_train_dpo(TrainingSettings(max_chosen_logp_drop=0.0), model_dir=merged_dir, train_path=train,
+                                 eval_path=evaluation, out_dir=tmp_path / "dpo", dpo_args={**DPO_TRAIN_ARGS, "max_steps": 2},
+                                 lora_args=LORA_ARGS)
+    fell = manifest["logp_shift"]["mean_chosen"] < 0
+    assert bool(manifest["warnings"]) == fell
+    assert any("below the reference" in record.getMessage() for record in caplog.records) == fell
+    assert fell, "the test needs a run whose chosen log-prob fell; raise the lr or the steps"
+
+
+def test_the_sft_term_remedy_builds_a_trainer_with_both_losses(merged_dir, pair_files, tmp_path):
+    """dpo.loss_type [sigmoid, sft] with weights [1, 0.5]: the step-0 loss is ln 2 plus half the
+    chosen answers' mean token NLL, so it is above ln 2 (plain sigmoid gives exactly ln 2)."""
+    from stage1.config.load import load_config
+
+    config = load_config("tiny", ["dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 0.5]"])
+    assert config.dpo["loss_type"] == ["sigmoid", "sft"] and config.dpo["loss_weights"] == [1.0, 0.5]
+    train, evaluation = pair_files
+    out = tmp_path / "dpo"
+    manifest = run_train_dpo(TrainingSettings(), model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=out,
+                             dpo_args={**DPO_TRAIN_ARGS, "max_steps": 1, "loss_type": config.dpo["loss_type"],
+                                       "loss_weights": config.dpo["loss_weights"]}, lora_args=LORA_ARGS)
+    resolved = manifest["config"]["resolved"]  # read back from the DPOConfig the trainer was built with
+    assert resolved["loss_type"] == ["sigmoid", "sft"] and resolved["loss_weights"] == [1.0, 0.5]
+    first = _history(out)[0]
+    assert first["loss"] > math.log(2) + 0.1

@@ -178,3 +178,43 @@ def test_duplicate_ids_in_a_plain_list_are_named_by_position_not_as_lines():
     with pytest.raises(InputError, match=r"duplicate id 'a' in records 1 and 3") as caught:
         check_unique_ids(records, "rows.jsonl")
     assert caught.value.line is None
+
+
+def test_files_without_a_negative_source_read_as_rule_made():
+    from stage1.core.records import NegativeRecord, PreferencePair
+
+    pair = PreferencePair.from_dict({"prompt": render_prompt("Q?"), "chosen": render_completion("Yes."), "rejected": " No\nEND",
+                                     "instruction_id": "1", "category": "c", "negative_kind": "off_topic", "split": "train"})
+    assert pair.negative_source == "rules"
+    negative = NegativeRecord.from_dict({"instruction_id": "1", "kind": "off_topic", "completion": " No\nEND", "method": "m"})
+    assert negative.negative_source == "rules" and negative.chosen is None
+    assert NegativeRecord.from_dict(plain_fields(negative)) == negative
+
+
+def test_policy_records_carry_a_policy_kind_and_are_refused_otherwise():
+    from stage1.core.records import NegativeRecord, PreferencePair, RecordError, policy_kind
+
+    kind = policy_kind(["stopped_with_end", "not_degenerate"])
+    assert kind == "policy:stopped_with_end+not_degenerate"
+    row = {"instruction_id": "1", "kind": kind, "completion": " blah blah", "method": "sample", "negative_source": "policy",
+           "chosen": render_completion("Yes.")}
+    negative = NegativeRecord.from_dict(row)
+    assert negative.kind == kind and NegativeRecord.from_dict(plain_fields(negative)) == negative
+    refused = [
+        ({**row, "kind": "off_topic"}, "kind"),  # a rule kind on a policy negative
+        ({**row, "negative_source": "rules", "chosen": None}, "kind"),  # a policy kind on a rule negative
+        ({**row, "negative_source": "humans"}, "negative_source"),
+        ({**row, "kind": "policy:"}, "kind"),
+        ({key: value for key, value in row.items() if key != "negative_source"}, "chosen"),  # only policy may override chosen
+    ]
+    for bad, field in refused:
+        with pytest.raises(RecordError) as error:
+            NegativeRecord.from_dict(bad)
+        assert error.value.field == field, bad
+    pair = {"prompt": render_prompt("Q?"), "chosen": render_completion("Yes."), "rejected": " blah", "instruction_id": "1",
+            "category": "c", "negative_kind": kind, "split": "eval", "negative_source": "policy"}
+    assert PreferencePair.from_dict(pair).to_dict() == pair
+    with pytest.raises(RecordError):
+        PreferencePair.from_dict({**pair, "negative_source": "rules"})
+    with pytest.raises(ValueError):
+        policy_kind([])

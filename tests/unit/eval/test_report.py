@@ -139,6 +139,26 @@ def test_markdown_states_the_leakage_check(results):
     assert "| leakage check | " in render_markdown(results)
 
 
+def test_markdown_shows_each_dpo_variants_log_prob_shift_and_warning(results):
+    shift = {"count": 4, "mean_chosen": -1.25, "mean_rejected": -3.5, "chosen_fell_share": 0.75, "rejected_fell_share": 1.0}
+    rewards = {"count": 4, "reward_accuracy": 0.5, "mean_margin": 0.225, "mean_chosen_reward": -0.125, "mean_rejected_reward": -0.35}
+    fact = {"beta": 0.1, "reward_accuracy": 0.5, "reward_margin": 0.225,
+            "logp_shift": {**shift, "by_kind": {"off_topic": shift}, "by_source": {"policy": shift}},
+            "by_kind": {"off_topic": rewards}, "by_source": {"policy": rewards}, "max_chosen_logp_drop": 1.0,
+            "warnings": ["the chosen answers' mean log-prob fell 1.250 nats below the reference"],
+            "pairs": {"negative_sources": ["policy_negatives"], "selection_criteria": ["no_runaway", "not_degenerate"],
+                      "train_by_source": {"policy": 12}}}
+    assert "## DPO training" not in render_markdown(results)  # nothing to show without DPO manifests
+    markdown = render_markdown({**results, "dpo_training": {"dpo": fact}})
+    section = markdown_section(markdown, "## DPO training")
+    rows = table_rows(section)
+    assert rows[0] == ["`dpo`", "all", "4", "0.500", "+0.2250", "-1.250", "75%", "-3.500"]
+    assert ["`dpo`", "source `policy`", "4", "0.500", "+0.2250", "-1.250", "75%", "-3.500"] in rows
+    assert any(row[1] == "kind `off_topic`" for row in rows)
+    assert "- `dpo` warning: the chosen answers' mean log-prob fell 1.250 nats below the reference" in section
+    assert "`dpo` trained on 12 policy pairs; policy pairs chosen by no_runaway, not_degenerate." in section
+
+
 def _fixture_responses() -> tuple[list, dict]:
     items = read_eval_items(GOLDEN_DIR / "items.jsonl")
     responses: dict[str, dict[str, EvalResponse]] = {}

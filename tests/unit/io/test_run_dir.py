@@ -189,7 +189,13 @@ def test_stage_names_are_the_steps_the_pipeline_builds(tmp_path):
     from stage1.config.load import load_config
     from stage1.pipeline import STAGE_NAMES, build_steps
 
-    assert tuple(step.name for step in build_steps(load_config(None, []), tmp_path / "run")) == STAGE_NAMES
+    mixed = build_steps(load_config(None, ["negatives.source=mixed"]), tmp_path / "run")
+    assert tuple(step.name for step in mixed) == STAGE_NAMES  # mixed negatives build every stage
+    default = tuple(step.name for step in build_steps(load_config(None, []), tmp_path / "run"))
+    assert default == tuple(name for name in STAGE_NAMES if name != "samples")  # rule-made negatives need no samples
+    policy = tuple(step.name for step in build_steps(load_config(None, ["negatives.source=policy"]), tmp_path / "run"))
+    assert policy == tuple(name for name in STAGE_NAMES if name != "negatives")
+    assert STAGE_NAMES.index("merge") < STAGE_NAMES.index("samples") < STAGE_NAMES.index("pairs")
 
 
 def test_stage_fingerprints_do_not_depend_on_where_the_settings_classes_live(tmp_path, monkeypatch):
