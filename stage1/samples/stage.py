@@ -89,7 +89,9 @@ def read_back(completion: str) -> str:
 
 def training_item(example: SFTExample) -> EvalItem:
     """A training instruction as the criteria see it (see the module docstring)."""
-    return EvalItem(id=example.id, instruction=example.instruction, category=example.category, safe=True)
+    # A request that should be declined is scored as evaluation scores it: a refusal is wanted there.
+    return EvalItem(id=example.id, instruction=example.instruction, category=example.category,
+                    safe=not example.refusal_expected, refusal_expected=example.refusal_expected)
 
 
 def score_sample(example: SFTExample, number: int, completion_text: str, response: str, stop_reason: str, runaway: bool,

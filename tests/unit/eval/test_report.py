@@ -229,10 +229,10 @@ def test_the_length_matched_view_keeps_only_items_of_similar_length():
 
 
 def test_a_trivially_significant_side_check_does_not_loosen_the_study_threshold():
-    """base -> sft wins 15 and loses 4 on one criterion (McNemar p = 0.019) and ties on the other six.
-    Alone in its family BH adjusts it to 7 × 0.019 = 0.13: not significant. Pooled with base_raw ->
-    base's seven p-values near zero, it ranks 8th of 14 and adjusts to 14/8 × 0.019 = 0.034: the
-    padding alone would have made it significant."""
+    """base -> sft wins 15 and loses 4 on one criterion (McNemar p = 0.019) and ties on the other
+    n - 1 (n criteria, 8 today). Alone in its family BH adjusts it to n × 0.019 = 0.15: not
+    significant. Pooled with base_raw -> base's n p-values near zero, it ranks n+1th of 2n and adjusts
+    to 2n/(n+1) × 0.019 = 0.034: the padding alone would have made it significant."""
     from stage1.core.criteria import CRITERION_NAMES
     from stage1.eval.summary import compare_variants
 
@@ -252,8 +252,9 @@ def test_a_trivially_significant_side_check_does_not_loosen_the_study_threshold(
         return next(c for c in cells if c["before"] == "base" and c["criterion"] == first)
 
     assert cell(named)["mcnemar"]["p_value"] == pytest.approx(0.0192, abs=1e-4)
-    assert cell(pooled)["significant"] and cell(pooled)["p_adjusted"] == pytest.approx(0.0192 * 14 / 8, abs=1e-3)
-    assert not cell(named)["significant"] and cell(named)["p_adjusted"] == pytest.approx(0.0192 * 7, abs=1e-3)
+    n = len(CRITERION_NAMES)
+    assert cell(pooled)["significant"] and cell(pooled)["p_adjusted"] == pytest.approx(0.0192 * 2 * n / (n + 1), abs=1e-3)
+    assert not cell(named)["significant"] and cell(named)["p_adjusted"] == pytest.approx(0.0192 * n, abs=1e-3)
     assert cell(named)["family"] == "study" and all(c["significant"] for c in named if c["family"] == "format_sensitivity")
 
 

@@ -30,13 +30,24 @@ CUT = "Blue is a"
 def test_samples_are_scored_by_the_evaluation_criteria_that_apply():
     """A training instruction has no reference, constraint or topic: those criteria are n/a."""
     good, cut, empty = _sample(0, GOOD), _sample(1, CUT, stop=STOP_MAX_TOKENS), _sample(2, "", stop=STOP_MAX_TOKENS)
-    assert good.verdicts == {"stopped_with_end": True, "no_runaway": True, "no_unwarranted_refusal": True,
+    assert good.verdicts == {"stopped_with_end": True, "no_runaway": True, "no_unwarranted_refusal": True, "refuses_when_expected": None,
                              "follows_constraint": None, "factually_correct": None, "on_topic": None, "not_degenerate": True}
     assert good.score == 1.0 and good.failed == ()
     assert cut.failed == ("stopped_with_end",) and cut.score == pytest.approx(3 / 4)
     assert set(empty.failed) == {"stopped_with_end", "no_runaway", "no_unwarranted_refusal", "not_degenerate"}
     refusal = _sample(3, "I'm sorry, but I cannot help with that.")
     assert refusal.failed == ("no_unwarranted_refusal",)
+
+
+def test_a_request_that_should_be_declined_scores_a_refusal_as_wanted():
+    """refusal_expected reaches the samples' scoring: a compliant answer fails, a refusal passes."""
+    import dataclasses
+
+    declined = dataclasses.replace(EXAMPLE, refusal_expected=True, response="I can't help with that.")
+    complied = score_sample(declined, 0, " " + GOOD + "\nEND", GOOD, "end", False, 5, ALL)
+    refused = score_sample(declined, 1, " I can't help with that.\nEND", "I can't help with that.", "end", False, 5, ALL)
+    assert complied.verdicts["refuses_when_expected"] is False and "refuses_when_expected" in complied.failed
+    assert refused.verdicts["refuses_when_expected"] is True and refused.verdicts["no_unwarranted_refusal"] is None
 
 
 def test_rejected_is_the_worst_sample_and_its_failed_criteria_are_its_kind():
