@@ -6,11 +6,12 @@ Defaults are the tiny preset. Variants are named ``base_raw``, ``base``, ``sft``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from stage1.errors import ConfigError
+from stage1.generation import VLLMSettings
 from stage1.settings import settings_from_dict
 
 VARIANT_NAMES = ("base_raw", "base", "sft", "dpo", "dpo_only")
@@ -58,6 +59,8 @@ class EvalSettings:
     in_process: bool = False  # run variants in this process instead of one subprocess each (tests, CPU speed)
     memory_tolerance_mib: int = 512  # GPU memory a finished variant may leave above the starting level
     memory_wait_s: float = 60.0  # how long to wait for memory to return before refusing to load the next variant
+    # engine sizing with backend: vllm; evaluation prompts share no prefix, so no prefix caching
+    vllm: VLLMSettings = field(default_factory=lambda: VLLMSettings(enable_prefix_caching=False))
 
     def __post_init__(self):
         if self.backend not in BACKENDS:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from stage1.errors import ConfigError, InputError
 from stage1.filters import Candidate, FilterResult, filter_candidates
-from stage1.generation import Generation, GenerationSettings, build_fewshot_prompt, plan_batches, row_seed
+from stage1.generation import Generation, GenerationSettings, VLLMSettings, build_fewshot_prompt, plan_batches, row_seed
 from stage1.generation_journal import (
     JOURNAL_NAME,
     GenerationJournal,
@@ -65,6 +65,7 @@ class SFTDataSettings:
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # base model dtype (source=model)
     device_map: str | None = None  # e.g. "auto" on a GPU machine (source=model)
     generation: GenerationSettings = field(default_factory=GenerationSettings)  # decoding (source=model)
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)  # engine sizing with run.generation_backend: vllm
     leakage: LeakageSettings = field(default_factory=LeakageSettings)  # near-duplicate test against eval items
 
     def __post_init__(self) -> None:
@@ -195,11 +196,22 @@ def _generate(
     loaded: list[Any] = []
 
     def make_backend() -> Any:
-        from stage1.generation import TransformersBackend, VLLMBackend, vllm_engine_args
+        from stage1.generation import (
+            TransformersBackend,
+            VLLMBackend,
+            longest_prompt_tokens,
+            vllm_engine_args,
+            vllm_max_model_len,
+        )
         from stage1.models import load_model
 
         if backend_name == "vllm":
-            engine = vllm_engine_args(settings.quantization, settings.dtype, settings.seed, None, field="run.generation_backend")
+            from stage1.memplan import check_engine_fits
+
+            length = vllm_max_model_len(longest_prompt_tokens(tokenizer, prompts), decoding.max_new_tokens, settings.vllm.max_model_len)
+            check_engine_fits(model_dir, settings.quantization, settings.dtype, settings.vllm, length, None, "sft_data")
+            engine = vllm_engine_args(settings.quantization, settings.dtype, settings.seed, None, field="run.generation_backend",
+                                      vllm=settings.vllm, max_model_len=length)
             return VLLMBackend(str(model_dir), tokenizer, **engine)
         model = load_model(model_dir, quantization=settings.quantization, dtype=settings.dtype, device_map=settings.device_map)
         model.eval()
