@@ -236,11 +236,15 @@ def _compare_golden(results_path: Path, golden_path: Path) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from stage1.memplan import plan_for_config, plan_table
+    from stage1.step_plan import plan_steps_for_config
 
     console = _console()
     config = _config(args)
     plan = plan_for_config(config, gpu_gib=args.gpu_gib)
     console.print(plan_table(plan))
+    for steps in plan_steps_for_config(config):
+        warning = steps.warning()
+        console.print(f"[yellow]too few steps[/]: {warning}" if warning else steps.summary(), markup=True, highlight=False)
     problems = plan.problems()
     for problem in problems:
         console.print(f"[red]does not fit[/]: {problem}")

@@ -132,6 +132,7 @@ def run_train_dpo(
     from stage1.lora import build_lora_config, check_trained_modules
     from stage1.models import check_quantization, eos_info, load_tokenizer
     from stage1.reward_metrics import summarize_by_kind
+    from stage1.step_plan import log_step_plan, step_plan
     from stage1.trainer_config import check_effective_batch, resolve_device
     from stage1.training_callbacks import NonFiniteLossGuard, quiet_trainer
 
@@ -150,6 +151,8 @@ def run_train_dpo(
         )
         for split, path in (("train", train_path), ("eval", eval_path))
     }
+    steps = step_plan(STAGE, len(prepared["train"].rows), dpo_config, batch.processes, settings.min_optimizer_steps)
+    log_step_plan(steps, log)
     model = run.load_model_for_training(model_dir, settings, device)
     trainer = pretokenized_dpo_trainer(
         model=model, args=dpo_config, processing_class=tokenizer, peft_config=lora_config,
@@ -184,5 +187,6 @@ def run_train_dpo(
         "reward_margin": rewards["overall"]["mean_margin"],
         "rewards": rewards["overall"],
         "by_kind": rewards["by_kind"],
+        "step_plan": steps.to_dict(),
     }
     return run.finish(trainer, facts, counts=counts, extra=extra)

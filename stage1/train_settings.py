@@ -38,6 +38,7 @@ class TrainingSettings:
     reward_eval_batch_size: int = 8  # pairs per forward pass when scoring the eval split after DPO
     gpu_memory_gib: float = 80.0  # GPU memory the memory plan checks against (stage1 plan --gpu-gib overrides)
     dpo_only: bool = True  # also run the DPO-only baseline (the same DPO on the raw base) into <run>/dpo_only
+    min_optimizer_steps: int = 50  # plan and each training stage warn when a stage takes fewer optimizer steps
 
     def __post_init__(self):
         for name in ("target_effective_batch", "dpo_target_effective_batch"):
@@ -47,6 +48,8 @@ class TrainingSettings:
         for name in ("sample_prompts", "sample_max_new_tokens", "reward_eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"training.{name}")
+        if self.min_optimizer_steps < 0:
+            raise ConfigError(f"must be 0 (no warning) or more, got {self.min_optimizer_steps}", field="training.min_optimizer_steps")
         if self.gpu_memory_gib <= 0:
             raise ConfigError("must be positive", field="training.gpu_memory_gib")
         if self.sample_every_steps < 0:
