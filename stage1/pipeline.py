@@ -153,12 +153,18 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
     train_settings = {"training": training, "sft": config.sft, "lora": config.lora, "seed": seed}
     steps.append(Step("sft", paths.stage("sft"), ("adapter", MANIFEST), train_settings, (*model_upstream, "sft_data"), {}, train_sft))
 
+    keep_adapter = getattr(training, "sft_handoff", "merge") == "adapter"
+    eval_dtype = config.section("eval").dtype
+
     def merge(_: StageRun) -> Any:
-        from stage1.merge import run_merge
+        from stage1.merge import run_handoff, run_merge
 
-        return run_merge(training, model_dir=paths.model, adapter_dir=paths.stage("sft") / "adapter", out_dir=paths.merged)
+        handoff = run_handoff if keep_adapter else run_merge
+        return handoff(training, model_dir=paths.model, adapter_dir=paths.stage("sft") / "adapter", out_dir=paths.merged,
+                       sft_train_path=paths.stage("sft_data") / "train.jsonl", eval_dtype=eval_dtype)
 
-    steps.append(Step("merge", paths.merged, ("config.json", MANIFEST), {"training": training}, (*model_upstream, "sft"), {}, merge))
+    merge_outputs = ("fidelity.json", MANIFEST) if keep_adapter else ("config.json", MANIFEST)
+    steps.append(Step("merge", paths.merged, merge_outputs, {"training": training, "eval_dtype": eval_dtype}, (*model_upstream, "sft", "sft_data"), {}, merge))
 
     def negatives(_: StageRun) -> Any:
         from stage1.negatives import run_negatives
@@ -181,7 +187,7 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
 
     steps.append(Step("pairs", paths.stage("pairs"), ("train.jsonl", "eval.jsonl", MANIFEST), config.section("pairs"), ("sft_data", "negatives"), {"eval_items": external["eval_items"]}, pairs))
 
-    def dpo_on(model_dir: Path, name: str) -> Callable[[StageRun], Any]:
+    def dpo_on(model_dir: Path, name: str, sft_adapter_dir: Path | None = None) -> Callable[[StageRun], Any]:
         def action(run: StageRun) -> Any:
             from stage1.train_dpo import run_train_dpo
 
@@ -197,12 +203,14 @@ def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) ->
                 resume=not run.forced,
                 stage_fingerprint=run.fingerprint,
                 callbacks=callbacks,
+                sft_adapter_dir=sft_adapter_dir,
             )
 
         return action
 
     dpo_settings = {"training": training, "dpo": config.dpo, "lora": config.lora, "seed": seed}
-    steps.append(Step("dpo", paths.stage("dpo"), ("adapter", MANIFEST), dpo_settings, ("merge", "pairs"), {}, dpo_on(paths.merged, "dpo")))
+    dpo_chain = dpo_on(paths.model, "dpo", paths.stage("sft") / "adapter") if keep_adapter else dpo_on(paths.merged, "dpo")
+    steps.append(Step("dpo", paths.stage("dpo"), ("adapter", MANIFEST), dpo_settings, ("merge", "pairs"), {}, dpo_chain))
     if getattr(training, "dpo_only", True):
         steps.append(Step("dpo_only", paths.stage("dpo_only"), ("adapter", MANIFEST), dpo_settings, (*model_upstream, "pairs"), {}, dpo_on(paths.model, "dpo_only")))
 
@@ -226,12 +234,20 @@ def variant_specs(paths: Paths, config: PipelineConfig) -> list[Any]:
     """The models compared by evaluation, each built from files on disk."""
     from stage1.evaluate import VariantSpec
 
-    quantization = getattr(config.section("training"), "quantization", "none")
+    training = config.section("training")
+    quantization = getattr(training, "quantization", "none")
+    if getattr(training, "sft_handoff", "merge") == "adapter":
+        # The base as SFT held it, with the SFT adapter, or with DPO's continuation of it (SFT + DPO in one adapter).
+        sft = VariantSpec("sft", paths.model, adapter_dir=paths.stage("sft") / "adapter", quantization=quantization)
+        dpo = VariantSpec("dpo", paths.model, adapter_dir=paths.stage("dpo") / "adapter", quantization=quantization)
+    else:
+        sft = VariantSpec("sft", paths.merged, quantization=quantization)
+        dpo = VariantSpec("dpo", paths.merged, adapter_dir=paths.stage("dpo") / "adapter", quantization=quantization)
     specs = [
         VariantSpec("base_raw", paths.model, use_format=False, quantization=quantization),
         VariantSpec("base", paths.model, quantization=quantization),
-        VariantSpec("sft", paths.merged, quantization=quantization),
-        VariantSpec("dpo", paths.merged, adapter_dir=paths.stage("dpo") / "adapter", quantization=quantization),
+        sft,
+        dpo,
     ]
     if (paths.stage("dpo_only") / "adapter").exists():
         specs.append(VariantSpec("dpo_only", paths.model, adapter_dir=paths.stage("dpo_only") / "adapter", quantization=quantization))

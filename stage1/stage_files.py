@@ -21,7 +21,11 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "eval": ("run", "eval_items"),
 }
 # Inputs read when given.
-OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {"sft_data": ("model", "exemplars")}
+OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {
+    "sft_data": ("model", "exemplars"),
+    "merge": ("sft_train",),  # the SFT rows the fidelity check scores; required for QLoRA and sft_handoff: adapter
+    "dpo": ("sft_adapter",),  # sft_handoff: adapter: the SFT adapter DPO goes on training (model = the base)
+}
 
 
 def check_stage_inputs(stage: str, names: Iterable[str]) -> None:
@@ -75,9 +79,15 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
             sft_args=dict(config.sft), lora_args=dict(config.lora), seed=seed,
         )
     if stage == "merge":
-        from stage1.merge import run_merge
+        from stage1.merge import run_handoff, run_merge
 
-        return run_merge(training, model_dir=inputs["model"], adapter_dir=inputs["adapter"], out_dir=out_dir)
+        keep_adapter = training.sft_handoff == "adapter"
+        if (keep_adapter or training.quantization != "none") and "sft_train" not in inputs:
+            raise ConfigError("the SFT model handed on must be checked against its training rows", field="--in",
+                              hint="add --in sft_train=<run>/sft_data/train.jsonl")
+        handoff = run_handoff if keep_adapter else run_merge
+        return handoff(training, model_dir=inputs["model"], adapter_dir=inputs["adapter"], out_dir=out_dir,
+                       sft_train_path=inputs.get("sft_train"), eval_dtype=config.section("eval").dtype)
     if stage == "negatives":
         from stage1.negatives import run_negatives
 
@@ -95,6 +105,7 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
         return run_train_dpo(
             training, model_dir=inputs["model"], train_path=inputs["train"], eval_path=inputs["eval"],
             out_dir=out_dir, dpo_args=dict(config.dpo), lora_args=dict(config.lora), seed=seed,
+            sft_adapter_dir=inputs.get("sft_adapter"),
         )
     if stage == "eval":
         from stage1.evaluate import run_evaluate

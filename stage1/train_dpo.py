@@ -1,9 +1,15 @@
-"""DPO with a new LoRA on the merged SFT model; the reference is the same model with adapters disabled.
+"""DPO that starts from the SFT model and keeps it as the reference, in one of two ways.
 
-TRL is given a fresh ``peft_config`` and no ``ref_model``: the reference is then the model under the
-new adapter with that adapter disabled, which is exactly base+SFT because SFT was merged first.
-At step 0 the new adapter's B matrices are zero, so policy == reference, every implicit reward is
-0, the loss is ln 2 and the margins are 0 (the tests check this).
+- ``training.sft_handoff: merge`` (unquantised runs): a new LoRA on the merged SFT model. TRL is
+  given a fresh ``peft_config`` and no ``ref_model``: the reference is the model with the new
+  adapter disabled, exactly base+SFT because SFT was merged first. At step 0 the new adapter's B
+  matrices are zero, so policy == reference and the loss is ln 2 (the tests check this).
+- ``training.sft_handoff: adapter`` (QLoRA): the SFT adapter itself goes on training, on the base
+  held as SFT held it. TRL, given a ``PeftModel`` that already holds an adapter and no
+  ``peft_config``, copies it into a frozen ``"ref"`` adapter and scores the reference through it
+  (``trl/trainer/dpo_trainer.py``, "a PEFT model with a pretrained adapter"). The reference is then
+  the trained SFT model exactly: no merge, no fresh nf4 quantisation of merged weights (which loses
+  most of a small LoRA delta), one adapter to serve. Policy == reference at step 0 here too.
 
 Pairs are tokenized here with ``stage1.masking.encode_text`` (special-token text in data stays text)
 and handed to TRL as ``prompt_ids``/``chosen_ids``/``rejected_ids``; TRL's own tokenization would
@@ -46,13 +52,14 @@ def pretokenized_dpo_trainer(**kwargs):
 def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: int) -> tuple[list[float], list[float]]:
     """Implicit rewards ``beta * (log pi - log pi_ref)`` of chosen and rejected for each pair.
 
-    The policy is ``model`` with its adapter; the reference is the same model with the adapter
-    disabled. Written by hand rather than through TRL's fused LM head: on CPU that head projects
+    The policy is ``model`` with its adapter; the reference is its frozen ``"ref"`` adapter when it has
+    one (DPO continued the SFT adapter), otherwise the same model with the adapter disabled. Written by hand rather than through TRL's fused LM head: on CPU that head projects
     every position (prompt included) onto the 152k vocabulary in tiles, which made scoring the
     eval split cost more than training; here only completion positions are projected.
     """
     import torch
     from trl.trainer.dpo_trainer import DataCollatorForPreference
+    from trl.trainer.utils import use_adapter
 
     collate = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
     device = next(model.parameters()).device
@@ -64,7 +71,7 @@ def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: in
             batch = {k: v.to(device) for k, v in collate(rows[start : start + batch_size]).items()}
             with torch.no_grad():
                 policy = completion_log_probs(model, batch)
-                with model.disable_adapter():
+                with use_adapter(model, "ref" if "ref" in getattr(model, "peft_config", {}) else None):
                     reference = completion_log_probs(model, batch)
             rewards = (beta * (policy - reference)).float().cpu().tolist()
             half = len(rewards) // 2
@@ -109,8 +116,13 @@ def run_train_dpo(
     resume: bool = True,
     stage_fingerprint: str | None = None,
     callbacks: tuple = (),
+    sft_adapter_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train a new LoRA with DPO on the model in ``model_dir`` (the merged SFT model, or the base for DPO-only).
+    """Train a LoRA with DPO on the model in ``model_dir`` (the merged SFT model, or the base for DPO-only).
+
+    With ``sft_adapter_dir`` (``training.sft_handoff: adapter``) ``model_dir`` is the base and the
+    SFT adapter found there is trained on, its frozen copy the reference; the adapter written is the
+    continued one (SFT + DPO), with the base as its parent.
 
     Writes ``out_dir/adapter/`` (adapter + lineage.json naming ``model_dir`` as parent), checkpoints
     under ``out_dir/checkpoints/``, ``log_history.json``, and ``manifest.json`` last, with
@@ -128,9 +140,10 @@ def run_train_dpo(
     from trl import DPOConfig
 
     from stage1 import training_run as run
-    from stage1.lineage import read_lineage
+    from stage1.errors import TrainingError
+    from stage1.lineage import adapter_hash, read_lineage
     from stage1.lora import build_lora_config, check_trained_modules
-    from stage1.models import check_quantization, eos_info, load_tokenizer
+    from stage1.models import check_quantization, eos_info, load_adapter, load_tokenizer
     from stage1.reward_metrics import summarize_by_kind
     from stage1.step_plan import log_step_plan, step_plan
     from stage1.trainer_config import check_effective_batch, resolve_device
@@ -154,19 +167,28 @@ def run_train_dpo(
     steps = step_plan(STAGE, len(prepared["train"].rows), dpo_config, batch.processes, settings.min_optimizer_steps)
     log_step_plan(steps, log)
     model = run.load_model_for_training(model_dir, settings, device)
+    sft_adapter = None if sft_adapter_dir is None else Path(sft_adapter_dir)
+    if sft_adapter is not None:
+        check_quantization(read_lineage(sft_adapter).quantization, settings.quantization)
+        model = load_adapter(model, sft_adapter, expected_parent=model_dir, is_trainable=True)
     trainer = pretokenized_dpo_trainer(
-        model=model, args=dpo_config, processing_class=tokenizer, peft_config=lora_config,
+        model=model, args=dpo_config, processing_class=tokenizer, peft_config=None if sft_adapter is not None else lora_config,
         train_dataset=Dataset.from_list(prepared["train"].rows), eval_dataset=Dataset.from_list(prepared["eval"].rows),
         callbacks=[NonFiniteLossGuard(), *callbacks],
     )
     quiet_trainer(trainer)
-    parent_kind = parent.kind if parent is not None else "base"
+    parent_kind = "sft_adapter" if sft_adapter is not None else (parent.kind if parent is not None else "base")
+    if sft_adapter is not None and "ref" not in trainer.model.peft_config:
+        raise TrainingError("TRL kept no frozen 'ref' copy of the SFT adapter: the reference would be the raw base")
+    started_from = {"sft_adapter": str(sft_adapter), "sft_adapter_hash": adapter_hash(sft_adapter)} if sft_adapter is not None else {}
     facts = run.TrainingFacts(
         stage=STAGE, settings=settings, model_dir=Path(model_dir), out_dir=out, seed=seed,
         user_args={"dpo": dict(dpo_args), "lora": dict(lora_args)}, resolved=run.resolved_args(dpo_config, lora_config),
-        data={"train": Path(train_path), "eval": Path(eval_path)}, eos=eos_info(model, tokenizer),
+        data={"train": Path(train_path), "eval": Path(eval_path),
+              **({"sft_adapter": sft_adapter / "adapter_model.safetensors"} if sft_adapter is not None else {})},
+        eos=eos_info(model, tokenizer),
         trained_modules=check_trained_modules(trainer.model, lora_config, model.config.num_hidden_layers), batch=batch,
-        lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta},
+        lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta, **started_from},
     )
     outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
     chosen, rejected = pair_rewards(trainer.model, tokenizer, prepared["eval"].rows, dpo_config.beta, settings.reward_eval_batch_size)
@@ -182,6 +204,7 @@ def run_train_dpo(
     extra = {
         **outcome,
         "parent_kind": parent_kind,
+        **started_from,
         "beta": dpo_config.beta,
         "reward_accuracy": rewards["overall"]["reward_accuracy"],
         "reward_margin": rewards["overall"]["mean_margin"],
