@@ -389,8 +389,17 @@ def check_engine_fits(model_dir: str | Path, quantization: str, dtype: str, vllm
     return check_vllm_fits(read_architecture(Path(model_dir) / "config.json"), work, gpu_gib)
 
 
-def plan_merge(shape: ModelShape, merge_dtype: str, merge_device: str) -> StagePlan:
-    """The merge holds the base once at the merge dtype (plus the small adapter)."""
+def plan_merge(shape: ModelShape, merge_dtype: str, merge_device: str, handoff: str = "merge", quantization: str = "none") -> StagePlan:
+    """The merge holds the base once at the merge dtype (plus the small adapter).
+
+    With ``sft_handoff: adapter`` nothing is merged: the stage only loads the base as training holds
+    it, with the SFT adapter, to check the hand-off (``stage1.handoff``), on the GPU for nf4.
+    """
+    if handoff == "adapter":
+        parts = {"weights": weight_gib(shape, quantization, "bfloat16")}
+        device = "gpu" if quantization != "none" else "cpu"
+        return StagePlan("merge", device, {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), ("nothing is merged",),
+                         notes=("sft_handoff: adapter: the hand-off check loads the base + SFT adapter, no merge",))
     parts = {"weights": shape.parameter_count() * DTYPE_BYTES[merge_dtype] / GIB}
     device = "gpu" if merge_device == "cuda" else "cpu"
     total = round(_total(parts), 2) if device == "gpu" else round(parts["weights"], 2)
@@ -406,12 +415,13 @@ def plan_memory(
     merge_device: str = "cpu",
     generation: tuple[GenerationWorkload, ...] = (GenerationWorkload(),),
     gpu_gib: float = 80.0,
+    handoff: str = "merge",
 ) -> MemoryPlan:
     """Estimate every stage's peak. Pure arithmetic."""
     stages = (
         *(plan_generation(shape, work, gpu_gib) for work in generation if work.stage != "eval"),
         plan_training(shape, sft, "sft"),
-        plan_merge(shape, merge_dtype, merge_device),
+        plan_merge(shape, merge_dtype, merge_device, handoff, sft.quantization),
         plan_training(shape, dpo, "dpo"),
         *(plan_generation(shape, work, gpu_gib) for work in generation if work.stage == "eval"),
     )
@@ -514,6 +524,7 @@ def plan_for_config(config, gpu_gib: float | None = None) -> MemoryPlan:
         merge_device=training.merge_device,
         generation=generation_workloads(config, training),
         gpu_gib=gpu_gib if gpu_gib is not None else training.gpu_memory_gib,
+        handoff=getattr(training, "sft_handoff", "merge"),
     )
 
 

@@ -178,8 +178,12 @@ def run_train_dpo(
     )
     quiet_trainer(trainer)
     parent_kind = "sft_adapter" if sft_adapter is not None else (parent.kind if parent is not None else "base")
-    if sft_adapter is not None and "ref" not in trainer.model.peft_config:
-        raise TrainingError("TRL kept no frozen 'ref' copy of the SFT adapter: the reference would be the raw base")
+    if sft_adapter is not None:
+        if "ref" not in trainer.model.peft_config:
+            raise TrainingError("TRL kept no frozen 'ref' copy of the SFT adapter: the reference would be the raw base")
+        moving = [name for name, param in trainer.model.named_parameters() if ".ref." in name and param.requires_grad]
+        if moving:
+            raise TrainingError(f"the reference adapter would train ({moving[0]}, ...): the reference must stay the SFT model")
     started_from = {"sft_adapter": str(sft_adapter), "sft_adapter_hash": adapter_hash(sft_adapter)} if sft_adapter is not None else {}
     facts = run.TrainingFacts(
         stage=STAGE, settings=settings, model_dir=Path(model_dir), out_dir=out, seed=seed,
