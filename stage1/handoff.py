@@ -23,7 +23,6 @@ from typing import Any
 
 from stage1.errors import GateError
 
-FIDELITY_ROWS = 64  # SFT training rows scored per model (the first ones in the file)
 FIDELITY_NAME = "fidelity.json"  # written beside the outputs, also when the gate trips
 
 

@@ -132,7 +132,7 @@ def run_merge(settings: TrainingSettings, *, model_dir: str | Path, adapter_dir:
     check_parent(lineage, model_dir)
     started = time.perf_counter()
     tokenizer = load_tokenizer(model_dir)
-    rows = fidelity_rows(tokenizer, None if sft_train_path is None else Path(sft_train_path))
+    rows = fidelity_rows(tokenizer, None if sft_train_path is None else Path(sft_train_path), settings.fidelity_rows)
     eos, logit_diff, fidelity = merge_and_save(settings, model_dir, adapter_dir, out, tokenizer, lineage, rows, eval_dtype)
     facts = {
         "sft_handoff": "merge",
@@ -185,15 +185,14 @@ def merged_model_lineage(lineage: Lineage, settings: TrainingSettings, *, model_
     )
 
 
-def fidelity_rows(tokenizer, sft_train_path: Path | None) -> list[dict[str, list[int]]]:
-    """The first ``FIDELITY_ROWS`` SFT training rows as SFT trained on them (response tokens supervised)."""
+def fidelity_rows(tokenizer, sft_train_path: Path | None, count: int = 64) -> list[dict[str, list[int]]]:
+    """The first ``count`` (``training.fidelity_rows``) SFT training rows as SFT trained on them (response tokens supervised)."""
     if sft_train_path is None:
         return []
-    from stage1.handoff import FIDELITY_ROWS
     from stage1.records import SFTExample, read_records
     from stage1.training_data import build_sft_rows
 
-    examples = read_records(sft_train_path, SFTExample)[:FIDELITY_ROWS]
+    examples = read_records(sft_train_path, SFTExample)[:count]
     return build_sft_rows(tokenizer, examples, max_length=None, overlong="drop", source=sft_train_path).rows
 
 
@@ -350,7 +349,7 @@ def run_handoff(settings: TrainingSettings, *, model_dir: str | Path, adapter_di
     started = time.perf_counter()
     (out / MANIFEST_NAME).unlink(missing_ok=True)
     tokenizer = load_tokenizer(model_dir)
-    rows, probes = fidelity_rows(tokenizer, Path(sft_train_path)), probe_ids(tokenizer)
+    rows, probes = fidelity_rows(tokenizer, Path(sft_train_path), settings.fidelity_rows), probe_ids(tokenizer)
     reference = measure_trained(model_dir, adapter_dir, lineage, probes, rows, logits=True, device_map=training_device_map(settings))
     measured = measure_handed_on(settings, reference, probes, rows, handed_on_loads(settings, model_dir, adapter_dir, eval_dtype))
     fix = "the adapter is loaded as it was trained, so a loss here means another load path: check training.quantization and eval.dtype"

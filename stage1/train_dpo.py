@@ -35,8 +35,14 @@ log = logging.getLogger(__name__)
 STAGE = "dpo"
 
 
-def pretokenized_dpo_trainer(**kwargs):
-    """A DPOTrainer that takes our token ids as they are (TRL would re-tokenize text itself)."""
+def pretokenized_dpo_trainer(*, reference_cache: dict[str, Any] | None = None, **kwargs):
+    """A DPOTrainer that takes our token ids as they are (TRL would re-tokenize text itself).
+
+    Args:
+        reference_cache: ``{"parts": {split: key parts}, "paths": {split: path}}`` (see
+            ``stage1.reference_cache``): precomputed reference log-probabilities are read from
+            ``paths[split]`` when there, and written there when TRL computes them.
+    """
     from trl import DPOTrainer
 
     class PreTokenizedDPOTrainer(DPOTrainer):
@@ -46,7 +52,44 @@ def pretokenized_dpo_trainer(**kwargs):
                 raise ValueError(f"the {dataset_name} rows lack {sorted(missing)}; build them with build_preference_rows")
             return dataset
 
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            from stage1.reference_cache import COLUMNS, read_cached, write_cached
+
+            path = None if reference_cache is None else reference_cache["paths"].get(name)
+            if path is None:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            cached = read_cached(path, len(dataset))
+            if cached is not None:
+                log.info("reference log-probabilities for %s read from %s", name, path)
+                self.stage1_reference_cache_hits = getattr(self, "stage1_reference_cache_hits", 0) + 1
+                for column in COLUMNS:
+                    dataset = dataset.add_column(column, cached[column])
+                return dataset
+            computed = super()._precompute_ref_logps(dataset, name, batch_size)
+            if self.accelerator.is_main_process:
+                write_cached(path, reference_cache["parts"][name], {column: computed[column] for column in COLUMNS})
+            return computed
+
     return PreTokenizedDPOTrainer(**kwargs)
+
+
+def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adapter: Path | None, splits: dict[str, Path],
+                        max_length: int | None, out: Path) -> dict[str, Any] | None:
+    """Where each split's reference log-probabilities are kept, and the key parts (None when not precomputed)."""
+    if not settings.precompute_reference:
+        return None
+    from stage1.lineage import adapter_hash, weights_hash
+    from stage1.manifest import library_versions
+    from stage1.reference_cache import cache_path, reference_key, reference_parts
+    from stage1.storage import sha256_file
+
+    model_hash = weights_hash(model_dir)
+    sft_hash = adapter_hash(sft_adapter) if sft_adapter is not None else None
+    versions = {k: v for k, v in library_versions().items() if k in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
+    parts = {split: reference_parts(model_hash=model_hash, adapter_hash=sft_hash, pairs_hash=sha256_file(path), max_length=max_length,
+                                    quantization=settings.quantization, dtype=settings.dtype, versions=versions)
+             for split, path in splits.items()}
+    return {"parts": parts, "paths": {split: cache_path(out, reference_key(part), split) for split, part in parts.items()}}
 
 
 def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: int) -> tuple[list[float], list[float]]:
@@ -154,6 +197,8 @@ def run_train_dpo(
     if parent is not None:
         check_quantization(parent.quantization, settings.quantization)
     device = resolve_device(settings)
+    if settings.precompute_reference:
+        dpo_args = {**dict(dpo_args or {}), "precompute_ref_log_probs": True}
     dpo_config = run.build_config(DPOConfig, dpo_args, "dpo", settings, device, out, seed)
     batch = check_effective_batch(dpo_config, settings.dpo_target_effective_batch, section="dpo", target_field="dpo_target_effective_batch")
     lora_config = build_lora_config(lora_args, require_all_projections=settings.require_all_projections)
@@ -171,7 +216,10 @@ def run_train_dpo(
     if sft_adapter is not None:
         check_quantization(read_lineage(sft_adapter).quantization, settings.quantization)
         model = load_adapter(model, sft_adapter, expected_parent=model_dir, is_trainable=True)
+    cache = reference_cache_for(settings, model_dir=Path(model_dir), sft_adapter=sft_adapter,
+                                splits={"train": Path(train_path), "eval": Path(eval_path)}, max_length=dpo_config.max_length, out=out)
     trainer = pretokenized_dpo_trainer(
+        reference_cache=cache,
         model=model, args=dpo_config, processing_class=tokenizer, peft_config=None if sft_adapter is not None else lora_config,
         train_dataset=Dataset.from_list(prepared["train"].rows), eval_dataset=Dataset.from_list(prepared["eval"].rows),
         callbacks=[NonFiniteLossGuard(), *callbacks],
@@ -215,5 +263,8 @@ def run_train_dpo(
         "rewards": rewards["overall"],
         "by_kind": rewards["by_kind"],
         "step_plan": steps.to_dict(),
+        "reference": {"precomputed": bool(dpo_config.precompute_ref_log_probs),
+                      "cache": None if cache is None else {split: str(path) for split, path in cache["paths"].items()},
+                      "cache_hits": getattr(trainer, "stage1_reference_cache_hits", 0)},
     }
     return run.finish(trainer, facts, counts=counts, extra=extra)

@@ -41,6 +41,8 @@ class TrainingSettings:
     gpu_memory_gib: float = 80.0  # GPU memory the memory plan checks against (stage1 plan --gpu-gib overrides)
     dpo_only: bool = True  # also run the DPO-only baseline (the same DPO on the raw base) into <run>/dpo_only
     min_sft_gain_kept: float = 0.9  # share of SFT's loss gain the model handed to DPO/eval must keep, as they load it (0: unchecked)
+    fidelity_rows: int = 64  # SFT training rows the hand-off check scores per loaded model
+    precompute_reference: bool = False  # DPO: score the pairs under the reference once, cached by what determines them
     min_optimizer_steps: int = 50  # plan and each training stage warn when a stage takes fewer optimizer steps
 
     def __post_init__(self):
@@ -53,6 +55,8 @@ class TrainingSettings:
                 raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"training.{name}")
         if not 0.0 <= self.min_sft_gain_kept <= 1.0:
             raise ConfigError(f"must be in [0, 1], got {self.min_sft_gain_kept}", field="training.min_sft_gain_kept")
+        if self.fidelity_rows < 1:
+            raise ConfigError(f"must be at least 1, got {self.fidelity_rows}", field="training.fidelity_rows")
         if self.min_optimizer_steps < 0:
             raise ConfigError(f"must be 0 (no warning) or more, got {self.min_optimizer_steps}", field="training.min_optimizer_steps")
         if self.gpu_memory_gib <= 0:

@@ -166,3 +166,24 @@ def test_rerunning_a_finished_dpo_adds_no_step_and_a_new_fingerprint_starts_over
     assert retrained["resumed_from"] is None and "discarding 2 checkpoint(s)" in caplog.text
     assert retrained["counts"]["steps"] == 4
     assert retrained["rewards"] == pytest.approx(first["rewards"], rel=1e-4, abs=1e-6)
+
+
+def test_precomputed_reference_log_probs_are_cached_and_reused_across_a_beta_sweep(merged_dir, pair_files, tmp_path, dpo_dir):
+    """A second run with another beta reads the cached reference log-probabilities; the training matches."""
+    train, evaluation = pair_files
+    settings = TrainingSettings(precompute_reference=True, min_optimizer_steps=0)
+    args = {**DPO_TRAIN_ARGS, "max_steps": 2, "save_steps": 2}
+    first = run_train_dpo(settings, model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                          dpo_args=args, lora_args=LORA_ARGS)
+    assert first["reference"]["precomputed"] and first["reference"]["cache_hits"] == 0
+    cached = {split: Path(path) for split, path in first["reference"]["cache"].items()}
+    assert all(path.is_file() for path in cached.values())
+    record = json.loads(cached["train"].read_text())
+    assert record["rows"] == first["counts"]["pairs_train"] and all(v < 0 for v in record["ref_chosen_logps"])
+    swept = run_train_dpo(settings, model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                          dpo_args={**args, "beta": 0.3}, lora_args=LORA_ARGS, resume=False)
+    assert swept["reference"]["cache_hits"] == 2 and swept["reference"]["cache"] == first["reference"]["cache"], "beta is not in the key"
+    assert _history(tmp_path / "dpo")[0]["loss"] == pytest.approx(math.log(2), abs=1e-4), "the cached reference is the policy at step 0"
+    longer = run_train_dpo(settings, model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                           dpo_args={**args, "max_length": 80}, lora_args=LORA_ARGS, resume=False)
+    assert longer["reference"]["cache_hits"] == 0 and longer["reference"]["cache"] != first["reference"]["cache"], "max_length is"
