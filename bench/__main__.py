@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_results(path: Path, rows: list[Row], names: tuple[str, ...], load_start, load_end) -> None:
     """The table as JSON (readable by ``bench.table.load_json``) with the machine and its load."""
-    from stage1.storage import atomic_write_json
+    from stage1.io.atomic import atomic_write_json
 
     atomic_write_json(path, {
         "command": "python -m bench" + ("" if names == BENCHMARKS else f" --only {','.join(names)}"),

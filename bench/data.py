@@ -28,8 +28,8 @@ from typing import Any
 from bench.table import Row, print_table, row, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
-POOL = ROOT / "fixtures" / "sft" / "instructions.jsonl"
-EVAL_ITEMS = ROOT / "fixtures" / "eval" / "items.jsonl"
+POOL = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
+EVAL_ITEMS = ROOT / "stage1" / "pools" / "eval" / "items.jsonl"
 RESULTS = ROOT / "bench" / "results" / "data.json"
 
 
@@ -48,9 +48,10 @@ def synthetic_rows(count: int) -> Iterator[dict]:
 
 def stage_seconds(count: int, workdir: Path, tokenizer_dir: Path) -> dict[str, float]:
     """Wall time of ``run_negatives`` and ``run_pairs`` on ``count`` examples written to a file."""
+    from stage1.io.atomic import atomic_write_jsonl
     from stage1.negatives import NegativeSettings, run_negatives
-    from stage1.pairs import PairSettings, run_pairs
-    from stage1.storage import atomic_write_jsonl
+    from stage1.pairs.settings import PairSettings
+    from stage1.pairs.stage import run_pairs
 
     sft = atomic_write_jsonl(workdir / "sft.jsonl", synthetic_rows(count))
     gc.collect()
@@ -78,8 +79,8 @@ def stage_seconds(count: int, workdir: Path, tokenizer_dir: Path) -> dict[str, f
 
 def streaming_peak_mib(count: int) -> float:
     """Peak traced memory of the negatives core consuming a lazy stream of ``count`` examples."""
+    from stage1.core.records import SFTExample
     from stage1.negatives import DonorPool, NegativeSettings, generate_negatives
-    from stage1.records import SFTExample
 
     settings = NegativeSettings()
     donors = DonorPool.from_examples((SFTExample(**r) for r in synthetic_rows(5_000)), settings.donor_pool_size, 0)
@@ -96,7 +97,7 @@ def streaming_peak_mib(count: int) -> float:
 def run(count: int = 100_000) -> dict[str, Any]:
     """Measure, print the table, and return the figures (with the table rows under ``rows``)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from stage1.tiny import build_qwen2_tokenizer
+    from stage1.hf.tiny import build_qwen2_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

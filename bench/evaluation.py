@@ -33,10 +33,10 @@ def write_items(path: Path, count: int = NUM_ITEMS) -> Path:
 
 
 def generation_items_per_second(model_dir: Path, items_path: Path, batch_size: int, max_new_tokens: int) -> float:
-    from stage1.eval_items import read_eval_items
-    from stage1.eval_runner import generate_responses, load_variant
-    from stage1.eval_settings import VariantSpec
-    from stage1.models import free_model
+    from stage1.eval.runner import generate_responses, load_variant
+    from stage1.eval.settings import VariantSpec
+    from stage1.hf.models import free_model
+    from stage1.io.records import read_eval_items
 
     spec = VariantSpec("base", model_dir)
     items = read_eval_items(items_path)
@@ -51,7 +51,7 @@ def generation_items_per_second(model_dir: Path, items_path: Path, batch_size: i
 
 
 def one_variant_seconds(model_dir: Path, items_path: Path, out_dir: Path, in_process: bool) -> float:
-    from stage1.evaluate import EvalSettings, VariantSpec, run_evaluate
+    from stage1.eval.stage import EvalSettings, VariantSpec, run_evaluate
 
     settings = EvalSettings(variants=("base",), limit=8, bootstrap_samples=200)
     started = time.perf_counter()
@@ -63,9 +63,9 @@ def summary_seconds(num_items: int = 300, samples: int = 1000) -> float:
     """Scoring and statistics alone: 300 items, five variants, the default comparisons and bootstrap."""
     import random
 
-    from stage1.eval_items import EvalItem, EvalResponse
-    from stage1.eval_settings import VARIANT_NAMES, EvalSettings
-    from stage1.eval_summary import summarise
+    from stage1.core.eval_items import EvalItem, EvalResponse
+    from stage1.eval.settings import VARIANT_NAMES, EvalSettings
+    from stage1.eval.summary import summarise
 
     rng = random.Random(0)
     items = [EvalItem(f"s{i}", f"Question {i}?", reference="Paris", topic_keywords=("France",)) for i in range(num_items)]
@@ -87,8 +87,8 @@ def summary_seconds(num_items: int = 300, samples: int = 1000) -> float:
 
 def run() -> dict[str, Any]:
     """Measure everything; returns ``{metric: value}`` and the table rows under ``rows``."""
-    from stage1.eval_settings import EvalSettings
-    from stage1.tiny import build_tiny_qwen
+    from stage1.eval.settings import EvalSettings
+    from stage1.hf.tiny import build_tiny_qwen
 
     defaults = EvalSettings()
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +118,7 @@ def rows(results: dict[str, float]) -> list[Row]:
 
 
 if __name__ == "__main__":
-    from stage1.eval_settings import EvalSettings
+    from stage1.eval.settings import EvalSettings
 
     measured = run()
     print_table([Row(**r) for r in measured["rows"]],

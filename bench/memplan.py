@@ -47,13 +47,13 @@ def measure_eval(config_name: str, generate: bool) -> dict[str, float]:
     """Peak reserved memory (GiB) of loading the model and (``generate``) one evaluation batch."""
     import torch
 
-    from stage1.config import load_config
-    from stage1.format import render_prompt
-    from stage1.generation import GenerationSettings, TransformersBackend
-    from stage1.models import load_model, load_tokenizer
+    from stage1.config.load import load_config
+    from stage1.core.format import render_prompt
+    from stage1.hf.generation import GenerationSettings, TransformersBackend
+    from stage1.hf.models import load_model, load_tokenizer
 
     config = load_config(config_name)
-    evaluation, training = config.section("eval"), config.section("training")
+    evaluation, training = config.eval, config.training
     torch.cuda.reset_peak_memory_stats()
     model = load_model(config.model.path, quantization=training.quantization, dtype=evaluation.dtype, device_map={"": 0}).eval()
     loaded = _reserved_gib()
@@ -68,8 +68,8 @@ def measure_sft_step(config_name: str, work: str) -> dict[str, float]:
     """Peak reserved memory (GiB) of one SFT optimizer step through ``run_train_sft``."""
     import torch
 
-    from stage1.config import load_config
-    from stage1.train_sft import run_train_sft
+    from stage1.config.load import load_config
+    from stage1.train.sft import run_train_sft
 
     config = load_config(config_name)
     sft = dict(config.sft)
@@ -82,7 +82,7 @@ def measure_sft_step(config_name: str, work: str) -> dict[str, float]:
     ))
     torch.cuda.reset_peak_memory_stats()
     run_train_sft(
-        replace(config.section("training"), target_effective_batch=batch),
+        replace(config.training, target_effective_batch=batch),
         model_dir=config.model.path, train_path=rows, out_dir=Path(work) / "sft",
         sft_args={**sft, "max_steps": 1, "gradient_accumulation_steps": 1, "save_steps": 10**6, "logging_steps": 1},
         lora_args=dict(config.lora),
@@ -99,7 +99,7 @@ def why_not_measured(config_name: str) -> str | None:
     """None when this machine can measure the preset; otherwise the reason, for the table."""
     import torch
 
-    from stage1.config import load_config
+    from stage1.config.load import load_config
 
     if not torch.cuda.is_available():
         return "not measured (no GPU)"
@@ -111,8 +111,8 @@ def why_not_measured(config_name: str) -> str | None:
 
 def run(config_name: str = "qwen2.5-32b") -> dict[str, Any]:
     """Measure (when possible), print the table, and return the figures with the rows under ``rows``."""
-    from stage1.config import load_config
-    from stage1.memplan import CUDA_CONTEXT_GIB, plan_for_config
+    from stage1.config.load import load_config
+    from stage1.hf.memplan import CUDA_CONTEXT_GIB, plan_for_config
 
     plan = plan_for_config(load_config(config_name))
     planned = {name: plan.stage(name).total_gib - CUDA_CONTEXT_GIB for name in ("eval", "sft")}

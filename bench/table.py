@@ -57,7 +57,7 @@ def print_table(rows: list[Row], title: str = "stage1 benchmarks") -> None:
 
 
 def write_json(rows: list[Row], path: Path) -> None:
-    from stage1.storage import atomic_write_json
+    from stage1.io.atomic import atomic_write_json
 
     atomic_write_json(path, {"machine": platform.machine(), "rows": [r.to_dict() for r in rows]})
 

@@ -27,7 +27,7 @@ from typing import Any
 from bench.table import Row, print_table, row
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTRUCTIONS = ROOT / "fixtures" / "sft" / "instructions.jsonl"
+INSTRUCTIONS = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
 NUM_ROWS = 64
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
 COMMON = {"learning_rate": 3e-3, "lr_scheduler_type": "constant", "max_length": 128, "save_strategy": "no", "logging_steps": 1}
@@ -39,7 +39,7 @@ CPU_DEFAULTS = {"bf16": False, "activation_checkpointing": False, "use_cpu": Tru
 
 def write_data(folder: Path) -> dict[str, Path]:
     """SFT rows from the fixture pool and preference pairs built from them (rejected = another row's answer)."""
-    from stage1.format import render_completion, render_prompt
+    from stage1.core.format import render_completion, render_prompt
 
     rows = [json.loads(line) for line in INSTRUCTIONS.read_text(encoding="utf-8").splitlines() if line.strip()][:NUM_ROWS]
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,8 +66,8 @@ def _peak_rss_mib() -> float:
 
 
 def ours_sft(model_dir: str, data: dict[str, str], out: str) -> dict[str, float]:
-    from stage1.train_settings import TrainingSettings
-    from stage1.train_sft import run_train_sft
+    from stage1.train.settings import TrainingSettings
+    from stage1.train.sft import run_train_sft
 
     manifest = run_train_sft(TrainingSettings(), model_dir=model_dir, train_path=data["sft"], out_dir=out, sft_args=SFT_ARGS, lora_args=LORA)
     history = json.loads((Path(out) / "log_history.json").read_text())
@@ -80,7 +80,7 @@ def plain_sft(model_dir: str, data: dict[str, str], out: str) -> dict[str, float
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from stage1.format import render_completion, render_prompt
+    from stage1.core.format import render_completion, render_prompt
 
     rows = [json.loads(line) for line in Path(data["sft"]).read_text().splitlines()]
     dataset = Dataset.from_list([{"prompt": render_prompt(r["instruction"]), "completion": render_completion(r["response"])} for r in rows])
@@ -95,8 +95,8 @@ def plain_sft(model_dir: str, data: dict[str, str], out: str) -> dict[str, float
 
 
 def ours_dpo(model_dir: str, data: dict[str, str], out: str) -> dict[str, float]:
-    from stage1.train_dpo import run_train_dpo
-    from stage1.train_settings import TrainingSettings
+    from stage1.train.dpo import run_train_dpo
+    from stage1.train.settings import TrainingSettings
 
     manifest = run_train_dpo(TrainingSettings(), model_dir=model_dir, train_path=data["pairs_train"], eval_path=data["pairs_eval"],
                              out_dir=out, dpo_args=DPO_ARGS, lora_args=LORA)
@@ -106,8 +106,8 @@ def ours_dpo(model_dir: str, data: dict[str, str], out: str) -> dict[str, float]
 
 def ours_dpo_reference(model_dir: str, data: dict[str, str], out: str, precompute: bool) -> dict[str, float]:
     """Our DPO stage with the reference scored each step, or precomputed (``training.precompute_reference``)."""
-    from stage1.train_dpo import run_train_dpo
-    from stage1.train_settings import TrainingSettings
+    from stage1.train.dpo import run_train_dpo
+    from stage1.train.settings import TrainingSettings
 
     started = time.perf_counter()
     manifest = run_train_dpo(TrainingSettings(precompute_reference=precompute, min_optimizer_steps=0), model_dir=model_dir,
@@ -153,7 +153,7 @@ def plain_dpo(model_dir: str, data: dict[str, str], out: str) -> dict[str, float
 
 
 def _timed_train(trainer) -> dict[str, float]:
-    from stage1.training_callbacks import quiet_trainer
+    from stage1.train.callbacks import quiet_trainer
 
     quiet_trainer(trainer)  # the same logging path as our stages
     started = time.perf_counter()
@@ -188,7 +188,7 @@ def compare(name: str, ours, plain, model_dir: Path, data: dict[str, str], work:
 
 def run(repeats: int = 2) -> dict[str, Any]:
     """Measure, print the table, and return the figures (with the table rows under ``rows``)."""
-    from stage1.tiny import build_tiny_qwen
+    from stage1.hf.tiny import build_tiny_qwen
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -18,6 +18,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-cd "$root"
+# No `cd`: a user's relative --run-dir, --in and --config paths keep meaning what they typed.
 if [ "$#" -gt 0 ] && [ "$1" = "python" ]; then shift; exec "$venv/bin/python" "$@"; fi
 exec "$@"

@@ -37,8 +37,10 @@ def main() -> None:
     import torch
 
     from stage1.handoff import gain_kept, mean_token_loss
-    from stage1.lineage import read_lineage
-    from stage1.merge import (
+    from stage1.hf.models import free_model, load_adapter, load_model, load_tokenizer
+    from stage1.hf.tiny import build_tiny_qwen
+    from stage1.io.lineage import read_lineage
+    from stage1.train.merge import (
         fidelity_rows,
         max_logit_difference,
         measure_trained,
@@ -46,14 +48,12 @@ def main() -> None:
         probe_ids,
         probe_logits,
     )
-    from stage1.models import free_model, load_adapter, load_model, load_tokenizer
-    from stage1.tiny import build_tiny_qwen
-    from stage1.train_settings import TrainingSettings
-    from stage1.train_sft import run_train_sft
+    from stage1.train.settings import TrainingSettings
+    from stage1.train.sft import run_train_sft
 
     work = Path(tempfile.mkdtemp(prefix="qlora-strategies-"))
     model_dir = build_tiny_qwen(work / "model", seed=0)
-    train = ROOT / "fixtures" / "sft" / "instructions.jsonl"
+    train = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
     settings = TrainingSettings(quantization="nf4", min_optimizer_steps=0)
     sft_args = {"per_device_train_batch_size": 8, "max_steps": args.steps, "learning_rate": args.lr, "lr_scheduler_type": "constant",
                 "max_length": 128, "save_steps": args.steps, "logging_steps": 5}

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, lints, then runs every test (slow ones too)
-# with the deterministic hypothesis profile CI uses.
+# with the deterministic hypothesis profile CI uses. Test paths given relative to the caller's folder
+# keep their meaning: each argument that names an existing path is made absolute before pytest runs
+# in the checkout (where its configuration and the tests live).
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
-bash "$here/env.sh" python -m ruff check stage1 tests cli.py bench
-bash "$here/env.sh" python -m pytest tests "$@"
+args=()
+for arg in "$@"; do
+  if [ -e "$arg" ]; then args+=("$(cd "$(dirname "$arg")" && pwd)/$(basename "$arg")"); else args+=("$arg"); fi
+done
+cd "$root"
+bash scripts/env.sh python -m ruff check stage1 tests cli.py bench fixtures
+if [ "${#args[@]}" -eq 0 ]; then args=(tests); fi
+bash scripts/env.sh python -m pytest "${args[@]}"

@@ -120,9 +120,8 @@ def quiet_libraries() -> None:
 METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
 
 
-def rich_training_callback(console: Console):
-    """A TrainerCallback showing a progress bar (rate, ETA) and a live table of the latest metrics."""
-    from rich.live import Live
+def _training_progress(console: Console):
+    """The bar a training run shows: steps done of the total, steps per second, elapsed and remaining."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -131,36 +130,48 @@ def rich_training_callback(console: Console):
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    return Progress(
+        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    )
+
+
+def _training_view(progress, metrics: dict[str, float]):
+    """The bar above one row of the latest metrics (those of ``METRIC_KEYS`` logged so far)."""
+    from rich.console import Group
     from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", box=None)
+    shown = [key for key in METRIC_KEYS if key in metrics]
+    for key in shown:
+        table.add_column(key)
+    table.add_row(*[f"{metrics[key]:.4g}" for key in shown])
+    return Group(progress, table)
+
+
+def rich_training_callback(console: Console):
+    """A TrainerCallback showing a progress bar (rate, ETA) and a live table of the latest metrics.
+
+    The class is made here so that transformers is imported only when training starts.
+    """
+    from rich.live import Live
     from transformers import TrainerCallback
 
     class RichTraining(TrainerCallback):
         def __init__(self):
-            self.progress = Progress(
-                TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-            )
+            self.progress = _training_progress(console)
             self.metrics: dict[str, float] = {}
             self.live: Live | None = None
             self.task = None
             self.started = 0.0
-
-        def _render(self):
-            table = Table(show_header=True, header_style="bold", box=None)
-            for key in METRIC_KEYS:
-                if key in self.metrics:
-                    table.add_column(key)
-            table.add_row(*[f"{self.metrics[k]:.4g}" for k in METRIC_KEYS if k in self.metrics])
-            from rich.console import Group
-
-            return Group(self.progress, table)
 
         def on_train_begin(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:
                 return
             self.started = time.perf_counter()
             self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, rate="")
-            self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+            self.live = Live(_training_view(self.progress, self.metrics), console=console, refresh_per_second=4, transient=False)
             self.live.start()
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -168,17 +179,17 @@ def rich_training_callback(console: Console):
                 return
             seconds = max(time.perf_counter() - self.started, 1e-9)
             self.progress.update(self.task, completed=state.global_step, rate=f"{state.global_step / seconds:.2f} steps/s")
-            self.live.update(self._render())
+            self.live.update(_training_view(self.progress, self.metrics))
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.live is None or not logs:
                 return
             self.metrics.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and k in METRIC_KEYS})
-            self.live.update(self._render())
+            self.live.update(_training_view(self.progress, self.metrics))
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.live is not None:
-                self.live.update(self._render())
+                self.live.update(_training_view(self.progress, self.metrics))
                 self.live.stop()
                 self.live = None
 
@@ -186,7 +197,7 @@ def rich_training_callback(console: Console):
 
 
 class RichProgressListener:
-    """Draws ``stage1.progress`` reports as rich progress bars (rate and ETA), one per running task.
+    """Draws ``stage1.core.progress`` reports as rich progress bars (rate and ETA), one per running task.
 
     When another live display is already on screen (the training table, whose sample generations
     also report progress), the report is skipped rather than fighting for the terminal.

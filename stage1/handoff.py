@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stage1.errors import GateError
+from stage1.core.errors import GateError
 
 FIDELITY_NAME = "fidelity.json"  # written beside the outputs, also when the gate trips
 

@@ -52,7 +52,7 @@ def read_cached(path: Path, rows: int) -> dict[str, list[float]] | None:
 
 
 def write_cached(path: Path, parts: dict[str, Any], columns: dict[str, list[float]]) -> Path:
-    from stage1.storage import atomic_write_json
+    from stage1.io.atomic import atomic_write_json
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     rows = len(columns[COLUMNS[0]])

@@ -33,7 +33,7 @@ class ScriptedQwen(Qwen2ForCausalLM):
 
 def load_scripted(model_dir, tokenizer, scripts: dict[str, str]) -> ScriptedQwen:
     """The tiny model from ``model_dir`` scripted to answer each prompt with its completion text."""
-    from stage1.masking import encode_text
+    from stage1.core.masking import encode_text
 
     model = ScriptedQwen.from_pretrained(model_dir).eval()
     model.pad_id = tokenizer.pad_token_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from stage1.format import FormatError, check_text
+from stage1.core.format import FormatError, check_text
 
 # Pieces that stress the format and the tokenizer boundary.
 TRICKY_PIECES = [
@@ -79,7 +79,7 @@ _CATEGORIES = ["factual_qa", "arithmetic", "lists", "how_to", "definitions"]
 def sft_examples(draw, min_size: int = 1, max_size: int = 25):
     """Lists of SFTExample with unique ids: realistic rows mixed with arbitrary format-safe text,
     duplicate instructions included (the same question asked twice, in another case)."""
-    from stage1.records import SFTExample
+    from stage1.core.records import SFTExample
 
     rows = draw(
         st.lists(

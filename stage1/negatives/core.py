@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from stage1.format import FormatError, render_completion
+from stage1.core.format import FormatError, render_completion
+from stage1.core.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
+from stage1.core.text_keys import dedup_key
 from stage1.negatives import format_violation as fv
 from stage1.negatives import templates
 from stage1.negatives.donors import DonorPool, DonorUses
@@ -51,16 +53,8 @@ from stage1.negatives.factual import Falsifier
 from stage1.negatives.mix import KindPlanner, ShareKeeper
 from stage1.negatives.repeats import RepeatCounter, cells
 from stage1.negatives.settings import NegativeSettings
-from stage1.records import NegativeRecord, SFTExample
-from stage1.text_keys import dedup_key
 
-REFUSAL, FORMAT, FACTUAL, OFF_TOPIC, VAGUE = (
-    "unwarranted_refusal",
-    "format_violation",
-    "factually_incorrect",
-    "off_topic",
-    "verbose_vague",
-)
+REFUSAL, FORMAT, FACTUAL, OFF_TOPIC, VAGUE = NEGATIVE_KINDS  # the record schema names the kinds, once
 CONTENT_FREE_KINDS = (REFUSAL, OFF_TOPIC, VAGUE)
 QUOTING_SHARE = 0.25  # refusals that quote the instruction; the rest are numbered templates
 FORMAT_METHODS = ("missing_end", "runaway", "truncated")

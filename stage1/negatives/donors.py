@@ -15,8 +15,8 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable
 
-from stage1.records import SFTExample
-from stage1.text_keys import dedup_key
+from stage1.core.records import SFTExample
+from stage1.core.text_keys import dedup_key
 
 
 class DonorPool:

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from stage1.core.text_keys import dedup_key
 from stage1.negatives.facts import ANTONYMS, ENTITY_CLASSES, LOWERCASE_CLASSES, NUMBER_WORDS
-from stage1.text_keys import dedup_key
 
 # A number not glued to a word or another number: "42", "1,000", "3.5"; not the 2 in "H2O" or "3.5"'s 5.
 NUMBER_PATTERN = re.compile(r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])(?![.,]\d)")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import random
 import re
 
-from stage1.format import INSTRUCTION_TAG, RESPONSE_TAG, render_completion
+from stage1.core.format import INSTRUCTION_TAG, RESPONSE_TAG, render_completion
+from stage1.core.records import SFTExample
 from stage1.negatives import templates
-from stage1.records import SFTExample
 
 _COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6}
 CONSTRAINT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from stage1.errors import ConfigError
-from stage1.records import NEGATIVE_KINDS
+from stage1.core.errors import ConfigError
+from stage1.core.records import NEGATIVE_KINDS
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stage1.errors import InputError
-from stage1.manifest import build_manifest, write_manifest
+from stage1.config.typed import settings_to_dict
+from stage1.core.errors import InputError
+from stage1.core.records import BadRows, SFTExample, check_unique_ids
+from stage1.io.atomic import atomic_write_jsonl
+from stage1.io.layout import NEGATIVES_FILE
+from stage1.io.manifest import build_manifest, write_manifest
+from stage1.io.records import read_records
 from stage1.negatives.core import DonorPool, generate_negatives
 from stage1.negatives.settings import NegativeSettings
-from stage1.records import BadRows, SFTExample, check_unique_ids, read_records
-from stage1.settings import settings_to_dict
-from stage1.storage import atomic_write_jsonl
 
 STAGE = "negatives"
 
@@ -20,7 +22,6 @@ def plain_fields(record: Any) -> dict[str, Any]:
     """``record.to_dict()`` for a record whose fields are all plain values, without ``asdict``'s deep
     copy (a third of the stage's time at 100,000 examples)."""
     return dict(vars(record))
-NEGATIVES_FILE = "negatives.jsonl"
 
 
 def run_negatives(

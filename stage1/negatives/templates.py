@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from stage1.records import SFTExample
+from stage1.core.records import SFTExample
 
 REFUSAL_OPENERS = ("", "I'm sorry, but", "Unfortunately,", "I apologize, but", "Sorry,", "I'm afraid", "Regrettably,", "Honestly,")
 REFUSAL_CORES = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import cli
+from stage1 import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "fixtures" / "bad"

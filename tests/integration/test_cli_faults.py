@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import cli
-from stage1.run_dir import RunLock
+from stage1 import cli
+from stage1.io.run_dir import RunLock
 
 ROOT = Path(__file__).resolve().parents[2]
-SFT = ROOT / "fixtures" / "sft" / "instructions.jsonl"
+SFT = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stage1.errors import GateError, InputError, LineageError
-from stage1.evaluate import EvalSettings, VariantSpec, run_evaluate
+from stage1.core.errors import GateError, InputError, LineageError
+from stage1.eval.stage import EvalSettings, VariantSpec, run_evaluate
 from tests.integration.tiny_training import SFT_ROWS, merged_run, sft_run, train_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +49,8 @@ def specs(run: Path) -> list[VariantSpec]:
 
 @pytest.fixture
 def one_model_alive(monkeypatch):
-    """Counts live models through stage1.models; records the most ever alive at once."""
-    import stage1.models as models
+    """Counts live models through stage1.hf.models; records the most ever alive at once."""
+    import stage1.hf.models as models
 
     state = {"alive": 0, "most": 0, "loaded": []}
     real_load, real_free = models.load_model, models.free_model
@@ -120,7 +120,7 @@ def test_subprocess_per_variant_resumes_and_reruns_on_change(tiny_run, tmp_path)
 
 
 def test_an_interrupted_evaluation_resumes_at_the_next_variant(tiny_run, tmp_path, monkeypatch):
-    import stage1.eval_runner as runner
+    import stage1.eval.runner as runner
 
     out = tmp_path / "eval"
     settings = EvalSettings(**{**FAST.__dict__, "limit": 2, "variants": ("base", "sft")})

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from stage1.config import load_config
-from stage1.generation_journal import JOURNAL_NAME
-from stage1.stage_files import run_stage_on_files
+from stage1.config.load import load_config
+from stage1.io.journal import JOURNAL_NAME
+from stage1.pipeline import run_stage_on_files
 from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,8 @@ pytestmark = pytest.mark.slow
 def cli(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=handle, stderr=handle, env=env)
+        # From the log's temporary folder, never the checkout: the CLI must work from anywhere.
+        return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=log.parent, stdout=handle, stderr=handle, env=env)
 
 
 def finish(process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -94,10 +95,10 @@ def committed_batches(journal: Path) -> int:
 
 
 def test_sft_data_killed_during_generation_resumes_to_the_same_bytes(ending_model, tmp_path):
-    rows = [json.loads(line) for line in (ROOT / "fixtures" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
+    rows = [json.loads(line) for line in (ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
     instructions = tmp_path / "instructions.jsonl"
     instructions.write_text("".join(json.dumps({k: r[k] for k in ("id", "instruction", "category")}) + "\n" for r in rows))
-    eval_items = ROOT / "fixtures" / "eval" / "items.jsonl"
+    eval_items = ROOT / "stage1" / "pools" / "eval" / "items.jsonl"
     inputs = {"instructions": instructions, "model": ending_model, "eval_items": eval_items}
     reference = tmp_path / "reference"
     run_stage_on_files("sft_data", load_config(None, SFT_OVERRIDES), inputs, reference)
@@ -139,7 +140,7 @@ TRAINING_ROWS = [("Name a musical instrument.", "A violin."), ("Which animal say
 def eval_run(tiny_model_dir, ending_model, tmp_path_factory) -> tuple[Path, Path]:
     """A run directory as the pipeline lays it out, trained on nothing: the tiny model as base, the
     nudged copy as the "merged" SFT model; small training files for the leakage gate; 6 items."""
-    from stage1.format import render_completion, render_prompt
+    from stage1.core.format import render_completion, render_prompt
 
     root = tmp_path_factory.mktemp("faults-eval")
     run = root / "run"
@@ -179,7 +180,7 @@ def variant_child_running(pid: int, variant: str) -> bool:
         commands = [" ".join(child.cmdline()) for child in psutil.Process(pid).children()]
     except psutil.Error:  # a child ended while we looked
         return False
-    return any("stage1.eval_runner" in command and f".job-{variant}.json" in command for command in commands)
+    return any("stage1.eval.runner" in command and f".job-{variant}.json" in command for command in commands)
 
 
 def orphans(out: Path) -> list[int]:
@@ -188,7 +189,7 @@ def orphans(out: Path) -> list[int]:
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "status"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if "stage1.eval_runner" in cmdline and str(out) in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+        if "stage1.eval.runner" in cmdline and str(out) in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(process.info["pid"])
     return found
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from tiny_training import SFT_ROWS, merged_run, prompts, sft_run, train_file
 
-from stage1.errors import ConfigError, LineageError
-from stage1.format import render_completion
-from stage1.lineage import adapter_hash, read_lineage, weights_hash
-from stage1.masking import encode_text
-from stage1.train_settings import TrainingSettings
+from stage1.core.errors import ConfigError, LineageError
+from stage1.core.format import render_completion
+from stage1.core.masking import encode_text
+from stage1.io.lineage import adapter_hash, read_lineage, weights_hash
+from stage1.train.settings import TrainingSettings
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def _logits(model, tokenizer) -> list[torch.Tensor]:
 
 
 def test_merged_logits_equal_live_base_plus_adapter(merged_dir, adapter_dir, tiny_model_dir):
-    from stage1.models import load_adapter, load_model, load_tokenizer
+    from stage1.hf.models import load_adapter, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_dir)
     live = _logits(load_adapter(load_model(tiny_model_dir), adapter_dir), tokenizer)
@@ -63,7 +63,7 @@ def test_merged_folder_is_plain_safetensors_with_tokenizer_and_lineage(merged_di
 
 
 def test_merged_tokenizer_encodes_like_the_base(merged_dir, tiny_model_dir):
-    from stage1.models import load_tokenizer
+    from stage1.hf.models import load_tokenizer
 
     base, merged = load_tokenizer(tiny_model_dir), load_tokenizer(merged_dir)
     for text in ("Instruction: What is 2024?\nResponse:", " <|endoftext|> BACKEND\nEND", "日本語 e\u0301 C#"):
@@ -72,8 +72,8 @@ def test_merged_tokenizer_encodes_like_the_base(merged_dir, tiny_model_dir):
 
 
 def test_merge_refuses_a_base_the_adapter_was_not_trained_on(adapter_dir, tmp_path):
-    from stage1.merge import run_merge
-    from stage1.tiny import build_tiny_qwen
+    from stage1.hf.tiny import build_tiny_qwen
+    from stage1.train.merge import run_merge
 
     other = build_tiny_qwen(tmp_path / "other", seed=3)
     with pytest.raises(LineageError, match="weights"):
@@ -90,7 +90,7 @@ def test_the_merge_into_dequantised_nf4_weights_is_removed():
 
 def test_the_merge_records_the_sft_gain_kept_as_dpo_and_evaluation_load_it(adapter_dir, tiny_model_dir, tmp_path):
     from stage1.handoff import FIDELITY_NAME
-    from stage1.merge import run_merge
+    from stage1.train.merge import run_merge
 
     manifest = run_merge(TrainingSettings(), model_dir=tiny_model_dir, adapter_dir=adapter_dir, out_dir=tmp_path / "merged",
                          sft_train_path=train_file(adapter_dir.parent), eval_dtype="float32")
@@ -108,9 +108,9 @@ def test_the_merge_records_the_sft_gain_kept_as_dpo_and_evaluation_load_it(adapt
 
 def test_the_fidelity_gate_stops_a_merge_that_lost_the_sft_gain(adapter_dir, tiny_model_dir, tmp_path, monkeypatch):
     """A merge that drops the update (as a re-quantised one does) is refused before anything downstream runs."""
-    from stage1 import merge
-    from stage1.errors import GateError
-    from stage1.models import load_model
+    from stage1.core.errors import GateError
+    from stage1.hf.models import load_model
+    from stage1.train import merge
 
     monkeypatch.setattr(merge, "merge_adapter", lambda model_dir, adapter, settings: load_model(model_dir))
     out = tmp_path / "merged"

@@ -11,15 +11,15 @@ import textwrap
 import pytest
 from tiny_training import LORA_ARGS, SFT_TRAIN_ARGS, write_sft_rows
 
-from stage1.lineage import read_lineage, weights_hash
+from stage1.io.lineage import read_lineage, weights_hash
 
 pytestmark = pytest.mark.slow
 
 DRIVER = textwrap.dedent(
     """
     import json, sys
-    from stage1.train_settings import TrainingSettings
-    from stage1.train_sft import run_train_sft
+    from stage1.train.settings import TrainingSettings
+    from stage1.train.sft import run_train_sft
 
     model_dir, train, out, sft_args, lora_args = sys.argv[1:6]
     manifest = run_train_sft(
@@ -54,6 +54,6 @@ def test_two_processes_train_one_checkpoint(tiny_model_dir, tmp_path):
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["adapter", "checkpoints", "log_history.json", "manifest.json"]
     lineage = read_lineage(out / "adapter")
     assert lineage.parent_hash == weights_hash(tiny_model_dir) and lineage.extra["effective_batch"]["processes"] == 2
-    from stage1.models import load_adapter, load_model
+    from stage1.hf.models import load_adapter, load_model
 
     load_adapter(load_model(tiny_model_dir), out / "adapter")

@@ -6,14 +6,14 @@ import pytest
 import torch
 from tiny_training import LORA_ARGS, SFT_ROWS
 
-from stage1.lora import build_lora_config
-from stage1.masking import IGNORE_INDEX
-from stage1.models import load_model
-from stage1.records import SFTExample
-from stage1.train_settings import TrainingSettings
-from stage1.train_sft import build_sft_trainer
-from stage1.training_data import build_sft_rows
-from stage1.training_run import build_config
+from stage1.core.masking import IGNORE_INDEX
+from stage1.core.records import SFTExample
+from stage1.hf.lora import build_lora_config
+from stage1.hf.models import load_model
+from stage1.train.data import build_sft_rows
+from stage1.train.run import build_config
+from stage1.train.settings import TrainingSettings
+from stage1.train.sft import build_sft_trainer
 
 pytestmark = pytest.mark.slow
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,16 +19,25 @@ ROOT = Path(__file__).resolve().parents[2]
 ALL_STAGES = ("model", "sft_data", "sft", "merge", "negatives", "pairs", "dpo", "dpo_only", "eval")
 
 
-def _cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+# A user's own folder, never the checkout: the CLI must find its presets and pools from anywhere.
+ELSEWHERE = Path(tempfile.mkdtemp(prefix="stage1-user-"))
+
+
+def _cli(*args: str, timeout: int = 900, cwd: Path = ELSEWHERE) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    result = _cli("run", "--run-dir", str(run_dir))
+    """``python /path/to/cli.py run`` in an empty folder outside the checkout: the tiny default,
+    written to ``./runs/tiny`` there."""
+    folder = tmp_path_factory.mktemp("empty-user-folder")
+    assert ROOT not in folder.resolve().parents and not any(folder.iterdir())
+    result = _cli("run", cwd=folder)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = folder / "runs" / "tiny"
+    assert run_dir.is_dir()
     return run_dir, result
 
 
@@ -71,7 +81,7 @@ def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     for stage in ("model", "sft_data"):
         shutil.copytree(run_dir / stage, resumed / stage)
     command = [sys.executable, str(ROOT / "cli.py"), "train-sft", "--run-dir", str(resumed), "--set", "sft.save_steps=4"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=ELSEWHERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = resumed / "sft" / "checkpoints"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -144,7 +154,7 @@ def test_golden_check_fails_on_a_real_regression(tmp_path):
         row["outcomes"]["sft"]["criteria"]["stopped_with_end"] = False
     worse["rates"]["sft"]["stopped_with_end"].update(successes=0, rate=0.0, low=0.0, high=0.02)
     (tmp_path / "worse.json").write_text(json.dumps(worse))
-    from stage1.golden import compare_files
+    from stage1.eval.golden import compare_files
 
     regressions = compare_files(tmp_path / "worse.json", ROOT / "fixtures" / "golden" / "tiny_run.json")
     assert [(r.variant, r.criterion) for r in regressions] == [("sft", "stopped_with_end")]

@@ -11,11 +11,11 @@ import pytest
 import torch
 from tiny_training import LORA_ARGS, SFT_TRAIN_ARGS, write_sft_rows
 
-from stage1.errors import LineageError
-from stage1.lineage import read_lineage
-from stage1.models import check_quantization, load_model
-from stage1.train_settings import TrainingSettings
-from stage1.train_sft import run_train_sft
+from stage1.core.errors import LineageError
+from stage1.hf.models import check_quantization, load_model
+from stage1.io.lineage import read_lineage
+from stage1.train.settings import TrainingSettings
+from stage1.train.sft import run_train_sft
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_int8_trains_on_cpu(tiny_model_dir, tmp_path):
 
 def test_the_nf4_sft_adapter_handed_on_as_it_was_trained_keeps_the_whole_gain(nf4_run, tiny_model_dir, tmp_path):
     """sft_handoff: adapter: DPO and evaluation load the nf4 base + the SFT adapter, which is the trained model."""
-    from stage1.merge import run_handoff
+    from stage1.train.merge import run_handoff
 
     settings = TrainingSettings(quantization="nf4", sft_handoff="adapter")
     manifest = run_handoff(settings, model_dir=tiny_model_dir, adapter_dir=nf4_run / "adapter", out_dir=tmp_path / "handoff",
@@ -87,7 +87,7 @@ def test_dpo_continues_the_nf4_sft_adapter_against_a_frozen_copy_of_it(nf4_run, 
     from safetensors.torch import load_file
     from tiny_training import DPO_TRAIN_ARGS, write_pairs
 
-    from stage1.train_dpo import run_train_dpo
+    from stage1.train.dpo import run_train_dpo
 
     settings = TrainingSettings(quantization="nf4", sft_handoff="adapter", min_optimizer_steps=0)
     pairs_train, pairs_eval = write_pairs(tmp_path / "pairs")
@@ -113,8 +113,8 @@ def test_qlora_chain_on_cuda(tiny_model_dir, tmp_path):
     """The 32B path in miniature: nf4 + bf16 compute on the GPU; DPO goes on training the SFT adapter on the nf4 base."""
     from tiny_training import DPO_TRAIN_ARGS, write_pairs
 
-    from stage1.merge import run_handoff
-    from stage1.train_dpo import run_train_dpo
+    from stage1.train.dpo import run_train_dpo
+    from stage1.train.merge import run_handoff
 
     settings = TrainingSettings(quantization="nf4", dtype="bfloat16", device="cuda", sft_handoff="adapter", min_optimizer_steps=0)
     train = write_sft_rows(tmp_path / "train.jsonl")

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from stage1.format import STOP_REASONS
-from stage1.records import InstructionRecord, SFTExample
-from stage1.sft_data import SFTDataSettings, build_prompts, run_sft_data
+from stage1.core.format import STOP_REASONS
+from stage1.core.records import InstructionRecord, SFTExample
+from stage1.sft_data.settings import SFTDataSettings
+from stage1.sft_data.stage import build_prompts, run_sft_data
 from tests.scripted_model import load_scripted
 
 EXEMPLARS = [
@@ -74,7 +75,7 @@ def test_scripted_generation_exercises_every_stop_and_filter(tiny_model_dir, qwe
     shots = [SFTExample.from_dict(row) for row in EXEMPLARS]
     prompts = {prompt: SCRIPTED[record.instruction] for record, prompt in build_prompts(records, shots, settings)}
     scripted = load_scripted(tiny_model_dir, qwen_tokenizer, prompts)
-    monkeypatch.setattr("stage1.models.load_model", lambda *args, **kwargs: scripted)
+    monkeypatch.setattr("stage1.hf.models.load_model", lambda *args, **kwargs: scripted)
 
     manifest = run_sft_data(settings, instructions_path=instructions, out_dir=tmp_path / "out", model_dir=tiny_model_dir, exemplars_path=exemplars)
     counts = manifest["counts"]

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from stage1.generation import GenerationSettings, TransformersBackend, row_seed
-from stage1.generation_journal import JOURNAL_NAME, parse_journal
-from stage1.sft_data import SFTDataSettings, run_sft_data
+from stage1.core.seeds import row_seed
+from stage1.hf.generation import GenerationSettings, TransformersBackend
+from stage1.io.journal import JOURNAL_NAME, parse_journal
+from stage1.sft_data.settings import SFTDataSettings
+from stage1.sft_data.stage import run_sft_data
 from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]
-EXEMPLARS = ROOT / "fixtures" / "sft" / "exemplars.jsonl"
+EXEMPLARS = ROOT / "stage1" / "pools" / "sft" / "exemplars.jsonl"
 SAMPLING = GenerationSettings(max_new_tokens=24, batch_size=4, do_sample=True, temperature=0.7)
 SETTINGS = SFTDataSettings(source="model", samples_per_instruction=2, max_per_instruction=2, num_fewshot=2, generation=SAMPLING)
 
@@ -29,7 +31,7 @@ def ending_model(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def instructions(tmp_path_factory) -> Path:
-    rows = [json.loads(line) for line in (ROOT / "fixtures" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
+    rows = [json.loads(line) for line in (ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl").read_text().splitlines()[:8]]
     path = tmp_path_factory.mktemp("instructions") / "instructions.jsonl"
     path.write_text("".join(json.dumps({k: r[k] for k in ("id", "instruction", "category")}) + "\n" for r in rows))
     return path
@@ -77,14 +79,14 @@ def test_an_interrupted_generation_resumes_to_the_same_bytes(reference, ending_m
 
 
 def test_a_rerun_after_the_last_batch_loads_no_model(reference, ending_model, instructions, tmp_path, monkeypatch):
-    import stage1.models
-    import stage1.sft_data
+    import stage1.hf.models
+    import stage1.sft_data.stage
 
     def fail_after_generation(*args, **kwargs):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(stage1.sft_data, "filter_candidates", fail_after_generation)
+        patch.setattr(stage1.sft_data.stage, "filter_candidates", fail_after_generation)
         with pytest.raises(KeyboardInterrupt):
             run_sft_data(SETTINGS, instructions_path=instructions, out_dir=tmp_path, model_dir=ending_model, exemplars_path=EXEMPLARS)
     assert len(parse_journal((tmp_path / JOURNAL_NAME).read_bytes(), _fingerprint_of(tmp_path), None).done) == 16
@@ -92,7 +94,7 @@ def test_a_rerun_after_the_last_batch_loads_no_model(reference, ending_model, in
     def no_model(*args, **kwargs):
         raise AssertionError("every row is journalled: no model should load")
 
-    monkeypatch.setattr(stage1.models, "load_model", no_model)
+    monkeypatch.setattr(stage1.hf.models, "load_model", no_model)
     manifest = run_sft_data(SETTINGS, instructions_path=instructions, out_dir=tmp_path, model_dir=ending_model, exemplars_path=EXEMPLARS)
     same_outputs(reference, tmp_path)
     assert manifest["generation_journal"] == {"reused": 16, "generated": 0, "batches": 0}
@@ -104,10 +106,10 @@ def _fingerprint_of(folder: Path) -> str:
 
 def test_a_changed_model_reuses_nothing(reference, ending_model, tiny_model_dir, instructions, tmp_path, monkeypatch):
     """A journal written for the nudged model is not reused for the plain one (same config, other weights)."""
-    import stage1.sft_data
+    import stage1.sft_data.stage
 
     with monkeypatch.context() as patch:
-        patch.setattr(stage1.sft_data, "filter_candidates", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        patch.setattr(stage1.sft_data.stage, "filter_candidates", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
             run_sft_data(SETTINGS, instructions_path=instructions, out_dir=tmp_path, model_dir=ending_model, exemplars_path=EXEMPLARS)
     assert (tiny_model_dir / "config.json").read_bytes() == (ending_model / "config.json").read_bytes()
@@ -124,7 +126,7 @@ def test_a_changed_model_reuses_nothing(reference, ending_model, tiny_model_dir,
 
 
 def test_each_row_samples_the_same_text_whatever_batch_it_is_in(ending_model):
-    from stage1.models import load_model, load_tokenizer
+    from stage1.hf.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(ending_model)
     backend = TransformersBackend(load_model(ending_model), tokenizer)

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from stage1.storage import sha256_file
-from stage1.tiny import build_tiny_qwen
+from stage1.hf.tiny import build_tiny_qwen
+from stage1.io.hashing import sha256_file
 
 
 def test_tiny_model_loads_offline_with_the_real_tokenizer(tiny_model_dir, qwen_tokenizer, monkeypatch):

@@ -15,13 +15,13 @@ import torch
 from tiny_training import DPO_TRAIN_ARGS, LORA_ARGS, PAIR_KINDS, merged_run, pair_dicts, write_pairs
 from transformers import TrainerCallback
 
-from stage1.errors import InputError, LineageError, TrainingError
-from stage1.format import render_completion, render_prompt
-from stage1.lineage import read_lineage, weights_hash
-from stage1.records import PreferencePair
-from stage1.train_dpo import run_train_dpo
-from stage1.train_settings import TrainingSettings
-from stage1.training_data import build_preference_rows
+from stage1.core.errors import InputError, LineageError, TrainingError
+from stage1.core.format import render_completion, render_prompt
+from stage1.core.records import PreferencePair
+from stage1.io.lineage import read_lineage, weights_hash
+from stage1.train.data import build_preference_rows
+from stage1.train.dpo import run_train_dpo
+from stage1.train.settings import TrainingSettings
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def test_manifest_reports_reward_accuracy_overall_and_by_kind(dpo_dir):
 
 
 def test_lineage_names_the_merged_model_and_loading_elsewhere_fails(dpo_dir, merged_dir, tiny_model_dir):
-    from stage1.models import load_adapter, load_model
+    from stage1.hf.models import load_adapter, load_model
 
     lineage = read_lineage(dpo_dir / "adapter")
     assert lineage.kind == "dpo_adapter"

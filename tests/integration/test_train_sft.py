@@ -14,15 +14,15 @@ import torch
 from tiny_training import LORA_ARGS, SFT_ROWS, SFT_TRAIN_ARGS, prompts, sft_run, train_file, write_sft_rows
 from transformers import TrainerCallback
 
-from stage1.errors import ConfigError, InputError, TrainingError
-from stage1.lineage import read_lineage, weights_hash
-from stage1.lora import QWEN2_PROJECTIONS
-from stage1.masking import IGNORE_INDEX
-from stage1.records import SFTExample
-from stage1.storage import sha256_file
-from stage1.train_settings import TrainingSettings
-from stage1.train_sft import run_train_sft
-from stage1.training_data import build_sft_rows
+from stage1.core.errors import ConfigError, InputError, TrainingError
+from stage1.core.masking import IGNORE_INDEX
+from stage1.core.records import SFTExample
+from stage1.hf.lora import QWEN2_PROJECTIONS
+from stage1.io.hashing import sha256_file
+from stage1.io.lineage import read_lineage, weights_hash
+from stage1.train.data import build_sft_rows
+from stage1.train.settings import TrainingSettings
+from stage1.train.sft import run_train_sft
 
 pytestmark = pytest.mark.slow
 
@@ -76,14 +76,14 @@ def test_loss_falls(run_dir):
 
 
 def _end_rate(model, tokenizer) -> float:
-    from stage1.training_callbacks import greedy_completions
+    from stage1.train.callbacks import greedy_completions
 
     outputs = greedy_completions(model, tokenizer, prompts(), max_new_tokens=12)
     return sum(o["stop_reason"] == "end" and bool(o["response"]) for o in outputs) / len(outputs)
 
 
 def test_learns_to_end_answers_with_END(run_dir, tiny_model_dir):
-    from stage1.models import load_adapter, load_model, load_tokenizer
+    from stage1.hf.models import load_adapter, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_dir)
     assert _end_rate(load_model(tiny_model_dir), tokenizer) == 0.0
@@ -99,10 +99,10 @@ def test_samples_were_generated_during_training(run_dir):
 
 def _one_step_lora(tiny_model_dir, tmp_path, rows, batch: int, accumulation: int) -> tuple[dict, dict]:
     """LoRA weights after one SGD step (SGD: the update is proportional to the gradient, unlike Adam)."""
-    from stage1.lora import build_lora_config
-    from stage1.models import load_model, load_tokenizer
-    from stage1.train_sft import build_sft_trainer
-    from stage1.training_run import build_config
+    from stage1.hf.lora import build_lora_config
+    from stage1.hf.models import load_model, load_tokenizer
+    from stage1.train.run import build_config
+    from stage1.train.sft import build_sft_trainer
 
     tokenizer = load_tokenizer(tiny_model_dir)
     args = {"per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation, "max_steps": 1,
@@ -220,8 +220,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_model_d
 def test_an_adapter_on_fewer_modules_than_planned_is_refused(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
 
-    from stage1.lora import build_lora_config, check_trained_modules
-    from stage1.models import load_model
+    from stage1.hf.lora import build_lora_config, check_trained_modules
+    from stage1.hf.models import load_model
 
     drifted = get_peft_model(load_model(tiny_model_dir), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     with pytest.raises(TrainingError, match="gate_proj has LoRA weights in 0 of 2 layers"):

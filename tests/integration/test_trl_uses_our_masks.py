@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stage1.masking import IGNORE_INDEX, build_sft_features
+from stage1.core.masking import IGNORE_INDEX, build_sft_features
 
 EXAMPLES = [
     ("What is the capital of France?", "Paris is the capital."),

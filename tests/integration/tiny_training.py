@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stage1.format import render_completion, render_prompt
+from stage1.core.format import render_completion, render_prompt
 
 _RUNS: dict[tuple[str, str], Path] = {}
 
@@ -122,8 +122,8 @@ DPO_TRAIN_ARGS = {
 
 def sft_run(model_dir: Path, tmp_path_factory) -> Path:
     """The shared tiny SFT run (out_dir with adapter/, manifest.json, log_history.json); made once per session."""
-    from stage1.train_settings import TrainingSettings
-    from stage1.train_sft import run_train_sft
+    from stage1.train.settings import TrainingSettings
+    from stage1.train.sft import run_train_sft
 
     key = ("sft", str(model_dir))
     if key not in _RUNS:
@@ -137,8 +137,8 @@ def sft_run(model_dir: Path, tmp_path_factory) -> Path:
 
 def merged_run(model_dir: Path, tmp_path_factory) -> Path:
     """The shared SFT run merged into the tiny base (fp32); made once per session."""
-    from stage1.merge import run_merge
-    from stage1.train_settings import TrainingSettings
+    from stage1.train.merge import run_merge
+    from stage1.train.settings import TrainingSettings
 
     key = ("merged", str(model_dir))
     if key not in _RUNS:

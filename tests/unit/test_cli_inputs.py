@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-import cli
-from stage1.errors import EXIT_INPUT
-from stage1.stage_files import OPTIONAL_INPUTS, STAGE_INPUTS
+from stage1 import cli
+from stage1.core.errors import EXIT_INPUT
+from stage1.stages import STAGES_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTRUCTIONS = ROOT / "fixtures" / "sft" / "instructions.jsonl"
-EVAL_ITEMS = ROOT / "fixtures" / "eval" / "items.jsonl"
+INSTRUCTIONS = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
+EVAL_ITEMS = ROOT / "stage1" / "pools" / "eval" / "items.jsonl"
 
 
 def one_error_line(capsys) -> str:
@@ -36,7 +36,7 @@ def test_sft_data_without_eval_items_is_refused_so_the_leakage_gate_cannot_be_sk
 
 
 def test_every_stage_with_a_leakage_gate_requires_eval_items():
-    assert "eval_items" in STAGE_INPUTS["sft_data"] and "eval_items" in STAGE_INPUTS["pairs"]
+    assert "eval_items" in STAGES_BY_NAME["sft_data"].required_inputs and "eval_items" in STAGES_BY_NAME["pairs"].required_inputs
 
 
 def test_sft_data_with_eval_items_records_the_gate(tmp_path):
@@ -63,7 +63,7 @@ def test_an_unknown_input_name_is_refused_naming_the_names_the_stage_takes(tmp_p
     assert cli.main(argv) == EXIT_INPUT
     line = one_error_line(capsys)
     assert "reads no input named 'instructons'" in line
-    for name in STAGE_INPUTS[stage] + OPTIONAL_INPUTS.get(stage, ()):
+    for name in STAGES_BY_NAME[stage].required_inputs + STAGES_BY_NAME[stage].optional_inputs:
         assert name in line
     assert not (tmp_path / "o").exists()
 
@@ -83,11 +83,11 @@ def test_a_folder_that_is_not_a_dataset_is_a_one_line_error(tmp_path, capsys):
 @pytest.fixture
 def evaluation_calls(monkeypatch) -> list[str]:
     """Records an evaluation being started, in a run directory or on files, instead of running it."""
-    import stage1.stage_files
+    import stage1.pipeline
 
     calls: list[str] = []
     monkeypatch.setattr(cli, "cmd_run", lambda args: calls.append("run") or 0)
-    monkeypatch.setattr(stage1.stage_files, "run_stage_on_files", lambda *a, **k: calls.append("files") or {})
+    monkeypatch.setattr(stage1.pipeline, "run_stage_on_files", lambda *a, **k: calls.append("files") or {})
     return calls
 
 

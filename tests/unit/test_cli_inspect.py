@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import cli
-from stage1.errors import EXIT_INPUT
+from stage1 import cli
+from stage1.core.errors import EXIT_INPUT
 
 
 def inspect(model_dir, *extra: str) -> int:
@@ -41,7 +41,7 @@ def test_a_format_error_is_a_one_line_error_with_exit_2(tiny_model_dir, capsys):
 
 
 def test_debug_shows_the_traceback(tiny_model_dir):
-    from stage1.errors import InputError
+    from stage1.core.errors import InputError
 
     with pytest.raises(InputError):
         inspect(tiny_model_dir, "--max-length", "5", "--debug")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import cli
-from stage1.errors import ConfigError
+from stage1 import cli
+from stage1.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("command", ["run", "sft-data", "merge", "negatives", "pairs", "evaluate", "plan", "build-tiny", "inspect"])

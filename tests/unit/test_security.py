@@ -171,7 +171,7 @@ def test_the_scanner_allows(name):
 
 def test_every_scanned_file_is_found():
     names = {str(path.relative_to(ROOT)) for path in SCANNED}
-    assert {"cli.py", "stage1/models.py", "stage1/config.py", "stage1/generation.py"} <= names
+    assert {"cli.py", "stage1/hf/models.py", "stage1/config/load.py", "stage1/hf/generation.py"} <= names
     assert len([n for n in names if n.startswith("stage1/")]) >= 40
 
 
@@ -189,18 +189,18 @@ def test_benchmarks_break_no_rule_but_load_their_own_models_as_they_like():
 
 def test_model_loading_asks_for_safetensors_and_remote_code_only_from_the_caller():
     """The one model loader passes use_safetensors=True and forwards trust_remote_code from its caller."""
-    tree = ast.parse((ROOT / "stage1" / "models.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "stage1" / "hf" / "models.py").read_text(encoding="utf-8"))
     loads = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _dotted(n.func).endswith("from_pretrained")
              and _loads_weights(_dotted(n.func))]
-    assert loads, "stage1.models must load weights with from_pretrained"
+    assert loads, "stage1.hf.models must load weights with from_pretrained"
     for call in loads:
         assert _is_true(_keyword(call, "use_safetensors"))
         assert _dotted(_keyword(call, "trust_remote_code")) == "trust_remote_code", "forwarded, never a literal"
 
 
 def test_a_model_folder_with_only_pickle_weights_is_refused(tmp_path):
-    from stage1.errors import InputError
-    from stage1.models import load_model
+    from stage1.core.errors import InputError
+    from stage1.hf.models import load_model
 
     (tmp_path / "config.json").write_text('{"model_type": "qwen2"}')
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not loaded")
@@ -209,8 +209,8 @@ def test_a_model_folder_with_only_pickle_weights_is_refused(tmp_path):
 
 
 def test_an_adapter_without_safetensors_weights_is_refused(tmp_path):
-    from stage1.errors import LineageError
-    from stage1.lineage import adapter_hash
+    from stage1.core.errors import LineageError
+    from stage1.io.lineage import adapter_hash
 
     (tmp_path / "adapter_model.bin").write_bytes(b"\x80\x04not loaded")
     with pytest.raises(LineageError, match="adapter_model.safetensors"):

@@ -1,0 +1,408 @@
+"""stage1 command line: one subcommand per stage, and ``run`` for all of them.
+
+This file is the only place that parses flags, prints and chooses exit codes (0 success, 1 a
+regression or failed gate, 2 bad input or configuration). Heavy imports (torch, transformers, trl)
+happen inside commands, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from pathlib import Path
+
+# The table of stages: light to import (no torch), so `--help` stays instant and lists each stage's inputs.
+from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME, inputs_help
+
+DEFAULT_RUN_DIR = Path("runs/tiny")
+MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
+# OS errors that mean "this output cannot be written here", reported in one line (exit 2): a full
+# disk or quota, a read-only file system, and permissions (EPERM comes from `chattr +i` and some
+# network or container file systems, where plain permissions give EACCES).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _config(args: argparse.Namespace):
+    from stage1.config.load import load_config
+
+    return load_config(args.config, args.set)
+
+
+def _prepare_run(args: argparse.Namespace, console):
+    """Config, then every input file read, and only then the run directory and its log are touched."""
+    from stage1.console import quiet_libraries, setup_logging
+    from stage1.io.run_dir import inside_run_dir
+    from stage1.pipeline import preflight
+
+    quiet_libraries()
+    config = _config(args)
+    run_dir = Path(args.run_dir)
+    inside_run_dir(run_dir, config.run.log_file, "run.log_file")
+    preflight(config)
+    setup_logging(console, inside_run_dir(run_dir, config.run.log_file, "run.log_file"), args.debug)
+    return config, run_dir
+
+
+def check_process_count(command: str, environ: dict[str, str]) -> None:
+    """Refuse a non-training command launched as several processes (``accelerate launch``, torchrun).
+
+    Every process would run the whole command: data stages and evaluation repeated on every rank,
+    each one rewriting the same files. Only the training stages share work across processes.
+
+    Raises:
+        ConfigError: ``WORLD_SIZE`` is above 1 and ``command`` is not a training command.
+    """
+    from stage1.core.errors import ConfigError
+
+    processes = int(environ.get("WORLD_SIZE", "1") or "1")
+    if processes > 1 and command not in MULTI_PROCESS_COMMANDS:
+        raise ConfigError(
+            f"`{command}` was launched as {processes} processes; only {' and '.join(MULTI_PROCESS_COMMANDS)} "
+            f"run under accelerate launch / torchrun",
+            field="WORLD_SIZE",
+            hint=f"run `python cli.py {command} ...` as one process, and launch only the training commands with accelerate",
+        )
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from stage1.console import RichProgressListener, StageDisplay, rich_training_callback
+    from stage1.core import progress
+    from stage1.pipeline import run_pipeline
+
+    console = _console()
+    config, run_dir = _prepare_run(args, console)
+    display = StageDisplay(console)
+    only = tuple(args.only) if getattr(args, "only", None) else None
+    callbacks = (rich_training_callback(console),)
+    with progress.listening(RichProgressListener(console)):
+        run_pipeline(config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks)
+    console.print(display.summary())
+    _print_evaluation(console, run_dir)
+    return 0
+
+
+def _print_evaluation(console, run_dir: Path) -> None:
+    from stage1.io.layout import RunLayout
+
+    layout = RunLayout(run_dir)
+    if not layout.results.exists():
+        return
+    from stage1.eval.report import load_results, rich_summary_table
+
+    console.print(rich_summary_table(load_results(layout.results)))
+    console.print(f"report: [bold]{layout.report}[/]  chart: [bold]{layout.chart}[/]")
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """A single stage: inside a run directory (upstream must be done), or alone on explicit files."""
+    if getattr(args, "variants", None):
+        names = [name.strip() for name in args.variants.split(",") if name.strip()]
+        args.set.append(f"eval.variants=[{', '.join(names)}]")
+    if getattr(args, "dry_run", False):
+        return _evaluate_dry_run(args)
+    if getattr(args, "against", None):
+        _check_golden(Path(args.against))  # before evaluating: a bad golden file would waste the whole run
+    if args.inputs or args.out:
+        return _stage_on_files(args)
+    from stage1.io.layout import RunLayout
+
+    stage = STAGE_COMMANDS[args.command]
+    args.only = [stage, *STAGES_BY_NAME[stage].also]
+    status = cmd_run(args)
+    if args.command == "evaluate":
+        return _after_evaluate(args, RunLayout(args.run_dir).results, status)
+    return status
+
+
+def _after_evaluate(args: argparse.Namespace, results: Path, status: int) -> int:
+    """Optionally save the run as a golden result, then compare against one (exit 1 on a regression)."""
+    if args.save_golden:
+        from stage1.eval.golden import save_golden
+
+        _console().print(f"golden result written to [bold]{save_golden(results, Path(args.save_golden))}[/]")
+    if args.against:
+        return _compare_golden(results, Path(args.against))
+    return status
+
+
+def _check_golden(golden_path: Path) -> None:
+    """Refuse a golden file ``_compare_golden`` could not use, before any evaluation runs.
+
+    Raises:
+        InputError: the file is missing, not a results JSON, or holds no evaluated item.
+    """
+    from stage1.eval.golden import load_golden
+
+    save = "save one from a good evaluation with `python cli.py evaluate --save-golden GOLDEN.json`"
+    load_golden(golden_path, missing_hint=f"check the --against path, or {save}", save_hint=save)
+
+
+def _evaluate_dry_run(args: argparse.Namespace) -> int:
+    """Load each variant once and report its memory; generates nothing and marks nothing done."""
+    from rich.table import Table
+
+    from stage1.eval.settings import variants_in_run
+    from stage1.eval.stage import run_evaluate
+    from stage1.io.layout import RunLayout
+
+    console = _console()
+    config = _config(args)
+    layout = RunLayout(Path(dict(_named_inputs(args)).get("run", args.run_dir)), config.model.path)
+    out_dir = Path(args.out) if args.out else layout.stage_dir("eval")
+    report = run_evaluate(
+        config.eval, variants=variants_in_run(layout, config.training.quantization, config.training.sft_handoff),
+        items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
+    )
+    table = Table("variant", "RSS loaded (MiB)", "RSS after free (MiB)", "GPU after (MiB)", "children left", "seconds",
+                  title="evaluation dry run (one model at a time, nothing generated)")
+    for name, value in report.get("variants", {}).items():
+        memory = value.get("memory", {})
+        released = memory.get("released", {})
+        table.add_row(
+            name, str(memory.get("after_load", {}).get("rss_mib")), str(memory.get("after_free", {}).get("rss_mib")),
+            str(released.get("gpu_used_mib")), str(released.get("child_processes_left")), str(value.get("seconds")),
+        )
+    for name, reason in report.get("skipped_variants", {}).items():
+        table.add_row(name, f"skipped: {reason}", "", "", "", "")
+    console.print(table)
+    return 0
+
+
+def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
+    from stage1.core.errors import ConfigError
+
+    named: dict[str, Path] = {}
+    for text in args.inputs or []:
+        name, sep, path = text.partition("=")
+        if not sep:
+            raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
+        if name in named:
+            raise ConfigError(
+                f"--in {name}= is given twice ({named[name]} and {path})", field="--in", hint="give each input once"
+            )
+        named[name] = Path(path)
+    return named
+
+
+def _stage_on_files(args: argparse.Namespace) -> int:
+    from stage1.core.errors import ConfigError
+    from stage1.io.layout import RESULTS_FILE
+    from stage1.pipeline import run_stage_on_files
+    from stage1.stages import check_stage_inputs
+
+    stage = STAGE_COMMANDS[args.command]
+    if not args.out:
+        raise ConfigError("--out is required with --in", field="--out")
+    inputs = _named_inputs(args)
+    check_stage_inputs(stage, inputs)
+    from stage1.console import quiet_libraries
+
+    console = _console()
+    quiet_libraries()
+    result = run_stage_on_files(stage, _config(args), inputs, Path(args.out))
+    console.print(f"[green]✓ {args.command}[/] wrote {args.out}")
+    if isinstance(result, dict) and isinstance(result.get("counts"), dict):
+        from stage1.console import counts_table
+
+        console.print(counts_table(args.command, result["counts"]))
+    if args.command == "evaluate":
+        return _after_evaluate(args, Path(args.out) / RESULTS_FILE, 0)
+    return 0
+
+
+def _compare_golden(results_path: Path, golden_path: Path) -> int:
+    from stage1.eval.golden import compare_files
+
+    console = _console()
+    regressions = compare_files(results_path, golden_path)
+    if not regressions:
+        console.print(f"[green]no significant regression against {golden_path}[/]")
+        return 0
+    for regression in regressions:
+        console.print(f"[red]regression[/]: {regression}")
+    return 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from stage1.hf.memplan import plan_for_config, plan_table
+    from stage1.step_plan import plan_steps_for_config
+
+    console = _console()
+    config = _config(args)
+    plan = plan_for_config(config, gpu_gib=args.gpu_gib)
+    console.print(plan_table(plan))
+    for steps in plan_steps_for_config(config):
+        warning = steps.warning()
+        console.print(f"[yellow]too few steps[/]: {warning}" if warning else steps.summary(), markup=True, highlight=False)
+    problems = plan.problems()
+    for problem in problems:
+        console.print(f"[red]does not fit[/]: {problem}")
+    return 2 if problems else 0
+
+
+def cmd_build_tiny(args: argparse.Namespace) -> int:
+    from stage1.hf.tiny import build_tiny_qwen
+    from stage1.io.hashing import sha256_file
+
+    out = build_tiny_qwen(args.out, seed=args.seed)
+    digest = sha256_file(out / "model.safetensors")[:16]
+    _console().print(f"tiny Qwen2 written to [bold]{out}[/] (weights sha256 {digest}…)")
+    return 0
+
+
+def _check_inspect_model(model_dir: Path) -> None:
+    """Refuse a folder without a tokenizer: inspect reads a model, it never builds one.
+
+    Raises:
+        InputError: naming the folder and the commands that make one.
+    """
+    from stage1.core.errors import InputError
+
+    make = f"build the tiny one with `python cli.py build-tiny --out {model_dir}`, or give --model a model folder"
+    if model_dir == DEFAULT_RUN_DIR / "model":
+        make += " (`python cli.py run` also builds runs/tiny/model)"
+    if not model_dir.is_dir():
+        raise InputError("model folder not found", path=model_dir, field="--model", hint=make)
+    if not (model_dir / "tokenizer.json").is_file() and not (model_dir / "tokenizer_config.json").is_file():
+        raise InputError("not a model folder: no tokenizer.json or tokenizer_config.json", path=model_dir, field="--model", hint=make)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+    from transformers import AutoTokenizer
+
+    from stage1.core.errors import InputError
+    from stage1.core.masking import IGNORE_INDEX, MaskingError, build_sft_features
+
+    if args.max_length < 2:
+        raise InputError(f"must be at least 2 (a prompt token and eos), got {args.max_length}", field="--max-length")
+    model_dir = Path(args.model)
+    _check_inspect_model(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    try:
+        features = build_sft_features(tokenizer, args.instruction, args.response, args.max_length)
+    except MaskingError as error:
+        # Training drops or refuses such a row (training.overlong); here there is only one row to show.
+        raise InputError(str(error), field="--max-length", hint="raise --max-length or shorten the text") from None
+    console = _console()
+    line = Text()
+    table = Table("pos", "id", "token", "label", title="tokens: [red]masked (-100)[/] / [green]supervised[/]")
+    for position, (token_id, label) in enumerate(zip(features.input_ids, features.labels)):
+        piece = tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
+        style = "red" if label == IGNORE_INDEX else "bold green"
+        line.append(piece, style=style)
+        table.add_row(str(position), str(token_id), repr(piece), str(label), style=style)
+    console.print(table)
+    console.print(line)
+    supervised = sum(label != IGNORE_INDEX for label in features.labels)
+    console.print(f"{len(features.input_ids)} tokens, {supervised} supervised (response, END and eos)")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="a shipped preset (tiny, qwen2.5-32b) or a YAML file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set dpo.beta=0.2")
+    parser.add_argument("--run-dir", default=str(DEFAULT_RUN_DIR), help="where every stage reads and writes")
+    parser.add_argument("--force", nargs="?", const="all", action="append", metavar="STAGE", help="rerun a stage (or all) even when up to date")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stage1", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="every stage in order on the chosen preset (default: the tiny model)")
+    _add_common(run)
+    run.set_defaults(handler=cmd_run)
+
+    for name, stage in STAGE_COMMANDS.items():
+        command = commands.add_parser(
+            name, help=f"{STAGES_BY_NAME[stage].help} (alone: in --run-dir, or on --in/--out files)",
+            description=f"The {stage} stage alone: {STAGES_BY_NAME[stage].help}. Inside --run-dir its upstream stages must be done; "
+            "with --in NAME=PATH ... --out DIR it runs on those files.",
+            epilog=inputs_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_common(command)
+        command.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
+                             help=f"an input file for this stage; it reads: {', '.join(item.name for item in STAGES_BY_NAME[stage].inputs)} (see below)")
+        command.add_argument("--out", default=None, help="output folder when running on explicit --in files")
+        if name == "evaluate":
+            command.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
+            command.add_argument("--variants", default=None, metavar="NAMES", help="comma-separated subset of base_raw,base,sft,dpo,dpo_only")
+            command.add_argument("--dry-run", action="store_true", help="load each variant and report memory, generate nothing")
+            command.add_argument("--save-golden", default=None, metavar="GOLDEN.json", help="save this evaluation as a golden result")
+        command.set_defaults(handler=cmd_stage)
+
+    plan = commands.add_parser("plan", help="estimate peak GPU memory per stage before anything loads")
+    _add_common(plan)
+    plan.add_argument("--gpu-gib", type=float, default=None, help="GPU memory to plan for (default: from the preset)")
+    plan.set_defaults(handler=cmd_plan)
+
+    build = commands.add_parser("build-tiny", help="build the tiny offline Qwen2 model")
+    build.add_argument("--out", type=Path, default=DEFAULT_RUN_DIR / "model")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--debug", action="store_true")
+    build.set_defaults(handler=cmd_build_tiny)
+
+    inspect = commands.add_parser("inspect", help="show one example's tokens coloured by supervised/masked")
+    inspect.add_argument("--model", default=str(DEFAULT_RUN_DIR / "model"), help="a model folder (its tokenizer is used); default: the tiny run's")
+    inspect.add_argument("--instruction", default="What is the capital of France?")
+    inspect.add_argument("--response", default="Paris is the capital of France.")
+    inspect.add_argument("--max-length", type=int, default=512)
+    inspect.add_argument("--debug", action="store_true")
+    inspect.set_defaults(handler=cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from stage1.console import quiet_import_notices
+    from stage1.core.errors import EXIT_INPUT, Stage1Error
+    from stage1.core.format import FormatError
+    from stage1.core.masking import MaskingError
+
+    quiet_import_notices()
+    try:
+        check_process_count(args.command, dict(os.environ))
+        return args.handler(args)
+    except (Stage1Error, FormatError, MaskingError) as error:  # the core's errors are ValueErrors, not Stage1Errors
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", EXIT_INPUT)
+    except OSError as error:
+        if args.debug or error.errno not in WRITE_ERRNOS:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(
+            f"error: cannot write{where}: {error.strerror}; earlier outputs are intact "
+            "(writes are atomic), free space or choose a writable --run-dir and rerun",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are kept and the next run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

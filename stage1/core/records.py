@@ -1,0 +1,289 @@
+"""Records that cross a stage boundary: frozen dataclasses, validated once when read.
+
+``from_dict`` raises ``RecordError`` naming the field; ``read_records`` adds the file and line.
+Nothing downstream re-checks a record's shape.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from stage1.core.errors import InputError
+from stage1.core.format import FormatError, check_text
+from stage1.core.text_keys import dedup_key
+
+NEGATIVE_KINDS = (
+    "unwarranted_refusal",
+    "format_violation",
+    "factually_incorrect",
+    "off_topic",
+    "verbose_vague",
+)
+SPLITS = ("train", "eval")
+
+
+class RecordError(ValueError):
+    """A field of one record is missing, of the wrong type, or refused."""
+
+    def __init__(self, field: str, message: str, hint: str | None = None):
+        super().__init__(f"field '{field}': {message}")
+        self.field = field
+        self.message = message
+        self.hint = hint
+
+
+def _known_fields(cls: type, data: dict[str, Any]) -> None:
+    allowed = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in allowed:
+            raise RecordError(key, "unknown field", hint=f"allowed fields: {', '.join(sorted(allowed))}")
+
+
+def _get(data: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if name not in data or data[name] is None:
+        if default is ...:
+            raise RecordError(name, "missing")
+        return default
+    value = data[name]
+    if isinstance(value, bool) and kind is not bool:
+        raise RecordError(name, "expected a string, got a boolean")
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise RecordError(name, f"expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def _id(data: dict[str, Any], name: str = "id") -> str:
+    value = _get(data, name, (str, int))
+    text = str(value).strip()
+    if not text:
+        raise RecordError(name, "is empty")
+    return text
+
+
+#: Longest instruction or response accepted, in characters. Far above any real training row
+#: (Qwen2.5's context is 32k tokens); a larger value is almost always a broken export.
+MAX_TEXT_CHARS = 100_000
+
+
+#: Control-token text such as ``<|endoftext|>`` or ``<|im_start|>``. The tokenizer helpers would
+#: encode it as plain text, but in a data file it is almost always a leaked chat template or a
+#: concatenation artefact, so files that carry it are refused at the edge with the field named.
+SPECIAL_TOKEN_TEXT = re.compile(r"<\|[A-Za-z0-9_]+\|>")
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = _get(data, name, str)
+    if len(value) > MAX_TEXT_CHARS:
+        raise RecordError(name, f"is {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}", hint="split or shorten it")
+    special = SPECIAL_TOKEN_TEXT.search(value)
+    if special:
+        raise RecordError(
+            name,
+            f"contains the special-token text {special.group(0)!r}",
+            hint="remove control tokens from the data; the format never needs them",
+        )
+    try:
+        return check_text(value, name)
+    except FormatError as error:
+        raise RecordError(name, error.reason) from None
+
+
+def _label(data: dict[str, Any], name: str, default: str = "general") -> str:
+    value = _get(data, name, str, default).strip()
+    if not value:
+        raise RecordError(name, "is empty")
+    return value
+
+
+def _choice(data: dict[str, Any], name: str, choices: tuple[str, ...]) -> str:
+    value = _get(data, name, str)
+    if value not in choices:
+        raise RecordError(name, f"unknown value {value!r}", hint=f"one of: {', '.join(choices)}")
+    return value
+
+
+class Record:
+    """Mixin: ``to_dict`` and a typed ``from_dict`` on frozen dataclasses."""
+
+    name: ClassVar[str] = "record"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):  # pragma: no cover - each record defines its own
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class InstructionRecord(Record):
+    """One instruction from a pool. ``category`` is a free label used for grouping and reports."""
+
+    id: str
+    instruction: str
+    category: str = "general"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstructionRecord:
+        _known_fields(cls, data)
+        return cls(id=_id(data), instruction=_text(data, "instruction"), category=_label(data, "category"))
+
+
+@dataclass(frozen=True)
+class SFTExample(Record):
+    """An instruction with its response. ``source`` says where the response came from."""
+
+    id: str
+    instruction: str
+    response: str
+    category: str = "general"
+    source: str = "file"
+    stop_reason: str | None = None
+    num_tokens: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SFTExample:
+        _known_fields(cls, data)
+        num_tokens = _get(data, "num_tokens", int, None)
+        return cls(
+            id=_id(data),
+            instruction=_text(data, "instruction"),
+            response=_text(data, "response"),
+            category=_label(data, "category"),
+            source=_label(data, "source", "file"),
+            stop_reason=_get(data, "stop_reason", str, None),
+            num_tokens=num_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class NegativeRecord(Record):
+    """A bad response for one instruction.
+
+    ``completion`` is the exact text that follows the prompt, as the model would write it: for
+    most kinds ``render_completion(text)``, for ``format_violation`` a deliberately broken one
+    (no ``END``, a runaway into a new ``Instruction:``, a truncation).
+    """
+
+    instruction_id: str
+    kind: str
+    completion: str
+    method: str
+    source_instruction_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NegativeRecord:
+        _known_fields(cls, data)
+        completion = _get(data, "completion", str)
+        if not completion.strip():
+            raise RecordError("completion", "is empty")
+        return cls(
+            instruction_id=_id(data, "instruction_id"),
+            kind=_choice(data, "kind", NEGATIVE_KINDS),
+            completion=completion,
+            method=_label(data, "method", "rule"),
+            source_instruction_id=_get(data, "source_instruction_id", (str, int), None),
+        )
+
+
+@dataclass(frozen=True)
+class PreferencePair(Record):
+    """A DPO pair in TRL's preference form plus bookkeeping.
+
+    ``prompt`` is ``render_prompt(instruction)``, ``chosen`` is ``render_completion(response)``,
+    ``rejected`` a negative's completion: byte-identical to what SFT, generation and evaluation see.
+    ``rejected`` may not equal ``chosen`` after ``text_keys.dedup_key``: " paris\nEND" is the
+    answer " Paris.\nEND" again, and a pair that prefers one to the other teaches only noise.
+    """
+
+    prompt: str
+    chosen: str
+    rejected: str
+    instruction_id: str
+    category: str
+    negative_kind: str
+    split: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreferencePair:
+        _known_fields(cls, data)
+        values = {name: _get(data, name, str) for name in ("prompt", "chosen", "rejected")}
+        for name, value in values.items():
+            if not value.strip():
+                raise RecordError(name, "is empty")
+        if dedup_key(values["chosen"]) == dedup_key(values["rejected"]):
+            raise RecordError(
+                "rejected", "equals chosen once case, spacing and punctuation are ignored", hint="drop the pair"
+            )
+        return cls(
+            **values,
+            instruction_id=_id(data, "instruction_id"),
+            category=_label(data, "category"),
+            negative_kind=_choice(data, "negative_kind", NEGATIVE_KINDS),
+            split=_choice(data, "split", SPLITS),
+        )
+
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass
+class BadRows:
+    """Rows skipped under ``on_bad_rows="skip"``: a count and the first offending lines."""
+
+    count: int = 0
+    first: list[str] = field(default_factory=list)
+    keep: int = 10
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.first) < self.keep:
+            self.first.append(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "first": list(self.first)}
+
+
+class RecordList(list):
+    """The records ``read_records`` returns, with ``lines``: each record's line (or item) in its file."""
+
+    def __init__(self, records: Iterable[Any] = (), lines: Iterable[int] = ()):
+        super().__init__(records)
+        self.lines = list(lines)
+
+
+def record_line(records: list[Any], index: int) -> int | None:
+    """The file line of ``records[index]``, when ``records`` came from ``read_records`` (which indexed
+    each record's line as it read it); ``None`` for a plain list."""
+    lines = getattr(records, "lines", None)
+    if isinstance(lines, list) and len(lines) == len(records) and 0 <= index < len(lines):
+        return lines[index]
+    return None
+
+
+def check_unique_ids(records: Iterable[Any], path: str | Path, attribute: str = "id") -> None:
+    """Refuse duplicate ids, naming both rows by their line in the file.
+
+    ``records`` as ``read_records`` returned them knows each row's line (a CSV header, blank lines
+    and skipped rows included); any other sequence is numbered by position, and says so.
+    """
+    records = records if isinstance(records, list) else list(records)
+    lines = getattr(records, "lines", None)
+    by_line = isinstance(lines, list) and len(lines) == len(records)
+    seen: dict[str, int] = {}
+    for position, record in enumerate(records, start=1):
+        key = getattr(record, attribute)
+        where = lines[position - 1] if by_line else position
+        if key in seen:
+            message = f"duplicate id {key!r} (first seen on line {seen[key]})" if by_line else (
+                f"duplicate id {key!r} in records {seen[key]} and {position}"
+            )
+            raise InputError(
+                message, path=path, line=where if by_line else None, field=attribute, hint="ids must be unique within a file"
+            )
+        seen[key] = where

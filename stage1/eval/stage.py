@@ -1,0 +1,238 @@
+"""The evaluation stage: every variant on the same held-out items, scored, compared, reported.
+
+``run_evaluate`` reads the items file, the variants' model and adapter folders and (for the
+leakage gate) the training files; it writes only into ``out_dir``::
+
+    out_dir/generations/<variant>.json   one per variant, written as soon as that variant is done
+    out_dir/results.json                 every item, verdict, rate, comparison and flip
+    out_dir/report.md, chart.png         what a person reads
+    out_dir/manifest.json                last
+
+Variants run one at a time (see stage1.eval.runner); a missing variant is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stage1.config.typed import settings_to_dict
+from stage1.core.errors import ConfigError, InputError
+from stage1.core.eval_items import EvalItem, EvalResponse
+from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, STOP_STRINGS
+from stage1.eval.runner import MemoryGuard, run_job, run_job_in_subprocess
+from stage1.eval.settings import DEFAULT_COMPARISONS, VARIANT_NAMES, EvalSettings, VariantSpec, parse_comparison
+from stage1.eval.summary import summarise
+from stage1.io.atomic import atomic_write_json
+from stage1.io.hashing import sha256_file, sha256_tree
+from stage1.io.manifest import build_manifest, config_hash, write_manifest
+from stage1.io.records import leakage_gate_on_files, read_eval_items
+
+log = logging.getLogger(__name__)
+
+STAGE = "eval"
+GENERATIONS_DIR = "generations"
+DRY_RUN_NAME = "dry_run.json"
+PROMPT_FORMAT = f"{INSTRUCTION_TAG} {{instruction}}\n{RESPONSE_TAG} {{response}}\n{END_MARKER}"
+
+__all__ = ["DEFAULT_COMPARISONS", "VARIANT_NAMES", "EvalSettings", "VariantSpec", "parse_comparison", "run_evaluate"]
+
+
+def select_variants(settings: EvalSettings, variants: Sequence[VariantSpec]) -> tuple[list[VariantSpec], dict[str, str]]:
+    """The variants to run, in ``VARIANT_NAMES`` order, and why each other one is skipped.
+
+    Raises:
+        ConfigError: two specs with the same name.
+    """
+    names = [spec.name for spec in variants]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"variants given twice: {sorted({n for n in names if names.count(n) > 1})}", field="variants")
+    given = {spec.name: spec for spec in variants}
+    chosen: list[VariantSpec] = []
+    skipped: dict[str, str] = {}
+    for name in VARIANT_NAMES:
+        spec = given.get(name)
+        if spec is None:
+            skipped[name] = "no model given for this variant"
+        elif name not in settings.variants:
+            skipped[name] = "not selected (eval.variants)"
+        elif not (spec.model_dir / "config.json").is_file():
+            skipped[name] = f"model folder not found: {spec.model_dir}"
+        elif spec.adapter_dir is not None and not spec.adapter_dir.is_dir():
+            skipped[name] = f"adapter not found: {spec.adapter_dir}"
+        else:
+            chosen.append(spec)
+    return chosen, skipped
+
+
+def describe_variant(spec: VariantSpec, settings: EvalSettings) -> dict[str, Any]:
+    """Hashes and lineage facts of one variant; refuses a quantisation mismatch unless allowed.
+
+    Raises:
+        LineageError: the checkpoint was trained with another quantisation (and no override).
+    """
+    from stage1.hf.models import check_quantization
+    from stage1.io.lineage import adapter_hash, read_lineage, weights_hash
+
+    described = spec.to_dict()
+    described["model_hash"] = weights_hash(spec.model_dir)
+    described["adapter_hash"] = None
+    matched = True
+    for folder in (spec.model_dir, spec.adapter_dir):
+        lineage = None if folder is None else read_lineage(folder, required=folder == spec.adapter_dir)
+        if lineage is not None:
+            matched &= check_quantization(lineage.quantization, spec.quantization, allow_mismatch=settings.allow_quantization_mismatch)
+    if spec.adapter_dir is not None:
+        described["adapter_hash"] = adapter_hash(spec.adapter_dir)
+    described["quantization_matches_training"] = matched
+    return described
+
+
+def _job(spec: VariantSpec, described: dict[str, Any], items: list[EvalItem], settings: EvalSettings, out: Path, dry_run: bool) -> dict[str, Any]:
+    decoding = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size, "dtype": settings.dtype,
+                "device": settings.device, "seed": settings.seed, "backend": settings.backend}
+    if settings.backend == "vllm":
+        decoding["vllm"] = settings_to_dict(settings.vllm)
+    identity = {"variant": described, "decoding": decoding, "items": [item.to_dict() for item in items], "dry_run": dry_run}
+    suffix = ".dry_run.json" if dry_run else ".json"
+    return {
+        "spec": spec.to_dict(),
+        "items": identity["items"],
+        "settings": decoding,
+        "parent_hash": described["model_hash"] if spec.adapter_dir is not None else None,
+        "fingerprint": config_hash(identity),
+        "out_path": str(out / GENERATIONS_DIR / f"{spec.name}{suffix}"),
+        "dry_run": dry_run,
+    }
+
+
+def _finished(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of an earlier run of exactly this job, if one was written."""
+    import json
+
+    path = Path(job["out_path"])
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if record.get("fingerprint") == job["fingerprint"] else None
+
+
+def run_variants(jobs: list[dict[str, Any]], settings: EvalSettings, out: Path, in_process: bool) -> dict[str, dict[str, Any]]:
+    """Run each job once, one at a time, resuming finished ones; returns records by variant."""
+    guard = None if in_process else MemoryGuard(settings.memory_tolerance_mib, settings.memory_wait_s)
+    records: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        name = job["spec"]["name"]
+        done = _finished(job)
+        if done is not None:
+            (out / GENERATIONS_DIR / f".job-{name}.json").unlink(missing_ok=True)  # left by a kill after it finished
+            log.info("eval: %s already generated, resuming after it", name)
+            records[name] = {**done, "resumed": True}
+            continue
+        log.info("eval: %s (%s)", name, "in process" if in_process else "subprocess")
+        if in_process:
+            records[name] = run_job(job)
+        else:
+            records[name] = run_job_in_subprocess(job, out / GENERATIONS_DIR / f".job-{name}.json", guard)
+    return records
+
+
+def _provenance(items_path: Path, items: list[EvalItem], settings: EvalSettings, described: dict[str, dict[str, Any]],
+                training_paths: Sequence[Path], leakage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "prompt_format": PROMPT_FORMAT,
+        "raw_prompt": "base_raw: the instruction alone, no wrapper",
+        "decoding": {"do_sample": False, "max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
+                     "stop_strings": list(STOP_STRINGS), "dtype": settings.dtype, "device": settings.device,
+                     "backend": settings.backend},
+        "seeds": {"seed": settings.seed, "bootstrap": "sha256(seed:before:after:criterion)"},
+        "items": {"path": str(items_path), "sha256": sha256_file(items_path), "count": len(items), "limit": settings.limit},
+        "variants": described,
+        "training_data": {str(p): sha256_tree(p) for p in training_paths if Path(p).is_file()},
+        "leakage": leakage,
+    }
+
+
+def build_results(settings: EvalSettings, items: list[EvalItem], records: dict[str, dict[str, Any]], *,
+                  skipped: dict[str, str], provenance: dict[str, Any]) -> dict[str, Any]:
+    """The results dict: scored summary, plus skipped variants, settings, provenance and run facts."""
+    responses = {name: {row["item_id"]: EvalResponse.from_dict(row) for row in record["responses"]} for name, record in records.items()}
+    results = summarise(items, responses, pairs=settings.comparison_pairs, confidence=settings.confidence, q=settings.q,
+                        bootstrap_samples=settings.bootstrap_samples, seed=settings.seed, min_category_items=settings.min_category_items)
+    results["skipped_variants"] = skipped
+    results["settings"] = settings_to_dict(settings)
+    results["provenance"] = provenance
+    results["runs"] = {name: {"memory": r["memory"], "seconds": r["seconds"], "resumed": r.get("resumed", False)} for name, r in records.items()}
+    return results
+
+
+def run_evaluate(
+    settings: EvalSettings,
+    *,
+    variants: list[VariantSpec],
+    items_path: str | Path,
+    out_dir: str | Path,
+    training_paths: Sequence[str | Path] = (),
+    dry_run: bool = False,
+    in_process: bool = False,
+) -> dict[str, Any]:
+    """Evaluate every available variant on the items and write the reports.
+
+    Args:
+        variants: the candidate models; those missing on disk or not in ``settings.variants`` are
+            skipped and reported.
+        training_paths: training files for the leakage gate (every one must exist).
+        dry_run: load each variant and report its memory, generating nothing; writes only
+            ``dry_run.json`` and returns its content.
+        in_process: run variants in this process instead of a subprocess each (also
+            ``settings.in_process``).
+
+    Returns:
+        The manifest dict (for a dry run, the memory report).
+
+    Raises:
+        InputError: a malformed items file, or no variant left to evaluate.
+        ConfigError: ``in_process`` together with ``settings.backend == "vllm"``.
+        GateError: the leakage gate failed or could not run.
+        LineageError: an adapter on the wrong weights, or a quantisation mismatch without override.
+    """
+    from stage1.eval.report import write_reports
+
+    if in_process and settings.backend == "vllm":
+        raise ConfigError("vllm runs each variant in its own process; in_process is not available with it", field="eval.backend")
+    out = Path(out_dir)
+    items_path = Path(items_path)
+    training = [Path(p) for p in training_paths]
+    items = read_eval_items(items_path)[: settings.limit]
+    leakage = leakage_gate_on_files(items_path, training)
+    chosen, skipped = select_variants(settings, variants)
+    if not chosen:
+        raise InputError("no variant to evaluate: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()), field="variants")
+    for name, reason in skipped.items():
+        log.warning("eval: skipping %s: %s", name, reason)
+    described = {spec.name: describe_variant(spec, settings) for spec in chosen}
+    jobs = [_job(spec, described[spec.name], items, settings, out, dry_run) for spec in chosen]
+    records = run_variants(jobs, settings, out, in_process or settings.in_process)
+    if dry_run:
+        report = {"dry_run": True, "variants": {n: {"memory": r["memory"], "seconds": r["seconds"]} for n, r in records.items()},
+                  "skipped_variants": skipped}
+        atomic_write_json(out / DRY_RUN_NAME, report)
+        return report
+
+    results = build_results(settings, items, records, skipped=skipped,
+                            provenance=_provenance(items_path, items, settings, described, training, leakage))
+    written = write_reports(out, results)
+    outputs = {**written, **{f"generations_{job['spec']['name']}": Path(job["out_path"]) for job in jobs}}
+    inputs = {"items": items_path, **{f"training_{i}": p for i, p in enumerate(training)},
+              **{f"adapter_{s.name}": s.adapter_dir for s in chosen if s.adapter_dir is not None}}
+    counts = {"items": len(items), "variants": len(chosen), "skipped_variants": len(skipped),
+              "comparisons": len(results["comparisons"]), "significant": sum(c["significant"] for c in results["comparisons"])}
+    manifest = build_manifest(STAGE, config=settings_to_dict(settings), seed=settings.seed, inputs=inputs, outputs=outputs,
+                              counts=counts, extra={"variants": described, "skipped_variants": skipped, "runs": results["runs"]})
+    write_manifest(out, manifest)
+    return manifest

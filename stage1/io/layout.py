@@ -1,0 +1,125 @@
+"""Where everything lies in a run directory: every file and folder name, defined once.
+
+The stages write into the folder they are given and take their file names from here; the pipeline,
+the CLI and the tests find a run's files through ``RunLayout``. A name changed here changes it
+everywhere, and an old run directory keeps working only while these names stay the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Written last by every stage, after its weights and data: its presence proves the stage finished.
+MANIFEST = "manifest.json"
+#: The stage's fingerprint and declared outputs, written by the pipeline after the manifest.
+STAGE_FILE = "stage.json"
+LOCK_FILE = ".stage1.lock"
+CONFIG_FILE = "config.yaml"
+TIMINGS_FILE = "timings.json"
+DEFAULT_LOG_FILE = "run.log"
+
+SFT_TRAIN_FILE = "train.jsonl"
+SFT_HELDOUT_FILE = "heldout.jsonl"
+NEGATIVES_FILE = "negatives.jsonl"
+PAIRS_TRAIN_FILE = "train.jsonl"
+PAIRS_EVAL_FILE = "eval.jsonl"
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+CHART_FILE = "chart.png"
+MODEL_WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+MODEL_CONFIG_FILE = "config.json"
+
+#: Each stage's folder inside the run directory (the base model's only when it is built there).
+STAGE_DIRS = {
+    "model": "model",
+    "sft_data": "sft_data",
+    "sft": "sft",
+    "merge": "merged",
+    "negatives": "negatives",
+    "pairs": "pairs",
+    "dpo": "dpo",
+    "dpo_only": "dpo_only",
+    "eval": "eval",
+}
+
+
+class RunLayout:
+    """The paths of one run directory.
+
+    Args:
+        run_dir: the run directory.
+        model_path: ``model.path`` from the config; ``None`` means the tiny model built into ``<run>/model``.
+    """
+
+    def __init__(self, run_dir: str | Path, model_path: str | Path | None = None):
+        self.run_dir = Path(run_dir)
+        self.model_path = Path(model_path) if model_path else None
+
+    def stage_dir(self, stage: str) -> Path:
+        """The folder a stage writes (for ``model``, the base model's folder wherever it is)."""
+        if stage == "model" and self.model_path is not None:
+            return self.model_path
+        return self.run_dir / STAGE_DIRS[stage]
+
+    @property
+    def model(self) -> Path:
+        return self.stage_dir("model")
+
+    @property
+    def merged(self) -> Path:
+        return self.stage_dir("merge")
+
+    @property
+    def sft_train(self) -> Path:
+        return self.stage_dir("sft_data") / SFT_TRAIN_FILE
+
+    @property
+    def sft_heldout(self) -> Path:
+        return self.stage_dir("sft_data") / SFT_HELDOUT_FILE
+
+    @property
+    def sft_adapter(self) -> Path:
+        return self.stage_dir("sft") / ADAPTER_DIR
+
+    @property
+    def negatives(self) -> Path:
+        return self.stage_dir("negatives") / NEGATIVES_FILE
+
+    @property
+    def pairs_train(self) -> Path:
+        return self.stage_dir("pairs") / PAIRS_TRAIN_FILE
+
+    @property
+    def pairs_eval(self) -> Path:
+        return self.stage_dir("pairs") / PAIRS_EVAL_FILE
+
+    def adapter(self, stage: str) -> Path:
+        """The adapter a training stage (``sft``, ``dpo``, ``dpo_only``) saved."""
+        return self.stage_dir(stage) / ADAPTER_DIR
+
+    @property
+    def results(self) -> Path:
+        return self.stage_dir("eval") / RESULTS_FILE
+
+    @property
+    def report(self) -> Path:
+        return self.stage_dir("eval") / REPORT_FILE
+
+    @property
+    def chart(self) -> Path:
+        return self.stage_dir("eval") / CHART_FILE
+
+    @property
+    def config_file(self) -> Path:
+        return self.run_dir / CONFIG_FILE
+
+    @property
+    def timings(self) -> Path:
+        return self.run_dir / TIMINGS_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.run_dir / LOCK_FILE

@@ -1,0 +1,257 @@
+"""Strict, line-numbered readers of JSONL, JSON, CSV and saved ``datasets`` folders.
+
+Readers refuse bad input with the file, line and field, before anything is written: besides
+malformed rows, a JSON object that repeats a key (``json`` would silently keep the last value), a
+string holding a lone surrogate (``"\\ud800"`` decodes, but cannot be written back as UTF-8), a
+CSV header that repeats a column, and a folder that is not a saved ``datasets`` folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from stage1.core.errors import InputError
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _read_utf8(path: Path) -> str:
+    if not path.exists():
+        raise InputError("file not found", path=path, hint="check the path")
+    if path.is_dir():
+        raise InputError("is a folder, expected a file", path=path)
+    data = path.read_bytes()
+    if data.startswith(UTF8_BOM):
+        raise InputError(
+            "the file starts with a UTF-8 byte-order mark", path=path, line=1, hint="save it as UTF-8 without BOM"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(
+            f"invalid UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start})",
+            path=path,
+            line=line,
+            hint="re-encode the file as UTF-8",
+        ) from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+        self.line: int | None = None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a repeated key instead of keeping the last value."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return value
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def _duplicate_key_line(text: str) -> int | None:
+    """The line where the innermost object with a repeated key opens. Uses the pure-Python scanner,
+    which knows positions; only called once a duplicate is known to be there."""
+    from json.decoder import JSONObject
+    from json.scanner import py_make_scanner
+
+    def parse_object(s_and_end, *args, **kwargs):
+        try:
+            return JSONObject(s_and_end, *args, **kwargs)
+        except _DuplicateKey as error:
+            if error.line is None:
+                error.line = s_and_end[0].count("\n", 0, s_and_end[1]) + 1
+            raise
+
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
+    decoder.parse_object = parse_object
+    decoder.scan_once = py_make_scanner(decoder)
+    try:
+        decoder.decode(text)
+    except _DuplicateKey as error:
+        return error.line
+    except ValueError:
+        return None
+    return None
+
+
+def _duplicate_key_error(path: Path, line: int | None, key: str) -> InputError:
+    return InputError(
+        f"duplicate key {key!r} in one JSON object", path=path, line=line, field=key,
+        hint="JSON readers keep only the last value; remove or rename one of them",
+    )
+
+
+# A JSON escape for a UTF-16 surrogate: the only way a str that UTF-8 cannot encode gets in.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _unencodable(value: Any) -> str | None:
+    """The first string inside ``value`` that is not encodable as UTF-8 (a lone surrogate), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+        return None
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        found = _unencodable(item)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_encodable(row: dict[str, Any], path: Path, line: int) -> None:
+    """Refuse a row holding a lone surrogate (``"\\ud800"``), naming the field it is in."""
+    for key, value in row.items():
+        text = _unencodable(key) or _unencodable(value)
+        if text is not None:
+            position = next(i for i, char in enumerate(text) if 0xD800 <= ord(char) <= 0xDFFF)
+            raise InputError(
+                f"text not encodable as UTF-8: a lone surrogate \\u{ord(text[position]):04x} at character {position + 1}",
+                path=path, line=line, field=key if _unencodable(key) is None else ascii(key)[1:-1],
+                hint="a \\uD800-\\uDFFF escape must be half of a surrogate pair; fix or drop the escape",
+            )
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSON Lines file.
+
+    Raises:
+        InputError: missing file, BOM, invalid UTF-8, malformed JSON, a line that is not an object,
+            a key repeated within an object, a lone surrogate in a string.
+    """
+    source = Path(path)
+    text = _read_utf8(source)
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = _loads(line)
+        except _DuplicateKey as error:
+            raise _duplicate_key_error(source, number, error.key) from None
+        except json.JSONDecodeError as error:
+            hint = "each line must be one complete JSON object"
+            if number == 1 and line.lstrip().startswith("["):
+                hint = "this looks like a JSON array; name the file .json or write one object per line"
+            raise InputError(f"malformed JSON ({error.msg} at column {error.colno})", path=source, line=number, hint=hint) from None
+        if not isinstance(value, dict):
+            hint = "write one JSON object per line"
+            if isinstance(value, list):
+                hint = "this line is a JSON array; name the file .json for an array, or write one object per line"
+            raise InputError(f"expected a JSON object, found {type(value).__name__}", path=source, line=number, hint=hint)
+        if _SURROGATE_ESCAPE.search(line):
+            _check_encodable(value, source, number)
+        yield number, value
+
+
+def iter_json_array(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(item_number, object)`` from a file holding one JSON array of objects (items from 1).
+
+    Raises:
+        InputError: as ``iter_jsonl``; a repeated key names the line where its object opens.
+    """
+    source = Path(path)
+    text = _read_utf8(source)
+    try:
+        value = _loads(text)
+    except _DuplicateKey as error:
+        raise _duplicate_key_error(source, _duplicate_key_line(text), error.key) from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"malformed JSON ({error.msg})", path=source, line=error.lineno) from None
+    if isinstance(value, dict) and isinstance(value.get("data"), list):
+        value = value["data"]
+    if not isinstance(value, list):
+        raise InputError("expected a JSON array of objects", path=source, hint="or use JSON Lines (.jsonl)")
+    check_surrogates = bool(_SURROGATE_ESCAPE.search(text))
+    for number, item in enumerate(value, start=1):
+        if not isinstance(item, dict):
+            raise InputError(f"item {number} is {type(item).__name__}, expected an object", path=source, line=number)
+        if check_surrogates:
+            _check_encodable(item, source, number)
+        yield number, item
+
+
+def iter_csv(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, row)`` from a CSV file with a header; empty cells become missing fields.
+
+    Raises:
+        InputError: as ``_read_utf8``; a header naming a column twice; a row with more cells than the header.
+    """
+    source = Path(path)
+    reader = csv.DictReader(io.StringIO(_read_utf8(source), newline=""))
+    header = reader.fieldnames or []
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(
+            f"the header repeats the column {repeated[0]!r}", path=source, line=reader.line_num, field=repeated[0],
+            hint="a CSV reader keeps only the last such column; rename or remove one",
+        )
+    for row in reader:
+        if None in row:
+            raise InputError("more cells than header columns", path=source, line=reader.line_num)
+        yield reader.line_num, {key: value for key, value in row.items() if value not in (None, "")}
+
+
+#: Files ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` always write.
+DATASET_FOLDER_MARKERS = ("state.json", "dataset_dict.json")
+
+
+def iter_dataset_folder(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(row_number, row)`` from a folder written by ``datasets.Dataset.save_to_disk``.
+
+    Raises:
+        InputError: the folder holds no saved dataset.
+    """
+    source = Path(path)
+    if not any((source / marker).is_file() for marker in DATASET_FOLDER_MARKERS):
+        raise InputError(
+            f"is a folder but not a saved datasets folder (it has no {' or '.join(DATASET_FOLDER_MARKERS)})",
+            path=source, hint="give a .jsonl, .json or .csv file, or a folder written by Dataset.save_to_disk",
+        )
+    from datasets import load_from_disk
+
+    try:
+        dataset = load_from_disk(str(source))
+    except FileNotFoundError as error:
+        raise InputError(f"cannot load the datasets folder ({error})", path=source) from None
+    if hasattr(dataset, "keys"):  # a DatasetDict: take its train split, or its only split
+        splits = list(dataset.keys())
+        dataset = dataset["train"] if "train" in splits else dataset[splits[0]]
+    for number, row in enumerate(dataset, start=1):
+        yield number, dict(row)
+
+
+def iter_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows from a JSONL, JSON, CSV file or a local ``datasets`` folder, with their line/item numbers."""
+    source = Path(path)
+    if source.is_dir():
+        return iter_dataset_folder(source)
+    suffix = source.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return iter_jsonl(source)
+    if suffix == ".json":
+        return iter_json_array(source)
+    if suffix == ".csv":
+        return iter_csv(source)
+    if not source.exists():
+        raise InputError("file not found", path=source)
+    raise InputError(f"unknown file type {suffix!r}", path=source, hint="use .jsonl, .json, .csv or a datasets folder")

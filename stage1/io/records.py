@@ -1,0 +1,143 @@
+"""One reader per record type: every row validated where it is read, errors naming file, line and field.
+
+The record classes themselves (``stage1.core.records``, ``stage1.core.eval_items``) are pure; these
+functions read them from files through the strict readers of ``stage1.io.readers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stage1.core.errors import GateError, InputError
+from stage1.core.eval_items import EvalItem
+from stage1.core.format import FormatError, check_text, instruction_from_prompt
+from stage1.core.leakage import LeakageSettings, gate_leaks
+from stage1.core.records import BadRows, R, RecordError, RecordList, check_unique_ids
+from stage1.io.readers import iter_rows
+
+
+def read_records(
+    path: str | Path,
+    parse: type[R] | Callable[[dict[str, Any]], R],
+    *,
+    on_bad_rows: str = "stop",
+    bad_rows: BadRows | None = None,
+) -> RecordList:
+    """Read and validate every row of ``path`` with ``parse`` (a record class or a function).
+
+    Args:
+        on_bad_rows: ``"stop"`` raises on the first bad row; ``"skip"`` counts it in ``bad_rows``.
+
+    Returns:
+        The records (a list) with ``.lines``, the line of each in the file, for later messages.
+
+    Raises:
+        InputError: naming the file, line and field (also for unreadable files under "skip").
+    """
+    if on_bad_rows not in ("stop", "skip"):
+        raise ValueError(f"on_bad_rows must be 'stop' or 'skip', got {on_bad_rows!r}")
+    parser = parse.from_dict if isinstance(parse, type) else parse
+    records = RecordList()
+    for line, row in iter_rows(path):
+        try:
+            records.append(parser(row))
+        except RecordError as error:
+            failure = InputError(error.message, path=path, line=line, field=error.field, hint=error.hint)
+            if on_bad_rows == "stop":
+                raise failure from None
+            if bad_rows is not None:
+                bad_rows.add(str(failure))
+        else:
+            records.lines.append(line)
+    return records
+
+
+def read_eval_items(path: str | Path) -> list[EvalItem]:
+    """Read and validate an items file; ids must be unique.
+
+    Raises:
+        InputError: naming the file, line and field of the first bad item, or a duplicate id.
+    """
+    items = read_records(path, EvalItem)
+    if not items:
+        raise InputError("no evaluation items", path=path, hint="one JSON object per line")
+    check_unique_ids(items, path)
+    return items
+
+
+def read_eval_instructions(path: str | Path) -> list[tuple[str, str]]:
+    """``(id, instruction)`` of every evaluation item; the other fields are the evaluator's to check.
+
+    Raises:
+        GateError: the file is missing or holds no items (the gate must not pass without evidence).
+        InputError: a row without a usable ``id`` or ``instruction`` (file, line, field).
+    """
+    source = Path(path)
+    if not source.exists():
+        raise GateError(f"{source}: evaluation items not found; the leakage gate cannot pass without them")
+    items: list[tuple[str, str]] = []
+    for line, row in iter_rows(source):
+        item_id = row.get("id")
+        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or not str(item_id).strip():
+            raise InputError("missing or empty", path=source, line=line, field="id")
+        instruction = row.get("instruction")
+        if not isinstance(instruction, str):
+            raise InputError("missing or not a string", path=source, line=line, field="instruction")
+        try:
+            items.append((str(item_id), check_text(instruction, "instruction")))
+        except FormatError as error:
+            raise InputError(error.reason, path=source, line=line, field="instruction") from None
+    if not items:
+        raise GateError(f"{source}: no evaluation items; the leakage gate has nothing to check against")
+    return items
+
+
+def training_instructions(path: Path) -> list[tuple[str, str]]:
+    """``(id, instruction)`` of each row of a training file: SFT rows carry ``instruction``,
+    preference pairs carry the rendered ``prompt`` (read back by stripping the format's tags).
+
+    Raises:
+        InputError: a row with neither, or a prompt not in the training format (file, line, field).
+    """
+    rows = []
+    for line, row in iter_rows(path):
+        row_id = str(row.get("id", row.get("instruction_id", line)))
+        if isinstance(row.get("instruction"), str):
+            rows.append((row_id, row["instruction"]))
+        elif isinstance(row.get("prompt"), str) and instruction_from_prompt(row["prompt"]) is not None:
+            rows.append((row_id, instruction_from_prompt(row["prompt"])))
+        else:
+            raise InputError("no instruction, and no prompt in the training format", path=path, line=line, field="instruction")
+    return rows
+
+
+def leakage_gate(
+    eval_items_path: str | Path, training_sets: Mapping[str, Sequence[tuple[str, str]]], settings: LeakageSettings = LeakageSettings()
+) -> dict[str, Any]:
+    """The leakage gate (``stage1.core.leakage.gate_leaks``) against the evaluation items in a file.
+
+    Raises:
+        GateError: any leak, or the items file missing or empty (the gate fails closed).
+        InputError: a bad row in the items file.
+    """
+    return gate_leaks(read_eval_instructions(eval_items_path), training_sets, settings, source=str(eval_items_path))
+
+
+def leakage_gate_on_files(items_path: Path, training_paths: Sequence[Path]) -> dict[str, Any]:
+    """Run the leakage gate (stage1.core.leakage) against every training file; fails closed.
+
+    Raises:
+        GateError: a training file is missing or empty, or an evaluation item appears in training data.
+    """
+    if not training_paths:
+        return {"checked": False, "reason": "no training files given"}
+    missing = [str(p) for p in training_paths if not Path(p).is_file()]
+    if missing:
+        raise GateError(f"leakage check: training file(s) not found: {', '.join(missing)}; the check cannot pass without them")
+    training_sets = {str(path): training_instructions(Path(path)) for path in training_paths}
+    empty = [name for name, rows in training_sets.items() if not rows]
+    if empty:
+        raise GateError(f"leakage check: training file(s) hold no rows: {', '.join(empty)}; an empty file is no evidence")
+    return {"checked": True, **leakage_gate(items_path, training_sets)}

@@ -1,0 +1,30 @@
+"""Settings of the pairs stage (the ``pairs:`` section; defaults: the tiny preset)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stage1.core.errors import ConfigError
+from stage1.core.leakage import LeakageSettings
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """Settings of the pairs stage (defaults: the tiny preset)."""
+
+    eval_fraction: float = 0.1  # share of instruction groups whose pairs go to eval.jsonl
+    seed: int = 0  # split, caps and output order derive from it
+    max_pairs_per_instruction: int = 5  # pairs kept per normalised instruction
+    max_pairs: int | None = None  # global cap, sampled across instructions; None keeps all
+    max_length: int = 512  # tokens of prompt + completion + eos allowed on each side
+    leakage: LeakageSettings = field(default_factory=LeakageSettings)  # near-duplicate test against eval items
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.eval_fraction}", field="pairs.eval_fraction")
+        if self.max_pairs_per_instruction < 1:
+            raise ConfigError("must be at least 1", field="pairs.max_pairs_per_instruction")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ConfigError("must be at least 1, or null for no cap", field="pairs.max_pairs")
+        if self.max_length < 2:
+            raise ConfigError(f"must be at least 2, got {self.max_length}", field="pairs.max_length")

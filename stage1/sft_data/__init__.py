@@ -1,0 +1,1 @@
+"""The SFT data stage: instructions in, responses from the pool or the base model, filtered and split."""

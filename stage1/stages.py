@@ -1,0 +1,394 @@
+"""The table of stages: what each stage reads, writes and is configured by, and how it is started.
+
+``STAGES`` is the only place a stage is wired: its name, the CLI command that runs it alone, the
+inputs it reads (named for ``--in NAME=PATH``, and where each lies in a run directory), the outputs
+it must leave, the settings its fingerprint covers, and its entry point. ``stage1.pipeline`` (the
+``run`` command, a stage inside a run directory, a stage on explicit files, the preflight) and the
+CLI (its subcommands, their ``--help`` and ``--in`` checks) all read it. The stage functions live in
+their folders; each entry point below only hands them their files. Light to import: stage modules
+are imported when a stage runs, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stage1.config.load import PipelineConfig
+from stage1.core.errors import ConfigError
+from stage1.io.layout import (
+    ADAPTER_DIR,
+    CHART_FILE,
+    MANIFEST,
+    MODEL_WEIGHTS_FILE,
+    NEGATIVES_FILE,
+    PAIRS_EVAL_FILE,
+    PAIRS_TRAIN_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SFT_HELDOUT_FILE,
+    SFT_TRAIN_FILE,
+    TOKENIZER_FILE,
+    RunLayout,
+)
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What ``run_pipeline`` tells a step about this run of it.
+
+    Attributes:
+        fingerprint: the stage's fingerprint; training stages resume only from checkpoints written
+            under the same one (same settings, same upstream stages, same input files).
+        forced: named in ``--force``: start over rather than resume.
+    """
+
+    fingerprint: str | None
+    forced: bool
+
+
+#: A stage run alone on explicit files: no fingerprint to resume under, nothing forced.
+ON_FILES = StageRun(fingerprint=None, forced=False)
+
+
+@dataclass(frozen=True)
+class StageCall:
+    """Everything a stage's entry point is given: the config, its named inputs and its output folder."""
+
+    config: PipelineConfig
+    inputs: dict[str, Path]
+    out_dir: Path
+    run: StageRun = ON_FILES
+    callbacks: tuple = ()
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """One input a stage reads.
+
+    Attributes:
+        name: the ``--in NAME=PATH`` name.
+        help: one line on what it is, for ``--help`` and errors.
+        required: whether a run on files must give it.
+        in_run: where it lies in a run: the layout and the config give its path.
+        stage: the stage that produces it in a run (its fingerprint then covers that stage's).
+        external: a file the user owns (named in the config), hashed into the fingerprint; a
+            predicate on the config where only some settings read it.
+    """
+
+    name: str
+    help: str
+    in_run: Callable[[RunLayout, PipelineConfig], Path]
+    required: bool = True
+    stage: str | None = None
+    external: bool | Callable[[PipelineConfig], bool] = False
+
+    def is_external(self, config: PipelineConfig) -> bool:
+        return self.external(config) if callable(self.external) else bool(self.external)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the table (see the module docstring).
+
+    Attributes:
+        upstream: stages whose fingerprints this one's covers, beyond those its inputs name (a stage
+            that is not built in this run, such as ``model`` under a ``model.path``, is left out).
+        also: stages its command also runs inside a run directory (``train-dpo`` trains ``dpo_only`` too).
+        enabled: whether the stage is part of a run with this config.
+    """
+
+    name: str
+    command: str | None
+    help: str
+    outputs: tuple[str, ...]
+    inputs: tuple[StageInput, ...]
+    settings: Callable[[PipelineConfig], Any]
+    entry: Callable[[StageCall], Any]
+    upstream: tuple[str, ...] = ()
+    also: tuple[str, ...] = ()
+    enabled: Callable[[PipelineConfig], bool] = field(default=lambda config: True)
+
+    def input(self, name: str) -> StageInput:
+        return next(spec for spec in self.inputs if spec.name == name)
+
+    @property
+    def required_inputs(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.inputs if spec.required)
+
+    @property
+    def optional_inputs(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.inputs if not spec.required)
+
+
+# ---------------------------------------------------------------- entry points (imports happen when a stage runs)
+
+
+def _build_model(call: StageCall) -> Any:
+    from stage1.hf.tiny import build_tiny_qwen
+
+    return build_tiny_qwen(call.out_dir, seed=call.config.model.tiny_seed)
+
+
+def _sft_data(call: StageCall) -> Any:
+    from stage1.sft_data.stage import run_sft_data
+
+    config = call.config
+    return run_sft_data(
+        config.sft_data,
+        instructions_path=call.inputs["instructions"],
+        out_dir=call.out_dir,
+        model_dir=call.inputs.get("model"),
+        exemplars_path=call.inputs.get("exemplars", Path(config.data.exemplars)),
+        eval_items_path=call.inputs["eval_items"],
+        on_bad_rows=config.run.on_bad_rows,
+        backend=config.run.generation_backend,
+    )
+
+
+def _train_sft(call: StageCall) -> Any:
+    from stage1.train.sft import run_train_sft
+
+    config = call.config
+    return run_train_sft(
+        config.training,
+        model_dir=call.inputs["model"],
+        train_path=call.inputs["train"],
+        out_dir=call.out_dir,
+        sft_args=dict(config.sft),
+        lora_args=dict(config.lora),
+        seed=config.run.seed,
+        resume=not call.run.forced,
+        stage_fingerprint=call.run.fingerprint,
+        callbacks=call.callbacks,
+    )
+
+
+def _merge(call: StageCall) -> Any:
+    from stage1.train.merge import run_handoff, run_merge
+
+    training = call.config.training
+    keep_adapter = training.sft_handoff == "adapter"
+    if (keep_adapter or training.quantization != "none") and "sft_train" not in call.inputs:
+        raise ConfigError("the SFT model handed on must be checked against its training rows", field="--in",
+                          hint="add --in sft_train=<run>/sft_data/train.jsonl")
+    handoff = run_handoff if keep_adapter else run_merge
+    return handoff(training, model_dir=call.inputs["model"], adapter_dir=call.inputs["adapter"], out_dir=call.out_dir,
+                   sft_train_path=call.inputs.get("sft_train"), eval_dtype=call.config.eval.dtype)
+
+
+def _negatives(call: StageCall) -> Any:
+    from stage1.negatives import run_negatives
+
+    config = call.config
+    return run_negatives(config.negatives, sft_path=call.inputs["sft"], out_dir=call.out_dir, on_bad_rows=config.run.on_bad_rows)
+
+
+def _pairs(call: StageCall) -> Any:
+    from stage1.pairs.stage import run_pairs
+
+    config = call.config
+    return run_pairs(
+        config.pairs,
+        sft_path=call.inputs["sft"],
+        negatives_path=call.inputs["negatives"],
+        out_dir=call.out_dir,
+        tokenizer_dir=call.inputs["model"],
+        eval_items_path=call.inputs["eval_items"],
+        on_bad_rows=config.run.on_bad_rows,
+    )
+
+
+def _train_dpo_chain(call: StageCall) -> Any:
+    """DPO after SFT: on the merged model, or (``sft_handoff: adapter``) continuing the SFT adapter on the base."""
+    if call.config.training.sft_handoff != "adapter":
+        return _train_dpo(call)
+    if "sft_adapter" not in call.inputs:
+        raise ConfigError("training.sft_handoff: adapter trains the SFT adapter on", field="--in",
+                          hint="add --in sft_adapter=<run>/sft/adapter and --in model=<the base model>")
+    return _train_dpo(call, sft_adapter_dir=call.inputs["sft_adapter"])
+
+
+def _train_dpo(call: StageCall, sft_adapter_dir: Path | None = None) -> Any:
+    from stage1.train.dpo import run_train_dpo
+
+    config = call.config
+    return run_train_dpo(
+        config.training,
+        model_dir=call.inputs["model"],
+        train_path=call.inputs["train"],
+        eval_path=call.inputs["eval"],
+        out_dir=call.out_dir,
+        dpo_args=dict(config.dpo),
+        lora_args=dict(config.lora),
+        seed=config.run.seed,
+        resume=not call.run.forced,
+        stage_fingerprint=call.run.fingerprint,
+        callbacks=call.callbacks,
+        sft_adapter_dir=sft_adapter_dir,
+    )
+
+
+def _dpo_start(layout: RunLayout, config: PipelineConfig) -> Path:
+    """The model DPO loads: the merged SFT model, or the base under ``sft_handoff: adapter``."""
+    return layout.model if config.training.sft_handoff == "adapter" else layout.merged
+
+
+def _evaluate(call: StageCall) -> Any:
+    from stage1.eval.settings import variants_in_run
+    from stage1.eval.stage import run_evaluate
+
+    layout = RunLayout(call.inputs["run"], call.config.model.path)
+    return run_evaluate(
+        call.config.eval,
+        variants=variants_in_run(layout, call.config.training.quantization, call.config.training.sft_handoff),
+        items_path=call.inputs["eval_items"],
+        out_dir=call.out_dir,
+        training_paths=[layout.sft_train, layout.pairs_train],
+    )
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _data_file(key: str) -> Callable[[RunLayout, PipelineConfig], Path]:
+    return lambda layout, config: Path(getattr(config.data, key))
+
+
+def _model(layout: RunLayout, config: PipelineConfig) -> Path:
+    return layout.model
+
+
+def _sft_train(layout: RunLayout, config: PipelineConfig) -> Path:
+    return layout.sft_train
+
+
+def _training_settings(section: str) -> Callable[[PipelineConfig], dict[str, Any]]:
+    return lambda config: {"training": config.training, section: config.section(section), "lora": config.lora, "seed": config.run.seed}
+
+
+EVAL_ITEMS = StageInput(
+    "eval_items", "held-out evaluation items (e.g. stage1/pools/eval/items.jsonl): the leakage gate checks against them",
+    _data_file("eval_items"), external=True,
+)
+BASE_MODEL = StageInput("model", "the base model folder (safetensors, config.json, tokenizer)", _model, stage="model")
+PAIR_FILES = (
+    StageInput("train", "training preference pairs (pairs/train.jsonl: prompt, chosen, rejected)", lambda layout, config: layout.pairs_train, stage="pairs"),
+    StageInput("eval", "held-out preference pairs (pairs/eval.jsonl)", lambda layout, config: layout.pairs_eval, stage="pairs"),
+)
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec(
+        "model", None, "the tiny offline Qwen2 base model, built when model.path is not set",
+        outputs=(MODEL_WEIGHTS_FILE, TOKENIZER_FILE), inputs=(),
+        settings=lambda config: {"tiny_seed": config.model.tiny_seed}, entry=_build_model,
+        enabled=lambda config: config.model.path is None,
+    ),
+    StageSpec(
+        "sft_data", "sft-data", "SFT examples: instructions with responses, filtered and split",
+        outputs=(SFT_TRAIN_FILE, SFT_HELDOUT_FILE, MANIFEST),
+        inputs=(
+            StageInput("instructions", "the instruction pool (JSONL, JSON, CSV or a datasets folder; with responses when sft_data.source=file)",
+                       _data_file("instructions"), external=True),
+            EVAL_ITEMS,
+            StageInput("model", "the base model that writes responses (sft_data.source=model)", _model, required=False, stage="model"),
+            StageInput("exemplars", "few-shot exemplars for sft_data.source=model (default: data.exemplars)",
+                       _data_file("exemplars"), required=False, external=lambda config: config.sft_data.source == "model"),
+        ),
+        settings=lambda config: config.sft_data, entry=_sft_data,
+    ),
+    StageSpec(
+        "sft", "train-sft", "LoRA/QLoRA SFT with the loss on the response and END",
+        outputs=(ADAPTER_DIR, MANIFEST),
+        inputs=(BASE_MODEL, StageInput("train", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data")),
+        settings=_training_settings("sft"), entry=_train_sft,
+    ),
+    StageSpec(
+        "merge", "merge", "the SFT model handed on: merged into the 16-bit base (or kept as its adapter), checked as DPO and eval load it",
+        outputs=(MANIFEST,),  # merged weights with sft_handoff: merge, fidelity.json with either; the manifest comes last
+        inputs=(BASE_MODEL, StageInput("adapter", "the SFT adapter folder (sft/adapter)", lambda layout, config: layout.sft_adapter, stage="sft"),
+                StageInput("sft_train", "SFT training examples the hand-off check scores (needed for QLoRA and sft_handoff: adapter)",
+                           _sft_train, required=False, stage="sft_data")),
+        settings=lambda config: {"training": config.training, "eval_dtype": config.eval.dtype}, entry=_merge,
+    ),
+    StageSpec(
+        "negatives", "negatives", "rule-based negatives of five kinds",
+        outputs=(NEGATIVES_FILE, MANIFEST),
+        inputs=(StageInput("sft", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data"),),
+        settings=lambda config: {"negatives": config.negatives, "seed": config.run.seed}, entry=_negatives,
+    ),
+    StageSpec(
+        "pairs", "pairs", "DPO preference pairs (train / eval), split by instruction",
+        outputs=(PAIRS_TRAIN_FILE, PAIRS_EVAL_FILE, MANIFEST),
+        inputs=(
+            StageInput("sft", "SFT training examples (sft_data/train.jsonl): the chosen responses", _sft_train, stage="sft_data"),
+            StageInput("negatives", "negatives (negatives/negatives.jsonl): the rejected responses",
+                       lambda layout, config: layout.negatives, stage="negatives"),
+            # The tokenizer only measures lengths; runs made before the stage table did not
+            # fingerprint it, and fingerprinting it now would make every such run stale.
+            StageInput("model", "a model folder whose tokenizer measures pair lengths", _model),
+            EVAL_ITEMS,
+        ),
+        settings=lambda config: config.pairs, entry=_pairs,
+    ),
+    StageSpec(
+        "dpo", "train-dpo", "DPO from the SFT model, which is its reference (merged, or the SFT adapter trained on)",
+        outputs=(ADAPTER_DIR, MANIFEST),
+        inputs=(StageInput("model", "the model DPO starts from (the merged SFT model; the base with sft_handoff: adapter)",
+                           _dpo_start, stage="merge"), *PAIR_FILES,
+                StageInput("sft_adapter", "the SFT adapter DPO trains on (sft/adapter; sft_handoff: adapter)",
+                           lambda layout, config: layout.sft_adapter, required=False, stage="sft")),
+        settings=_training_settings("dpo"), entry=_train_dpo_chain, also=("dpo_only",),
+    ),
+    StageSpec(
+        "dpo_only", None, "the DPO-only baseline: the same DPO on the raw base",
+        outputs=(ADAPTER_DIR, MANIFEST),
+        inputs=(BASE_MODEL, *PAIR_FILES),
+        settings=_training_settings("dpo"), entry=_train_dpo, enabled=lambda config: config.training.dpo_only,
+    ),
+    StageSpec(
+        "eval", "evaluate", "every variant on the held-out items, scored, compared, reported",
+        outputs=(RESULTS_FILE, REPORT_FILE, CHART_FILE, MANIFEST),
+        inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir), EVAL_ITEMS),
+        settings=lambda config: config.eval, entry=_evaluate,
+        upstream=("model", "sft_data", "merge", "pairs", "dpo", "dpo_only"),
+    ),
+)
+STAGES_BY_NAME = {spec.name: spec for spec in STAGES}
+#: Every stage name, in run order; ``--force`` and ``only`` name stages from this list.
+STAGE_NAMES = tuple(spec.name for spec in STAGES)
+#: CLI subcommand -> stage.
+STAGE_COMMANDS = {spec.command: spec.name for spec in STAGES if spec.command}
+
+
+# ---------------------------------------------------------------- --in names
+
+
+def inputs_help(stage: str) -> str:
+    """The ``--in`` names a stage reads, one line each, for its ``--help``."""
+    spec = STAGES_BY_NAME[stage]
+    lines = [f"  --in {item.name}=PATH  {'(required)' if item.required else '(optional)'} {item.help}" for item in spec.inputs]
+    return "inputs (with --out, the stage runs on these files instead of a run directory):\n" + "\n".join(lines)
+
+
+def check_stage_inputs(stage: str, names: Iterable[str]) -> None:
+    """Refuse input names the stage does not read, and missing required ones.
+
+    Raises:
+        ConfigError: naming the unknown or missing names and every name the stage takes.
+    """
+    spec = STAGES_BY_NAME[stage]
+    required, optional = spec.required_inputs, spec.optional_inputs
+    takes = ", ".join(required) + (f" (optional: {', '.join(optional)})" if optional else "")
+    given = list(names)
+    unknown = [name for name in given if name not in required + optional]
+    if unknown:
+        raise ConfigError(f"this stage reads no input named {', '.join(map(repr, unknown))}", field="--in", hint=f"it takes: {takes}")
+    missing = [name for name in required if name not in given]
+    if missing:
+        hint = f"this stage reads: {takes}"
+        if "eval_items" in missing:
+            hint += f"; eval_items are the {EVAL_ITEMS.help}"
+        raise ConfigError(f"missing --in for {', '.join(missing)}", field="--in", hint=hint)

@@ -1,0 +1,84 @@
+"""Our own training knobs (the ``training:`` section); TRL's and PEFT's own knobs live in ``sft:``,
+``dpo:`` and ``lora:`` and are passed through to their config classes.
+
+Defaults are the tiny CPU preset: full precision, no quantisation, merge on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from stage1.config.typed import settings_from_dict
+from stage1.core.errors import ConfigError
+from stage1.hf.models import Quantization
+
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+MERGE_MODES = ("16bit",)
+SFT_HANDOFFS = ("merge", "adapter")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How SFT, merge and DPO run. One-line docs per field; defaults = the tiny preset."""
+
+    overlong: Literal["error", "drop"] = "error"  # a row longer than max_length stops the stage, or is dropped and counted
+    target_effective_batch: int | None = None  # SFT: required per-device batch x accumulation x processes (None: not checked)
+    dpo_target_effective_batch: int | None = None  # DPO: the same check for the DPO stage (None: not checked)
+    quantization: Quantization = "none"  # how the frozen base is held while training (nf4 = QLoRA)
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # dtype of unquantised weights while training
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where training runs; auto = cuda when available
+    sft_handoff: Literal["merge", "adapter"] = "merge"  # DPO starts from the merged SFT model, or goes on training the SFT adapter on the base
+    merge_mode: str = "16bit"  # merge into the 16-bit base (the only mode: see __post_init__)
+    merge_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # dtype of the merged model (bf16 on GPU runs)
+    merge_device: Literal["cpu", "cuda"] = "cpu"  # where the merge runs; cpu keeps a 32B merge off the GPU
+    merge_check_logits: bool = True  # measure merged-vs-live logits on fixed probes (loads the live model once more)
+    require_all_projections: bool = True  # refuse a LoRA that does not cover all seven Qwen2 projections
+    sample_every_steps: int = 0  # greedy samples on a few training prompts every N steps (0 = never)
+    sample_prompts: int = 2  # how many training prompts to sample
+    sample_max_new_tokens: int = 32  # length limit of those samples
+    reward_eval_batch_size: int = 8  # pairs per forward pass when scoring the eval split after DPO
+    gpu_memory_gib: float = 80.0  # GPU memory the memory plan checks against (stage1 plan --gpu-gib overrides)
+    dpo_only: bool = True  # also run the DPO-only baseline (the same DPO on the raw base) into <run>/dpo_only
+    min_sft_gain_kept: float = 0.9  # share of SFT's loss gain the model handed to DPO/eval must keep, as they load it (0: unchecked)
+    fidelity_rows: int = 64  # SFT training rows the hand-off check scores per loaded model
+    precompute_reference: bool = False  # DPO: score the pairs under the reference once, cached by what determines them
+    min_optimizer_steps: int = 50  # plan and each training stage warn when a stage takes fewer optimizer steps
+
+    def __post_init__(self):
+        for name in ("target_effective_batch", "dpo_target_effective_batch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"must be at least 1, got {value}", field=f"training.{name}")
+        for name in ("sample_prompts", "sample_max_new_tokens", "reward_eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"training.{name}")
+        if not 0.0 <= self.min_sft_gain_kept <= 1.0:
+            raise ConfigError(f"must be in [0, 1], got {self.min_sft_gain_kept}", field="training.min_sft_gain_kept")
+        if self.fidelity_rows < 1:
+            raise ConfigError(f"must be at least 1, got {self.fidelity_rows}", field="training.fidelity_rows")
+        if self.min_optimizer_steps < 0:
+            raise ConfigError(f"must be 0 (no warning) or more, got {self.min_optimizer_steps}", field="training.min_optimizer_steps")
+        if self.gpu_memory_gib <= 0:
+            raise ConfigError("must be positive", field="training.gpu_memory_gib")
+        if self.sample_every_steps < 0:
+            raise ConfigError("must be 0 (off) or a positive step interval", field="training.sample_every_steps")
+        if self.merge_mode == "dequantized_nf4":
+            # Removed: DPO and evaluation reload the merged model in nf4, which snaps a LoRA delta merged
+            # into dequantised nf4 weights back onto the same grid (docs/notes/training.md, measured).
+            raise ConfigError(
+                "merge_mode dequantized_nf4 is removed: reloaded in nf4 by DPO and evaluation, the merge lost almost all of the SFT gain",
+                field="training.merge_mode",
+                hint="keep the SFT adapter instead (training.sft_handoff: adapter), or merge_mode: 16bit",
+            )
+        if self.merge_mode not in MERGE_MODES:
+            raise ConfigError(f"must be one of {', '.join(MERGE_MODES)}, got {self.merge_mode!r}", field="training.merge_mode")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, *, source: str | None = None) -> TrainingSettings:
+        """Build from the ``training:`` YAML section.
+
+        Raises:
+            ConfigError: unknown key (naming the nearest valid one), wrong type, or impossible value.
+        """
+        return settings_from_dict(cls, data, section="training", source=source)

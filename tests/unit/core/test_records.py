@@ -1,0 +1,168 @@
+"""Records round-trip through their dict form; bad rows are reported with file, line and field, or
+skipped and counted; every input format gives the same records."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from stage1.core.errors import InputError
+from stage1.core.format import check_text, render_completion, render_prompt
+from stage1.core.records import (
+    NEGATIVE_KINDS,
+    SPECIAL_TOKEN_TEXT,
+    BadRows,
+    InstructionRecord,
+    NegativeRecord,
+    PreferencePair,
+    RecordError,
+    SFTExample,
+    check_unique_ids,
+)
+from stage1.core.text_keys import dedup_key
+from stage1.io.records import read_records
+from stage1.negatives.stage import plain_fields
+from tests.strategies import format_text
+
+record_text = format_text.filter(lambda t: not SPECIAL_TOKEN_TEXT.search(t)).map(lambda t: check_text(t, "text"))
+labels = st.sampled_from(["general", "factual_qa", "lists", "kategorie ü"])
+ids = st.one_of(st.integers(0, 10**6).map(str), st.text(alphabet="abcxyz-_0123", min_size=1, max_size=8))
+
+
+@given(ids, record_text, record_text, labels, st.sampled_from(["file", "model"]), st.none() | st.integers(1, 99))
+def test_sft_example_round_trips(id_, instruction, response, category, source, num_tokens):
+    """from_dict(to_dict(x)) == x, through JSON too."""
+    example = SFTExample(id_, instruction, response, category, source, "end" if num_tokens else None, num_tokens)
+    assert SFTExample.from_dict(json.loads(json.dumps(example.to_dict()))) == example
+
+
+@given(ids, record_text, labels)
+def test_instruction_record_round_trips(id_, instruction, category):
+    record = InstructionRecord(id_, instruction, category)
+    assert InstructionRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+@given(ids, st.sampled_from(NEGATIVE_KINDS), record_text, st.none() | ids)
+def test_negative_record_round_trips_and_plain_fields_match(id_, kind, text, source_id):
+    negative = NegativeRecord(id_, kind, render_completion(text), "rule", source_id)
+    assert NegativeRecord.from_dict(json.loads(json.dumps(negative.to_dict()))) == negative
+    assert plain_fields(negative) == negative.to_dict()
+
+
+@given(ids, record_text, record_text, record_text, st.sampled_from(NEGATIVE_KINDS), st.sampled_from(["train", "eval"]))
+def test_preference_pair_round_trips(id_, instruction, chosen, rejected, kind, split):
+    assume(dedup_key(chosen) != dedup_key(rejected))
+    pair = PreferencePair(render_prompt(instruction), render_completion(chosen), render_completion(rejected), id_, "c", kind, split)
+    assert PreferencePair.from_dict(json.loads(json.dumps(pair.to_dict()))) == pair
+    assert plain_fields(pair) == pair.to_dict()
+
+
+@pytest.mark.parametrize("rejected", [" Paris.\nEND", " paris\nEND", " PARIS!\nEND", "  Paris .\n END"])
+def test_pair_with_rejected_equal_to_chosen_after_normalisation_is_refused(rejected):
+    row = {"prompt": "p", "chosen": " Paris.\nEND", "rejected": rejected, "instruction_id": "1", "category": "c",
+           "negative_kind": "off_topic", "split": "train"}
+    with pytest.raises(RecordError, match="rejected.*equals chosen"):
+        PreferencePair.from_dict(row)
+    assert PreferencePair.from_dict({**row, "rejected": " Paris."}).rejected == " Paris.", "a missing END is a real difference"
+
+
+ROWS = [
+    {"id": "a", "instruction": "What is 2 plus 2?", "response": "2 plus 2 is 4.", "category": "arithmetic"},
+    {"id": "b", "instruction": "Capital of Peru?", "response": "Lima.", "category": "factual_qa"},
+]
+
+
+def _write_all_formats(folder):
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    (folder / "rows.json").write_text(json.dumps(ROWS))
+    with open(folder / "rows.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(ROWS[0]))
+        writer.writeheader()
+        writer.writerows(ROWS)
+    return [folder / "rows.jsonl", folder / "rows.json", folder / "rows.csv"]
+
+
+def test_every_file_format_gives_the_same_records(tmp_path):
+    paths = _write_all_formats(tmp_path)
+    results = [read_records(path, SFTExample) for path in paths]
+    assert all(result == results[0] for result in results) and len(results[0]) == 2
+
+
+def test_a_datasets_folder_gives_the_same_records_and_stage_output(tmp_path):
+    from datasets import Dataset
+
+    from stage1.sft_data.settings import SFTDataSettings
+    from stage1.sft_data.stage import run_sft_data
+
+    Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "folder"))
+    jsonl = _write_all_formats(tmp_path)[0]
+    assert read_records(tmp_path / "folder", SFTExample) == read_records(jsonl, SFTExample)
+    settings = SFTDataSettings(heldout_fraction=0.0)
+    from_folder = run_sft_data(settings, instructions_path=tmp_path / "folder", out_dir=tmp_path / "a")
+    from_file = run_sft_data(settings, instructions_path=jsonl, out_dir=tmp_path / "b")
+    assert from_folder["output_hashes"] == from_file["output_hashes"]
+
+
+@pytest.mark.parametrize(
+    "row, field, message",
+    [
+        ({"id": "x", "kind": "sarcasm", "completion": " a\nEND", "method": "r"}, "kind", "unknown value 'sarcasm'"),
+        ({"id": "x", "kind": "off_topic", "completion": "   ", "method": "r"}, "completion", "is empty"),
+        ({"instruction_id": "x", "kind": "off_topic", "completion": 3}, "completion", "expected str"),
+    ],
+)
+def test_bad_negative_rows_name_file_line_and_field(tmp_path, row, field, message):
+    path = tmp_path / "negatives.jsonl"
+    row = {"instruction_id": "x", **{k: v for k, v in row.items() if k != "id"}}
+    path.write_text(json.dumps({"instruction_id": "ok", "kind": "off_topic", "completion": " b\nEND", "method": "r"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(InputError) as caught:
+        read_records(path, NegativeRecord)
+    assert (caught.value.line, caught.value.field) == (2, field) and message in str(caught.value)
+    bad = BadRows()
+    kept = read_records(path, NegativeRecord, on_bad_rows="skip", bad_rows=bad)
+    assert len(kept) == 1 and bad.count == 1 and bad.first[0].startswith(f"{path}:2:")
+
+
+def test_special_token_text_in_data_is_refused(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"id": "a", "instruction": "Say <|im_start|> now", "response": "ok"}) + "\n")
+    with pytest.raises(InputError, match="rows.jsonl:1: field 'instruction': contains the special-token text"):
+        read_records(path, SFTExample)
+
+
+def _sft_row(id_: str) -> dict[str, str]:
+    return {"id": id_, "instruction": f"Question {id_}?", "response": f"Answer {id_}."}
+
+
+def test_a_duplicate_id_in_a_csv_names_the_file_lines_of_both_rows(tmp_path):
+    """Rows a, b, c, b under a header: the second b is on line 5 and the first on line 3."""
+    path = tmp_path / "rows.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "instruction", "response"])
+        writer.writeheader()
+        writer.writerows(_sft_row(id_) for id_ in "abcb")
+    with pytest.raises(InputError) as caught:
+        check_unique_ids(read_records(path, SFTExample), path)
+    assert (caught.value.line, caught.value.field) == (5, "id")
+    assert str(caught.value).startswith(f"{path}:5: field 'id': duplicate id 'b' (first seen on line 3)")
+
+
+def test_duplicate_id_lines_count_blank_lines_and_skipped_rows(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps(_sft_row("a")), "", '{"id": "bad"}', json.dumps(_sft_row("b")), json.dumps(_sft_row("a"))]
+    path.write_text("\n".join(lines) + "\n")
+    records = read_records(path, SFTExample, on_bad_rows="skip", bad_rows=BadRows())
+    assert records.lines == [1, 4, 5]
+    with pytest.raises(InputError, match=r"rows.jsonl:5: field 'id': duplicate id 'a' \(first seen on line 1\)"):
+        check_unique_ids(records, path)
+
+
+def test_duplicate_ids_in_a_plain_list_are_named_by_position_not_as_lines():
+    records = [SFTExample.from_dict(_sft_row(id_)) for id_ in "aba"]
+    with pytest.raises(InputError, match=r"duplicate id 'a' in records 1 and 3") as caught:
+        check_unique_ids(records, "rows.jsonl")
+    assert caught.value.line is None
