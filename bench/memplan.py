@@ -10,7 +10,7 @@ cannot inflate the next:
 - eval: the model loaded as evaluation loads it (``training.quantization``, ``eval.dtype``), then,
   when the plan has a KV cache for it (transformers generation), one batch of ``eval.batch_size``
   prompts of about 512 tokens generating up to ``eval.max_new_tokens`` through
-  ``TransformersBackend``; a vLLM plan covers the weights only, and so does the measurement;
+  ``TransformersBackend``; with a vLLM plan only the weights are measured, against the plan's weights;
 - sft: one optimizer step of stage1's own SFT stage (TRL, LoRA, activation checkpointing as in
   the preset, accumulation set to 1: it does not change the peak) on rows of ``sft.max_length``.
 
@@ -116,7 +116,9 @@ def run(config_name: str = "qwen2.5-32b") -> dict[str, Any]:
 
     plan = plan_for_config(load_config(config_name))
     planned = {name: plan.stage(name).total_gib - CUDA_CONTEXT_GIB for name in ("eval", "sft")}
-    eval_generates = "kv cache" in plan.stage("eval").parts
+    eval_generates = plan.stage("eval").problem_setting == "" and "logits" in plan.stage("eval").parts
+    if not eval_generates:  # vLLM: the plan's total is the engine's reservation; the measurement loads the weights only
+        planned["eval"] = plan.stage("eval").parts["weights"]
     reason = why_not_measured(config_name)
     results: dict[str, Any] = {"config": config_name, "planned_gib": planned, "measured_gib": None, "reason": reason}
     rows: list[Row] = [row("memplan", f"{config_name} {name}: planned peak (allocator)", gib, "GiB") for name, gib in planned.items()]

@@ -7,6 +7,11 @@ Each run happens in its own spawned process (so peak RSS is that run's own) and 
 ``trainer.train()`` is timed: tokens/s = the tokens TRL counted (``num_tokens``) / train seconds.
 Runs alternate ours/plain and the best of the repeats is kept, because the machine is shared.
 Target: ours >= 0.95 x plain TRL, for SFT and for DPO.
+
+DPO is also run with ``training.precompute_reference`` off and on, side by side: with it on the
+reference is scored once before training (not timed as training; reported as its own seconds,
+from the stage's wall time minus its training time) and the training steps skip the reference
+forward; a rerun with the same pairs reads the cached log-probabilities.
 """
 
 from __future__ import annotations
@@ -99,6 +104,36 @@ def ours_dpo(model_dir: str, data: dict[str, str], out: str) -> dict[str, float]
     return {"tokens": _tokens(history), "seconds": manifest["train_seconds"], "peak_rss_mib": _peak_rss_mib()}
 
 
+def ours_dpo_reference(model_dir: str, data: dict[str, str], out: str, precompute: bool) -> dict[str, float]:
+    """Our DPO stage with the reference scored each step, or precomputed (``training.precompute_reference``)."""
+    from stage1.train.dpo import run_train_dpo
+    from stage1.train.settings import TrainingSettings
+
+    started = time.perf_counter()
+    manifest = run_train_dpo(TrainingSettings(precompute_reference=precompute, min_optimizer_steps=0), model_dir=model_dir,
+                             train_path=data["pairs_train"], eval_path=data["pairs_eval"], out_dir=out, dpo_args=DPO_ARGS, lora_args=LORA)
+    wall = time.perf_counter() - started
+    history = json.loads((Path(out) / "log_history.json").read_text())
+    return {"tokens": _tokens(history), "seconds": manifest["train_seconds"], "outside_training_s": wall - manifest["train_seconds"]}
+
+
+def compare_reference(model_dir: Path, data: dict[str, str], work: Path, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` DPO training tokens/s with the reference per step and precomputed, alternating."""
+    best: dict[bool, dict[str, float]] = {}
+    for attempt in range(repeats):
+        for precompute in (False, True):
+            result = in_fresh_process(ours_dpo_reference, str(model_dir), data, str(work / f"dpo-ref-{precompute}-{attempt}"), precompute)
+            result["tokens_per_s"] = result["tokens"] / result["seconds"]
+            if precompute not in best or result["tokens_per_s"] > best[precompute]["tokens_per_s"]:
+                best[precompute] = result
+    return {
+        "per_step_tokens_per_s": best[False]["tokens_per_s"],
+        "precomputed_tokens_per_s": best[True]["tokens_per_s"],
+        "ratio": best[True]["tokens_per_s"] / best[False]["tokens_per_s"],
+        "precompute_extra_s": best[True]["outside_training_s"] - best[False]["outside_training_s"],
+    }
+
+
 def plain_dpo(model_dir: str, data: dict[str, str], out: str) -> dict[str, float]:
     from datasets import Dataset
     from peft import LoraConfig
@@ -163,6 +198,7 @@ def run(repeats: int = 2) -> dict[str, Any]:
             "sft": compare("sft", ours_sft, plain_sft, model_dir, data, work, repeats),
             "dpo": compare("dpo", ours_dpo, plain_dpo, model_dir, data, work, repeats),
         }
+        reference = compare_reference(model_dir, data, work, repeats)
     rows: list[Row] = []
     for stage, figures in results.items():
         rows += [
@@ -172,8 +208,15 @@ def run(repeats: int = 2) -> dict[str, Any]:
             row("training", f"{stage} peak RSS, our stage", figures["ours_peak_rss_mib"], "MiB"),
             row("training", f"{stage} peak RSS, plain TRL", figures["plain_peak_rss_mib"], "MiB"),
         ]
+    rows += [
+        row("training", "dpo tokens/s, reference each step", reference["per_step_tokens_per_s"], "tok/s"),
+        row("training", "dpo tokens/s, reference precomputed", reference["precomputed_tokens_per_s"], "tok/s"),
+        row("training", "dpo precomputed / each step", reference["ratio"], "x", "> 1.0"),
+        row("training", "dpo reference precompute pass (once per pairs file)", reference["precompute_extra_s"], "s",
+            note="cached under <dpo>/reference_logps/ and reused while the key matches"),
+    ]
     print_table(rows, "training throughput (tiny model, CPU)")
-    return {**results, "rows": [r.to_dict() for r in rows]}
+    return {**results, "reference": reference, "rows": [r.to_dict() for r in rows]}
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else layout.stage_dir("eval")
     with _lock_of_run_holding(out_dir):
         report = run_evaluate(
-            config.eval, variants=variants_in_run(layout, config.training.quantization),
+            config.eval, variants=variants_in_run(layout, config.training.quantization, config.training.sft_handoff),
             items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
         )
     table = Table("variant", "RSS loaded (MiB)", "RSS after free (MiB)", "GPU after (MiB)", "children left", "seconds",
@@ -328,6 +328,7 @@ def cmd_check_leakage(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from stage1.core.errors import ConfigError
     from stage1.hf.memplan import plan_for_config, plan_table
+    from stage1.step_plan import plan_steps_for_config
 
     if args.gpu_gib is not None and not (math.isfinite(args.gpu_gib) and args.gpu_gib > 0):
         raise ConfigError(f"must be a finite number of GiB > 0, got {args.gpu_gib}", field="--gpu-gib", hint="e.g. --gpu-gib 80")
@@ -335,6 +336,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args)
     plan = plan_for_config(config, gpu_gib=args.gpu_gib)
     console.print(plan_table(plan))
+    for steps in plan_steps_for_config(config):
+        warning = steps.warning()
+        console.print(f"[yellow]too few steps[/]: {warning}" if warning else steps.summary(), markup=True, highlight=False)
     problems = plan.problems()
     for problem in problems:
         console.print(f"[red]does not fit[/]: {problem}")

@@ -22,7 +22,6 @@ from stage1.io.layout import (
     ADAPTER_DIR,
     CHART_FILE,
     MANIFEST,
-    MODEL_CONFIG_FILE,
     MODEL_WEIGHTS_FILE,
     NEGATIVES_FILE,
     PAIRS_EVAL_FILE,
@@ -182,9 +181,16 @@ def _train_sft(call: StageCall) -> Any:
 
 
 def _merge(call: StageCall) -> Any:
-    from stage1.train.merge import run_merge
+    from stage1.train.merge import run_handoff, run_merge
 
-    return run_merge(call.config.training, model_dir=call.inputs["model"], adapter_dir=call.inputs["adapter"], out_dir=call.out_dir)
+    training = call.config.training
+    keep_adapter = training.sft_handoff == "adapter"
+    if (keep_adapter or training.quantization != "none") and "sft_train" not in call.inputs:
+        raise ConfigError("the SFT model handed on must be checked against its training rows", field="--in",
+                          hint="add --in sft_train=<run>/sft_data/train.jsonl")
+    handoff = run_handoff if keep_adapter else run_merge
+    return handoff(training, model_dir=call.inputs["model"], adapter_dir=call.inputs["adapter"], out_dir=call.out_dir,
+                   sft_train_path=call.inputs.get("sft_train"), eval_dtype=call.config.eval.dtype)
 
 
 def _negatives(call: StageCall) -> Any:
@@ -232,7 +238,17 @@ def _pairs_settings(config: PipelineConfig) -> Any:
             "selection_criteria": config.negatives.policy.selection_criteria}
 
 
-def _train_dpo(call: StageCall) -> Any:
+def _train_dpo_chain(call: StageCall) -> Any:
+    """DPO after SFT: on the merged model, or (``sft_handoff: adapter``) continuing the SFT adapter on the base."""
+    if call.config.training.sft_handoff != "adapter":
+        return _train_dpo(call)
+    if "sft_adapter" not in call.inputs:
+        raise ConfigError("training.sft_handoff: adapter trains the SFT adapter on", field="--in",
+                          hint="add --in sft_adapter=<run>/sft/adapter and --in model=<the base model>")
+    return _train_dpo(call, sft_adapter_dir=call.inputs["sft_adapter"])
+
+
+def _train_dpo(call: StageCall, sft_adapter_dir: Path | None = None) -> Any:
     from stage1.train.dpo import run_train_dpo
 
     config = call.config
@@ -248,7 +264,13 @@ def _train_dpo(call: StageCall) -> Any:
         resume=not call.run.forced,
         stage_fingerprint=call.run.fingerprint,
         callbacks=call.callbacks,
+        sft_adapter_dir=sft_adapter_dir,
     )
+
+
+def _dpo_start(layout: RunLayout, config: PipelineConfig) -> Path:
+    """The model DPO loads: the merged SFT model, or the base under ``sft_handoff: adapter``."""
+    return layout.model if config.training.sft_handoff == "adapter" else layout.merged
 
 
 def _evaluate(call: StageCall) -> Any:
@@ -258,7 +280,7 @@ def _evaluate(call: StageCall) -> Any:
     layout = RunLayout(call.inputs["run"], call.config.model.path)
     return run_evaluate(
         call.config.eval,
-        variants=variants_in_run(layout, call.config.training.quantization),
+        variants=variants_in_run(layout, call.config.training.quantization, call.config.training.sft_handoff),
         items_path=call.inputs["eval_items"],
         out_dir=call.out_dir,
         training_paths=[layout.sft_train, layout.pairs_train],
@@ -336,10 +358,12 @@ STAGES: tuple[StageSpec, ...] = (
         settings=_training_settings("sft"), entry=_train_sft,
     ),
     StageSpec(
-        "merge", "merge", "the SFT adapter merged into the 16-bit base",
-        outputs=(MODEL_CONFIG_FILE, MANIFEST),
-        inputs=(BASE_MODEL, StageInput("adapter", "the SFT adapter folder (sft/adapter)", lambda layout, config: layout.sft_adapter, stage="sft")),
-        settings=lambda config: {"training": config.training}, entry=_merge,
+        "merge", "merge", "the SFT model handed on: merged into the 16-bit base (or kept as its adapter), checked as DPO and eval load it",
+        outputs=(MANIFEST,),  # merged weights with sft_handoff: merge, fidelity.json with either; the manifest comes last
+        inputs=(BASE_MODEL, StageInput("adapter", "the SFT adapter folder (sft/adapter)", lambda layout, config: layout.sft_adapter, stage="sft"),
+                StageInput("sft_train", "SFT training examples the hand-off check scores (needed for QLoRA and sft_handoff: adapter)",
+                           _sft_train, required=False, stage="sft_data")),
+        settings=lambda config: {"training": config.training, "eval_dtype": config.eval.dtype}, entry=_merge,
     ),
     StageSpec(
         "negatives", "negatives", "rule-based negatives of five kinds",
@@ -376,11 +400,13 @@ STAGES: tuple[StageSpec, ...] = (
         settings=_pairs_settings, entry=_pairs,
     ),
     StageSpec(
-        "dpo", "train-dpo", "DPO with a new LoRA on the merged SFT model (the reference)",
+        "dpo", "train-dpo", "DPO from the SFT model, which is its reference (merged, or the SFT adapter trained on)",
         outputs=(ADAPTER_DIR, MANIFEST),
-        inputs=(StageInput("model", "the model DPO starts from and uses as reference (the merged SFT model)",
-                           lambda layout, config: layout.merged, stage="merge"), *PAIR_FILES),
-        settings=_training_settings("dpo"), entry=_train_dpo, also=("dpo_only",),
+        inputs=(StageInput("model", "the model DPO starts from (the merged SFT model; the base with sft_handoff: adapter)",
+                           _dpo_start, stage="merge"), *PAIR_FILES,
+                StageInput("sft_adapter", "the SFT adapter DPO trains on (sft/adapter; sft_handoff: adapter)",
+                           lambda layout, config: layout.sft_adapter, required=False, stage="sft")),
+        settings=_training_settings("dpo"), entry=_train_dpo_chain, also=("dpo_only",),
     ),
     StageSpec(
         "dpo_only", None, "the DPO-only baseline: the same DPO on the raw base",

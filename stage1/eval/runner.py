@@ -116,14 +116,25 @@ def responses_from_backend(spec: VariantSpec, items: list[EvalItem], backend, se
     ]
 
 
-def load_vllm_variant(spec: VariantSpec, *, dtype: str, seed: int, parent_hash: str | None):
+def load_vllm_variant(spec: VariantSpec, *, dtype: str, seed: int, parent_hash: str | None,
+                      prompts: list[str] | None = None, max_new_tokens: int = 256, vllm: dict[str, Any] | None = None):
     """A vLLM backend for one variant, after the lineage check ``load_adapter`` makes.
+
+    The engine is sized by ``vllm`` (``VLLMSettings`` as a dict) for the longest of ``prompts``
+    plus ``max_new_tokens``, and the memory arithmetic is checked before it starts.
 
     Raises:
         LineageError: the adapter has no lineage, or was made from other weights.
-        ConfigError: see ``vllm_engine_args``.
+        ConfigError: see ``vllm_engine_args``; the KV cache would not hold one full-length sequence.
     """
-    from stage1.hf.generation import VLLMBackend, vllm_engine_args
+    from stage1.hf.generation import (
+        VLLMBackend,
+        VLLMSettings,
+        longest_prompt_tokens,
+        vllm_engine_args,
+        vllm_max_model_len,
+    )
+    from stage1.hf.memplan import check_engine_fits
     from stage1.hf.models import load_tokenizer
     from stage1.io.lineage import check_parent, read_lineage
 
@@ -136,7 +147,10 @@ def load_vllm_variant(spec: VariantSpec, *, dtype: str, seed: int, parent_hash: 
         if parent_hash is None:
             check_parent(lineage, spec.model_dir)
         lora_rank = int(json.loads((spec.adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))["r"])
-    engine = vllm_engine_args(spec.quantization, dtype, seed, lora_rank)
+    sizing = VLLMSettings(**(vllm or {}))
+    length = vllm_max_model_len(longest_prompt_tokens(tokenizer, prompts or []), max_new_tokens, sizing.max_model_len)
+    check_engine_fits(spec.model_dir, spec.quantization, dtype, sizing, length, lora_rank, "eval")
+    engine = vllm_engine_args(spec.quantization, dtype, seed, lora_rank, vllm=sizing, max_model_len=length)
     return VLLMBackend(str(spec.model_dir), tokenizer, lora_dir=None if spec.adapter_dir is None else str(spec.adapter_dir), **engine)
 
 
@@ -183,11 +197,13 @@ def _run_transformers(spec: VariantSpec, job: dict[str, Any], settings: dict[str
 
 def _run_vllm(spec: VariantSpec, job: dict[str, Any], settings: dict[str, Any]) -> tuple[list[EvalResponse], dict[str, Any]]:
     """The vLLM engine lives until this process exits; the parent's MemoryGuard checks it is gone."""
-    backend = load_vllm_variant(spec, dtype=settings["dtype"], seed=settings["seed"], parent_hash=job.get("parent_hash"))
+    items = [EvalItem.from_dict(row) for row in job["items"]]
+    backend = load_vllm_variant(spec, dtype=settings["dtype"], seed=settings["seed"], parent_hash=job.get("parent_hash"),
+                                prompts=[prompt_for(spec, item) for item in items], max_new_tokens=settings["max_new_tokens"],
+                                vllm=settings.get("vllm"))
     memory = {"after_load": memory_snapshot()}
     responses: list[EvalResponse] = []
     if not job.get("dry_run"):
-        items = [EvalItem.from_dict(row) for row in job["items"]]
         responses = responses_from_backend(spec, items, backend, settings)
         memory["after_generate"] = memory_snapshot()
     del backend

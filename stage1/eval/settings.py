@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from stage1.config.typed import settings_from_dict
 from stage1.core.errors import ConfigError
+from stage1.hf.generation import VLLMSettings
 from stage1.hf.models import QUANTIZATIONS
 from stage1.io.layout import RunLayout
 
@@ -71,6 +72,8 @@ class EvalSettings:
     in_process: bool = False  # run variants in this process instead of one subprocess each (tests, CPU speed)
     memory_tolerance_mib: int = 512  # GPU memory a finished variant may leave above the starting level
     memory_wait_s: float = 60.0  # how long to wait for memory to return before refusing to load the next variant
+    # engine sizing with backend: vllm; evaluation prompts share no prefix, so no prefix caching
+    vllm: VLLMSettings = field(default_factory=lambda: VLLMSettings(enable_prefix_caching=False))
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -183,13 +186,23 @@ class VariantSpec:
         )
 
 
-def variants_in_run(layout: RunLayout, quantization: str) -> list[VariantSpec]:
-    """The models a run compares, each built from files in its run directory (``dpo_only`` when trained)."""
+def variants_in_run(layout: RunLayout, quantization: str, sft_handoff: str = "merge") -> list[VariantSpec]:
+    """The models a run compares, each built from files in its run directory (``dpo_only`` when trained).
+
+    With ``sft_handoff: adapter`` nothing was merged: ``sft`` is the base with the SFT adapter and
+    ``dpo`` the base with DPO's continuation of it (SFT + DPO in one adapter).
+    """
+    if sft_handoff == "adapter":
+        sft = VariantSpec("sft", layout.model, adapter_dir=layout.sft_adapter, quantization=quantization)
+        dpo = VariantSpec("dpo", layout.model, adapter_dir=layout.adapter("dpo"), quantization=quantization)
+    else:
+        sft = VariantSpec("sft", layout.merged, quantization=quantization)
+        dpo = VariantSpec("dpo", layout.merged, adapter_dir=layout.adapter("dpo"), quantization=quantization)
     specs = [
         VariantSpec("base_raw", layout.model, use_format=False, quantization=quantization),
         VariantSpec("base", layout.model, quantization=quantization),
-        VariantSpec("sft", layout.merged, quantization=quantization),
-        VariantSpec("dpo", layout.merged, adapter_dir=layout.adapter("dpo"), quantization=quantization),
+        sft,
+        dpo,
     ]
     if layout.adapter("dpo_only").exists():
         specs.append(VariantSpec("dpo_only", layout.model, adapter_dir=layout.adapter("dpo_only"), quantization=quantization))

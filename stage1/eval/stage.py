@@ -107,6 +107,8 @@ def training_pair_lengths(training_paths: Sequence[Path]) -> dict[str, dict[str,
 def _job(spec: VariantSpec, described: dict[str, Any], items: list[EvalItem], settings: EvalSettings, out: Path, dry_run: bool) -> dict[str, Any]:
     decoding = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size, "dtype": settings.dtype,
                 "device": settings.device, "seed": settings.seed, "backend": settings.backend}
+    if settings.backend == "vllm":
+        decoding["vllm"] = settings_to_dict(settings.vllm)
     identity = {"variant": described, "decoding": decoding, "items": [item.to_dict() for item in items], "dry_run": dry_run}
     suffix = ".dry_run.json" if dry_run else ".json"
     return {

@@ -336,21 +336,98 @@ class TransformersBackend:
 # ---------------------------------------------------------------- vLLM backend (optional)
 
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # ranks a vLLM engine can be sized for
+VLLM_MODEL_LEN_MULTIPLE = 256  # max_model_len is rounded up to this (vLLM's paged KV blocks are 16 tokens)
 
 
-def vllm_engine_args(quantization: str, dtype: str, seed: int, lora_rank: int | None, field: str = "eval.backend") -> dict[str, Any]:
+@dataclass(frozen=True)
+class VLLMSettings:
+    """How a vLLM engine is sized (the ``vllm:`` subsection of ``sft_data`` and ``eval``).
+
+    Without ``max_model_len`` vLLM sizes its KV cache for the model's whole context (131,072 tokens
+    for Qwen2.5-32B, ~32 GiB for one sequence) and refuses to start beside 61 GiB of bf16 weights.
+    """
+
+    max_model_len: int | None = None  # tokens per sequence; None: the stage's longest prompt + max_new_tokens, rounded up to 256
+    gpu_memory_utilization: float = 0.9  # share of each GPU's memory vLLM reserves up front (weights, activations, KV cache)
+    max_num_seqs: int = 64  # sequences decoded at once at most
+    tensor_parallel_size: int = 1  # GPUs the weights and KV cache are split over
+    enable_prefix_caching: bool = True  # reuse the KV blocks of a shared prompt prefix (SFT data's few-shot exemplars)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_model_len": self.max_model_len is None or self.max_model_len >= 1,
+            "gpu_memory_utilization": 0.0 < self.gpu_memory_utilization <= 1.0,
+            "max_num_seqs": self.max_num_seqs >= 1,
+            "tensor_parallel_size": self.tensor_parallel_size >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"invalid value {getattr(self, name)!r}", field=f"vllm.{name}", hint=_VLLM_HINTS[name])
+
+
+_VLLM_HINTS = {
+    "max_model_len": "at least 1, or null for the stage's own budget",
+    "gpu_memory_utilization": "in (0, 1]",
+    "max_num_seqs": "at least 1",
+    "tensor_parallel_size": "at least 1 (the number of GPUs)",
+}
+
+
+def vllm_max_model_len(longest_prompt_tokens: int, max_new_tokens: int, setting: int | None = None) -> int:
+    """The sequence length a vLLM engine is sized for (pure).
+
+    The stage's own budget, the longest prompt plus ``max_new_tokens`` rounded up to
+    ``VLLM_MODEL_LEN_MULTIPLE``, unless ``setting`` (``vllm.max_model_len``) names one; never the
+    model's whole context.
+
+    Raises:
+        ConfigError: ``setting`` is shorter than the budget (a prompt would be refused mid-run).
+    """
+    budget = longest_prompt_tokens + max_new_tokens
+    if setting is not None:
+        if setting < budget:
+            raise ConfigError(
+                f"max_model_len {setting} is below the longest prompt ({longest_prompt_tokens} tokens) + max_new_tokens ({max_new_tokens})",
+                field="vllm.max_model_len", hint=f"set it to at least {budget}, or null to size it from the prompts")
+        return setting
+    return -(-budget // VLLM_MODEL_LEN_MULTIPLE) * VLLM_MODEL_LEN_MULTIPLE
+
+
+def vllm_engine_args(
+    quantization: str,
+    dtype: str,
+    seed: int,
+    lora_rank: int | None,
+    field: str = "eval.backend",
+    *,
+    vllm: VLLMSettings | None = None,
+    max_model_len: int | None = None,
+) -> dict[str, Any]:
     """vLLM engine arguments that hold the weights as the transformers path would (pure).
 
     Args:
         lora_rank: the adapter's rank when requests run through one (sizes the engine's LoRA slots).
         field: the setting named in an error (which stage chose vLLM).
+        vllm: the stage's engine sizing; by default ``VLLMSettings()``.
+        max_model_len: the sequence length from ``vllm_max_model_len``; None leaves vLLM's own
+            (the model's whole context: only for a small model).
 
     Raises:
         ConfigError: int8 (vLLM quantises in flight to 4-bit only), or a LoRA rank above 512.
     """
     if quantization == "int8":
         raise ConfigError("vLLM cannot quantise to int8 in flight", field=field, hint=f"set {field}: transformers for int8")
-    args: dict[str, Any] = {"dtype": dtype, "seed": seed}
+    sizing = vllm or VLLMSettings()
+    args: dict[str, Any] = {
+        "dtype": dtype,
+        "seed": seed,
+        "gpu_memory_utilization": sizing.gpu_memory_utilization,
+        "max_num_seqs": sizing.max_num_seqs,
+        "tensor_parallel_size": sizing.tensor_parallel_size,
+        "enable_prefix_caching": sizing.enable_prefix_caching,
+    }
+    if max_model_len is not None:
+        args["max_model_len"] = max_model_len
     if quantization == "nf4":
         args["quantization"] = "bitsandbytes"
     if lora_rank is not None:
@@ -359,6 +436,11 @@ def vllm_engine_args(quantization: str, dtype: str, seed: int, lora_rank: int | 
             raise ConfigError(f"LoRA rank {lora_rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})", field="lora.r")
         args.update(enable_lora=True, max_lora_rank=fitting[0], max_loras=1)
     return args
+
+
+def longest_prompt_tokens(tokenizer, prompts: Sequence[str]) -> int:
+    """The longest prompt in tokens, counted as the backends encode it (``encode_text``)."""
+    return max((len(encode_text(tokenizer, prompt)) for prompt in prompts), default=0)
 
 
 class VLLMBackend:

@@ -13,7 +13,12 @@ Each stage's peak is the sum of named parts, so a plan that does not fit says wh
 - the DPO reference pass: adapters disabled on the same weights, no extra copy, no stored
   activations (it runs under no_grad), but the batch holds chosen and rejected (2x sequences);
 - generation with transformers: weights, the KV cache (batch x tokens) and one fp32 logits row per
-  sequence; with vLLM only the weights are planned, since vLLM sizes its paged KV cache itself;
+  sequence;
+- generation with vLLM: the engine reserves ``gpu_memory_utilization`` x GPU memory up front on each
+  GPU; of that, weights / ``tensor_parallel_size``, the activations of its profile batch and its
+  runtime (CUDA graphs, context) come first, and the rest is KV cache, which must hold at least one
+  sequence of ``max_model_len`` tokens (Qwen2.5-32B: 64 layers x 8 KV heads x 128 x 2 x 2 bytes =
+  256 KiB per token) or vLLM refuses to start;
 - a fixed CUDA context and a fragmentation margin.
 
 The merge runs in CPU memory (``training.merge_device: cpu``) and needs no GPU memory.
@@ -36,6 +41,11 @@ LM_HEAD_TILE_TOKENS = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE
 LM_HEAD_TILE_VOCAB = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE
 CUDA_CONTEXT_GIB = 1.0
 FRAGMENTATION = 0.10  # allocator slack on top of the parts
+# vLLM's profile run decodes one batch of max_num_batched_tokens; its default for the offline LLM
+# class on a GPU of 70 GiB or more (vllm.engine.arg_utils) is 16384 tokens.
+VLLM_PROFILE_TOKENS = 16384
+VLLM_RUNTIME_GIB = 2.0  # CUDA context, NCCL buffers and captured CUDA graphs outside torch's allocator (estimate)
+PLANNED_PROMPT_TOKENS = 512  # prompt length assumed by `plan` when vllm.max_model_len is null (the real prompts are counted at start-up)
 
 
 @dataclass(frozen=True)
@@ -165,8 +175,13 @@ class GenerationWorkload:
     quantization: str = "nf4"
     dtype: str = "bfloat16"
     batch_size: int = 8
-    total_tokens: int = 1024  # prompt + new tokens per sequence
-    backend: str = "transformers"  # "vllm" sizes its paged KV cache to the memory left after the weights
+    total_tokens: int = 1024  # prompt + new tokens per sequence (vLLM: its max_model_len)
+    backend: str = "transformers"  # "vllm": see plan_vllm
+    gpu_memory_utilization: float = 0.9  # vLLM only, and the four below
+    max_num_seqs: int = 64
+    tensor_parallel_size: int = 1
+    lora_rank: int | None = None  # the LoRA slot an adapter is served through
+    section: str = "eval"  # the settings section named in advice (sft_data or eval)
 
 
 @dataclass(frozen=True)
@@ -178,6 +193,9 @@ class StagePlan:
     parts: dict[str, float]
     total_gib: float
     advice: tuple[str, ...] = ()
+    problem: str = ""  # why the stage cannot run whatever the GPU's size (e.g. vLLM's KV cache holds no full sequence)
+    notes: tuple[str, ...] = ()  # figures shown beside the parts
+    problem_setting: str = ""  # the setting ``problem`` names first
 
 
 @dataclass(frozen=True)
@@ -191,9 +209,9 @@ class MemoryPlan:
     def problems(self) -> list[str]:
         """One line per GPU stage that does not fit, with what to change."""
         return [
-            f"{s.stage} needs ~{s.total_gib:.1f} GiB of {self.gpu_gib:.0f}: " + "; ".join(s.advice)
+            (s.problem or f"{s.stage} needs ~{s.total_gib:.1f} GiB of {self.gpu_gib:.0f}") + ": " + "; ".join(s.advice)
             for s in self.stages
-            if s.device == "gpu" and s.total_gib > self.gpu_gib
+            if not stage_fits(s, self.gpu_gib)
         ]
 
     def stage(self, name: str) -> StagePlan:
@@ -201,6 +219,11 @@ class MemoryPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def stage_fits(stage: StagePlan, gpu_gib: float) -> bool:
+    """A CPU stage always; a GPU stage when its total fits and nothing else stops it."""
+    return stage.device != "gpu" or (stage.total_gib <= gpu_gib and not stage.problem)
 
 
 def weight_gib(shape: ModelShape, quantization: str, dtype: str) -> float:
@@ -263,22 +286,125 @@ def plan_training(shape: ModelShape, work: Workload, stage: str) -> StagePlan:
     return StagePlan(stage, "gpu", {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), _training_advice(work, stage))
 
 
-def plan_generation(shape: ModelShape, work: GenerationWorkload) -> StagePlan:
+def plan_generation(shape: ModelShape, work: GenerationWorkload, gpu_gib: float = 80.0) -> StagePlan:
     """Batched generation with transformers: weights, the KV cache, one fp32 logits row per sequence.
 
-    vLLM instead reserves a fixed share of the GPU (``gpu_memory_utilization``) up front.
+    vLLM instead reserves a fixed share of the GPU (``gpu_memory_utilization``) up front: ``plan_vllm``.
     """
-    width = DTYPE_BYTES[work.dtype]
+    if work.backend == "vllm":
+        return plan_vllm(shape, work, gpu_gib)
     parts = {"weights": weight_gib(shape, work.quantization, work.dtype)}
-    if work.backend != "vllm":
-        parts["kv cache"] = shape.num_hidden_layers * 2 * shape.kv_dim * work.batch_size * work.total_tokens * width / GIB
-        parts["logits"] = work.batch_size * shape.vocab_size * 4 / GIB
+    parts["kv cache"] = kv_bytes_per_token(shape, work.dtype) * work.batch_size * work.total_tokens / GIB
+    parts["logits"] = work.batch_size * shape.vocab_size * 4 / GIB
     advice = (f"lower the {work.stage} batch size", "or load the model in nf4")
     return StagePlan(work.stage, "gpu", {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), advice)
 
 
-def plan_merge(shape: ModelShape, merge_dtype: str, merge_device: str) -> StagePlan:
-    """The merge holds the base once at the merge dtype (plus the small adapter)."""
+def kv_bytes_per_token(shape: ModelShape, dtype: str) -> int:
+    """Keys and values of every layer for one token (Qwen2.5-32B in bf16: 262,144 bytes = 256 KiB)."""
+    return shape.num_hidden_layers * 2 * shape.kv_dim * DTYPE_BYTES[dtype]
+
+
+def plan_vllm(shape: ModelShape, work: GenerationWorkload, gpu_gib: float) -> StagePlan:
+    """What a vLLM engine takes on each GPU, and whether its KV cache holds one full-length sequence.
+
+    vLLM reserves ``gpu_memory_utilization`` x GPU memory at start-up. Weights (split over
+    ``tensor_parallel_size`` GPUs), the activations of its profile run (``VLLM_PROFILE_TOKENS``
+    tokens through one layer's widest tensors, plus one fp32 logits row per sequence), the LoRA slot
+    and the runtime come out of it; the rest becomes KV cache. vLLM refuses to start when that rest
+    cannot hold one sequence of ``max_model_len`` tokens; fewer than ``max_num_seqs`` full-length
+    sequences only means fewer run at once.
+    """
+    tp = work.tensor_parallel_size
+    width = DTYPE_BYTES[work.dtype]
+    section = f"{work.section}.vllm"
+    reserved = work.gpu_memory_utilization * gpu_gib
+    parts = {
+        "weights": weight_gib(shape, work.quantization, work.dtype) / tp,
+        "activations": (VLLM_PROFILE_TOKENS * (4 * shape.hidden_size + 2 * shape.intermediate_size) * width / tp
+                        + work.max_num_seqs * shape.vocab_size * 4) / GIB,
+        "runtime": VLLM_RUNTIME_GIB,
+    }
+    if work.lora_rank is not None:
+        per_rank = sum(a + b for a, b in shape.projection_shapes().values()) * shape.num_hidden_layers
+        parts["lora slot"] = per_rank * work.lora_rank * width / tp / GIB
+    kv_free = reserved - sum(parts.values())
+    per_sequence = kv_bytes_per_token(shape, work.dtype) * work.total_tokens / tp / GIB
+    parts["kv cache"] = max(kv_free, 0.0)
+    full_sequences = int(kv_free // per_sequence) if per_sequence > 0 and kv_free > 0 else 0
+    notes = (
+        f"reserves {work.gpu_memory_utilization:g} x {gpu_gib:.0f} GiB = {reserved:.1f} GiB per GPU (tensor_parallel_size {tp})",
+        f"max_model_len {work.total_tokens}: {per_sequence:.2f} GiB of KV per sequence; "
+        f"{min(full_sequences, work.max_num_seqs)} of max_num_seqs {work.max_num_seqs} fit at full length",
+    )
+    problem, setting = "", ""
+    if kv_free <= 0:
+        setting = f"{section}.gpu_memory_utilization"
+        problem = (
+            f"{work.stage}: weights, activations and runtime take {reserved - kv_free:.1f} GiB of the {reserved:.1f} GiB vLLM "
+            f"reserves ({setting} {work.gpu_memory_utilization:g} x {gpu_gib:.0f} GiB): nothing is left for the KV cache"
+        )
+    elif full_sequences < 1:
+        setting = f"{section}.max_model_len"
+        problem = (
+            f"{work.stage}: vLLM's KV cache gets {kv_free:.2f} GiB of the {reserved:.1f} GiB it reserves, but one sequence of "
+            f"{section}.max_model_len {work.total_tokens} needs {per_sequence:.2f} GiB, so the engine would refuse to start"
+        )
+    advice = (
+        f"lower {section}.max_model_len (null sizes it from the prompts and max_new_tokens)",
+        f"or raise {section}.gpu_memory_utilization (now {work.gpu_memory_utilization:g})",
+        f"or raise {section}.tensor_parallel_size (now {tp}) to split weights and KV cache over more GPUs",
+        "or set sft_data.quantization: nf4" if work.section == "sft_data" else "or train and evaluate in nf4 (training.quantization)",
+    )
+    return StagePlan(work.stage, "gpu", {k: round(v, 3) for k, v in parts.items()}, round(reserved, 2), advice, problem, notes, setting)
+
+
+def check_vllm_fits(shape: ModelShape, work: GenerationWorkload, gpu_gib: float) -> StagePlan:
+    """The plan ``plan_vllm`` makes, checked before an engine starts.
+
+    Raises:
+        ConfigError: the KV cache cannot hold one sequence of ``max_model_len`` (naming the setting).
+    """
+    plan = plan_vllm(shape, work, gpu_gib)
+    if plan.problem:
+        raise ConfigError(plan.problem, field=plan.problem_setting, hint="; ".join(plan.advice))
+    return plan
+
+
+def check_engine_fits(model_dir: str | Path, quantization: str, dtype: str, vllm: Any, max_model_len: int,
+                      lora_rank: int | None, section: str, gpu_gib: float | None = None) -> StagePlan:
+    """``check_vllm_fits`` for a model folder and the GPU at hand, before a vLLM engine starts.
+
+    Args:
+        vllm: the stage's ``VLLMSettings``.
+        gpu_gib: memory of one GPU; by default CUDA device 0's.
+
+    Raises:
+        ConfigError: the engine's KV cache would not hold one sequence of ``max_model_len``.
+    """
+    if gpu_gib is None:
+        import torch
+
+        gpu_gib = torch.cuda.get_device_properties(0).total_memory / GIB
+    work = GenerationWorkload(
+        stage=section, quantization=quantization, dtype=dtype,
+        total_tokens=max_model_len, backend="vllm", gpu_memory_utilization=vllm.gpu_memory_utilization,
+        max_num_seqs=vllm.max_num_seqs, tensor_parallel_size=vllm.tensor_parallel_size, lora_rank=lora_rank, section=section,
+    )
+    return check_vllm_fits(read_architecture(Path(model_dir) / "config.json"), work, gpu_gib)
+
+
+def plan_merge(shape: ModelShape, merge_dtype: str, merge_device: str, handoff: str = "merge", quantization: str = "none") -> StagePlan:
+    """The merge holds the base once at the merge dtype (plus the small adapter).
+
+    With ``sft_handoff: adapter`` nothing is merged: the stage only loads the base as training holds
+    it, with the SFT adapter, to check the hand-off (``stage1.handoff``), on the GPU for nf4.
+    """
+    if handoff == "adapter":
+        parts = {"weights": weight_gib(shape, quantization, "bfloat16")}
+        device = "gpu" if quantization != "none" else "cpu"
+        return StagePlan("merge", device, {k: round(v, 3) for k, v in parts.items()}, round(_total(parts), 2), ("nothing is merged",),
+                         notes=("sft_handoff: adapter: the hand-off check loads the base + SFT adapter, no merge",))
     parts = {"weights": shape.parameter_count() * DTYPE_BYTES[merge_dtype] / GIB}
     device = "gpu" if merge_device == "cuda" else "cpu"
     total = round(_total(parts), 2) if device == "gpu" else round(parts["weights"], 2)
@@ -294,14 +420,15 @@ def plan_memory(
     merge_device: str = "cpu",
     generation: tuple[GenerationWorkload, ...] = (GenerationWorkload(),),
     gpu_gib: float = 80.0,
+    handoff: str = "merge",
 ) -> MemoryPlan:
     """Estimate every stage's peak. Pure arithmetic."""
     stages = (
-        *(plan_generation(shape, work) for work in generation if work.stage != "eval"),
+        *(plan_generation(shape, work, gpu_gib) for work in generation if work.stage != "eval"),
         plan_training(shape, sft, "sft"),
-        plan_merge(shape, merge_dtype, merge_device),
+        plan_merge(shape, merge_dtype, merge_device, handoff, sft.quantization),
         plan_training(shape, dpo, "dpo"),
-        *(plan_generation(shape, work) for work in generation if work.stage == "eval"),
+        *(plan_generation(shape, work, gpu_gib) for work in generation if work.stage == "eval"),
     )
     return MemoryPlan(gpu_gib, shape.parameter_count(), stages)
 
@@ -310,6 +437,8 @@ def check_fits(plan: MemoryPlan, gpu_gib: float | None = None) -> None:
     """Raises: ConfigError naming the first stage that does not fit and what to change."""
     limit = plan.gpu_gib if gpu_gib is None else gpu_gib
     for stage in plan.stages:
+        if stage.problem:
+            raise ConfigError(stage.problem, field=stage.problem_setting, hint="; ".join(stage.advice))
         if stage.device == "gpu" and stage.total_gib > limit:
             biggest = max(stage.parts, key=stage.parts.get)
             raise ConfigError(
@@ -347,22 +476,44 @@ def shape_for_config(config) -> ModelShape:
     return ModelShape.from_config({**asdict(TinyQwenShape()), "tie_word_embeddings": True})
 
 
+def _generation_workload(stage: str, quantization: str, dtype: str, batch_size: int, max_new_tokens: int, backend: str,
+                         vllm: Any, lora_rank: int | None = None) -> GenerationWorkload:
+    """One generation stage; with vLLM, sized by the stage's ``vllm`` settings."""
+    total = max_new_tokens + PLANNED_PROMPT_TOKENS
+    sizing: dict[str, Any] = {}
+    if backend == "vllm":
+        from stage1.hf.generation import VLLMSettings, vllm_max_model_len
+
+        vllm = vllm or VLLMSettings()
+        total = vllm_max_model_len(PLANNED_PROMPT_TOKENS, max_new_tokens) if vllm.max_model_len is None else vllm.max_model_len
+        sizing = {"gpu_memory_utilization": vllm.gpu_memory_utilization, "max_num_seqs": vllm.max_num_seqs,
+                  "tensor_parallel_size": vllm.tensor_parallel_size, "lora_rank": lora_rank}
+    return GenerationWorkload(stage=stage, quantization=quantization, dtype=dtype, batch_size=batch_size, total_tokens=total,
+                              backend=backend, section=stage, **sizing)
+
+
 def generation_workloads(config, training) -> tuple[GenerationWorkload, ...]:
-    """SFT-data generation (when the base writes the responses) and evaluation, from their sections."""
+    """SFT-data generation (when the base writes the responses) and evaluation, from their sections.
+
+    With vLLM and ``vllm.max_model_len: null`` the plan assumes prompts of ``PLANNED_PROMPT_TOKENS``;
+    the stage counts its real prompts and checks the same arithmetic before the engine starts.
+    """
     works = []
+    run_backend = getattr(getattr(config, "run", None), "generation_backend", "transformers")
     sft_data = getattr(config, "sft_data", None)
     if sft_data is not None and getattr(sft_data, "source", "file") == "model":
         decoding = getattr(sft_data, "generation", None)
-        works.append(GenerationWorkload(
-            stage="sft_data", quantization=getattr(sft_data, "quantization", "none"), dtype=getattr(sft_data, "dtype", "bfloat16"),
-            batch_size=int(getattr(decoding, "batch_size", 8)), total_tokens=int(getattr(decoding, "max_new_tokens", 256)) + 512,
-            backend=getattr(getattr(config, "run", None), "generation_backend", "transformers"),
+        works.append(_generation_workload(
+            "sft_data", getattr(sft_data, "quantization", "none"), getattr(sft_data, "dtype", "bfloat16"),
+            int(getattr(decoding, "batch_size", 8)), int(getattr(decoding, "max_new_tokens", 256)), run_backend,
+            getattr(sft_data, "vllm", None),
         ))
     evaluation = getattr(config, "eval", None)
-    works.append(GenerationWorkload(
-        stage="eval", quantization=training.quantization, dtype=getattr(evaluation, "dtype", training.dtype),
-        batch_size=int(getattr(evaluation, "batch_size", 8) or 8), total_tokens=int(getattr(evaluation, "max_new_tokens", 256) or 256) + 512,
-        backend=getattr(evaluation, "backend", None) or getattr(getattr(config, "run", None), "generation_backend", "transformers"),
+    lora_rank = getattr(config, "lora", {}).get("r") if isinstance(getattr(config, "lora", None), dict) else None
+    works.append(_generation_workload(
+        "eval", training.quantization, getattr(evaluation, "dtype", training.dtype), int(getattr(evaluation, "batch_size", 8) or 8),
+        int(getattr(evaluation, "max_new_tokens", 256) or 256), getattr(evaluation, "backend", None) or run_backend,
+        getattr(evaluation, "vllm", None), int(lora_rank) if lora_rank else None,
     ))
     return tuple(works)
 
@@ -378,6 +529,7 @@ def plan_for_config(config, gpu_gib: float | None = None) -> MemoryPlan:
         merge_device=training.merge_device,
         generation=generation_workloads(config, training),
         gpu_gib=gpu_gib if gpu_gib is not None else training.gpu_memory_gib,
+        handoff=getattr(training, "sft_handoff", "merge"),
     )
 
 
@@ -390,6 +542,8 @@ def plan_table(plan: MemoryPlan):
         table.add_column(column)
     for stage in plan.stages:
         parts = ", ".join(f"{name} {value:.2f}" for name, value in stage.parts.items())
-        fits = "n/a" if stage.device != "gpu" else ("yes" if stage.total_gib <= plan.gpu_gib else "[red]no[/]")
+        if stage.notes:
+            parts += "\n" + "\n".join(stage.notes)
+        fits = "n/a" if stage.device != "gpu" else ("yes" if stage_fits(stage, plan.gpu_gib) else "[red]no[/]")
         table.add_row(stage.stage, stage.device, parts, f"{stage.total_gib:.1f}", fits)
     return table

@@ -7,7 +7,7 @@ from typing import Literal
 
 from stage1.core.errors import ConfigError
 from stage1.core.leakage import LeakageSettings
-from stage1.hf.generation import GenerationSettings
+from stage1.hf.generation import GenerationSettings, VLLMSettings
 from stage1.hf.models import Quantization
 
 
@@ -27,6 +27,7 @@ class SFTDataSettings:
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # base model dtype (source=model)
     device_map: str | None = None  # e.g. "auto" on a GPU machine (source=model)
     generation: GenerationSettings = field(default_factory=GenerationSettings)  # decoding (source=model)
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)  # engine sizing with run.generation_backend: vllm
     leakage: LeakageSettings = field(default_factory=LeakageSettings)  # near-duplicate test against eval items
 
     def __post_init__(self) -> None:

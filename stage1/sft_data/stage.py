@@ -172,11 +172,22 @@ def _generate(
     loaded: list[Any] = []
 
     def make_backend() -> Any:
-        from stage1.hf.generation import TransformersBackend, VLLMBackend, vllm_engine_args
+        from stage1.hf.generation import (
+            TransformersBackend,
+            VLLMBackend,
+            longest_prompt_tokens,
+            vllm_engine_args,
+            vllm_max_model_len,
+        )
         from stage1.hf.models import load_model
 
         if backend_name == "vllm":
-            engine = vllm_engine_args(settings.quantization, settings.dtype, settings.seed, None, field="run.generation_backend")
+            from stage1.hf.memplan import check_engine_fits
+
+            length = vllm_max_model_len(longest_prompt_tokens(tokenizer, prompts), decoding.max_new_tokens, settings.vllm.max_model_len)
+            check_engine_fits(model_dir, settings.quantization, settings.dtype, settings.vllm, length, None, "sft_data")
+            engine = vllm_engine_args(settings.quantization, settings.dtype, settings.seed, None, field="run.generation_backend",
+                                      vllm=settings.vllm, max_model_len=length)
             return VLLMBackend(str(model_dir), tokenizer, **engine)
         model = load_model(model_dir, quantization=settings.quantization, dtype=settings.dtype, device_map=settings.device_map)
         model.eval()

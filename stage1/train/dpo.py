@@ -1,9 +1,15 @@
-"""DPO with a new LoRA on the merged SFT model; the reference is the same model with adapters disabled.
+"""DPO that starts from the SFT model and keeps it as the reference, in one of two ways.
 
-TRL is given a fresh ``peft_config`` and no ``ref_model``: the reference is then the model under the
-new adapter with that adapter disabled, which is exactly base+SFT because SFT was merged first.
-At step 0 the new adapter's B matrices are zero, so policy == reference, every implicit reward is
-0, the loss is ln 2 and the margins are 0 (the tests check this).
+- ``training.sft_handoff: merge`` (unquantised runs): a new LoRA on the merged SFT model. TRL is
+  given a fresh ``peft_config`` and no ``ref_model``: the reference is the model with the new
+  adapter disabled, exactly base+SFT because SFT was merged first. At step 0 the new adapter's B
+  matrices are zero, so policy == reference and the loss is ln 2 (the tests check this).
+- ``training.sft_handoff: adapter`` (QLoRA): the SFT adapter itself goes on training, on the base
+  held as SFT held it. TRL, given a ``PeftModel`` that already holds an adapter and no
+  ``peft_config``, copies it into a frozen ``"ref"`` adapter and scores the reference through it
+  (``trl/trainer/dpo_trainer.py``, "a PEFT model with a pretrained adapter"). The reference is then
+  the trained SFT model exactly: no merge, no fresh nf4 quantisation of merged weights (which loses
+  most of a small LoRA delta), one adapter to serve. Policy == reference at step 0 here too.
 
 Pairs are tokenized here with ``stage1.core.masking.encode_text`` (special-token text in data stays text)
 and handed to TRL as ``prompt_ids``/``chosen_ids``/``rejected_ids``; TRL's own tokenization would
@@ -31,8 +37,14 @@ log = logging.getLogger(__name__)
 STAGE = "dpo"
 
 
-def pretokenized_dpo_trainer(**kwargs):
-    """A DPOTrainer that takes our token ids as they are (TRL would re-tokenize text itself)."""
+def pretokenized_dpo_trainer(*, reference_cache: dict[str, Any] | None = None, **kwargs):
+    """A DPOTrainer that takes our token ids as they are (TRL would re-tokenize text itself).
+
+    Args:
+        reference_cache: ``{"parts": {split: key parts}, "paths": {split: path}}`` (see
+            ``stage1.reference_cache``): precomputed reference log-probabilities are read from
+            ``paths[split]`` when there, and written there when TRL computes them.
+    """
     from trl import DPOTrainer
 
     class PreTokenizedDPOTrainer(DPOTrainer):
@@ -52,19 +64,57 @@ def pretokenized_dpo_trainer(**kwargs):
                     metrics[f"logps/{side}_shift"] = [value / self.beta for value in metrics[f"rewards/{side}"]]
             super().log(logs, start_time)
 
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            from stage1.reference_cache import COLUMNS, read_cached, write_cached
+
+            path = None if reference_cache is None else reference_cache["paths"].get(name)
+            if path is None:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            cached = read_cached(path, len(dataset))
+            if cached is not None:
+                log.info("reference log-probabilities for %s read from %s", name, path)
+                self.stage1_reference_cache_hits = getattr(self, "stage1_reference_cache_hits", 0) + 1
+                for column in COLUMNS:
+                    dataset = dataset.add_column(column, cached[column])
+                return dataset
+            computed = super()._precompute_ref_logps(dataset, name, batch_size)
+            if self.accelerator.is_main_process:
+                write_cached(path, reference_cache["parts"][name], {column: computed[column] for column in COLUMNS})
+            return computed
+
     return PreTokenizedDPOTrainer(**kwargs)
+
+
+def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adapter: Path | None, splits: dict[str, Path],
+                        max_length: int | None, out: Path) -> dict[str, Any] | None:
+    """Where each split's reference log-probabilities are kept, and the key parts (None when not precomputed)."""
+    if not settings.precompute_reference:
+        return None
+    from stage1.io.hashing import sha256_file
+    from stage1.io.lineage import adapter_hash, weights_hash
+    from stage1.io.manifest import library_versions
+    from stage1.reference_cache import cache_path, reference_key, reference_parts
+
+    model_hash = weights_hash(model_dir)
+    sft_hash = adapter_hash(sft_adapter) if sft_adapter is not None else None
+    versions = {k: v for k, v in library_versions().items() if k in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
+    parts = {split: reference_parts(model_hash=model_hash, adapter_hash=sft_hash, pairs_hash=sha256_file(path), max_length=max_length,
+                                    quantization=settings.quantization, dtype=settings.dtype, versions=versions)
+             for split, path in splits.items()}
+    return {"parts": parts, "paths": {split: cache_path(out, reference_key(part), split) for split, part in parts.items()}}
 
 
 def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: int) -> tuple[list[float], list[float]]:
     """Implicit rewards ``beta * (log pi - log pi_ref)`` of chosen and rejected for each pair.
 
-    The policy is ``model`` with its adapter; the reference is the same model with the adapter
-    disabled. Written by hand rather than through TRL's fused LM head: on CPU that head projects
+    The policy is ``model`` with its adapter; the reference is its frozen ``"ref"`` adapter when it has
+    one (DPO continued the SFT adapter), otherwise the same model with the adapter disabled. Written by hand rather than through TRL's fused LM head: on CPU that head projects
     every position (prompt included) onto the 152k vocabulary in tiles, which made scoring the
     eval split cost more than training; here only completion positions are projected.
     """
     import torch
     from trl.trainer.dpo_trainer import DataCollatorForPreference
+    from trl.trainer.utils import use_adapter
 
     collate = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
     device = next(model.parameters()).device
@@ -76,7 +126,7 @@ def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: in
             batch = {k: v.to(device) for k, v in collate(rows[start : start + batch_size]).items()}
             with torch.no_grad():
                 policy = completion_log_probs(model, batch)
-                with model.disable_adapter():
+                with use_adapter(model, "ref" if "ref" in getattr(model, "peft_config", {}) else None):
                     reference = completion_log_probs(model, batch)
             rewards = (beta * (policy - reference)).float().cpu().tolist()
             half = len(rewards) // 2
@@ -121,8 +171,13 @@ def run_train_dpo(
     resume: bool = True,
     stage_fingerprint: str | None = None,
     callbacks: tuple = (),
+    sft_adapter_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train a new LoRA with DPO on the model in ``model_dir`` (the merged SFT model, or the base for DPO-only).
+    """Train a LoRA with DPO on the model in ``model_dir`` (the merged SFT model, or the base for DPO-only).
+
+    With ``sft_adapter_dir`` (``training.sft_handoff: adapter``) ``model_dir`` is the base and the
+    SFT adapter found there is trained on, its frozen copy the reference; the adapter written is the
+    continued one (SFT + DPO), with the base as its parent.
 
     Writes ``out_dir/adapter/`` (adapter + lineage.json naming ``model_dir`` as parent), checkpoints
     under ``out_dir/checkpoints/``, ``log_history.json``, and ``manifest.json`` last, with
@@ -139,10 +194,12 @@ def run_train_dpo(
     from datasets import Dataset
     from trl import DPOConfig
 
+    from stage1.core.errors import TrainingError
     from stage1.core.reward_metrics import summarize_by_kind
     from stage1.hf.lora import build_lora_config, check_trained_modules
-    from stage1.hf.models import check_quantization, eos_info, load_tokenizer
-    from stage1.io.lineage import read_lineage
+    from stage1.hf.models import check_quantization, eos_info, load_adapter, load_tokenizer
+    from stage1.io.lineage import adapter_hash, read_lineage
+    from stage1.step_plan import log_step_plan, step_plan
     from stage1.train import run
     from stage1.train.callbacks import NonFiniteLossGuard, quiet_trainer
     from stage1.train.trainer_config import check_effective_batch, resolve_device
@@ -152,6 +209,8 @@ def run_train_dpo(
     if parent is not None:
         check_quantization(parent.quantization, settings.quantization)
     device = resolve_device(settings)
+    if settings.precompute_reference:
+        dpo_args = {**dict(dpo_args or {}), "precompute_ref_log_probs": True}
     dpo_config = run.build_config(DPOConfig, dpo_args, "dpo", settings, device, out, seed)
     batch = check_effective_batch(dpo_config, settings.dpo_target_effective_batch, section="dpo", target_field="dpo_target_effective_batch")
     lora_config = build_lora_config(lora_args, require_all_projections=settings.require_all_projections)
@@ -162,20 +221,38 @@ def run_train_dpo(
         )
         for split, path in (("train", train_path), ("eval", eval_path))
     }
+    steps = step_plan(STAGE, len(prepared["train"].rows), dpo_config, batch.processes, settings.min_optimizer_steps)
+    log_step_plan(steps, log)
     model = run.load_model_for_training(model_dir, settings, device)
+    sft_adapter = None if sft_adapter_dir is None else Path(sft_adapter_dir)
+    if sft_adapter is not None:
+        check_quantization(read_lineage(sft_adapter).quantization, settings.quantization)
+        model = load_adapter(model, sft_adapter, expected_parent=model_dir, is_trainable=True)
+    cache = reference_cache_for(settings, model_dir=Path(model_dir), sft_adapter=sft_adapter,
+                                splits={"train": Path(train_path), "eval": Path(eval_path)}, max_length=dpo_config.max_length, out=out)
     trainer = pretokenized_dpo_trainer(
-        model=model, args=dpo_config, processing_class=tokenizer, peft_config=lora_config,
+        reference_cache=cache,
+        model=model, args=dpo_config, processing_class=tokenizer, peft_config=None if sft_adapter is not None else lora_config,
         train_dataset=Dataset.from_list(prepared["train"].rows), eval_dataset=Dataset.from_list(prepared["eval"].rows),
         callbacks=[NonFiniteLossGuard(), *callbacks],
     )
     quiet_trainer(trainer)
-    parent_kind = parent.kind if parent is not None else "base"
+    parent_kind = "sft_adapter" if sft_adapter is not None else (parent.kind if parent is not None else "base")
+    if sft_adapter is not None:
+        if "ref" not in trainer.model.peft_config:
+            raise TrainingError("TRL kept no frozen 'ref' copy of the SFT adapter: the reference would be the raw base")
+        moving = [name for name, param in trainer.model.named_parameters() if ".ref." in name and param.requires_grad]
+        if moving:
+            raise TrainingError(f"the reference adapter would train ({moving[0]}, ...): the reference must stay the SFT model")
+    started_from = {"sft_adapter": str(sft_adapter), "sft_adapter_hash": adapter_hash(sft_adapter)} if sft_adapter is not None else {}
     facts = run.TrainingFacts(
         stage=STAGE, settings=settings, model_dir=Path(model_dir), out_dir=out, seed=seed,
         user_args={"dpo": dict(dpo_args), "lora": dict(lora_args)}, resolved=run.resolved_args(dpo_config, lora_config),
-        data={"train": Path(train_path), "eval": Path(eval_path)}, eos=eos_info(model, tokenizer),
+        data={"train": Path(train_path), "eval": Path(eval_path),
+              **({"sft_adapter": sft_adapter / "adapter_model.safetensors"} if sft_adapter is not None else {})},
+        eos=eos_info(model, tokenizer),
         trained_modules=check_trained_modules(trainer.model, lora_config, model.config.num_hidden_layers), batch=batch,
-        lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta},
+        lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta, **started_from},
     )
     outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
     chosen, rejected = pair_rewards(trainer.model, tokenizer, prepared["eval"].rows, dpo_config.beta, settings.reward_eval_batch_size)
@@ -192,12 +269,17 @@ def run_train_dpo(
     extra = {
         **outcome,
         "parent_kind": parent_kind,
+        **started_from,
         "beta": dpo_config.beta,
         "reward_accuracy": rewards["overall"]["reward_accuracy"],
         "reward_margin": rewards["overall"]["mean_margin"],
         "rewards": rewards["overall"],
         "by_kind": rewards["by_kind"],
         **diagnostics,
+        "step_plan": steps.to_dict(),
+        "reference": {"precomputed": bool(dpo_config.precompute_ref_log_probs),
+                      "cache": None if cache is None else {split: str(path) for split, path in cache["paths"].items()},
+                      "cache_hits": getattr(trainer, "stage1_reference_cache_hits", 0)},
     }
     return run.finish(trainer, facts, counts=counts, extra=extra)
 

@@ -102,7 +102,9 @@ def save_adapter(model, adapter_dir: Path, lineage: Lineage) -> Path:
     partial = adapter_dir.with_name(f".{adapter_dir.name}.partial")
     if partial.exists():
         shutil.rmtree(partial)
-    model.save_pretrained(str(partial), safe_serialization=True)
+    # DPO that continued the SFT adapter also holds TRL's frozen "ref" copy: only the trained one is written.
+    selected = ["default"] if "ref" in getattr(model, "peft_config", {}) else None
+    model.save_pretrained(str(partial), safe_serialization=True, selected_adapters=selected)
     write_lineage(partial, lineage)
     give_new_file_mode(partial)
     if adapter_dir.exists():

@@ -14,7 +14,8 @@ from stage1.core.errors import ConfigError
 from stage1.hf.models import Quantization
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-MERGE_MODES = ("16bit", "dequantized_nf4")
+MERGE_MODES = ("16bit",)
+SFT_HANDOFFS = ("merge", "adapter")
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class TrainingSettings:
     quantization: Quantization = "none"  # how the frozen base is held while training (nf4 = QLoRA)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # dtype of unquantised weights while training
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where training runs; auto = cuda when available
-    merge_mode: Literal["16bit", "dequantized_nf4"] = "16bit"  # merge into the 16-bit base, or into dequantised nf4 weights
+    sft_handoff: Literal["merge", "adapter"] = "merge"  # DPO starts from the merged SFT model, or goes on training the SFT adapter on the base
+    merge_mode: str = "16bit"  # merge into the 16-bit base (the only mode: see __post_init__)
     merge_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # dtype of the merged model (bf16 on GPU runs)
     merge_device: Literal["cpu", "cuda"] = "cpu"  # where the merge runs; cpu keeps a 32B merge off the GPU
     merge_check_logits: bool = True  # measure merged-vs-live logits on fixed probes (loads the live model once more)
@@ -39,6 +41,10 @@ class TrainingSettings:
     gpu_memory_gib: float = 80.0  # GPU memory the memory plan checks against (stage1 plan --gpu-gib overrides)
     dpo_only: bool = True  # also run the DPO-only baseline (the same DPO on the raw base) into <run>/dpo_only
     max_chosen_logp_drop: float | None = 5.0  # warn when the eval pairs' mean chosen log-prob ends more than this many nats below the reference (None: never)
+    min_sft_gain_kept: float = 0.9  # share of SFT's loss gain the model handed to DPO/eval must keep, as they load it (0: unchecked)
+    fidelity_rows: int = 64  # SFT training rows the hand-off check scores per loaded model
+    precompute_reference: bool = False  # DPO: score the pairs under the reference once, cached by what determines them
+    min_optimizer_steps: int = 50  # plan and each training stage warn when a stage takes fewer optimizer steps
 
     def __post_init__(self):
         for name in ("target_effective_batch", "dpo_target_effective_batch"):
@@ -50,16 +56,26 @@ class TrainingSettings:
                 raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"training.{name}")
         if self.max_chosen_logp_drop is not None and self.max_chosen_logp_drop < 0:
             raise ConfigError(f"must be 0 or more (or null), got {self.max_chosen_logp_drop}", field="training.max_chosen_logp_drop")
+        if not 0.0 <= self.min_sft_gain_kept <= 1.0:
+            raise ConfigError(f"must be in [0, 1], got {self.min_sft_gain_kept}", field="training.min_sft_gain_kept")
+        if self.fidelity_rows < 1:
+            raise ConfigError(f"must be at least 1, got {self.fidelity_rows}", field="training.fidelity_rows")
+        if self.min_optimizer_steps < 0:
+            raise ConfigError(f"must be 0 (no warning) or more, got {self.min_optimizer_steps}", field="training.min_optimizer_steps")
         if self.gpu_memory_gib <= 0:
             raise ConfigError("must be positive", field="training.gpu_memory_gib")
         if self.sample_every_steps < 0:
             raise ConfigError("must be 0 (off) or a positive step interval", field="training.sample_every_steps")
-        if self.merge_mode == "dequantized_nf4" and self.quantization != "nf4":
+        if self.merge_mode == "dequantized_nf4":
+            # Removed: DPO and evaluation reload the merged model in nf4, which snaps a LoRA delta merged
+            # into dequantised nf4 weights back onto the same grid (docs/notes/training.md, measured).
             raise ConfigError(
-                "merging onto dequantised nf4 weights needs an adapter trained against nf4",
+                "merge_mode dequantized_nf4 is removed: reloaded in nf4 by DPO and evaluation, the merge lost almost all of the SFT gain",
                 field="training.merge_mode",
-                hint="set training.quantization: nf4, or training.merge_mode: 16bit",
+                hint="keep the SFT adapter instead (training.sft_handoff: adapter), or merge_mode: 16bit",
             )
+        if self.merge_mode not in MERGE_MODES:
+            raise ConfigError(f"must be one of {', '.join(MERGE_MODES)}, got {self.merge_mode!r}", field="training.merge_mode")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, source: str | None = None) -> TrainingSettings:

@@ -83,6 +83,7 @@ def run_train_sft(
 
     from stage1.hf.lora import build_lora_config, check_trained_modules
     from stage1.hf.models import eos_info, load_tokenizer
+    from stage1.step_plan import log_step_plan, step_plan
     from stage1.train import run
     from stage1.train.callbacks import NonFiniteLossGuard
     from stage1.train.trainer_config import check_effective_batch, resolve_device
@@ -95,6 +96,8 @@ def run_train_sft(
     tokenizer = load_tokenizer(model_dir)
     examples = read_records(train_path, SFTExample)
     prepared = build_sft_rows(tokenizer, examples, max_length=sft_config.max_length, overlong=settings.overlong, source=train_path)
+    steps = step_plan(STAGE, len(prepared.rows), sft_config, batch.processes, settings.min_optimizer_steps)
+    log_step_plan(steps, log)
 
     model = run.load_model_for_training(model_dir, settings, device)
     sampler = run.sampler(settings, tokenizer, [example.instruction for example in examples[: settings.sample_prompts]])
@@ -118,5 +121,6 @@ def run_train_sft(
         "tokens": prepared.total_tokens,
         "steps": trainer.state.global_step,
     }
-    extra = {**outcome, "dropped_ids": list(prepared.dropped_ids[:50]), "samples": sampler.samples if sampler else []}
+    extra = {**outcome, "dropped_ids": list(prepared.dropped_ids[:50]), "samples": sampler.samples if sampler else [],
+             "step_plan": steps.to_dict()}
     return run.finish(trainer, facts, counts=counts, extra=extra)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_training import SFT_ROWS, merged_run, prompts, sft_run
+from tiny_training import SFT_ROWS, merged_run, prompts, sft_run, train_file
 
 from stage1.core.errors import ConfigError, LineageError
 from stage1.core.format import render_completion
@@ -81,11 +81,45 @@ def test_merge_refuses_a_base_the_adapter_was_not_trained_on(adapter_dir, tmp_pa
     assert not (tmp_path / "merged").exists()
 
 
-def test_dequantized_nf4_merge_needs_an_nf4_adapter(adapter_dir, tiny_model_dir, tmp_path):
+def test_the_merge_into_dequantised_nf4_weights_is_removed():
+    """Reloaded in nf4 by DPO and evaluation, it kept almost none of the SFT gain (docs/notes/training.md)."""
+    with pytest.raises(ConfigError, match="removed") as raised:
+        TrainingSettings(quantization="nf4", merge_mode="dequantized_nf4")
+    assert "sft_handoff: adapter" in raised.value.hint
+
+
+def test_the_merge_records_the_sft_gain_kept_as_dpo_and_evaluation_load_it(adapter_dir, tiny_model_dir, tmp_path):
+    from stage1.handoff import FIDELITY_NAME
     from stage1.train.merge import run_merge
 
-    with pytest.raises(ConfigError, match="quantization"):
-        TrainingSettings(merge_mode="dequantized_nf4")
-    settings = TrainingSettings(quantization="nf4", merge_mode="dequantized_nf4")
-    with pytest.raises(ConfigError, match="trained against quantization=none"):
-        run_merge(settings, model_dir=tiny_model_dir, adapter_dir=adapter_dir, out_dir=tmp_path / "merged")
+    manifest = run_merge(TrainingSettings(), model_dir=tiny_model_dir, adapter_dir=adapter_dir, out_dir=tmp_path / "merged",
+                         sft_train_path=train_file(adapter_dir.parent), eval_dtype="float32")
+    fidelity = manifest["fidelity"]
+    assert fidelity["trained_loss"] < fidelity["base_loss"], "SFT lowered the loss on its rows"
+    (load,) = fidelity["loads"]
+    assert load["loaded_by"] == "dpo+eval", "eval at the training dtype loads what DPO loads"
+    assert str(tmp_path / "merged") in load["how"] and "quantization none" in load["how"]
+    assert load["sft_gain_kept"] == pytest.approx(1.0, abs=1e-3) and load["max_logit_diff"] < 1e-4, "an fp32 merge is exact"
+    assert json.loads((tmp_path / "merged" / FIDELITY_NAME).read_text()) == fidelity
+    other = run_merge(TrainingSettings(), model_dir=tiny_model_dir, adapter_dir=adapter_dir, out_dir=tmp_path / "m2",
+                      sft_train_path=train_file(adapter_dir.parent), eval_dtype="bfloat16")
+    assert [load["loaded_by"] for load in other["fidelity"]["loads"]] == ["dpo", "eval"], "another eval dtype is another load"
+
+
+def test_the_fidelity_gate_stops_a_merge_that_lost_the_sft_gain(adapter_dir, tiny_model_dir, tmp_path, monkeypatch):
+    """A merge that drops the update (as a re-quantised one does) is refused before anything downstream runs."""
+    from stage1.core.errors import GateError
+    from stage1.hf.models import load_model
+    from stage1.train import merge
+
+    monkeypatch.setattr(merge, "merge_adapter", lambda model_dir, adapter, settings: load_model(model_dir))
+    out = tmp_path / "merged"
+    with pytest.raises(GateError, match="keeps -?[0-9.]+% of the SFT gain") as raised:
+        merge.run_merge(TrainingSettings(), model_dir=tiny_model_dir, adapter_dir=adapter_dir, out_dir=out,
+                        sft_train_path=train_file(adapter_dir.parent))
+    assert "training.min_sft_gain_kept 0.9" in str(raised.value)
+    assert not (out / "manifest.json").exists(), "no manifest: the stage is not done and DPO cannot start"
+    (load,) = json.loads((out / "fidelity.json").read_text())["loads"]
+    assert abs(load["sft_gain_kept"]) < 0.05, "the base alone keeps none of the gain"
+    merge.run_merge(TrainingSettings(min_sft_gain_kept=0.0), model_dir=tiny_model_dir, adapter_dir=adapter_dir, out_dir=out,
+                    sft_train_path=train_file(adapter_dir.parent))  # 0 hands the model on unchecked

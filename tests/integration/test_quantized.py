@@ -1,5 +1,6 @@
-"""The quantised path on CPU (bitsandbytes 0.50): nf4 and int8 load, LoRA trains on top, and the
-nf4 adapter merges into 16-bit weights, or into the dequantised nf4 weights it was trained against."""
+"""The quantised path on CPU (bitsandbytes 0.50): nf4 and int8 load, LoRA trains on top, the nf4 SFT
+adapter is handed on as it was trained (its fidelity measured as DPO loads it), and DPO goes on
+training it against TRL's frozen copy."""
 
 from __future__ import annotations
 
@@ -66,44 +67,66 @@ def test_int8_trains_on_cpu(tiny_model_dir, tmp_path):
     assert manifest["loss"]["last"] < manifest["loss"]["first"]
 
 
-def test_dequantized_nf4_merge_is_closer_to_the_trained_model_than_16bit(nf4_run, tiny_model_dir, tmp_path):
-    from safetensors import safe_open
+def test_the_nf4_sft_adapter_handed_on_as_it_was_trained_keeps_the_whole_gain(nf4_run, tiny_model_dir, tmp_path):
+    """sft_handoff: adapter: DPO and evaluation load the nf4 base + the SFT adapter, which is the trained model."""
+    from stage1.train.merge import run_handoff
 
-    from stage1.train.merge import run_merge
+    settings = TrainingSettings(quantization="nf4", sft_handoff="adapter")
+    manifest = run_handoff(settings, model_dir=tiny_model_dir, adapter_dir=nf4_run / "adapter", out_dir=tmp_path / "handoff",
+                           sft_train_path=nf4_run.parent / "train.jsonl", eval_dtype="float32")
+    fidelity = manifest["fidelity"]
+    (load,) = fidelity["loads"]
+    assert fidelity["trained_loss"] < fidelity["base_loss"]
+    assert "quantization nf4" in load["how"] and str(nf4_run / "adapter") in load["how"]
+    assert load["sft_gain_kept"] == pytest.approx(1.0, abs=1e-6) and load["max_logit_diff"] == 0.0
+    assert not list((tmp_path / "handoff").glob("*.safetensors")), "nothing is merged"
 
-    results = {}
-    for mode in ("16bit", "dequantized_nf4"):
-        settings = TrainingSettings(quantization="nf4", merge_mode=mode)
-        results[mode] = run_merge(settings, model_dir=tiny_model_dir, adapter_dir=nf4_run / "adapter", out_dir=tmp_path / mode)
-        with safe_open(str(tmp_path / mode / "model.safetensors"), "pt") as weights:
-            names = list(weights.keys())
-            assert not [n for n in names if "absmax" in n or "quant" in n], "merged weights must not be quantised"
-            assert weights.get_tensor("model.layers.0.self_attn.q_proj.weight").dtype == torch.float32
-        assert "quantization_config" not in json.loads((tmp_path / mode / "config.json").read_text())
-        assert read_lineage(tmp_path / mode).quantization == "nf4"  # downstream stages hold it as it was trained
-    exact, approximate = results["dequantized_nf4"]["max_logit_diff_vs_live"], results["16bit"]["max_logit_diff_vs_live"]
-    # The live model computes in bf16, so even the dequantised merge differs by bf16 rounding.
-    assert exact < 0.02 and exact < approximate / 5
+
+def test_dpo_continues_the_nf4_sft_adapter_against_a_frozen_copy_of_it(nf4_run, tiny_model_dir, tmp_path):
+    """TRL's "ref" copy is the reference: step-0 loss ln 2, and the adapter written is the continued one only."""
+    from safetensors.torch import load_file
+    from tiny_training import DPO_TRAIN_ARGS, write_pairs
+
+    from stage1.train.dpo import run_train_dpo
+
+    settings = TrainingSettings(quantization="nf4", sft_handoff="adapter", min_optimizer_steps=0)
+    pairs_train, pairs_eval = write_pairs(tmp_path / "pairs")
+    manifest = run_train_dpo(settings, model_dir=tiny_model_dir, train_path=pairs_train, eval_path=pairs_eval, out_dir=tmp_path / "dpo",
+                             dpo_args={**DPO_TRAIN_ARGS, "max_steps": 2, "save_steps": 2}, lora_args=LORA_ARGS,
+                             sft_adapter_dir=nf4_run / "adapter")
+    history = [e for e in json.loads((tmp_path / "dpo" / "log_history.json").read_text()) if "loss" in e]
+    assert history[0]["loss"] == pytest.approx(0.6931, abs=1e-3), "policy == reference == the SFT model at step 0"
+    assert manifest["parent_kind"] == "sft_adapter" and manifest["sft_adapter"] == str(nf4_run / "adapter")
+    adapter = tmp_path / "dpo" / "adapter"
+    assert not (adapter / "ref").exists(), "TRL's frozen copy is not written"
+    lineage = read_lineage(adapter)
+    assert lineage.parent_hash == read_lineage(nf4_run / "adapter").parent_hash, "its parent is the base, like the SFT adapter's"
+    before = load_file(str(nf4_run / "adapter" / "adapter_model.safetensors"))
+    after = load_file(str(adapter / "adapter_model.safetensors"))
+    assert before.keys() == after.keys(), "the same adapter, continued"
+    assert any(not torch.equal(before[name], after[name]) for name in before), "DPO moved it"
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_qlora_chain_on_cuda(tiny_model_dir, tmp_path):
-    """The 32B path in miniature: nf4 + bf16 compute on the GPU, merge on the CPU, DPO on the merged model in nf4."""
+    """The 32B path in miniature: nf4 + bf16 compute on the GPU; DPO goes on training the SFT adapter on the nf4 base."""
     from tiny_training import DPO_TRAIN_ARGS, write_pairs
 
     from stage1.train.dpo import run_train_dpo
-    from stage1.train.merge import run_merge
+    from stage1.train.merge import run_handoff
 
-    settings = TrainingSettings(quantization="nf4", dtype="bfloat16", device="cuda", merge_mode="dequantized_nf4")
+    settings = TrainingSettings(quantization="nf4", dtype="bfloat16", device="cuda", sft_handoff="adapter", min_optimizer_steps=0)
     train = write_sft_rows(tmp_path / "train.jsonl")
     sft = run_train_sft(settings, model_dir=tiny_model_dir, train_path=train, out_dir=tmp_path / "sft", sft_args=SHORT, lora_args=LORA_ARGS)
     assert sft["config"]["resolved"]["bf16"] is True and sft["config"]["resolved"]["gradient_checkpointing"] is True
-    merged = run_merge(settings, model_dir=tiny_model_dir, adapter_dir=tmp_path / "sft" / "adapter", out_dir=tmp_path / "merged")
-    assert merged["merge_device"] == "cpu"
+    handoff = run_handoff(settings, model_dir=tiny_model_dir, adapter_dir=tmp_path / "sft" / "adapter", out_dir=tmp_path / "handoff",
+                          sft_train_path=train, eval_dtype="bfloat16")
+    assert handoff["fidelity"]["loads"][0]["sft_gain_kept"] >= 0.9
     pairs_train, pairs_eval = write_pairs(tmp_path / "pairs")
-    dpo = run_train_dpo(settings, model_dir=tmp_path / "merged", train_path=pairs_train, eval_path=pairs_eval,
-                        out_dir=tmp_path / "dpo", dpo_args={**DPO_TRAIN_ARGS, "max_steps": 2}, lora_args=LORA_ARGS)
+    dpo = run_train_dpo(settings, model_dir=tiny_model_dir, train_path=pairs_train, eval_path=pairs_eval,
+                        out_dir=tmp_path / "dpo", dpo_args={**DPO_TRAIN_ARGS, "max_steps": 2}, lora_args=LORA_ARGS,
+                        sft_adapter_dir=tmp_path / "sft" / "adapter")
     history = [e for e in json.loads((tmp_path / "dpo" / "log_history.json").read_text()) if "loss" in e]
     assert history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
     assert dpo["quantization"] == "nf4"

@@ -235,3 +235,24 @@ def test_the_sft_term_remedy_builds_a_trainer_with_both_losses(merged_dir, pair_
     assert resolved["loss_type"] == ["sigmoid", "sft"] and resolved["loss_weights"] == [1.0, 0.5]
     first = _history(out)[0]
     assert first["loss"] > math.log(2) + 0.1
+
+
+def test_precomputed_reference_log_probs_are_cached_and_reused_across_a_beta_sweep(merged_dir, pair_files, tmp_path, dpo_dir):
+    """A second run with another beta reads the cached reference log-probabilities; the training matches."""
+    train, evaluation = pair_files
+    settings = TrainingSettings(precompute_reference=True, min_optimizer_steps=0)
+    args = {**DPO_TRAIN_ARGS, "max_steps": 2, "save_steps": 2}
+    first = run_train_dpo(settings, model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                          dpo_args=args, lora_args=LORA_ARGS)
+    assert first["reference"]["precomputed"] and first["reference"]["cache_hits"] == 0
+    cached = {split: Path(path) for split, path in first["reference"]["cache"].items()}
+    assert all(path.is_file() for path in cached.values())
+    record = json.loads(cached["train"].read_text())
+    assert record["rows"] == first["counts"]["pairs_train"] and all(v < 0 for v in record["ref_chosen_logps"])
+    swept = run_train_dpo(settings, model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                          dpo_args={**args, "beta": 0.3}, lora_args=LORA_ARGS, resume=False)
+    assert swept["reference"]["cache_hits"] == 2 and swept["reference"]["cache"] == first["reference"]["cache"], "beta is not in the key"
+    assert _history(tmp_path / "dpo")[0]["loss"] == pytest.approx(math.log(2), abs=1e-4), "the cached reference is the policy at step 0"
+    longer = run_train_dpo(settings, model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                           dpo_args={**args, "max_length": 80}, lora_args=LORA_ARGS, resume=False)
+    assert longer["reference"]["cache_hits"] == 0 and longer["reference"]["cache"] != first["reference"]["cache"], "max_length is"

@@ -10,7 +10,7 @@ from stage1.config.load import load_config
 from stage1.config.presets import POOLS_DIR, PRESETS_DIR, resolve_preset
 
 
-@pytest.mark.parametrize("name", ["tiny", "qwen2.5-32b"])
+@pytest.mark.parametrize("name", ["tiny", "tiny-qlora", "qwen2.5-32b"])
 def test_the_shipped_presets_name_pools_that_exist_from_any_folder(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config(name)

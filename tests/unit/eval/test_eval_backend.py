@@ -19,7 +19,7 @@ from stage1.core.errors import ConfigError, LineageError
 from stage1.eval.runner import load_vllm_variant
 from stage1.eval.settings import EvalSettings, VariantSpec
 from stage1.eval.stage import _job
-from stage1.hf.generation import vllm_engine_args
+from stage1.hf.generation import VLLMSettings, vllm_engine_args, vllm_max_model_len
 
 
 def test_the_backend_defaults_to_transformers_and_is_a_checked_choice():
@@ -48,6 +48,9 @@ def test_the_backend_is_part_of_each_variant_s_fingerprint(tmp_path):
     assert first["fingerprint"] != second["fingerprint"]
 
 
+SIZING = {"gpu_memory_utilization": 0.9, "max_num_seqs": 64, "tensor_parallel_size": 1, "enable_prefix_caching": True}
+
+
 @pytest.mark.parametrize(
     ("quantization", "rank", "expected"),
     [
@@ -59,7 +62,50 @@ def test_the_backend_is_part_of_each_variant_s_fingerprint(tmp_path):
     ],
 )
 def test_vllm_engine_args_keep_the_training_precision_and_fit_the_adapter(quantization, rank, expected):
-    assert vllm_engine_args(quantization, "bfloat16", 3, rank) == expected
+    assert vllm_engine_args(quantization, "bfloat16", 3, rank) == {**expected, **SIZING}
+
+
+def test_vllm_engine_args_carry_the_stage_s_sizing_and_its_own_length():
+    sizing = VLLMSettings(gpu_memory_utilization=0.8, max_num_seqs=32, tensor_parallel_size=2, enable_prefix_caching=False)
+    args = vllm_engine_args("nf4", "bfloat16", 0, None, vllm=sizing, max_model_len=512)
+    assert args == {"dtype": "bfloat16", "seed": 0, "quantization": "bitsandbytes", "max_model_len": 512,
+                    "gpu_memory_utilization": 0.8, "max_num_seqs": 32, "tensor_parallel_size": 2, "enable_prefix_caching": False}
+
+
+@pytest.mark.parametrize(("prompt", "new", "expected"), [(108, 256, 512), (0, 256, 256), (1, 256, 512), (20, 48, 256), (1000, 256, 1280)])
+def test_max_model_len_is_the_stage_s_budget_rounded_up_to_256(prompt, new, expected):
+    assert vllm_max_model_len(prompt, new) == expected
+    assert vllm_max_model_len(prompt, new) < 131072
+
+
+def test_a_max_model_len_setting_is_used_unless_a_prompt_would_not_fit():
+    assert vllm_max_model_len(100, 256, setting=4096) == 4096
+    with pytest.raises(ConfigError, match="below the longest prompt") as raised:
+        vllm_max_model_len(300, 256, setting=512)
+    assert raised.value.field == "vllm.max_model_len"
+
+
+def test_vllm_sizing_is_a_checked_subsection_of_both_generation_stages():
+    from stage1.config.load import load_config
+
+    config = load_config("qwen2.5-32b")
+    assert config.section("sft_data").vllm.enable_prefix_caching is True, "few-shot prompts share their exemplars"
+    assert config.section("eval").vllm.enable_prefix_caching is False
+    assert EvalSettings().vllm.enable_prefix_caching is False
+    with pytest.raises(ConfigError) as raised:
+        load_config("qwen2.5-32b", ["eval.vllm.gpu_memory_utilisation=0.8"])
+    assert "gpu_memory_utilization" in str(raised.value), "the nearest valid key is named"
+    for bad in ("gpu_memory_utilization=1.5", "max_num_seqs=0", "tensor_parallel_size=0", "max_model_len=0"):
+        with pytest.raises(ConfigError):
+            load_config("qwen2.5-32b", [f"sft_data.vllm.{bad}"])
+
+
+def test_the_vllm_sizing_is_part_of_a_vllm_variant_s_fingerprint(tmp_path):
+    spec = VariantSpec("base", tmp_path)
+    described = {"model_hash": "m", "adapter_hash": None}
+    first = _job(spec, described, [], EvalSettings(backend="vllm"), tmp_path, dry_run=False)
+    second = _job(spec, described, [], EvalSettings(backend="vllm", vllm=VLLMSettings(max_num_seqs=8)), tmp_path, dry_run=False)
+    assert first["settings"]["vllm"]["max_num_seqs"] == 64 and first["fingerprint"] != second["fingerprint"]
 
 
 def test_vllm_engine_args_refuse_what_vllm_cannot_do():

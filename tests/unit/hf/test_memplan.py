@@ -151,7 +151,7 @@ def test_plan_for_config_reads_the_sections(tmp_path):
     assert plan_for_config(config).gpu_gib == TrainingSettings().gpu_memory_gib
 
 
-def test_generation_kv_cache_by_hand_and_vllm_plans_weights_only(qwen32b):
+def test_generation_kv_cache_by_hand(qwen32b):
     from stage1.hf.memplan import GenerationWorkload, plan_generation
 
     work = GenerationWorkload(stage="eval", quantization="none", dtype="bfloat16", batch_size=16, total_tokens=1024)
@@ -159,8 +159,71 @@ def test_generation_kv_cache_by_hand_and_vllm_plans_weights_only(qwen32b):
     # 64 layers x (k and v) x 8 heads x 128 dims x 16 sequences x 1024 tokens x 2 bytes = 4 GiB
     assert plan.parts["kv cache"] == pytest.approx(4.0, abs=1e-3)
     assert plan.parts["logits"] == pytest.approx(16 * 152064 * 4 / GIB, abs=1e-3)
-    vllm = plan_generation(qwen32b, GenerationWorkload(stage="eval", quantization="none", dtype="bfloat16", backend="vllm"))
-    assert set(vllm.parts) == {"weights"}
+
+
+def test_qwen25_32b_keeps_256_kib_of_kv_per_token(qwen32b):
+    from stage1.hf.memplan import kv_bytes_per_token
+
+    assert kv_bytes_per_token(qwen32b, "bfloat16") == 64 * 8 * 128 * 2 * 2 == 256 * 1024
+
+
+def _vllm(**changes):
+    from stage1.hf.memplan import GenerationWorkload
+
+    values = {"stage": "sft_data", "quantization": "none", "dtype": "bfloat16", "total_tokens": 1024, "backend": "vllm",
+              "gpu_memory_utilization": 0.9, "max_num_seqs": 32, "section": "sft_data"}
+    return GenerationWorkload(**{**values, **changes})
+
+
+def test_vllm_reserves_its_share_and_the_kv_cache_is_what_is_left_after_the_weights(qwen32b):
+    from stage1.hf.memplan import VLLM_RUNTIME_GIB, plan_vllm
+
+    plan = plan_vllm(qwen32b, _vllm(), 80.0)
+    assert plan.total_gib == pytest.approx(72.0), "0.9 x 80 GiB, reserved up front whatever the model"
+    assert plan.parts["weights"] == pytest.approx(weight_gib(qwen32b, "none", "bfloat16"), abs=1e-3)
+    assert plan.parts["runtime"] == VLLM_RUNTIME_GIB
+    assert sum(plan.parts.values()) == pytest.approx(72.0, abs=0.01), "the KV cache takes the rest of the reservation"
+    assert 5.0 < plan.parts["kv cache"] < 8.0 and not plan.problem
+    assert any("0.25 GiB of KV per sequence" in note for note in plan.notes), "1024 tokens x 256 KiB"
+    split = plan_vllm(qwen32b, _vllm(tensor_parallel_size=2), 80.0)
+    assert split.parts["weights"] == pytest.approx(plan.parts["weights"] / 2, abs=1e-3), "tensor parallel splits the weights"
+    assert any("0.12 GiB of KV per sequence" in note for note in split.notes), "and each GPU keeps half the KV heads"
+
+
+def test_vllm_with_the_model_s_whole_context_is_refused_naming_the_setting(qwen32b):
+    from stage1.hf.memplan import check_vllm_fits
+
+    with pytest.raises(ConfigError, match="131072 needs 32.00 GiB") as raised:
+        check_vllm_fits(qwen32b, _vllm(total_tokens=131072), 80.0)
+    assert raised.value.field == "sft_data.vllm.max_model_len"
+    assert "sft_data.vllm.gpu_memory_utilization" in raised.value.hint
+    check_vllm_fits(qwen32b, _vllm(total_tokens=131072, quantization="nf4"), 80.0)  # 18 GiB of nf4 weights leave room for it
+    with pytest.raises(ConfigError, match="nothing is left for the KV cache") as raised:
+        check_vllm_fits(qwen32b, _vllm(gpu_memory_utilization=0.5), 80.0)  # 40 GiB cannot hold 61 GiB of weights
+    assert raised.value.field == "sft_data.vllm.gpu_memory_utilization"
+
+
+def test_plan_refuses_a_vllm_stage_whose_kv_cache_cannot_hold_one_sequence(capsys):
+    import cli
+
+    assert cli.main(["plan", "--config", "qwen2.5-32b"]) == 0
+    shown = capsys.readouterr().out
+    assert "reserves 0.9 x 80 GiB" in " ".join(shown.split()), "plan shows vLLM's reservation"
+    assert cli.main(["plan", "--config", "qwen2.5-32b", "--set", "sft_data.vllm.max_model_len=131072"]) == 2
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "sft_data.vllm.max_model_len 131072 needs 32.00 GiB" in shown
+
+
+def test_the_engine_is_checked_against_the_real_prompts_before_it_starts(tmp_path):
+    from stage1.hf.generation import VLLMSettings
+    from stage1.hf.memplan import check_engine_fits
+
+    (tmp_path / "config.json").write_text(ARCH_32B.read_text())
+    plan = check_engine_fits(tmp_path, "none", "bfloat16", VLLMSettings(), 512, None, "eval", gpu_gib=80.0)
+    assert plan.stage == "eval"
+    with pytest.raises(ConfigError) as raised:
+        check_engine_fits(tmp_path, "none", "bfloat16", VLLMSettings(), 131072, None, "eval", gpu_gib=80.0)
+    assert raised.value.field == "eval.vllm.max_model_len"
 
 
 def test_plan_for_config_adds_sft_data_generation_when_the_model_writes_responses():
@@ -176,4 +239,7 @@ def test_plan_for_config_adds_sft_data_generation_when_the_model_writes_response
     assert [s.stage for s in plan.stages] == ["sft_data", "sft", "merge", "dpo", "eval"]
     assert any(line.startswith("sft_data") for line in plan.problems()), "64 x 768 tokens of bf16 KV beside 61 GiB of weights"
     config.run.generation_backend = "vllm"
-    assert plan_for_config(config, gpu_gib=80).problems() == []
+    vllm_plan = plan_for_config(config, gpu_gib=80)
+    assert vllm_plan.problems() == []
+    assert vllm_plan.stage("sft_data").total_gib == pytest.approx(72.0), "vLLM's share of the GPU, planned up front"
+    assert "kv cache" in vllm_plan.stage("sft_data").parts

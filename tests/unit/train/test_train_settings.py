@@ -51,8 +51,12 @@ def test_impossible_values_are_refused_with_the_field(data, field):
     assert error.value.field == field
 
 
-def test_dequantized_merge_is_allowed_for_nf4():
-    assert TrainingSettings.from_dict({"quantization": "nf4", "merge_mode": "dequantized_nf4"}).merge_mode == "dequantized_nf4"
+def test_the_dequantized_nf4_merge_is_refused_naming_what_to_use():
+    """Reloaded in nf4 it kept almost none of the SFT gain (docs/notes/training.md)."""
+    with pytest.raises(ConfigError, match="removed") as error:
+        TrainingSettings.from_dict({"quantization": "nf4", "merge_mode": "dequantized_nf4"})
+    assert error.value.field == "training.merge_mode" and "sft_handoff: adapter" in error.value.hint
+    assert TrainingSettings.from_dict({"merge_mode": "16bit"}).merge_mode == "16bit"
 
 
 def test_sft_section_refuses_renamed_and_owned_keys(tmp_path):
