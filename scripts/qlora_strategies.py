@@ -4,7 +4,7 @@
     python scripts/qlora_strategies.py --lr 3e-3 --steps 40   # the tiny preset's SFT settings
 
 Trains one nf4 SFT adapter on the fixture pool (the tiny preset's data), then loads the SFT model
-the way each strategy hands it to DPO and evaluation and scores it with ``stage1.handoff`` on the
+the way each strategy hands it to DPO and evaluation and scores it with ``stage1.train.handoff`` on the
 first 64 SFT training rows (mean token loss -> share of the SFT gain kept) and the merge probes
 (largest logit difference against the trained model: nf4 base + live adapter):
 
@@ -36,10 +36,10 @@ def main() -> None:
 
     import torch
 
-    from stage1.handoff import gain_kept, mean_token_loss
     from stage1.hf.models import free_model, load_adapter, load_model, load_tokenizer
     from stage1.hf.tiny import build_tiny_qwen
     from stage1.io.lineage import read_lineage
+    from stage1.train.handoff import gain_kept, mean_token_loss
     from stage1.train.merge import (
         fidelity_rows,
         max_logit_difference,

@@ -328,7 +328,7 @@ def cmd_check_leakage(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from stage1.core.errors import ConfigError
     from stage1.hf.memplan import plan_for_config, plan_table
-    from stage1.step_plan import plan_steps_for_config
+    from stage1.train.step_plan import plan_steps_for_config
 
     if args.gpu_gib is not None and not (math.isfinite(args.gpu_gib) and args.gpu_gib > 0):
         raise ConfigError(f"must be a finite number of GiB > 0, got {args.gpu_gib}", field="--gpu-gib", hint="e.g. --gpu-gib 80")

@@ -398,7 +398,7 @@ def plan_merge(shape: ModelShape, merge_dtype: str, merge_device: str, handoff: 
     """The merge holds the base once at the merge dtype (plus the small adapter).
 
     With ``sft_handoff: adapter`` nothing is merged: the stage only loads the base as training holds
-    it, with the SFT adapter, to check the hand-off (``stage1.handoff``), on the GPU for nf4.
+    it, with the SFT adapter, to check the hand-off (``stage1.train.handoff``), on the GPU for nf4.
     """
     if handoff == "adapter":
         parts = {"weights": weight_gib(shape, quantization, "bfloat16")}

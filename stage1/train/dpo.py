@@ -42,7 +42,7 @@ def pretokenized_dpo_trainer(*, reference_cache: dict[str, Any] | None = None, *
 
     Args:
         reference_cache: ``{"parts": {split: key parts}, "paths": {split: path}}`` (see
-            ``stage1.reference_cache``): precomputed reference log-probabilities are read from
+            ``stage1.train.reference_cache``): precomputed reference log-probabilities are read from
             ``paths[split]`` when there, and written there when TRL computes them.
     """
     from trl import DPOTrainer
@@ -65,7 +65,7 @@ def pretokenized_dpo_trainer(*, reference_cache: dict[str, Any] | None = None, *
             super().log(logs, start_time)
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            from stage1.reference_cache import COLUMNS, read_cached, write_cached
+            from stage1.train.reference_cache import COLUMNS, read_cached, write_cached
 
             path = None if reference_cache is None else reference_cache["paths"].get(name)
             if path is None:
@@ -93,7 +93,7 @@ def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adap
     from stage1.io.hashing import sha256_file
     from stage1.io.lineage import adapter_hash, weights_hash
     from stage1.io.manifest import library_versions
-    from stage1.reference_cache import cache_path, reference_key, reference_parts
+    from stage1.train.reference_cache import cache_path, reference_key, reference_parts
 
     model_hash = weights_hash(model_dir)
     sft_hash = adapter_hash(sft_adapter) if sft_adapter is not None else None
@@ -199,9 +199,9 @@ def run_train_dpo(
     from stage1.hf.lora import build_lora_config, check_trained_modules
     from stage1.hf.models import check_quantization, eos_info, load_adapter, load_tokenizer
     from stage1.io.lineage import adapter_hash, read_lineage
-    from stage1.step_plan import log_step_plan, step_plan
     from stage1.train import run
     from stage1.train.callbacks import NonFiniteLossGuard, quiet_trainer
+    from stage1.train.step_plan import log_step_plan, step_plan
     from stage1.train.trainer_config import check_effective_batch, resolve_device
 
     out = Path(out_dir)

@@ -13,7 +13,7 @@ merged model reloaded in nf4 is a fresh quantisation that loses most of a small 
 (docs/notes/training.md has the measurements).
 
 Either way this stage loads what DPO and evaluation will load, as they load it, compares it with
-the trained model on the SFT training rows (``stage1.handoff``), records the share of the SFT gain
+the trained model on the SFT training rows (``stage1.train.handoff``), records the share of the SFT gain
 kept in its manifest and fails closed below ``training.min_sft_gain_kept``.
 """
 
@@ -127,7 +127,7 @@ def run_merge(settings: TrainingSettings, *, model_dir: str | Path, adapter_dir:
     (parent = base hash + adapter hash) and ``manifest.json`` last.
 
     With ``sft_train_path`` the merged model is loaded again as DPO (and evaluation, at
-    ``eval_dtype``) load it and compared with the trained model (``stage1.handoff``); the manifest
+    ``eval_dtype``) load it and compared with the trained model (``stage1.train.handoff``); the manifest
     records it under ``fidelity``.
 
     Raises:
@@ -219,7 +219,7 @@ def measure_trained(model_dir: Path, adapter_dir: Path, lineage: Lineage, probes
                     device_map=None) -> TrainedReference:
     """Probe logits and mean loss of the trained model (base as trained + live adapter), and the
     base's loss (the same weights with the adapter disabled). One load."""
-    from stage1.handoff import mean_token_loss
+    from stage1.train.handoff import mean_token_loss
 
     if not logits and not rows:
         return TrainedReference(None, None, None)
@@ -263,8 +263,8 @@ def handed_on_loads(settings: TrainingSettings, folder: Path, adapter_dir: Path 
 
 def measure_handed_on(settings: TrainingSettings, reference: TrainedReference, probes, rows, loads) -> list[Any]:
     """Each handed-on model loaded as its stage loads it, scored against ``reference``."""
-    from stage1.handoff import LoadFidelity, gain_kept, mean_token_loss
     from stage1.hf.models import load_adapter
+    from stage1.train.handoff import LoadFidelity, gain_kept, mean_token_loss
 
     measured = []
     for stage, how in loads:
@@ -296,8 +296,8 @@ def fidelity_record(settings: TrainingSettings, reference: TrainedReference, mea
 
 def gate_fidelity(settings: TrainingSettings, out: Path, reference: TrainedReference, measured, rows, fix: str) -> dict[str, Any]:
     """Write ``fidelity.json`` in ``out`` and fail closed below ``training.min_sft_gain_kept``."""
-    from stage1.handoff import FIDELITY_NAME, check_fidelity
     from stage1.io.atomic import atomic_write_json
+    from stage1.train.handoff import FIDELITY_NAME, check_fidelity
 
     record = fidelity_record(settings, reference, measured, rows)
     out.mkdir(parents=True, exist_ok=True)
@@ -351,7 +351,7 @@ def run_handoff(settings: TrainingSettings, *, model_dir: str | Path, adapter_di
         LineageError: the adapter was not trained on ``model_dir``.
         GateError: the loaded model keeps less than ``training.min_sft_gain_kept`` of the SFT gain.
     """
-    from stage1.handoff import FIDELITY_NAME
+    from stage1.train.handoff import FIDELITY_NAME
 
     model_dir, adapter_dir, out = Path(model_dir), Path(adapter_dir), Path(out_dir)
     lineage = read_lineage(adapter_dir)

@@ -83,9 +83,9 @@ def run_train_sft(
 
     from stage1.hf.lora import build_lora_config, check_trained_modules
     from stage1.hf.models import eos_info, load_tokenizer
-    from stage1.step_plan import log_step_plan, step_plan
     from stage1.train import run
     from stage1.train.callbacks import NonFiniteLossGuard
+    from stage1.train.step_plan import log_step_plan, step_plan
     from stage1.train.trainer_config import check_effective_batch, resolve_device
 
     out = Path(out_dir)

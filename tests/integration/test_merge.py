@@ -89,7 +89,7 @@ def test_the_merge_into_dequantised_nf4_weights_is_removed():
 
 
 def test_the_merge_records_the_sft_gain_kept_as_dpo_and_evaluation_load_it(adapter_dir, tiny_model_dir, tmp_path):
-    from stage1.handoff import FIDELITY_NAME
+    from stage1.train.handoff import FIDELITY_NAME
     from stage1.train.merge import run_merge
 
     manifest = run_merge(TrainingSettings(), model_dir=tiny_model_dir, adapter_dir=adapter_dir, out_dir=tmp_path / "merged",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stage1.core.errors import ConfigError, GateError
-from stage1.handoff import LoadFidelity, check_fidelity, gain_kept
+from stage1.train.handoff import LoadFidelity, check_fidelity, gain_kept
 from stage1.train.settings import TrainingSettings
 
 

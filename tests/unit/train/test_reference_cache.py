@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stage1.reference_cache import cache_path, read_cached, reference_key, reference_parts, write_cached
+from stage1.train.reference_cache import cache_path, read_cached, reference_key, reference_parts, write_cached
 
 BASE = {"model_hash": "m" * 64, "adapter_hash": None, "pairs_hash": "p" * 64, "max_length": 1024, "quantization": "nf4",
         "dtype": "bfloat16", "versions": {"trl": "1.16.0"}}

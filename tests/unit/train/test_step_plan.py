@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from stage1.core.errors import ConfigError
-from stage1.step_plan import log_step_plan, optimizer_steps, step_plan
 from stage1.train.settings import TrainingSettings
+from stage1.train.step_plan import log_step_plan, optimizer_steps, step_plan
 
 
 @pytest.mark.parametrize(
@@ -70,9 +70,9 @@ def test_plan_says_the_32b_preset_takes_few_steps_with_the_shipped_pool(capsys):
 
     assert cli.main(["plan", "--config", "qwen2.5-32b"]) == 0, "a warning, not a refusal"
     shown = " ".join(capsys.readouterr().out.split())
-    assert "sft: ~14 optimizer steps (~406 rows x 2 epochs / effective batch 64)" in shown
+    assert "sft: ~14 optimizer steps (~414 rows x 2 epochs / effective batch 64)" in shown
     assert "dpo: ~18 optimizer steps" in shown and "dpo.gradient_accumulation_steps (now 32)" in shown
     assert cli.main(["plan", "--config", "qwen2.5-32b", "--set", "sft.gradient_accumulation_steps=2",
                      "--set", "training.target_effective_batch=8"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
-    assert "sft: ~102 optimizer steps" in shown and "too few steps: sft" not in shown
+    assert "sft: ~104 optimizer steps" in shown and "too few steps: sft" not in shown
