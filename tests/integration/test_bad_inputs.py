@@ -122,6 +122,12 @@ def test_corpus_has_at_least_150_cases_with_unique_names():
     assert len({case["name"] for case in CASES}) == len(CASES)
 
 
+def test_every_bad_input_exits_2_and_only_a_failed_gate_exits_1():
+    """Bad input is exit 2; a case marked ``gate`` is good input whose leakage gate fails (exit 1)."""
+    assert all(case["exit"] == 2 for case in CASES if not case.get("gate"))
+    assert all(case["exit"] == 1 for case in CASES if case.get("gate"))
+
+
 def _alarm(signum, frame):
     raise TimeoutError(f"the case ran past {CASE_SECONDS} s")
 
