@@ -29,8 +29,10 @@ row cut there, padded with eos in its batch, read as an answer that ended by eos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from stage1.core import progress
@@ -507,3 +509,51 @@ class VLLMBackend:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+@contextmanager
+def model_backends(
+    model_dir: str | Path,
+    tokenizer,
+    *,
+    backend: str,
+    quantization: str,
+    dtype: str,
+    device_map: str | None,
+    seed: int,
+    vllm: VLLMSettings,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    stage: str,
+) -> Iterator[Callable[[], Any]]:
+    """A factory of one stage's generation backend (called only when a batch is left to generate),
+    and the model freed when the stage is done.
+
+    The vLLM engine is sized for this stage's own budget (its longest prompt + ``max_new_tokens``,
+    ``vllm``) and checked to fit before it starts; the transformers backend loads the model as every
+    stage loads it. SFT-data generation and the samples stage share this, so both get the same sizing.
+    """
+    loaded: list[Any] = []
+
+    def make_backend() -> Any:
+        if backend == "vllm":
+            from stage1.hf.memplan import check_engine_fits
+
+            length = vllm_max_model_len(longest_prompt_tokens(tokenizer, prompts), max_new_tokens, vllm.max_model_len)
+            check_engine_fits(model_dir, quantization, dtype, vllm, length, None, stage)
+            engine = vllm_engine_args(quantization, dtype, seed, None, field="run.generation_backend", vllm=vllm, max_model_len=length)
+            return VLLMBackend(str(model_dir), tokenizer, **engine)
+        from stage1.hf.models import load_model
+
+        model = load_model(model_dir, quantization=quantization, dtype=dtype, device_map=device_map)
+        model.eval()
+        loaded.append(model)
+        return TransformersBackend(model, tokenizer)
+
+    try:
+        yield make_backend
+    finally:
+        if loaded:
+            from stage1.hf.models import free_model
+
+            free_model(loaded.pop())

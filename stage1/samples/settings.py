@@ -5,11 +5,12 @@ The samples stage runs only under ``negatives.source: policy`` or ``mixed``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from stage1.core.criteria import CRITERION_NAMES
 from stage1.core.errors import ConfigError
+from stage1.hf.generation import VLLMSettings
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class PolicySettings:
     chosen: Literal["reference", "sample"] = "reference"  # prefer the SFT reference answer, or the best sample passing every criterion
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # dtype of the merged model while sampling
     device_map: str | None = None  # e.g. "auto" on a GPU machine
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)  # how the vLLM engine is sized (run.generation_backend: vllm), as sft_data.vllm
 
     def __post_init__(self) -> None:
         for name in ("k", "max_new_tokens", "batch_size"):

@@ -203,28 +203,16 @@ def _generate(settings: PolicySettings, examples: list[SFTExample], model_dir: P
     context = {"backend": backend_name, "model": model_identity(model_dir), "quantization": quantization,
                "dtype": settings.dtype, "device_map": settings.device_map}
     journal = GenerationJournal.open(out / JOURNAL_NAME, journal_fingerprint(keys, prompts, seeds, decoding, context))
-    loaded: list[Any] = []
+    from stage1.hf.generation import model_backends
 
-    def make_backend() -> Any:
-        from stage1.hf.generation import TransformersBackend, VLLMBackend, vllm_engine_args
-        from stage1.hf.models import load_model
-
-        if backend_name == "vllm":
-            engine = vllm_engine_args(quantization, settings.dtype, settings.seed, None, field="run.generation_backend")
-            return VLLMBackend(str(model_dir), tokenizer, **engine)
-        model = load_model(model_dir, quantization=quantization, dtype=settings.dtype, device_map=settings.device_map)
-        model.eval()
-        loaded.append(model)
-        return TransformersBackend(model, tokenizer)
-
+    backends = model_backends(model_dir, tokenizer, backend=backend_name, quantization=quantization, dtype=settings.dtype,
+                              device_map=settings.device_map, seed=settings.seed, vllm=settings.vllm, prompts=prompts,
+                              max_new_tokens=decoding.max_new_tokens, stage="samples")
     try:
-        generations, counts = generate_with_journal(journal, plan, keys, prompts, seeds, decoding, make_backend)
+        with backends as make_backend:
+            generations, counts = generate_with_journal(journal, plan, keys, prompts, seeds, decoding, make_backend)
     finally:
         journal.close()
-        if loaded:
-            from stage1.hf.models import free_model
-
-            free_model(loaded.pop())
     return generations, journal.path, counts
 
 

@@ -169,39 +169,16 @@ def _generate(
     context = {"backend": backend_name, "model": model_identity(model_dir), "quantization": settings.quantization,
                "dtype": settings.dtype, "device_map": settings.device_map}
     journal = GenerationJournal.open(out / JOURNAL_NAME, journal_fingerprint(keys, prompts, seeds, decoding, context))
-    loaded: list[Any] = []
+    from stage1.hf.generation import model_backends
 
-    def make_backend() -> Any:
-        from stage1.hf.generation import (
-            TransformersBackend,
-            VLLMBackend,
-            longest_prompt_tokens,
-            vllm_engine_args,
-            vllm_max_model_len,
-        )
-        from stage1.hf.models import load_model
-
-        if backend_name == "vllm":
-            from stage1.hf.memplan import check_engine_fits
-
-            length = vllm_max_model_len(longest_prompt_tokens(tokenizer, prompts), decoding.max_new_tokens, settings.vllm.max_model_len)
-            check_engine_fits(model_dir, settings.quantization, settings.dtype, settings.vllm, length, None, "sft_data")
-            engine = vllm_engine_args(settings.quantization, settings.dtype, settings.seed, None, field="run.generation_backend",
-                                      vllm=settings.vllm, max_model_len=length)
-            return VLLMBackend(str(model_dir), tokenizer, **engine)
-        model = load_model(model_dir, quantization=settings.quantization, dtype=settings.dtype, device_map=settings.device_map)
-        model.eval()
-        loaded.append(model)
-        return TransformersBackend(model, tokenizer)
-
+    backends = model_backends(model_dir, tokenizer, backend=backend_name, quantization=settings.quantization, dtype=settings.dtype,
+                              device_map=settings.device_map, seed=settings.seed, vllm=settings.vllm, prompts=prompts,
+                              max_new_tokens=decoding.max_new_tokens, stage="sft_data")
     try:
-        generations, counts = generate_with_journal(journal, plan, keys, prompts, seeds, decoding, make_backend)
+        with backends as make_backend:
+            generations, counts = generate_with_journal(journal, plan, keys, prompts, seeds, decoding, make_backend)
     finally:
         journal.close()
-        if loaded:
-            from stage1.hf.models import free_model
-
-            free_model(loaded.pop())
     return candidates_from_generations([record for record, _ in prompted], generations), journal.path, counts
 
 

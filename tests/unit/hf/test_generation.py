@@ -217,3 +217,23 @@ def test_vllm_generates_with_the_same_stops_and_parsing(tiny_model_dir, qwen_tok
     assert len(results) == 1
     assert results[0].stop_reason in (STOP_END, STOP_EOS, STOP_RUNAWAY, STOP_MAX_TOKENS)
     assert 0 < results[0].num_tokens <= 8
+
+
+@pytest.mark.parametrize("stage", ["sft_data", "samples"])
+def test_every_generating_stage_sizes_its_vllm_engine_for_its_own_prompts(qwen_tokenizer, monkeypatch, stage):
+    """SFT data and the samples stage share one backend factory: the engine gets max_model_len from
+    the stage's longest prompt + max_new_tokens (never the model's 131,072) and is checked to fit first."""
+    import stage1.hf.generation as generation
+    import stage1.hf.memplan as memplan
+
+    started, checked = [], []
+    monkeypatch.setattr(generation, "VLLMBackend", lambda path, tokenizer, **engine: started.append(engine) or "engine")
+    monkeypatch.setattr(memplan, "check_engine_fits", lambda *args: checked.append(args))
+    prompts = ["Instruction: Hi?\nResponse:", "Instruction: " + "word " * 40 + "\nResponse:"]
+    settings = generation.VLLMSettings(max_num_seqs=8)
+    with generation.model_backends("model", qwen_tokenizer, backend="vllm", quantization="none", dtype="bfloat16", device_map=None,
+                                   seed=3, vllm=settings, prompts=prompts, max_new_tokens=48, stage=stage) as make_backend:
+        assert started == [] and make_backend() == "engine"
+    longest = generation.longest_prompt_tokens(qwen_tokenizer, prompts)
+    assert started[0]["max_model_len"] == generation.vllm_max_model_len(longest, 48) < 131072
+    assert started[0]["max_num_seqs"] == 8 and checked and checked[0][-1] == stage
