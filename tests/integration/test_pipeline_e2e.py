@@ -34,7 +34,9 @@ def test_run_produces_a_report_and_training_helps(tiny_run):
     for name in ("results.json", "report.md", "chart.png"):
         assert (run_dir / "eval" / name).is_file()
     assert (run_dir / "config.yaml").is_file() and (run_dir / "run.log").is_file()
-    assert str(run_dir / "eval" / "report.md") in result.stdout.replace("\n", "")
+    # The report's path as the user's own folder sees it: the run was started there with no --run-dir.
+    assert "report: runs/tiny/eval/report.md" in result.stdout.replace("\n", "")
+    assert (run_dir.parent.parent / "runs" / "tiny" / "eval" / "report.md").is_file()
     results = json.loads((run_dir / "eval" / "results.json").read_text())
     rates = {variant: results["rates"][variant]["stopped_with_end"]["rate"] for variant in ("base", "sft")}
     assert rates["sft"] > rates["base"], rates
