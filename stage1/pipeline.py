@@ -28,6 +28,7 @@ from stage1.io.run_dir import (
     StageRecord,
     check_log_file,
     check_out_dir,
+    check_writable_folder,
     fingerprint,
     learn_record,
     legacy_fingerprint,
@@ -266,12 +267,7 @@ def check_run_dir(run_dir: Path, field: str = "--run-dir") -> None:
     Raises:
         ConfigError: naming the path and what is wrong with it.
     """
-    resolved = Path(run_dir).resolve()
-    if resolved == resolved.parent:
-        raise ConfigError(f"{run_dir} is the root of the file system", field=field, hint="give a folder of its own, e.g. runs/tiny")
-    for folder in (resolved, *resolved.parents):
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"{folder} is a file, not a folder", path=run_dir, field=field, hint="give a folder for the run")
+    check_writable_folder(run_dir, field, root_hint="give a folder of its own, e.g. runs/tiny", file_hint="give a folder for the run")
 
 
 def check_stage_names(names: tuple[str, ...], *, field: str, allowed: tuple[str, ...]) -> None:

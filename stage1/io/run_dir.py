@@ -375,6 +375,21 @@ def check_log_file(run_dir: Path, relative: str) -> Path:
     return resolved
 
 
+def check_writable_folder(path: Path, field: str, *, root_hint: str, file_hint: str) -> Path:
+    """``path`` resolved, refused when it is ``/``, a file, or under a file (nothing is created).
+
+    Raises:
+        ConfigError: naming the path and what is wrong with it, with the hint given for that case.
+    """
+    resolved = Path(path).resolve()
+    if resolved == resolved.parent:
+        raise ConfigError(f"{path} is the root of the file system", field=field, hint=root_hint)
+    for folder in (resolved, *resolved.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder} is a file, not a folder", path=path, field=field, hint=file_hint)
+    return resolved
+
+
 def check_out_dir(out: Path, inputs: Iterable[Path], field: str = "--out") -> None:
     """Refuse an output folder that would overwrite the inputs or something that is not a folder.
 
@@ -387,12 +402,7 @@ def check_out_dir(out: Path, inputs: Iterable[Path], field: str = "--out") -> No
     Raises:
         ConfigError: naming the input it would overwrite.
     """
-    resolved = Path(out).resolve()
-    if resolved == resolved.parent:
-        raise ConfigError(f"{out} is the root of the file system", field=field, hint="give a folder of its own")
-    for folder in (resolved, *resolved.parents):
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"{folder} is a file, not a folder", path=out, field=field, hint="give a folder to write into")
+    resolved = check_writable_folder(out, field, root_hint="give a folder of its own", file_hint="give a folder to write into")
     for path in inputs:
         try:
             source = Path(path).resolve()
