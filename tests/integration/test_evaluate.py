@@ -73,8 +73,13 @@ def one_model_alive(monkeypatch):
 
 def test_sft_stops_with_end_more_often_than_base(tiny_run, tmp_path, one_model_alive):
     out = tmp_path / "eval"
-    manifest = run_evaluate(FAST, variants=specs(tiny_run), items_path=ITEMS, out_dir=out,
-                            training_paths=[tiny_run / "sft_data" / "train.jsonl"], in_process=True)
+    # The tiny training rows ask two of the golden items' questions ("What is the capital of
+    # France?" is a paraphrase of g01): the gate rightly refuses them, so they are left out here.
+    trained = (tiny_run / "sft_data" / "train.jsonl").read_text().splitlines(keepends=True)
+    clean = tmp_path / "train.jsonl"
+    clean.write_text("".join(line for line in trained if "capital of France" not in line and "legs does a spider" not in line))
+    assert len(clean.read_text().splitlines()) == len(trained) - 2
+    manifest = run_evaluate(FAST, variants=specs(tiny_run), items_path=ITEMS, out_dir=out, training_paths=[clean], in_process=True)
     results = json.loads((out / "results.json").read_text())
     rates = {v: results["rates"][v]["stopped_with_end"]["rate"] for v in ("base_raw", "base", "sft")}
     assert rates["sft"] > rates["base"], rates
@@ -90,7 +95,7 @@ def test_sft_stops_with_end_more_often_than_base(tiny_run, tmp_path, one_model_a
     assert results["skipped_variants"]["dpo"].startswith("adapter not found")
     assert "dpo_only" in results["skipped_variants"]
     assert "- variant `dpo`: adapter not found" in (out / "report.md").read_text()
-    assert manifest["counts"]["items"] == 13 and manifest["counts"]["variants"] == 3
+    assert manifest["counts"]["items"] == len(ITEMS.read_text().splitlines()) == 14 and manifest["counts"]["variants"] == 3
     assert results["provenance"]["leakage"]["checked"] is True
     assert set(results["lengths"]) == {"base_raw", "base", "sft"} and results["pair_lengths"] == {}  # no pairs file given
     assert all(cell["tokens"]["mean"] is not None for cell in results["lengths"].values())

@@ -35,7 +35,9 @@ class RunCopy:
     different: set[str] = field(default_factory=set)  # stage folders whose stand-in writes other bytes
 
     def stamps(self) -> dict[str, int]:
-        return {stage: (self.run / folder / STAGE_FILE).stat().st_mtime_ns for stage, folder in STAGE_DIRS.items()}
+        # The stages this run has: a disabled one (samples, under negatives.source: rules) has no folder.
+        return {stage: (self.run / folder / STAGE_FILE).stat().st_mtime_ns for stage, folder in STAGE_DIRS.items()
+                if (self.original / folder / STAGE_FILE).exists()}
 
     def run_cli(self, *extra: str) -> set[str]:
         """`cli.main(["run", ...])` on the copy; the stages whose stage.json it rewrote."""

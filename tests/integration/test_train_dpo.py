@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 
 from stage1.core.errors import InputError, LineageError, TrainingError
 from stage1.core.format import render_completion, render_prompt
-from stage1.core.records import PreferencePair
+from stage1.core.records import PreferencePair, RecordList
 from stage1.io.lineage import read_lineage, weights_hash
 from stage1.train.data import build_preference_rows
 from stage1.train.dpo import run_train_dpo
@@ -148,7 +148,7 @@ def test_pairs_off_the_format_or_too_long_are_refused(qwen_tokenizer, tmp_path):
     good = _pair(render_prompt("Q?"), render_completion("A."), render_completion("B."))
     trailing_space = _pair(render_prompt("Q?") + " ", render_completion("A."), render_completion("B."))
     with pytest.raises(InputError) as error:
-        build_preference_rows(qwen_tokenizer, [good, trailing_space], max_length=64, overlong="error", source=source)
+        build_preference_rows(qwen_tokenizer, RecordList([good, trailing_space], [1, 2]), max_length=64, overlong="error", source=source)
     assert (error.value.field, error.value.line) == ("prompt", 2)
     long = _pair(render_prompt("Q?"), render_completion("A."), render_completion("word " * 100))
     with pytest.raises(InputError, match="dpo.max_length"):

@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 
 from stage1.core.errors import ConfigError, InputError, TrainingError
 from stage1.core.masking import IGNORE_INDEX
-from stage1.core.records import SFTExample
+from stage1.core.records import RecordList, SFTExample
 from stage1.hf.lora import QWEN2_PROJECTIONS
 from stage1.io.hashing import sha256_file
 from stage1.io.lineage import read_lineage, weights_hash
@@ -134,7 +134,8 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_model_dir, qwen_tokeni
 def test_overlong_rows_error_with_file_line_and_field_or_are_dropped(qwen_tokenizer, tmp_path):
     rows = [("Short question?", "Short answer."), ("Long question?", "word " * 80), ("Another?", "Yes.")]
     path = write_sft_rows(tmp_path / "train.jsonl", rows)
-    examples = [SFTExample(id=f"r{i}", instruction=a, response=b) for i, (a, b) in enumerate(rows)]
+    # As read_records gives them: each record knows its line in the file, so the error names it.
+    examples = RecordList([SFTExample(id=f"r{i}", instruction=a, response=b) for i, (a, b) in enumerate(rows)], [1, 2, 3])
     with pytest.raises(InputError) as error:
         build_sft_rows(qwen_tokenizer, examples, max_length=32, overlong="error", source=path)
     assert (error.value.path, error.value.line, error.value.field) == (str(path), 2, "response")
