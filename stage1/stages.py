@@ -405,7 +405,9 @@ STAGES: tuple[StageSpec, ...] = (
         inputs=(StageInput("model", "the model DPO starts from (the merged SFT model; the base with sft_handoff: adapter)",
                            _dpo_start, stage="merge"), *PAIR_FILES,
                 StageInput("sft_adapter", "the SFT adapter DPO trains on (sft/adapter; sft_handoff: adapter)",
-                           lambda layout, config: layout.sft_adapter, required=False, stage="sft")),
+                           lambda layout, config: layout.sft_adapter, required=False, stage="sft",
+                           # Read only when DPO continues it; after a merge, DPO reads the merged model.
+                           read=lambda config: config.training.sft_handoff == "adapter")),
         settings=_training_settings("dpo"), entry=_train_dpo_chain, also=("dpo_only",),
     ),
     StageSpec(
