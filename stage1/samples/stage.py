@@ -183,15 +183,9 @@ def sample_seeds(keys: Sequence[tuple[str, int]], settings: PolicySettings) -> l
 def _generate(settings: PolicySettings, examples: list[SFTExample], model_dir: Path, backend_name: str, quantization: str,
               out: Path) -> tuple[list[Any], Path, dict[str, int]]:
     """Every sample, through the journal (as ``stage1.sft_data.stage._generate``)."""
-    from stage1.hf.generation import GenerationSettings, plan_batches
+    from stage1.hf.generation import GenerationSettings
     from stage1.hf.models import load_tokenizer
-    from stage1.io.journal import (
-        JOURNAL_NAME,
-        GenerationJournal,
-        generate_with_journal,
-        journal_fingerprint,
-        model_identity,
-    )
+    from stage1.io.journal import generate_journaled
 
     keys = sample_keys(examples, settings.k)
     prompts = [render_prompt(example.instruction) for example in examples for _ in range(settings.k)]
@@ -199,21 +193,9 @@ def _generate(settings: PolicySettings, examples: list[SFTExample], model_dir: P
     decoding = GenerationSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, do_sample=True,
                                   temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed)
     tokenizer = load_tokenizer(model_dir)
-    plan = plan_batches(backend_name, tokenizer, prompts, decoding.batch_size)
-    context = {"backend": backend_name, "model": model_identity(model_dir), "quantization": quantization,
-               "dtype": settings.dtype, "device_map": settings.device_map}
-    journal = GenerationJournal.open(out / JOURNAL_NAME, journal_fingerprint(keys, prompts, seeds, decoding, context))
-    from stage1.hf.generation import model_backends
-
-    backends = model_backends(model_dir, tokenizer, backend=backend_name, quantization=quantization, dtype=settings.dtype,
-                              device_map=settings.device_map, seed=settings.seed, vllm=settings.vllm, prompts=prompts,
-                              max_new_tokens=decoding.max_new_tokens, stage="samples")
-    try:
-        with backends as make_backend:
-            generations, counts = generate_with_journal(journal, plan, keys, prompts, seeds, decoding, make_backend)
-    finally:
-        journal.close()
-    return generations, journal.path, counts
+    return generate_journaled(out, model_dir, tokenizer, keys=keys, prompts=prompts, seeds=seeds, decoding=decoding,
+                              backend=backend_name, quantization=quantization, dtype=settings.dtype,
+                              device_map=settings.device_map, seed=settings.seed, vllm=settings.vllm, stage="samples")
 
 
 def run_samples(

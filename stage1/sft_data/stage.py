@@ -32,15 +32,9 @@ from stage1.core.records import BadRows, InstructionRecord, SFTExample, check_un
 from stage1.core.seeds import row_seed
 from stage1.core.splits import split_by_instruction
 from stage1.core.text_keys import dedup_key
-from stage1.hf.generation import Generation, build_fewshot_prompt, plan_batches
+from stage1.hf.generation import Generation, build_fewshot_prompt
 from stage1.io.atomic import atomic_write_files, jsonl_bytes
-from stage1.io.journal import (
-    JOURNAL_NAME,
-    GenerationJournal,
-    generate_with_journal,
-    journal_fingerprint,
-    model_identity,
-)
+from stage1.io.journal import generate_journaled
 from stage1.io.layout import SFT_HELDOUT_FILE as HELDOUT_FILE
 from stage1.io.layout import SFT_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest
@@ -164,22 +158,11 @@ def _generate(
     keys = sample_keys(instructions, settings.samples_per_instruction)
     seeds = sample_seeds(keys, settings)
     tokenizer = load_tokenizer(model_dir)
-    decoding = settings.generation
-    plan = plan_batches(backend_name, tokenizer, prompts, decoding.batch_size)
-    context = {"backend": backend_name, "model": model_identity(model_dir), "quantization": settings.quantization,
-               "dtype": settings.dtype, "device_map": settings.device_map}
-    journal = GenerationJournal.open(out / JOURNAL_NAME, journal_fingerprint(keys, prompts, seeds, decoding, context))
-    from stage1.hf.generation import model_backends
-
-    backends = model_backends(model_dir, tokenizer, backend=backend_name, quantization=settings.quantization, dtype=settings.dtype,
-                              device_map=settings.device_map, seed=settings.seed, vllm=settings.vllm, prompts=prompts,
-                              max_new_tokens=decoding.max_new_tokens, stage="sft_data")
-    try:
-        with backends as make_backend:
-            generations, counts = generate_with_journal(journal, plan, keys, prompts, seeds, decoding, make_backend)
-    finally:
-        journal.close()
-    return candidates_from_generations([record for record, _ in prompted], generations), journal.path, counts
+    generations, journal_path, counts = generate_journaled(
+        out, model_dir, tokenizer, keys=keys, prompts=prompts, seeds=seeds, decoding=settings.generation,
+        backend=backend_name, quantization=settings.quantization, dtype=settings.dtype, device_map=settings.device_map,
+        seed=settings.seed, vllm=settings.vllm, stage="sft_data")
+    return candidates_from_generations([record for record, _ in prompted], generations), journal_path, counts
 
 
 def _read_sources(
