@@ -61,8 +61,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     "stage1/core/text_keys.py": ("tests/unit/core/test_text_keys.py",),
     "stage1/core/splits.py": ("tests/unit/sft_data/test_sft_data.py", "tests/unit/pairs/test_pairs.py"),
     # The adversarial golden file is criteria's own test too: every verdict in it is one of their rules.
-    "stage1/core/criteria.py": ("tests/unit/core/test_criteria.py", "tests/unit/core/test_adversarial_golden.py"),
-    "stage1/core/refusals.py": ("tests/unit/core/test_criteria.py", "tests/unit/core/test_adversarial_golden.py"),
+    "stage1/core/criteria.py": (
+        "tests/unit/core/test_criteria.py", "tests/unit/core/test_criteria_vocabulary.py",
+        "tests/unit/core/test_adversarial_golden.py",
+    ),
+    "stage1/core/refusals.py": (
+        "tests/unit/core/test_refusals.py", "tests/unit/core/test_criteria.py", "tests/unit/core/test_adversarial_golden.py",
+    ),
     "stage1/negatives/mix.py": ("tests/unit/negatives/test_negatives.py",),
     "stage1/negatives/repeats.py": ("tests/unit/negatives/test_negatives.py",),
 }
