@@ -4,7 +4,9 @@ Used by ``bench.mutation``. The walk (``_Mutator``) numbers every mutation point
 fixed order; ``list_mutants`` lists them and ``apply_mutant`` applies the k-th one to the imported
 module, in the calling process (the runner calls it in a forked child): a function or method gets
 the mutated code object, so every reference taken before sees it, and a top-level statement is run
-again in the module's namespace and rebound wherever its names were imported.
+again in the module's namespace and rebound wherever its names were imported. A function that the
+module's top-level code calls at import (a builder of a constant) gets its mutated code and then the
+top-level statements that call it are run again, so what it built is built by the mutant.
 """
 
 from __future__ import annotations
@@ -292,7 +294,9 @@ def apply_mutant(mutant: Mutant, root: Path) -> None:
     """Swap the mutant into the imported module, in this process (called in a forked child).
 
     A function or method gets the mutated code object; a top-level statement is re-run in the module's
-    namespace, followed by the top-level assignments after it (constants built from it).
+    namespace, followed by the top-level assignments after it (constants built from it). A function the
+    top-level code calls at import is swapped, then the first top-level statement that calls it (and
+    the assignments after) run again.
     """
     module = sys.modules[module_name(mutant.module)]
     source = (root / mutant.module).read_text(encoding="utf-8")
@@ -318,7 +322,18 @@ def apply_mutant(mutant: Mutant, root: Path) -> None:
             _swap_code(old, new)
             if hasattr(old, "cache_clear"):
                 old.cache_clear()
+            builders = _import_time_functions(tree)
+            if statement.name in builders:  # run at import: what it built is built again, by the mutant
+                first = min(i for i, s in enumerate(tree.body) if _calls_at_import(s, builders))
+                _rerun_top_level(module, tree, first, filename)
         return
+    _rerun_top_level(module, tree, index, filename)
+
+
+def _rerun_top_level(module, tree: ast.Module, index: int, filename: str) -> None:
+    """Run top-level statement ``index`` again, then the top-level assignments after it, and rebind the
+    names that changed wherever another module imported them."""
+    statement = tree.body[index]
     rerun = [statement] + [s for s in tree.body[index + 1 :] if isinstance(s, ast.Assign | ast.AnnAssign)]
     before = dict(module.__dict__)
     _run_module_code(rerun, filename, module.__dict__)
@@ -335,6 +350,41 @@ def apply_mutant(mutant: Mutant, root: Path) -> None:
 
 
 _MISSING = object()
+
+
+def _top_level_functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    return {s.name: s for s in tree.body if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def _called_in(node: ast.AST) -> set[str]:
+    """Names called in ``node`` (``f(...)``; a mere reference, as in a registry dict, is not a call)."""
+    return {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
+def _calls_at_import(statement: ast.stmt, functions: set[str]) -> bool:
+    """Whether a top-level statement (not a definition, not an import) calls one of ``functions``."""
+    if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Import | ast.ImportFrom):
+        return False
+    return bool(_called_in(statement) & functions)
+
+
+def _import_time_functions(tree: ast.Module) -> set[str]:
+    """Top-level functions that the module's own top-level code runs at import (a pattern built by
+    ``_alternatives(...)`` in a constant), directly or through one another."""
+    functions = _top_level_functions(tree)
+    found = {name for s in tree.body if _calls_at_import(s, set(functions)) for name in _called_in(s) & set(functions)}
+    pending = list(found)
+    while pending:
+        for name in _called_in(functions[pending.pop()]) & set(functions):
+            if name not in found:
+                found.add(name)
+                pending.append(name)
+    return found
+
+
+def import_time_functions(path: str, root: Path) -> set[str]:
+    """The functions of the module at ``root / path`` that its top-level code runs at import."""
+    return _import_time_functions(ast.parse((root / path).read_text(encoding="utf-8")))
 
 
 class ImportFails(Exception):

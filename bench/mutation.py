@@ -18,7 +18,10 @@ own test selection in its config. Here one pytest session collects every mapped 
 once (recording which functions each test reaches, and how long it takes), and then forks once per
 mutant: the child swaps the mutated function's code object into the live function (so every
 ``from module import name`` sees it; a mutated constant is rebound wherever it was imported),
-runs only the tests that reach it, fastest first, and stops at the first failure. Session fixtures are built once per run and inherited by every child.
+runs only the tests that reach it, fastest first, and stops at the first failure. A function the
+module's top-level code runs at import (``refusals._alternatives``, which builds the compiled
+patterns) is swapped and then that top-level code is run again, against every test of the module.
+Session fixtures are built once per run and inherited by every child.
 
 What it does not mutate: docstrings, annotations, decorators, imports, f-strings, and statements of
 a class body other than its methods (a dataclass field default is baked into the generated
@@ -37,7 +40,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.mutants import ImportFails, Mutant, apply_mutant, list_mutants, unit_lines, units_at
+from bench.mutants import (
+    ImportFails,
+    Mutant,
+    apply_mutant,
+    import_time_functions,
+    list_mutants,
+    unit_lines,
+    units_at,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,8 +61,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     "stage1/core/text_keys.py": ("tests/unit/core/test_text_keys.py",),
     "stage1/core/splits.py": ("tests/unit/sft_data/test_sft_data.py", "tests/unit/pairs/test_pairs.py"),
     # The adversarial golden file is criteria's own test too: every verdict in it is one of their rules.
-    "stage1/core/criteria.py": ("tests/unit/core/test_criteria.py", "tests/unit/core/test_adversarial_golden.py"),
-    "stage1/core/refusals.py": ("tests/unit/core/test_criteria.py", "tests/unit/core/test_adversarial_golden.py"),
+    "stage1/core/criteria.py": (
+        "tests/unit/core/test_criteria.py", "tests/unit/core/test_criteria_vocabulary.py",
+        "tests/unit/core/test_adversarial_golden.py",
+    ),
+    "stage1/core/refusals.py": (
+        "tests/unit/core/test_refusals.py", "tests/unit/core/test_criteria.py", "tests/unit/core/test_adversarial_golden.py",
+    ),
     "stage1/negatives/mix.py": ("tests/unit/negatives/test_negatives.py",),
     "stage1/negatives/repeats.py": ("tests/unit/negatives/test_negatives.py",),
 }
@@ -144,6 +160,8 @@ class MutationPlugin:
                     for unit in units_at(units, first_line):
                         reaching.setdefault(unit, []).append(item)
         mutants = list_mutants(path, ROOT)
+        # A function run at import (a builder of a constant) reaches every test that uses what it built.
+        at_import = import_time_functions(path, ROOT)
         if self.lines:
             mutants = [m for m in mutants if self.lines[0] <= m.line <= self.lines[1]]
         print(f"{path}: {len(mutants)} mutants against {len(own_items)} tests", flush=True)
@@ -153,7 +171,7 @@ class MutationPlugin:
                 mine = [o.status for o in self.outcomes if o.mutant.module == path]
                 print(f"  {done}/{len(mutants)}: {sum(s in SCORED for s in mine)} killed, "
                       f"{len(mine) - sum(s in SCORED for s in mine)} not, {time.perf_counter() - started:.0f} s", flush=True)
-            chosen = own_items if mutant.unit == "<module>" else reaching.get(mutant.unit, [])
+            chosen = own_items if mutant.unit == "<module>" or mutant.unit in at_import else reaching.get(mutant.unit, [])
             chosen = sorted(chosen, key=lambda item: baseline.durations[item.nodeid])
             if not chosen:
                 self.outcomes.append(Outcome(mutant, "no test"))

@@ -97,3 +97,50 @@ def test_a_mutated_constant_is_rebound_wherever_it_was_imported(scratch_module, 
     _apply(scratch_module, "3 -> 4")
     assert (scratch_module.LIMIT, scratch_module.DOUBLE, importer.LIMIT) == (4, 8, 4)
     assert not scratch_module.over(3)
+
+
+BUILDER_SOURCE = textwrap.dedent('''
+    WORDS = ("a", "b")
+
+
+    def _joined(words):
+        return "|".join(words)
+
+
+    def _pattern():
+        return "(" + _joined(WORDS) + ")"
+
+
+    def listed():
+        return 1
+
+
+    PATTERN = _pattern()
+    REGISTRY = {"listed": listed}
+
+
+    def uses():
+        return PATTERN
+''')
+
+
+def test_a_builder_run_at_import_is_mutated_and_what_it_built_is_built_again(tmp_path, monkeypatch):
+    """A function that the top-level code calls (directly or through another) rebuilds its constant
+    when mutated; a function only referenced at top level (a registry entry) is not run at import."""
+    from bench.mutants import import_time_functions
+
+    (tmp_path / "builderpkg").mkdir()
+    (tmp_path / "builderpkg" / "__init__.py").write_text("")
+    (tmp_path / "builderpkg" / "mod.py").write_text(BUILDER_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("builderpkg.mod")
+    try:
+        assert import_time_functions("builderpkg/mod.py", tmp_path) == {"_pattern", "_joined"}
+        assert module.uses() == "(a|b)"
+        mutant = next(m for m in list_mutants("builderpkg/mod.py", tmp_path) if m.change == "'|' -> 'XX|XX'")
+        assert mutant.unit == "_joined"
+        apply_mutant(mutant, tmp_path)
+        assert module.uses() == "(aXX|XXb)"
+    finally:
+        for name in ("builderpkg.mod", "builderpkg"):
+            sys.modules.pop(name, None)
