@@ -68,9 +68,14 @@ class GenerationSettings:
             "temperature": self.temperature > 0.0,
             "top_p": 0.0 < self.top_p <= 1.0,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"invalid value {getattr(self, name)!r}", field=f"generation.{name}", hint=_HINTS[name])
+        _refuse_invalid(self, checks, "generation", _HINTS)
+
+
+def _refuse_invalid(settings: Any, checks: dict[str, bool], section: str, hints: dict[str, str]) -> None:
+    """Raise ``ConfigError`` for the first setting whose check failed, naming ``section.name``."""
+    for name, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"invalid value {getattr(settings, name)!r}", field=f"{section}.{name}", hint=hints[name])
 
 
 _HINTS = {
@@ -362,9 +367,7 @@ class VLLMSettings:
             "max_num_seqs": self.max_num_seqs >= 1,
             "tensor_parallel_size": self.tensor_parallel_size >= 1,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"invalid value {getattr(self, name)!r}", field=f"vllm.{name}", hint=_VLLM_HINTS[name])
+        _refuse_invalid(self, checks, "vllm", _VLLM_HINTS)
 
 
 _VLLM_HINTS = {

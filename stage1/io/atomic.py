@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def new_file_mode() -> int:
@@ -55,12 +55,12 @@ def _temp_beside(target: Path) -> tuple[int, str]:
     return fd, tmp_name
 
 
-def _write_temp(target: Path, data: bytes) -> str:
-    """``data`` in a fsynced temp file beside ``target``; the temp's name (removed on failure)."""
+def _write_temp(target: Path, write: Callable[[BinaryIO], object]) -> str:
+    """A fsynced temp file beside ``target`` filled by ``write(handle)``; the temp's name (removed on failure)."""
     fd, tmp_name = _temp_beside(target)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
@@ -69,10 +69,8 @@ def _write_temp(target: Path, data: bytes) -> str:
     return tmp_name
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    target = Path(path)
-    tmp_name = _write_temp(target, data)
+def _rename_into_place(tmp_name: str, target: Path) -> Path:
+    """Rename a finished temp over ``target`` (the temp is removed if that fails), then fsync the folder."""
     try:
         os.replace(tmp_name, target)
     except BaseException:
@@ -80,6 +78,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         raise
     _fsync_dir(target.parent)
     return target
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    target = Path(path)
+    return _rename_into_place(_write_temp(target, lambda handle: handle.write(data)), target)
 
 
 def atomic_write_files(files: dict[str, tuple[str | Path, bytes]]) -> dict[str, Path]:
@@ -93,7 +97,7 @@ def atomic_write_files(files: dict[str, tuple[str | Path, bytes]]) -> dict[str, 
     staged: list[tuple[str, Path]] = []
     try:
         for target, data in ((Path(path), data) for path, data in files.values()):
-            staged.append((_write_temp(target, data), target))
+            staged.append((_write_temp(target, lambda handle, data=data: handle.write(data)), target))
         for tmp_name, target in staged:
             os.replace(tmp_name, target)
     except BaseException:
@@ -143,16 +147,9 @@ def jsonl_bytes(rows: Iterable[dict[str, Any]]) -> bytes:
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Write rows as JSON Lines atomically. Rows are streamed into the temp file, not held in memory."""
     target = Path(path)
-    fd, tmp_name = _temp_beside(target)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for row in rows:
-                handle.write(jsonl_line(row))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-    return target
+
+    def write(handle: BinaryIO) -> None:
+        for row in rows:
+            handle.write(jsonl_line(row).encode("utf-8"))
+
+    return _rename_into_place(_write_temp(target, write), target)
