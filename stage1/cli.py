@@ -123,7 +123,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
             from stage1.core.errors import ConfigError
 
             raise ConfigError(f"--variants {args.variants!r} names no variant", field="--variants",
-                              hint="give comma-separated names from base_raw,base,sft,dpo,dpo_only, or leave --variants out for all")
+                              hint="give comma-separated names from base_raw,base,sft,dpo,dpo_only (and the DPO arms dpo_rules,dpo_policy), or leave --variants out for all")
         args.set.append(f"eval.variants=[{', '.join(names)}]")
     if getattr(args, "dry_run", False):
         return _evaluate_dry_run(args)
@@ -168,17 +168,19 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
     """Load each variant once and report its memory; generates nothing and marks nothing done."""
     from rich.table import Table
 
-    from stage1.eval.settings import variants_in_run
+    from stage1.eval.settings import settings_for_run, variants_in_run
     from stage1.eval.stage import run_evaluate
     from stage1.io.layout import RunLayout
 
     console = _console()
     config = _config(args)
+    training = config.training
     layout = RunLayout(Path(dict(_named_inputs(args)).get("run", args.run_dir)), config.model.path)
     out_dir = Path(args.out) if args.out else layout.stage_dir("eval")
     with _lock_of_run_holding(out_dir):
         report = run_evaluate(
-            config.eval, variants=variants_in_run(layout, config.training.quantization, config.training.sft_handoff),
+            settings_for_run(config.eval, training.dpo_arms),
+            variants=variants_in_run(layout, training.quantization, training.sft_handoff, training.dpo_arms),
             items_path=Path(config.data.eval_items), out_dir=out_dir, dry_run=True,
         )
     table = Table("variant", "RSS loaded (MiB)", "RSS after free (MiB)", "GPU after (MiB)", "children left", "seconds",
@@ -454,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--out", default=None, help="output folder when running on explicit --in files")
         if name == "evaluate":
             command.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
-            command.add_argument("--variants", default=None, metavar="NAMES", help="comma-separated subset of base_raw,base,sft,dpo,dpo_only")
+            command.add_argument("--variants", default=None, metavar="NAMES", help="comma-separated subset of base_raw,base,sft,dpo,dpo_only (and dpo_rules,dpo_policy with training.dpo_arms)")
             command.add_argument("--dry-run", action="store_true", help="load each variant and report memory, generate nothing")
             command.add_argument("--save-golden", default=None, metavar="GOLDEN.json", help="save this evaluation as a golden result")
         command.set_defaults(handler=cmd_stage)

@@ -21,6 +21,7 @@ from stage1.core.errors import ConfigError
 from stage1.io.layout import (
     ADAPTER_DIR,
     CHART_FILE,
+    DPO_ARM_SOURCES,
     MANIFEST,
     MODEL_WEIGHTS_FILE,
     NEGATIVES_FILE,
@@ -32,6 +33,7 @@ from stage1.io.layout import (
     SFT_TRAIN_FILE,
     TOKENIZER_FILE,
     RunLayout,
+    dpo_arm,
 )
 
 
@@ -110,7 +112,7 @@ class StageSpec:
     Attributes:
         upstream: stages whose fingerprints this one's covers, beyond those its inputs name (a stage
             that is not built in this run, such as ``model`` under a ``model.path``, is left out).
-        also: stages its command also runs inside a run directory (``train-dpo`` trains ``dpo_only`` too).
+        also: stages its command also runs inside a run directory (``train-dpo`` trains ``dpo_only`` and the DPO arms too).
         enabled: whether the stage is part of a run with this config.
     """
 
@@ -238,17 +240,22 @@ def _pairs_settings(config: PipelineConfig) -> Any:
             "selection_criteria": config.negatives.policy.selection_criteria}
 
 
-def _train_dpo_chain(call: StageCall) -> Any:
-    """DPO after SFT: on the merged model, or (``sft_handoff: adapter``) continuing the SFT adapter on the base."""
+def _train_dpo_chain(call: StageCall, negative_source: str | None = None) -> Any:
+    """DPO after SFT: on the merged model, or (``sft_handoff: adapter``) continuing the SFT adapter on
+    the base; a DPO arm on ``negative_source``'s pairs only."""
     if call.config.training.sft_handoff != "adapter":
-        return _train_dpo(call)
+        return _train_dpo(call, negative_source=negative_source)
     if "sft_adapter" not in call.inputs:
         raise ConfigError("training.sft_handoff: adapter trains the SFT adapter on", field="--in",
                           hint="add --in sft_adapter=<run>/sft/adapter and --in model=<the base model>")
-    return _train_dpo(call, sft_adapter_dir=call.inputs["sft_adapter"])
+    return _train_dpo(call, sft_adapter_dir=call.inputs["sft_adapter"], negative_source=negative_source)
 
 
-def _train_dpo(call: StageCall, sft_adapter_dir: Path | None = None) -> Any:
+def _train_dpo_arm(source: str) -> Callable[[StageCall], Any]:
+    return lambda call: _train_dpo_chain(call, negative_source=source)
+
+
+def _train_dpo(call: StageCall, sft_adapter_dir: Path | None = None, negative_source: str | None = None) -> Any:
     from stage1.train.dpo import run_train_dpo
 
     config = call.config
@@ -265,6 +272,7 @@ def _train_dpo(call: StageCall, sft_adapter_dir: Path | None = None) -> Any:
         stage_fingerprint=call.run.fingerprint,
         callbacks=call.callbacks,
         sft_adapter_dir=sft_adapter_dir,
+        negative_source=negative_source,
     )
 
 
@@ -274,13 +282,14 @@ def _dpo_start(layout: RunLayout, config: PipelineConfig) -> Path:
 
 
 def _evaluate(call: StageCall) -> Any:
-    from stage1.eval.settings import variants_in_run
+    from stage1.eval.settings import settings_for_run, variants_in_run
     from stage1.eval.stage import run_evaluate
 
     layout = RunLayout(call.inputs["run"], call.config.model.path)
+    training = call.config.training
     return run_evaluate(
-        call.config.eval,
-        variants=variants_in_run(layout, call.config.training.quantization, call.config.training.sft_handoff),
+        settings_for_run(call.config.eval, training.dpo_arms),
+        variants=variants_in_run(layout, training.quantization, training.sft_handoff, training.dpo_arms),
         items_path=call.inputs["eval_items"],
         out_dir=call.out_dir,
         training_paths=[layout.sft_train, layout.pairs_train],
@@ -313,11 +322,26 @@ def _evaluated(layout: RunLayout, config: PipelineConfig) -> dict[str, Path]:
              "sft_train": layout.sft_train, "pairs_train": layout.pairs_train}
     if config.training.dpo_only:
         parts["dpo_only"] = layout.adapter("dpo_only")
+    for source in config.training.dpo_arms:
+        parts[dpo_arm(source)] = layout.adapter(dpo_arm(source))
     return parts
 
 
+def _eval_settings(config: PipelineConfig) -> Any:
+    """The evaluation settings as this run applies them (``settings_for_run``: the arms' variants and
+    comparisons only where arms are trained, so a run without arms keeps its fingerprint)."""
+    from stage1.eval.settings import settings_for_run
+
+    return settings_for_run(config.eval, config.training.dpo_arms)
+
+
 def _training_settings(section: str) -> Callable[[PipelineConfig], dict[str, Any]]:
-    return lambda config: {"training": config.training, section: config.section(section), "lora": config.lora, "seed": config.run.seed}
+    return lambda config: {"training": config.training.recorded(), section: config.section(section), "lora": config.lora,
+                           "seed": config.run.seed}
+
+
+def _dpo_arm_settings(source: str) -> Callable[[PipelineConfig], dict[str, Any]]:
+    return lambda config: {**_training_settings("dpo")(config), "negative_source": source}
 
 
 EVAL_ITEMS = StageInput(
@@ -329,6 +353,26 @@ PAIR_FILES = (
     StageInput("train", "training preference pairs (pairs/train.jsonl: prompt, chosen, rejected)", lambda layout, config: layout.pairs_train, stage="pairs"),
     StageInput("eval", "held-out preference pairs (pairs/eval.jsonl)", lambda layout, config: layout.pairs_eval, stage="pairs"),
 )
+#: What ``dpo`` and each DPO arm read.
+DPO_INPUTS = (
+    StageInput("model", "the model DPO starts from (the merged SFT model; the base with sft_handoff: adapter)", _dpo_start, stage="merge"),
+    *PAIR_FILES,
+    StageInput("sft_adapter", "the SFT adapter DPO trains on (sft/adapter; sft_handoff: adapter)",
+               lambda layout, config: layout.sft_adapter, required=False, stage="sft",
+               # Read only when DPO continues it; after a merge, DPO reads the merged model.
+               read=lambda config: config.training.sft_handoff == "adapter"),
+)
+
+
+def _dpo_arm_spec(source: str) -> StageSpec:
+    """A DPO arm (``training.dpo_arms``): ``dpo`` again, from the same SFT model (its reference), on
+    ``source``'s pairs of each split only, into its own folder."""
+    return StageSpec(
+        dpo_arm(source), None, f"a DPO arm: the same DPO from the SFT model on the {source} pairs only (training.dpo_arms)",
+        outputs=(ADAPTER_DIR, MANIFEST), inputs=DPO_INPUTS, settings=_dpo_arm_settings(source), entry=_train_dpo_arm(source),
+        enabled=lambda config: source in config.training.dpo_arms,
+    )
+
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(
@@ -363,7 +407,7 @@ STAGES: tuple[StageSpec, ...] = (
         inputs=(BASE_MODEL, StageInput("adapter", "the SFT adapter folder (sft/adapter)", lambda layout, config: layout.sft_adapter, stage="sft"),
                 StageInput("sft_train", "SFT training examples the hand-off check scores (needed for QLoRA and sft_handoff: adapter)",
                            _sft_train, required=False, stage="sft_data")),
-        settings=lambda config: {"training": config.training, "eval_dtype": config.eval.dtype}, entry=_merge,
+        settings=lambda config: {"training": config.training.recorded(), "eval_dtype": config.eval.dtype}, entry=_merge,
     ),
     StageSpec(
         "negatives", "negatives", "rule-based negatives of five kinds",
@@ -402,13 +446,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "dpo", "train-dpo", "DPO from the SFT model, which is its reference (merged, or the SFT adapter trained on)",
         outputs=(ADAPTER_DIR, MANIFEST),
-        inputs=(StageInput("model", "the model DPO starts from (the merged SFT model; the base with sft_handoff: adapter)",
-                           _dpo_start, stage="merge"), *PAIR_FILES,
-                StageInput("sft_adapter", "the SFT adapter DPO trains on (sft/adapter; sft_handoff: adapter)",
-                           lambda layout, config: layout.sft_adapter, required=False, stage="sft",
-                           # Read only when DPO continues it; after a merge, DPO reads the merged model.
-                           read=lambda config: config.training.sft_handoff == "adapter")),
-        settings=_training_settings("dpo"), entry=_train_dpo_chain, also=("dpo_only",),
+        inputs=DPO_INPUTS,
+        settings=_training_settings("dpo"), entry=_train_dpo_chain, also=("dpo_only", *map(dpo_arm, DPO_ARM_SOURCES)),
     ),
     StageSpec(
         "dpo_only", None, "the DPO-only baseline: the same DPO on the raw base",
@@ -416,13 +455,14 @@ STAGES: tuple[StageSpec, ...] = (
         inputs=(BASE_MODEL, *PAIR_FILES),
         settings=_training_settings("dpo"), entry=_train_dpo, enabled=lambda config: config.training.dpo_only,
     ),
+    *(_dpo_arm_spec(source) for source in DPO_ARM_SOURCES),
     StageSpec(
         "eval", "evaluate", "every variant on the held-out items, scored, compared, reported",
         outputs=(RESULTS_FILE, REPORT_FILE, CHART_FILE, MANIFEST),
         inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir,
                            parts=_evaluated), EVAL_ITEMS),
-        settings=lambda config: config.eval, entry=_evaluate,
-        upstream=("model", "sft_data", "merge", "pairs", "dpo", "dpo_only"),
+        settings=_eval_settings, entry=_evaluate,
+        upstream=("model", "sft_data", "merge", "pairs", "dpo", "dpo_only", *map(dpo_arm, DPO_ARM_SOURCES)),
     ),
 )
 STAGES_BY_NAME = {spec.name: spec for spec in STAGES}

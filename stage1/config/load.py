@@ -202,6 +202,22 @@ def _check_lora_plan(lora: dict[str, Any], training: Any, origins: Origins) -> N
         raise origins.locate(error) from None
 
 
+def _check_dpo_arms(training: Any, negatives: Any, origins: Origins) -> None:
+    """Each DPO arm trains on its source's pairs of ``pairs/train.jsonl``: only a mixed run has pairs
+    of both sources (under ``rules`` or ``policy`` the one arm with pairs would repeat ``dpo``).
+
+    Raises:
+        ConfigError: ``training.dpo_arms`` set while ``negatives.source`` is not ``mixed``.
+    """
+    if training.dpo_arms and negatives.source != "mixed":
+        raise ConfigError(
+            f"trains each arm on its source's pairs, but negatives.source: {negatives.source} makes "
+            f"{negatives.source} pairs only", field="training.dpo_arms",
+            hint="set negatives.source: mixed (pairs from rules and from policy samples), or leave training.dpo_arms empty",
+            **origins.of("training.dpo_arms"),
+        )
+
+
 def _check_model_path(model: ModelSettings, origins: Origins) -> None:
     """A ``model.path`` that exists must be a model folder stage1 can load. One that does not exist
     yet passes: the memory plan is read before the weights are downloaded, and the stage that loads
@@ -320,6 +336,7 @@ def build_config(
     except ConfigError as error:
         raise _blame_shared(error, raw, origins) from None
     _check_lora_plan(passthrough["lora"], sections["training"], origins)
+    _check_dpo_arms(sections["training"], sections["negatives"], origins)
     return PipelineConfig(**local, **sections, **passthrough, source=source)
 
 

@@ -80,7 +80,7 @@ def comparisons_table(comparisons: Sequence[dict[str, Any]], confidence: float) 
     return table(header, rows)
 
 
-FAMILY_TITLES = {"format_sensitivity": "format-sensitivity check"}
+FAMILY_TITLES = {"format_sensitivity": "format-sensitivity check", "pair_sources": "pair-source arms (training.dpo_arms)"}
 
 
 def family_sections(results: dict[str, Any]) -> list[str]:
@@ -289,6 +289,38 @@ def dpo_training_section(results: dict[str, Any]) -> list[str]:
     return lines + ([""] + warnings if warnings else [])
 
 
+def arms_section(results: dict[str, Any]) -> list[str]:
+    """The DPO arms side by side (``training.dpo_arms``): which pairs trained each, their rates next
+    to SFT's and ``dpo``'s, and each arm-against-arm comparison per criterion. Empty without arms."""
+    described = results.get("provenance", {}).get("variants", {})
+    arms = [name for name in results["variants"] if described.get(name, {}).get("pairs_source")]
+    if not arms:
+        return []
+    training = results.get("dpo_training") or {}
+    lines = ["## Pair-source arms", "",
+             "Each arm is a new DPO adapter on the same SFT model, its reference, trained on the pairs of one source only "
+             "(`training.dpo_arms`; train and eval split as in `pairs/`); `dpo` trained on all of them.", ""]
+    rows = []
+    for name in arms:
+        fact = training.get(name) or {}
+        pairs = fact.get("pairs") or {}
+        source = described[name]["pairs_source"]
+        accuracy, margin = fact.get("reward_accuracy"), fact.get("reward_margin")
+        rows.append([f"`{name}`", f"{source} pairs", str((pairs.get("train_by_source") or {}).get(source, "—")),
+                     str(pairs.get("eval_pairs", "—")), "—" if accuracy is None else f"{accuracy:.3f}",
+                     "—" if margin is None else f"{margin:+.4f}"])
+    lines += table(["variant", "trained on", "train pairs", "eval pairs", "eval reward accuracy", "eval margin"], rows)
+    shown = [name for name in ("sft", "dpo") if name in results["variants"]] + arms
+    lines += ["", "Rates side by side:", ""] + rates_table(results["rates"], shown, results["criteria"])
+    between = [c for c in results["comparisons"] if c["before"] in arms and c["after"] in arms]
+    lines += [""] if between else []
+    for c in between:
+        rates = "—" if c["rate_before"] is None else f"{100 * c['rate_before']:.1f}% → {100 * c['rate_after']:.1f}%"
+        lines.append(f"- {c['before']} → {c['after']}, {c['criterion']}: {rates}, lift {format_points(c['lift'])} pts, "
+                     f"BH p {format_p(c['p_adjusted'])}, {'significant' if c['significant'] else 'not significant'}")
+    return lines
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The whole report: setup, skipped variants, rates, comparisons by family with what each can detect,
     lengths, pair lengths by kind (when the training pairs were read), categories, flips."""
@@ -308,6 +340,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     not_applicable = [f"{name} {first[name]['not_applicable']}" for name in results["criteria"] if first.get(name, {}).get("not_applicable")]
     if not_applicable:
         lines += ["", "Items where a criterion does not apply (left out of its rate): " + ", ".join(not_applicable) + "."]
+    arms = arms_section(results)
+    lines += [""] + arms if arms else []
     lines += ["", "## Paired comparisons", ""]
     lines += family_sections(results) if results["comparisons"] else ["No pair of variants was compared."]
     lines += [""] + length_section(results)

@@ -1,12 +1,15 @@
 """The evaluation stage's settings (the ``eval:`` YAML section) and the description of one variant.
 
 Defaults are the tiny preset. Variants are named ``base_raw``, ``base``, ``sft``, ``dpo`` and
-``dpo_only`` everywhere (files, JSON keys, tables, CLI flags).
+``dpo_only`` everywhere (files, JSON keys, tables, CLI flags), and the DPO arms of
+``training.dpo_arms`` ``dpo_rules`` and ``dpo_policy``, after the pairs each trained on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,9 +17,13 @@ from stage1.config.typed import settings_from_dict
 from stage1.core.errors import ConfigError
 from stage1.hf.generation import VLLMSettings
 from stage1.hf.models import QUANTIZATIONS
-from stage1.io.layout import RunLayout
+from stage1.io.layout import DPO_ARM_SOURCES, RunLayout, dpo_arm
 
-VARIANT_NAMES = ("base_raw", "base", "sft", "dpo", "dpo_only")
+#: The DPO arms' variants: each exists only in a run that trains it (``training.dpo_arms``).
+ARM_VARIANTS = tuple(dpo_arm(source) for source in DPO_ARM_SOURCES)
+VARIANT_NAMES = ("base_raw", "base", "sft", "dpo", "dpo_only", *ARM_VARIANTS)
+#: The Benjamini–Hochberg family of the comparisons a run with DPO arms adds (``settings_for_run``).
+ARMS_FAMILY = "pair_sources"
 BACKENDS = ("transformers", "vllm")
 #: before->after: the format alone, SFT, DPO after SFT, DPO alone, and what SFT adds under DPO.
 DEFAULT_COMPARISONS = ("base_raw->base", "base->sft", "sft->dpo", "base->dpo_only", "dpo_only->dpo")
@@ -155,6 +162,7 @@ class VariantSpec:
     adapter_dir: Path | None = None
     use_format: bool = True
     quantization: str = "none"
+    pairs_source: str | None = None  # a DPO arm's: the source of the only pairs it trained on
 
     def __post_init__(self):
         if self.name not in VARIANT_NAMES:
@@ -167,13 +175,16 @@ class VariantSpec:
             object.__setattr__(self, "adapter_dir", Path(self.adapter_dir))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        plain = {
             "name": self.name,
             "model_dir": str(self.model_dir),
             "adapter_dir": None if self.adapter_dir is None else str(self.adapter_dir),
             "use_format": self.use_format,
             "quantization": self.quantization,
         }
+        if self.pairs_source is not None:  # only an arm's: every other variant's job keeps its fingerprint
+            plain["pairs_source"] = self.pairs_source
+        return plain
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VariantSpec:
@@ -183,14 +194,16 @@ class VariantSpec:
             adapter_dir=None if data.get("adapter_dir") is None else Path(data["adapter_dir"]),
             use_format=bool(data.get("use_format", True)),
             quantization=data.get("quantization", "none"),
+            pairs_source=data.get("pairs_source"),
         )
 
 
-def variants_in_run(layout: RunLayout, quantization: str, sft_handoff: str = "merge") -> list[VariantSpec]:
-    """The models a run compares, each built from files in its run directory (``dpo_only`` when trained).
+def variants_in_run(layout: RunLayout, quantization: str, sft_handoff: str = "merge", dpo_arms: Sequence[str] = ()) -> list[VariantSpec]:
+    """The models a run compares, each built from files in its run directory (``dpo_only`` when
+    trained, and one ``dpo_<source>`` per DPO arm: the SFT model with that arm's adapter).
 
     With ``sft_handoff: adapter`` nothing was merged: ``sft`` is the base with the SFT adapter and
-    ``dpo`` the base with DPO's continuation of it (SFT + DPO in one adapter).
+    ``dpo`` (and each arm) the base with DPO's continuation of it (SFT + DPO in one adapter).
     """
     if sft_handoff == "adapter":
         sft = VariantSpec("sft", layout.model, adapter_dir=layout.sft_adapter, quantization=quantization)
@@ -206,4 +219,34 @@ def variants_in_run(layout: RunLayout, quantization: str, sft_handoff: str = "me
     ]
     if layout.adapter("dpo_only").exists():
         specs.append(VariantSpec("dpo_only", layout.model, adapter_dir=layout.adapter("dpo_only"), quantization=quantization))
+    for source in dpo_arms:
+        arm = dpo_arm(source)
+        specs.append(VariantSpec(arm, dpo.model_dir, adapter_dir=layout.adapter(arm), quantization=quantization, pairs_source=source))
     return specs
+
+
+def arm_comparisons(dpo_arms: Sequence[str]) -> tuple[str, ...]:
+    """What a run with DPO arms compares: each arm against SFT (its reference), then arm against
+    arm in the order listed (``dpo_rules->dpo_policy``: what policy pairs give over rule-made ones)."""
+    arms = [dpo_arm(source) for source in dpo_arms]
+    return (*(f"sft->{arm}" for arm in arms), *(f"{before}->{after}" for before, after in combinations(arms, 2)))
+
+
+def settings_for_run(settings: EvalSettings, dpo_arms: Sequence[str] = ()) -> EvalSettings:
+    """The evaluation settings of a run that trains ``dpo_arms``: an arm's variant is evaluated only
+    where it is trained (so a run without arms evaluates, records and fingerprints exactly what it
+    did before arms existed), and the arms' comparisons (``arm_comparisons``) are added to those
+    configured, in their own family (``ARMS_FAMILY``) unless a family already lists them.
+    """
+    trained = {dpo_arm(source) for source in dpo_arms}
+    variants = tuple(name for name in settings.variants if name not in ARM_VARIANTS or name in trained)
+    configured = set(settings.comparison_pairs)
+    in_family = {pair for members in settings.family_pairs.values() for pair in members}
+    added = [text for text in arm_comparisons(dpo_arms) if parse_comparison(text) not in configured]
+    if variants == settings.variants and not added:
+        return settings
+    families = dict(settings.families)
+    unowned = tuple(text for text in added if parse_comparison(text) not in in_family)
+    if unowned:
+        families[ARMS_FAMILY] = (*families.get(ARMS_FAMILY, ()), *unowned)
+    return replace(settings, variants=variants, comparisons=(*settings.comparisons, *added), families=families)

@@ -23,7 +23,14 @@ from stage1.core.errors import ConfigError, InputError
 from stage1.core.eval_items import EvalItem, EvalResponse, stratified_sample
 from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, STOP_STRINGS
 from stage1.eval.runner import MemoryGuard, run_job, run_job_in_subprocess
-from stage1.eval.settings import DEFAULT_COMPARISONS, VARIANT_NAMES, EvalSettings, VariantSpec, parse_comparison
+from stage1.eval.settings import (
+    ARM_VARIANTS,
+    DEFAULT_COMPARISONS,
+    VARIANT_NAMES,
+    EvalSettings,
+    VariantSpec,
+    parse_comparison,
+)
 from stage1.eval.summary import summarise
 from stage1.io.atomic import atomic_write_json
 from stage1.io.hashing import sha256_file, sha256_tree
@@ -41,7 +48,8 @@ __all__ = ["DEFAULT_COMPARISONS", "VARIANT_NAMES", "EvalSettings", "VariantSpec"
 
 
 def select_variants(settings: EvalSettings, variants: Sequence[VariantSpec]) -> tuple[list[VariantSpec], dict[str, str]]:
-    """The variants to run, in ``VARIANT_NAMES`` order, and why each other one is skipped.
+    """The variants to run, in ``VARIANT_NAMES`` order, and why each other one is skipped (a DPO
+    arm's variant is not part of a run that did not train it, and is not listed as skipped).
 
     Raises:
         ConfigError: two specs with the same name.
@@ -54,6 +62,8 @@ def select_variants(settings: EvalSettings, variants: Sequence[VariantSpec]) -> 
     skipped: dict[str, str] = {}
     for name in VARIANT_NAMES:
         spec = given.get(name)
+        if spec is None and name in ARM_VARIANTS:
+            continue
         if spec is None:
             skipped[name] = "no model given for this variant"
         elif name not in settings.variants:
@@ -212,7 +222,8 @@ def dpo_training_facts(variants: Sequence[VariantSpec]) -> dict[str, dict[str, A
 
 def _pair_sources(dpo_manifest: dict[str, Any]) -> dict[str, Any] | None:
     """Where the DPO training pairs' rejecteds came from, and which criteria chose the policy ones
-    (from the pairs manifest beside the training file), or None when it cannot be read."""
+    (from the pairs manifest beside the training file), or None when it cannot be read. A DPO arm
+    trained on one source's pairs only: its own counts say how many (``arm_source`` names it)."""
     import json
 
     train = dpo_manifest.get("inputs", {}).get("train")
@@ -222,8 +233,15 @@ def _pair_sources(dpo_manifest: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if not pairs or pairs.get("stage") != "pairs":
         return None
-    return {"negative_sources": pairs.get("negative_sources", ["negatives"]), "selection_criteria": pairs.get("selection_criteria"),
-            "train_by_source": pairs.get("counts", {}).get("train", {}).get("by_source")}
+    facts = {"negative_sources": pairs.get("negative_sources", ["negatives"]), "selection_criteria": pairs.get("selection_criteria"),
+             "train_by_source": pairs.get("counts", {}).get("train", {}).get("by_source")}
+    source = dpo_manifest.get("negative_source")
+    if source is not None:
+        counts = dpo_manifest.get("counts", {})
+        facts.update(arm_source=source, train_by_source={source: counts.get("pairs_train")}, eval_pairs=counts.get("pairs_eval"))
+        if source != "policy":
+            facts["selection_criteria"] = None
+    return facts
 
 
 def run_evaluate(

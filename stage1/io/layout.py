@@ -38,6 +38,15 @@ JOURNAL_NAME = "generations.partial.jsonl"
 STALE_NAME = "generations.stale.jsonl"
 SCRATCH_NAMES = frozenset({CHECKPOINTS_DIR, GENERATIONS_DIR, JOURNAL_NAME, STALE_NAME})
 
+#: The pair sources a DPO arm can be trained on alone (``training.dpo_arms``).
+DPO_ARM_SOURCES = ("rules", "policy")
+
+
+def dpo_arm(source: str) -> str:
+    """The stage, folder and evaluation variant of the DPO arm trained on ``source``'s pairs only."""
+    return f"dpo_{source}"
+
+
 #: Each stage's folder inside the run directory (the base model's only when it is built there).
 STAGE_DIRS = {
     "model": "model",
@@ -49,6 +58,7 @@ STAGE_DIRS = {
     "pairs": "pairs",
     "dpo": "dpo",
     "dpo_only": "dpo_only",
+    **{dpo_arm(source): dpo_arm(source) for source in DPO_ARM_SOURCES},
     "eval": "eval",
 }
 
@@ -109,7 +119,7 @@ class RunLayout:
         return self.stage_dir("pairs") / PAIRS_EVAL_FILE
 
     def adapter(self, stage: str) -> Path:
-        """The adapter a training stage (``sft``, ``dpo``, ``dpo_only``) saved."""
+        """The adapter a training stage (``sft``, ``dpo``, ``dpo_only``, a ``dpo_<source>`` arm) saved."""
         return self.stage_dir(stage) / ADAPTER_DIR
 
     @property

@@ -17,7 +17,9 @@ parse ``<|endoftext|>`` typed in data as the control token. Rows longer than ``d
 handled by ``training.overlong`` before TRL would truncate them.
 
 The DPO-only baseline is the same call with ``model_dir`` = the raw base and ``out_dir`` =
-``<run>/dpo_only``; lineage records which parent each adapter belongs to.
+``<run>/dpo_only``; lineage records which parent each adapter belongs to. A DPO arm
+(``training.dpo_arms``) is the same call as ``dpo``, on the same model and reference, with
+``negative_source``: it trains on (and reports on) that source's pairs of each split only.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from stage1.core.records import PreferencePair
+from stage1.core.errors import InputError
+from stage1.core.records import PreferencePair, RecordList, record_line
 from stage1.core.reward_metrics import chosen_drop_warning, log_prob_shift, summarize_by_group
 from stage1.io.records import read_records
 from stage1.train.data import build_preference_rows
@@ -86,8 +89,9 @@ def pretokenized_dpo_trainer(*, reference_cache: dict[str, Any] | None = None, *
 
 
 def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adapter: Path | None, splits: dict[str, Path],
-                        max_length: int | None, out: Path) -> dict[str, Any] | None:
-    """Where each split's reference log-probabilities are kept, and the key parts (None when not precomputed)."""
+                        max_length: int | None, out: Path, negative_source: str | None = None) -> dict[str, Any] | None:
+    """Where each split's reference log-probabilities are kept, and the key parts (None when not
+    precomputed); an arm's key also names the source its pairs were taken from."""
     if not settings.precompute_reference:
         return None
     from stage1.io.hashing import sha256_file
@@ -101,7 +105,34 @@ def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adap
     parts = {split: reference_parts(model_hash=model_hash, adapter_hash=sft_hash, pairs_hash=sha256_file(path), max_length=max_length,
                                     quantization=settings.quantization, dtype=settings.dtype, versions=versions)
              for split, path in splits.items()}
+    if negative_source is not None:
+        parts = {split: {**part, "negative_source": negative_source} for split, part in parts.items()}
     return {"parts": parts, "paths": {split: cache_path(out, reference_key(part), split) for split, part in parts.items()}}
+
+
+def pairs_of_source(pairs: RecordList, source: str | None) -> RecordList:
+    """The pairs whose rejected came from ``source`` (all of them for None), each with its file line."""
+    if source is None:
+        return pairs
+    kept = [index for index, pair in enumerate(pairs) if pair.negative_source == source]
+    return RecordList([pairs[index] for index in kept], [record_line(pairs, index) for index in kept])
+
+
+def read_arm_pairs(path: str | Path, source: str | None, split: str) -> RecordList:
+    """A pairs file as a DPO stage trains on it: every pair, or an arm's source's only.
+
+    Raises:
+        InputError: an arm's source has no pair in the file (naming the file and ``training.dpo_arms``).
+    """
+    pairs = read_records(path, PreferencePair)
+    kept = pairs_of_source(pairs, source)
+    if not kept:
+        found = ", ".join(sorted({pair.negative_source for pair in pairs})) or "none"
+        raise InputError(f"the {source} arm has no {source} pair in the {split} split (sources there: {found})",
+                         path=path, field="training.dpo_arms",
+                         hint=f"set negatives.source: mixed, or take {source} out of training.dpo_arms"
+                              + (" (more policy pairs: raise negatives.policy.k or pairs.eval_fraction)" if source == "policy" else ""))
+    return kept
 
 
 def pair_rewards(model, tokenizer, rows: list[dict], beta: float, batch_size: int) -> tuple[list[float], list[float]]:
@@ -172,8 +203,12 @@ def run_train_dpo(
     stage_fingerprint: str | None = None,
     callbacks: tuple = (),
     sft_adapter_dir: str | Path | None = None,
+    negative_source: str | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA with DPO on the model in ``model_dir`` (the merged SFT model, or the base for DPO-only).
+
+    With ``negative_source`` (a DPO arm) only the pairs whose rejected came from that source are
+    trained on and scored, in both splits; the manifest names the source.
 
     With ``sft_adapter_dir`` (``training.sft_handoff: adapter``) ``model_dir`` is the base and the
     SFT adapter found there is trained on, its frozen copy the reference; the adapter written is the
@@ -217,7 +252,8 @@ def run_train_dpo(
     tokenizer = load_tokenizer(model_dir)
     prepared = {
         split: build_preference_rows(
-            tokenizer, read_records(path, PreferencePair), max_length=dpo_config.max_length, overlong=settings.overlong, source=path
+            tokenizer, read_arm_pairs(path, negative_source, split), max_length=dpo_config.max_length, overlong=settings.overlong,
+            source=path,
         )
         for split, path in (("train", train_path), ("eval", eval_path))
     }
@@ -229,7 +265,8 @@ def run_train_dpo(
         check_quantization(read_lineage(sft_adapter).quantization, settings.quantization)
         model = load_adapter(model, sft_adapter, expected_parent=model_dir, is_trainable=True)
     cache = reference_cache_for(settings, model_dir=Path(model_dir), sft_adapter=sft_adapter,
-                                splits={"train": Path(train_path), "eval": Path(eval_path)}, max_length=dpo_config.max_length, out=out)
+                                splits={"train": Path(train_path), "eval": Path(eval_path)}, max_length=dpo_config.max_length, out=out,
+                                negative_source=negative_source)
     trainer = pretokenized_dpo_trainer(
         reference_cache=cache,
         model=model, args=dpo_config, processing_class=tokenizer, peft_config=None if sft_adapter is not None else lora_config,
@@ -252,7 +289,8 @@ def run_train_dpo(
               **({"sft_adapter": sft_adapter / "adapter_model.safetensors"} if sft_adapter is not None else {})},
         eos=eos_info(model, tokenizer),
         trained_modules=check_trained_modules(trainer.model, lora_config, model.config.num_hidden_layers), batch=batch,
-        lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta, **started_from},
+        lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta, **started_from,
+                       **({"negative_source": negative_source} if negative_source is not None else {})},
     )
     outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
     chosen, rejected = pair_rewards(trainer.model, tokenizer, prepared["eval"].rows, dpo_config.beta, settings.reward_eval_batch_size)
@@ -268,6 +306,7 @@ def run_train_dpo(
     }
     extra = {
         **outcome,
+        **({"negative_source": negative_source} if negative_source is not None else {}),
         "parent_kind": parent_kind,
         **started_from,
         "beta": dpo_config.beta,

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stage1.config.typed import settings_to_dict
 from stage1.core.errors import TrainingError
 from stage1.core.format import render_completion, render_prompt
 from stage1.core.masking import encode_text
@@ -154,7 +153,7 @@ def run_merge(settings: TrainingSettings, *, model_dir: str | Path, adapter_dir:
         "probes": len(PROBES),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    config = {"training": settings_to_dict(settings)}
+    config = {"training": settings.recorded()}
     merged_lineage = merged_model_lineage(lineage, settings, model_dir=model_dir, adapter_dir=adapter_dir, out=out, eos=eos, facts=facts)
     write_lineage(out, merged_lineage)
     log.info("merged %s into %s (%s); max logit difference vs live: %s", adapter_dir, model_dir, settings.merge_mode, logit_diff)
@@ -188,7 +187,7 @@ def merged_model_lineage(lineage: Lineage, settings: TrainingSettings, *, model_
         adapter_hash=adapter_hash(adapter_dir),
         weights_hash=weights_hash(out),
         data_hashes=lineage.data_hashes,
-        config={"training": settings_to_dict(settings)},
+        config={"training": settings.recorded()},
         versions=library_versions(),
         extra={"adapter_path": str(adapter_dir), "adapter_kind": lineage.kind, **facts},
     )
@@ -367,7 +366,7 @@ def run_handoff(settings: TrainingSettings, *, model_dir: str | Path, adapter_di
     fidelity = gate_fidelity(settings, out, reference, measured, rows, fix)
     manifest = build_manifest(
         STAGE,
-        config={"training": settings_to_dict(settings)},
+        config={"training": settings.recorded()},
         seed=None,
         inputs={"model": model_dir, "adapter": adapter_dir, "sft_train": Path(sft_train_path)},
         outputs={"fidelity": out / FIDELITY_NAME},

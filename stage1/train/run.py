@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stage1.config.typed import settings_to_dict
 from stage1.core.errors import TrainingError
 from stage1.hf.models import EosInfo, load_model
 from stage1.io.atomic import atomic_write_json, give_new_file_mode
@@ -94,7 +93,7 @@ class TrainingFacts:
     lineage_extra: dict[str, Any] = field(default_factory=dict)
 
     def config(self) -> dict[str, Any]:
-        return {"training": settings_to_dict(self.settings), **self.user_args, "resolved": self.resolved}
+        return {"training": self.settings.recorded(), **self.user_args, "resolved": self.resolved}
 
 
 def save_adapter(model, adapter_dir: Path, lineage: Lineage) -> Path:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stage1.config.typed import settings_from_dict
+from stage1.config.typed import settings_from_dict, settings_to_dict
 from stage1.core.errors import ConfigError
 from stage1.hf.models import Quantization
+from stage1.io.layout import DPO_ARM_SOURCES
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 MERGE_MODES = ("16bit",)
@@ -45,6 +46,7 @@ class TrainingSettings:
     fidelity_rows: int = 64  # SFT training rows the hand-off check scores per loaded model
     precompute_reference: bool = False  # DPO: score the pairs under the reference once, cached by what determines them
     min_optimizer_steps: int = 50  # plan and each training stage warn when a stage takes fewer optimizer steps
+    dpo_arms: tuple[str, ...] = ()  # pair sources (rules, policy) each trained alone by a DPO arm of its own on the same SFT model (needs negatives.source: mixed); () = no arms
 
     def __post_init__(self):
         for name in ("target_effective_batch", "dpo_target_effective_batch"):
@@ -76,6 +78,20 @@ class TrainingSettings:
             )
         if self.merge_mode not in MERGE_MODES:
             raise ConfigError(f"must be one of {', '.join(MERGE_MODES)}, got {self.merge_mode!r}", field="training.merge_mode")
+        for source in self.dpo_arms:
+            if source not in DPO_ARM_SOURCES:
+                raise ConfigError(f"unknown pair source {source!r}", field="training.dpo_arms",
+                                  hint=f"each arm is one of: {', '.join(DPO_ARM_SOURCES)}")
+        if len(set(self.dpo_arms)) != len(self.dpo_arms):
+            raise ConfigError("a pair source is listed twice", field="training.dpo_arms", hint="list each source once")
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings as every training stage records and fingerprints them: all but ``dpo_arms``,
+        which says how many DPO trainings a run holds, not how any one of them trains (adding arms to
+        a run leaves the stages it had up to date, and their files as they were)."""
+        plain = settings_to_dict(self)
+        del plain["dpo_arms"]
+        return plain
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, source: str | None = None) -> TrainingSettings:

@@ -1,6 +1,7 @@
 """``stage1 run`` with pairs from the SFT model's own samples, on the tiny model: one run directory,
-first with ``negatives.source=policy``, then ``mixed`` in the same directory (SFT, merge and the
-samples are reused). Mechanics only: the tiny model's samples are gibberish."""
+first with ``negatives.source=policy``, then ``mixed`` with both DPO arms (``training.dpo_arms``) in
+the same directory (SFT, merge and the samples are reused). Mechanics only: the tiny model's
+samples are gibberish."""
 
 from __future__ import annotations
 
@@ -42,7 +43,10 @@ def test_policy_then_mixed_runs_finish_with_labelled_pairs(tmp_path):
     assert "## DPO training" in report and "policy pairs chosen by stopped_with_end" in report
     samples_bytes = (run_dir / "samples" / "negatives.jsonl").read_bytes()
 
-    mixed = _cli("run", "--run-dir", str(run_dir), "--set", "negatives.source=mixed", *SMALL, cwd=tmp_path, timeout=1800)
+    # The ablation in one command: dpo on every pair, and one DPO arm per source; base and base_raw are
+    # left out of this evaluation to keep it short.
+    mixed = _cli("run", "--run-dir", str(run_dir), "--set", "negatives.source=mixed", "--set", "training.dpo_arms=[rules,policy]",
+                 *SMALL, "--set", "eval.variants=[sft,dpo,dpo_rules,dpo_policy]", cwd=tmp_path, timeout=1800)
     assert mixed.returncode == 0, mixed.stdout[-3000:] + mixed.stderr[-3000:]
     timings = _json(run_dir / "timings.json")
     assert (run_dir / "samples" / "negatives.jsonl").read_bytes() == samples_bytes  # up to date: not sampled again
@@ -52,3 +56,32 @@ def test_policy_then_mixed_runs_finish_with_labelled_pairs(tmp_path):
     assert all(p.negative_kind.startswith("policy:") == (p.negative_source == "policy") for p in pairs)
     assert set(_json(run_dir / "dpo" / "manifest.json")["by_source"]) <= {"rules", "policy"}
     assert "negatives" in timings and (run_dir / "eval" / "report.md").is_file()
+    _check_arms(run_dir, pairs)
+
+
+def _check_arms(run_dir: Path, train_pairs: list[PreferencePair]) -> None:
+    """Each arm trained its own adapter on the merged SFT model from its source's pairs only, and is
+    evaluated, compared and reported beside the other."""
+    results = _json(run_dir / "eval" / "results.json")
+    assert results["variants"] == ["sft", "dpo", "dpo_rules", "dpo_policy"]
+    described = results["provenance"]["variants"]
+    dpo_lineage = _json(run_dir / "dpo" / "adapter" / "lineage.json")
+    for source in ("rules", "policy"):
+        arm = f"dpo_{source}"
+        manifest = _json(run_dir / arm / "manifest.json")
+        assert (run_dir / arm / "stage.json").is_file() and (run_dir / arm / "adapter" / "adapter_model.safetensors").is_file()
+        assert manifest["negative_source"] == source and set(manifest["by_source"]) == {source}
+        assert manifest["counts"]["pairs_train"] == sum(p.negative_source == source for p in train_pairs) > 0
+        lineage = _json(run_dir / arm / "adapter" / "lineage.json")
+        assert (lineage["parent_path"], lineage["parent_hash"]) == (dpo_lineage["parent_path"], dpo_lineage["parent_hash"])
+        assert described[arm]["model_dir"] == described["dpo"]["model_dir"] and described[arm]["pairs_source"] == source
+        assert Path(described[arm]["adapter_dir"]) == run_dir / arm / "adapter" and described[arm]["quantization"] == "none"
+    compared = {(c["before"], c["after"]): c.get("family") for c in results["comparisons"]}
+    for pair in (("sft", "dpo_rules"), ("sft", "dpo_policy"), ("dpo_rules", "dpo_policy")):
+        assert compared[pair] == "pair_sources", pair
+    report = (run_dir / "eval" / "report.md").read_text().split("\n")
+    section = report[report.index("## Pair-source arms"):report.index("## Paired comparisons")]
+    assert [line.split(" | ")[:2] for line in section if line.startswith("| `dpo_")] == [["| `dpo_rules`", "rules pairs"],
+                                                                                       ["| `dpo_policy`", "policy pairs"]]
+    assert "| criterion | sft | dpo | dpo_rules | dpo_policy |" in section
+    assert any(line.startswith("- dpo_rules → dpo_policy, ") for line in section)

@@ -14,7 +14,7 @@ from stage1.eval.stage import select_variants
 def test_defaults_are_the_tiny_preset_and_every_variant():
     settings = EvalSettings.from_dict({})
     assert settings == EvalSettings()
-    assert settings.variants == VARIANT_NAMES == ("base_raw", "base", "sft", "dpo", "dpo_only")
+    assert settings.variants == VARIANT_NAMES == ("base_raw", "base", "sft", "dpo", "dpo_only", "dpo_rules", "dpo_policy")
     assert settings.comparison_pairs[0] == ("base_raw", "base")
     assert len(settings.comparison_pairs) == len(DEFAULT_COMPARISONS)
 

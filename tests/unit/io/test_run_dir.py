@@ -189,12 +189,13 @@ def test_stage_names_are_the_steps_the_pipeline_builds(tmp_path):
     from stage1.config.load import load_config
     from stage1.pipeline import STAGE_NAMES, build_steps
 
-    mixed = build_steps(load_config(None, ["negatives.source=mixed"]), tmp_path / "run")
-    assert tuple(step.name for step in mixed) == STAGE_NAMES  # mixed negatives build every stage
+    arms = ("dpo_rules", "dpo_policy")
+    mixed = build_steps(load_config(None, ["negatives.source=mixed", "training.dpo_arms=[rules,policy]"]), tmp_path / "run")
+    assert tuple(step.name for step in mixed) == STAGE_NAMES  # mixed negatives and both DPO arms build every stage
     default = tuple(step.name for step in build_steps(load_config(None, []), tmp_path / "run"))
-    assert default == tuple(name for name in STAGE_NAMES if name != "samples")  # rule-made negatives need no samples
+    assert default == tuple(name for name in STAGE_NAMES if name not in ("samples", *arms))  # rule-made negatives need no samples
     policy = tuple(step.name for step in build_steps(load_config(None, ["negatives.source=policy"]), tmp_path / "run"))
-    assert policy == tuple(name for name in STAGE_NAMES if name != "negatives")
+    assert policy == tuple(name for name in STAGE_NAMES if name not in ("negatives", *arms))
     assert STAGE_NAMES.index("merge") < STAGE_NAMES.index("samples") < STAGE_NAMES.index("pairs")
 
 
