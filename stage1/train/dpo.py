@@ -257,7 +257,8 @@ def run_train_dpo(
         )
         for split, path in (("train", train_path), ("eval", eval_path))
     }
-    steps = step_plan(STAGE, len(prepared["train"].rows), dpo_config, batch.processes, settings.min_optimizer_steps)
+    steps = step_plan(STAGE, len(prepared["train"].rows), dpo_config, batch.processes, settings.min_optimizer_steps,
+                      name=f"dpo_{negative_source}" if negative_source else "")
     log_step_plan(steps, log)
     model = run.load_model_for_training(model_dir, settings, device)
     sft_adapter = None if sft_adapter_dir is None else Path(sft_adapter_dir)

@@ -31,6 +31,7 @@ class StepPlan:
     steps: int
     floor: int  # training.min_optimizer_steps
     rows_estimated: bool = False  # rows estimated from the pool (``plan``), not counted from the stage's own input
+    name: str = ""  # what the summary calls the stage when it is not ``stage`` (a DPO arm: "dpo_rules")
 
     @property
     def below_floor(self) -> bool:
@@ -41,7 +42,7 @@ class StepPlan:
         about = "~" if self.rows_estimated else ""
         how = (f"max_steps {self.max_steps}" if self.max_steps > 0
                else f"{about}{self.rows} rows x {self.epochs:g} epochs / effective batch {self.effective_batch}")
-        return f"{self.stage}: {about}{self.steps} optimizer steps ({how})"
+        return f"{self.name or self.stage}: {about}{self.steps} optimizer steps ({how})"
 
     def warning(self) -> str | None:
         """What to change when the stage takes fewer steps than the floor; None otherwise."""
@@ -74,14 +75,14 @@ def optimizer_steps(rows: int, epochs: float, per_device: int, processes: int, a
     return math.ceil(per_epoch * epochs)
 
 
-def step_plan(stage: str, rows: int, args: Any, processes: int, floor: int, *, estimated: bool = False) -> StepPlan:
+def step_plan(stage: str, rows: int, args: Any, processes: int, floor: int, *, estimated: bool = False, name: str = "") -> StepPlan:
     """The StepPlan of a TRL config (or any object with its batch, accumulation, epoch and max_steps fields)."""
     per_device = int(args.per_device_train_batch_size)
     accumulation = int(args.gradient_accumulation_steps)
     epochs = float(args.num_train_epochs)
     max_steps = int(getattr(args, "max_steps", -1) or -1)
     steps = optimizer_steps(rows, epochs, per_device, processes, accumulation, max_steps)
-    return StepPlan(stage, rows, epochs, per_device * accumulation * processes, accumulation, max_steps, steps, floor, estimated)
+    return StepPlan(stage, rows, epochs, per_device * accumulation * processes, accumulation, max_steps, steps, floor, estimated, name)
 
 
 def log_step_plan(plan: StepPlan, logger) -> None:
@@ -108,7 +109,9 @@ def plan_steps_for_config(config) -> list[StepPlan]:
     Rows are estimated from the instruction pool: SFT trains on at most ``max_per_instruction``
     accepted responses per instruction outside the held-out share, and DPO on
     ``negatives.per_example`` pairs per SFT row outside ``pairs.eval_fraction``. Filtering only
-    lowers these, so a warning here holds for the real run. Empty when the pool is not on disk.
+    lowers these, so a warning here holds for the real run. Each DPO arm (``training.dpo_arms``)
+    gets a plan of its own, on ``negatives.policy_share`` of those pairs (policy) or the rest (rules).
+    Empty when the pool is not on disk.
     """
     from types import SimpleNamespace
 
@@ -119,14 +122,17 @@ def plan_steps_for_config(config) -> list[StepPlan]:
     negatives, pairs = config.section("negatives"), config.section("pairs")
     sft_rows = math.floor(pool * sft_data.max_per_instruction * (1 - sft_data.heldout_fraction))
     dpo_rows = math.floor(sft_rows * negatives.per_example * (1 - pairs.eval_fraction))
+    # Each DPO arm (training.dpo_arms) trains on its source's share of every group's pairs only.
+    arms = [(f"dpo_{source}", math.floor(dpo_rows * (negatives.policy_share if source == "policy" else 1 - negatives.policy_share)))
+            for source in training.dpo_arms]
     processes = 1
     plans = []
-    for stage, rows in (("sft", sft_rows), ("dpo", dpo_rows)):
+    for stage, name, rows in (("sft", "", sft_rows), ("dpo", "", dpo_rows), *(("dpo", arm, rows) for arm, rows in arms)):
         section = dict(getattr(config, stage))
         args = SimpleNamespace(
             per_device_train_batch_size=section.get("per_device_train_batch_size", 8),
             gradient_accumulation_steps=section.get("gradient_accumulation_steps", 1),
             num_train_epochs=section.get("num_train_epochs", 3.0), max_steps=section.get("max_steps", -1),
         )
-        plans.append(step_plan(stage, rows, args, processes, training.min_optimizer_steps, estimated=True))
+        plans.append(step_plan(stage, rows, args, processes, training.min_optimizer_steps, estimated=True, name=name))
     return plans

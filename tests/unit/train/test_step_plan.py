@@ -76,3 +76,16 @@ def test_plan_says_the_32b_preset_takes_few_steps_with_the_shipped_pool(capsys):
                      "--set", "training.target_effective_batch=8"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "sft: ~104 optimizer steps" in shown and "too few steps: sft" not in shown
+
+
+def test_plan_counts_each_dpo_arm_on_its_source_s_share_of_the_pairs(capsys):
+    import cli
+
+    arms = ["--set", "negatives.source=mixed", "--set", "training.dpo_arms=[rules,policy]", "--set", "negatives.policy_share=0.25"]
+    assert cli.main(["plan", "--config", "qwen2.5-32b", *arms]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    dpo = int(shown.split("dpo: ~")[1].split(" rows")[0].split("(~")[1])
+    rules = int(shown.split("dpo_rules: ~")[1].split(" rows")[0].split("(~")[1])
+    policy = int(shown.split("dpo_policy: ~")[1].split(" rows")[0].split("(~")[1])
+    assert (rules, policy) == (int(dpo * 0.75), int(dpo * 0.25))
+    assert "too few steps: dpo_policy" in shown and "raise dpo.num_train_epochs" in shown
