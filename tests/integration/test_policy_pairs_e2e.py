@@ -16,9 +16,18 @@ from stage1.io.records import read_records
 
 pytestmark = pytest.mark.slow
 
-# Small: two samples of 8 tokens, no DPO-only baseline, short training, 60 evaluation items.
+POOL = Path(__file__).resolve().parents[2] / "stage1" / "pools" / "sft" / "instructions.jsonl"
+
+# Small: a quarter of the pool (every fourth row, so every category stays), two samples of 8 tokens,
+# no DPO-only baseline, short training, 30 evaluation items.
 SMALL = ["--set", "negatives.policy.k=2", "--set", "negatives.policy.max_new_tokens=8", "--set", "training.dpo_only=false",
-         "--set", "sft.max_steps=20", "--set", "dpo.max_steps=4", "--set", "eval.limit=60"]
+         "--set", "sft.max_steps=20", "--set", "dpo.max_steps=3", "--set", "eval.limit=30"]
+
+
+def _quarter_pool(folder: Path) -> Path:
+    path = folder / "instructions.jsonl"
+    path.write_text("".join(POOL.read_text(encoding="utf-8").splitlines(keepends=True)[::4]), encoding="utf-8")
+    return path
 
 
 def _json(path: Path) -> dict:
@@ -27,7 +36,9 @@ def _json(path: Path) -> dict:
 
 def test_policy_then_mixed_runs_finish_with_labelled_pairs(tmp_path):
     run_dir = tmp_path / "run"
-    policy = _cli("run", "--run-dir", str(run_dir), "--set", "negatives.source=policy", *SMALL, cwd=tmp_path, timeout=1800)
+    small = [*SMALL, "--set", f"data.instructions={_quarter_pool(tmp_path)}"]
+    policy = _cli("run", "--run-dir", str(run_dir), "--set", "negatives.source=policy", *small,
+                  "--set", "eval.variants=[sft,dpo]", cwd=tmp_path, timeout=1800)
     assert policy.returncode == 0, policy.stdout[-3000:] + policy.stderr[-3000:]
     assert not (run_dir / "negatives").exists()  # rule-made negatives are not made for policy pairs
     samples = _json(run_dir / "samples" / "manifest.json")["counts"]
@@ -46,7 +57,7 @@ def test_policy_then_mixed_runs_finish_with_labelled_pairs(tmp_path):
     # The ablation in one command: dpo on every pair, and one DPO arm per source; base and base_raw are
     # left out of this evaluation to keep it short.
     mixed = _cli("run", "--run-dir", str(run_dir), "--set", "negatives.source=mixed", "--set", "training.dpo_arms=[rules,policy]",
-                 *SMALL, "--set", "eval.variants=[sft,dpo,dpo_rules,dpo_policy]", cwd=tmp_path, timeout=1800)
+                 *small, "--set", "eval.variants=[sft,dpo,dpo_rules,dpo_policy]", cwd=tmp_path, timeout=1800)
     assert mixed.returncode == 0, mixed.stdout[-3000:] + mixed.stderr[-3000:]
     timings = _json(run_dir / "timings.json")
     assert (run_dir / "samples" / "negatives.jsonl").read_bytes() == samples_bytes  # up to date: not sampled again
