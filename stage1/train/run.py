@@ -39,13 +39,24 @@ def build_config(cls: type, user_args: dict[str, Any] | None, section: str, sett
 
 
 def load_model_for_training(model_dir: str | Path, settings: TrainingSettings, device: str):
-    """The frozen base as training holds it: quantised models go to this process's device at load."""
+    """The frozen base as training holds it: quantised models go to this process's device at load.
+
+    On CPU, bitsandbytes (0.50) repacks an nf4 layer's weights for its AVX512-bf16 inference kernel at
+    the first forward in eval mode without grad, and never back; a training forward on repacked weights
+    then fails (``result += bias`` on a leaf that requires grad). The greedy samples taken during
+    training are such forwards, so a model held for training keeps its training layout throughout.
+    """
     device_map = None
     if settings.quantization != "none":
         from accelerate import PartialState
 
         device_map = {"": PartialState().local_process_index} if device == "cuda" else "cpu"
-    return load_model(model_dir, quantization=settings.quantization, dtype=settings.dtype, device_map=device_map)
+    model = load_model(model_dir, quantization=settings.quantization, dtype=settings.dtype, device_map=device_map)
+    if device == "cpu":
+        for module in model.modules():
+            if getattr(module, "support_avx512bf16_for_cpu", False):
+                module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def sampler(settings: TrainingSettings, tokenizer, instructions: list[str]) -> SampleGenerations | None:

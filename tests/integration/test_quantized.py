@@ -35,6 +35,25 @@ def test_nf4_and_int8_load_as_bitsandbytes_layers_on_cpu(tiny_model_dir):
     assert int8.model.layers[0].mlp.down_proj.weight.dtype == torch.int8
 
 
+def test_an_nf4_model_held_for_training_on_cpu_trains_on_after_a_greedy_sample(tiny_model_dir):
+    """The sample callback's eval-mode forward must not switch bitsandbytes to its inference layout."""
+    from peft import get_peft_model
+
+    from stage1.hf.lora import build_lora_config
+    from stage1.train.run import load_model_for_training
+
+    model = get_peft_model(load_model_for_training(tiny_model_dir, TrainingSettings(quantization="nf4", dtype="bfloat16"), "cpu"),
+                           build_lora_config(LORA_ARGS))
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "layers.0.self_attn.q_proj.lora_B" in n]
+    assert grads and grads[0] is not None and grads[0].abs().max() > 0
+
+
 @pytest.fixture(scope="module")
 def nf4_run(tiny_model_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("nf4")
