@@ -181,7 +181,12 @@ def test_the_report_shows_the_arms_side_by_side_with_the_pairs_each_trained_on()
     section = lines[lines.index("## Pair-source arms"):lines.index("## Paired comparisons")]
     rows = [line for line in section if line.startswith("| `dpo_")]
     assert rows == ["| `dpo_rules` | rules pairs | 40 | 4 | 0.750 | +0.5000 |", "| `dpo_policy` | policy pairs | 9 | 4 | 0.750 | +0.5000 |"]
-    assert "| criterion | dpo_rules | dpo_policy |" in section  # the rates side by side
+    # The run evaluated the arms alone: their rates are the main table's columns, not printed twice.
+    assert "| criterion | dpo_rules | dpo_policy |" not in section and "Their rates are the columns of the rates table above." in section
+    with_sft = render_markdown({**results, "variants": ["sft", *results["variants"]],
+                                "rates": {"sft": results["rates"]["dpo_rules"], **results["rates"]}}).split("\n")
+    section = with_sft[with_sft.index("## Pair-source arms"):with_sft.index("## Paired comparisons")]
+    assert "| criterion | sft | dpo_rules | dpo_policy |" in section  # beside SFT's when the run evaluated more
     between = [c for c in results["comparisons"] if (c["before"], c["after"]) == ("dpo_rules", "dpo_policy")]
     assert between and sum(line.startswith("- dpo_rules → dpo_policy, ") for line in section) == len(between)
     assert "### Pair-source arms (training.dpo_arms)" in lines  # the arms' family of comparisons has its own table
