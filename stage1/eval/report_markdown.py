@@ -311,7 +311,10 @@ def arms_section(results: dict[str, Any]) -> list[str]:
                      "—" if margin is None else f"{margin:+.4f}"])
     lines += table(["variant", "trained on", "train pairs", "eval pairs", "eval reward accuracy", "eval margin"], rows)
     shown = [name for name in ("sft", "dpo") if name in results["variants"]] + arms
-    lines += ["", "Rates side by side:", ""] + rates_table(results["rates"], shown, results["criteria"])
+    if shown == list(results["variants"]):  # the rates table above holds exactly these: not printed twice
+        lines += ["", "Their rates are the columns of the rates table above."]
+    else:
+        lines += ["", "Rates side by side:", ""] + rates_table(results["rates"], shown, results["criteria"])
     between = [c for c in results["comparisons"] if c["before"] in arms and c["after"] in arms]
     lines += [""] if between else []
     for c in between:

@@ -94,5 +94,5 @@ def _check_arms(run_dir: Path, train_pairs: list[PreferencePair]) -> None:
     section = report[report.index("## Pair-source arms"):report.index("## Paired comparisons")]
     assert [line.split(" | ")[:2] for line in section if line.startswith("| `dpo_")] == [["| `dpo_rules`", "rules pairs"],
                                                                                        ["| `dpo_policy`", "policy pairs"]]
-    assert "| criterion | sft | dpo | dpo_rules | dpo_policy |" in section
+    assert "| criterion | sft | dpo | dpo_rules | dpo_policy |" in report  # the rates table: these four variants, side by side
     assert any(line.startswith("- dpo_rules → dpo_policy, ") for line in section)

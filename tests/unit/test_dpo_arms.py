@@ -4,6 +4,7 @@ on, and the report's side-by-side section. No model: the arms end to end are in
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -181,7 +182,15 @@ def test_the_report_shows_the_arms_side_by_side_with_the_pairs_each_trained_on()
     section = lines[lines.index("## Pair-source arms"):lines.index("## Paired comparisons")]
     rows = [line for line in section if line.startswith("| `dpo_")]
     assert rows == ["| `dpo_rules` | rules pairs | 40 | 4 | 0.750 | +0.5000 |", "| `dpo_policy` | policy pairs | 9 | 4 | 0.750 | +0.5000 |"]
-    assert "| criterion | dpo_rules | dpo_policy |" in section  # the rates side by side
+    # The run evaluated the arms alone: their rates are the main table's columns, not printed twice.
+    assert "| criterion | dpo_rules | dpo_policy |" not in section and "Their rates are the columns of the rates table above." in section
+    responses["sft"] = {key: dataclasses.replace(r, variant="sft") for key, r in responses["dpo_rules"].items()}
+    more = summarise(items, responses, pairs=settings.comparison_pairs, confidence=0.95, q=0.05, bootstrap_samples=200,
+                     seed=0, min_category_items=4, families=settings.family_pairs)
+    more.update({key: results[key] for key in ("skipped_variants", "provenance", "dpo_training")})
+    with_sft = render_markdown(more).split("\n")
+    section = with_sft[with_sft.index("## Pair-source arms"):with_sft.index("## Paired comparisons")]
+    assert "| criterion | sft | dpo_rules | dpo_policy |" in section  # beside SFT's when the run evaluated more
     between = [c for c in results["comparisons"] if (c["before"], c["after"]) == ("dpo_rules", "dpo_policy")]
     assert between and sum(line.startswith("- dpo_rules → dpo_policy, ") for line in section) == len(between)
     assert "### Pair-source arms (training.dpo_arms)" in lines  # the arms' family of comparisons has its own table
