@@ -68,6 +68,14 @@ MODULES: dict[str, tuple[str, ...]] = {
     "stage1/core/refusals.py": (
         "tests/unit/core/test_refusals.py", "tests/unit/core/test_criteria.py", "tests/unit/core/test_adversarial_golden.py",
     ),
+    "stage1/core/leakage.py": ("tests/unit/core/test_leakage.py",),
+    "stage1/core/records.py": ("tests/unit/core/test_records.py",),
+    "stage1/core/eval_items.py": ("tests/unit/core/test_eval_items.py",),
+    "stage1/core/reward_metrics.py": ("tests/unit/core/test_reward_metrics.py",),
+    "stage1/core/lengths.py": ("tests/unit/core/test_lengths.py",),
+    "stage1/core/seeds.py": ("tests/unit/core/test_seeds.py",),
+    "stage1/core/progress.py": ("tests/unit/core/test_progress.py",),
+    "stage1/core/errors.py": ("tests/unit/core/test_errors.py",),
     "stage1/negatives/mix.py": ("tests/unit/negatives/test_negatives.py",),
     "stage1/negatives/repeats.py": ("tests/unit/negatives/test_negatives.py",),
 }
