@@ -44,6 +44,7 @@ from bench.mutants import (
     ImportFails,
     Mutant,
     apply_mutant,
+    cached_functions,
     import_time_functions,
     list_mutants,
     unit_lines,
@@ -141,9 +142,12 @@ class MutationPlugin:
             return None
 
         print(f"baseline: running {len(items)} tests once, recording what each reaches ...", flush=True)
+        cached = cached_functions(self.modules)
         for position, item in enumerate(items):
             nextitem = items[position + 1] if position + 1 < len(items) else keep
             reached.clear()
+            for function in cached:  # a result cached by an earlier test would hide the call from the trace
+                function.cache_clear()
             start = time.perf_counter()
             sys.settrace(trace)
             try:
