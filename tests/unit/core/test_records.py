@@ -229,7 +229,9 @@ SOURCES_HINT = "one of: rules, policy"
 @pytest.mark.parametrize(("record", "row", "field", "message", "hint"), [
     (SFTExample, {**SFT_ROW, "id": None}, "id", "missing", None),
     (SFTExample, {**SFT_ROW, "id": " "}, "id", "is empty", None),
-    (SFTExample, {**SFT_ROW, "id": True}, "id", "expected a string, got a boolean", None),
+    (SFTExample, {**SFT_ROW, "id": True}, "id", "expected str or int, got a boolean", None),
+    (SFTExample, {**SFT_ROW, "num_tokens": True}, "num_tokens", "expected int, got a boolean", None),
+    (SFTExample, {**SFT_ROW, "response": False}, "response", "expected str, got a boolean", None),
     (SFTExample, {**SFT_ROW, "id": 1.5}, "id", "expected str or int, got float", None),
     (SFTExample, {**SFT_ROW, "category": " "}, "category", "is empty", None),
     (SFTExample, {**SFT_ROW, "colour": "red"}, "colour", "unknown field",
