@@ -1,6 +1,6 @@
 """Mutation score of the pure core: ``python -m bench.mutation`` (or ``tox -e mutation``).
 
-    python -m bench.mutation                                     # every module in MODULES (14 min, 2 cores)
+    python -m bench.mutation                                     # every module in MODULES (12 min, 2 cores)
     python -m bench.mutation --module stage1/core/format.py      # one module
     python -m bench.mutation --module stage1/core/format.py --lines 140-170   # mutants on those lines only
     python -m bench.mutation --json /tmp/mutation.json           # also write every mutant's outcome
