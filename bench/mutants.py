@@ -296,7 +296,8 @@ def apply_mutant(mutant: Mutant, root: Path) -> None:
     A function or method gets the mutated code object; a top-level statement is re-run in the module's
     namespace, followed by the top-level assignments after it (constants built from it). A function the
     top-level code calls at import is swapped, then the first top-level statement that calls it (and
-    the assignments after) run again.
+    the assignments after) run again. A function whose default is a constant's name gets the constant's
+    new value as its default, and every ``lru_cache`` of the package starts empty.
     """
     module = sys.modules[module_name(mutant.module)]
     source = (root / mutant.module).read_text(encoding="utf-8")
@@ -307,6 +308,8 @@ def apply_mutant(mutant: Mutant, root: Path) -> None:
     if index is None:
         raise RuntimeError(f"mutant {mutant.index} of {mutant.module} was not found")
     filename = str(root / mutant.module)
+    for function in cached_functions([mutant.module]):  # a cached result of the unmutated code is not served
+        function.cache_clear()
     statement = tree.body[index]
     scratch = dict(module.__dict__)
     if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -320,8 +323,6 @@ def apply_mutant(mutant: Mutant, root: Path) -> None:
                 _swap_code(old_function, new_function)
         else:
             _swap_code(old, new)
-            if hasattr(old, "cache_clear"):
-                old.cache_clear()
             builders = _import_time_functions(tree)
             if statement.name in builders:  # run at import: what it built is built again, by the mutant
                 first = min(i for i, s in enumerate(tree.body) if _calls_at_import(s, builders))
@@ -347,6 +348,61 @@ def _rerun_top_level(module, tree: ast.Module, index: int, filename: str) -> Non
         for name, old in changed.items():
             if namespace.get(name, _MISSING) is old:
                 namespace[name] = module.__dict__[name]
+    _rebind_defaults(module, tree, set(changed))
+
+
+def _rebind_defaults(module, tree: ast.Module, names: set[str]) -> None:
+    """A default written as a constant's name (``power: float = DEFAULT_POWER``) was evaluated when
+    its function was defined: give the live function the constant's new value, as an edited file would."""
+    if not names:
+        return
+    namespace = module.__dict__
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
+            _rebind_function_defaults(namespace.get(statement.name), statement, namespace, names)
+        elif isinstance(statement, ast.ClassDef) and isinstance(namespace.get(statement.name), type):
+            members = namespace[statement.name].__dict__
+            for node in statement.body:
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in members:
+                    for function in _functions_of(members[node.name]):
+                        _rebind_function_defaults(function, node, namespace, names)
+
+
+def _rebind_function_defaults(function, node: ast.FunctionDef | ast.AsyncFunctionDef, namespace: dict, names: set[str]) -> None:
+    function = _unwrap(function)
+    if not hasattr(function, "__defaults__"):
+        return
+    defaults = list(function.__defaults__ or ())
+    if len(defaults) == len(node.args.defaults):
+        for position, default in enumerate(node.args.defaults):
+            if isinstance(default, ast.Name) and default.id in names:
+                defaults[position] = namespace[default.id]
+        function.__defaults__ = tuple(defaults) or None
+    keywords = dict(function.__kwdefaults__ or {})
+    for argument, default in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True):
+        if isinstance(default, ast.Name) and default.id in names and argument.arg in keywords:
+            keywords[argument.arg] = namespace[default.id]
+    function.__kwdefaults__ = keywords or None
+
+
+def cached_functions(paths: list[str]) -> list:
+    """The ``functools.lru_cache`` functions at the top level of every imported module of the packages
+    that hold ``paths`` (``stage1/core/text_keys.py`` -> every ``stage1.*`` module).
+
+    Their caches are cleared before each baseline test, so that the trace sees every test that calls
+    them (a result cached by an earlier test never enters the function), and in each mutant's child,
+    so that no result of the unmutated code is served to the mutant's tests (a cache of another
+    module, too, may hold a result computed with the mutated one).
+    """
+    packages = {path.split("/", 1)[0] for path in paths}
+    found = []
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".", 1)[0] not in packages:
+            continue
+        for value in list(vars(module).values()):
+            if hasattr(value, "cache_clear") and getattr(value, "__module__", None) == name:
+                found.append(value)
+    return found
 
 
 _MISSING = object()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXIT_OK = 0
+# 0 is success: a handler returns it, no error maps to it.
 EXIT_GATE = 1  # a regression or a failed gate
 EXIT_INPUT = 2  # bad input or configuration
 

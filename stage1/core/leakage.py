@@ -156,8 +156,7 @@ def content_signature(text: str) -> ContentSignature:
             numbers.append(number)
             words.add(number)
             continue
-        if "'" in token or "\u2019" in token:
-            token = token.removesuffix("'s").removesuffix("\u2019s")
+        token = token.removesuffix("'s").removesuffix("\u2019s")
         if token not in STOP_WORDS:
             words.add(stem(token))
     entities: set[str] = set()
@@ -292,11 +291,11 @@ def find_leaks(
     return leaks
 
 
-def leak_report(leaks: Sequence[Leak], limit: int = MAX_LISTED_OFFENDERS) -> str:
-    """A readable list of offenders, the first ``limit`` of them."""
-    lines = [leak.describe() for leak in leaks[:limit]]
-    if len(leaks) > limit:
-        lines.append(f"... and {len(leaks) - limit} more")
+def leak_report(leaks: Sequence[Leak]) -> str:
+    """A readable list of offenders, the first ``MAX_LISTED_OFFENDERS`` of them."""
+    lines = [leak.describe() for leak in leaks[:MAX_LISTED_OFFENDERS]]
+    if len(leaks) > MAX_LISTED_OFFENDERS:
+        lines.append(f"... and {len(leaks) - MAX_LISTED_OFFENDERS} more")
     return "\n  ".join(lines)
 
 

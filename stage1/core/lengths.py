@@ -31,7 +31,7 @@ _END_LINE = "\n" + END_MARKER
 
 def word_count(text: str) -> int:
     """Whitespace-separated words, a final ``END`` line not counted (completions carry one)."""
-    return len(text.removesuffix(_END_LINE).split()) if text.endswith(_END_LINE) else len(text.split())
+    return len(text.removesuffix(_END_LINE).split())
 
 
 def mean_median(values: Sequence[float]) -> dict[str, float | None]:

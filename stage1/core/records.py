@@ -77,10 +77,10 @@ def _get(data: dict[str, Any], name: str, kind: type | tuple[type, ...], default
             raise RecordError(name, "missing")
         return default
     value = data[name]
-    if isinstance(value, bool) and kind is not bool:
-        raise RecordError(name, "expected a string, got a boolean")
+    expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+    if isinstance(value, bool) and kind is not bool:  # a bool is an int to isinstance, never a count or an id
+        raise RecordError(name, f"expected {expected}, got a boolean")
     if not isinstance(value, kind):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise RecordError(name, f"expected {expected}, got {type(value).__name__}")
     return value
 

@@ -144,3 +144,57 @@ def test_a_builder_run_at_import_is_mutated_and_what_it_built_is_built_again(tmp
     finally:
         for name in ("builderpkg.mod", "builderpkg"):
             sys.modules.pop(name, None)
+
+
+DEFAULTS_SOURCE = textwrap.dedent('''
+    from functools import lru_cache
+
+    LIMIT = 20
+
+
+    def listed(n, limit=LIMIT, *, most=LIMIT):
+        return min(n, limit, most)
+
+
+    class Report:
+        def first(self, n, limit=LIMIT):
+            return min(n, limit)
+
+
+    @lru_cache(maxsize=None)
+    def doubled(n):
+        return n * 2
+''')
+
+
+@pytest.fixture
+def defaults_module(tmp_path, monkeypatch):
+    (tmp_path / "defaultspkg").mkdir()
+    (tmp_path / "defaultspkg" / "__init__.py").write_text("")
+    (tmp_path / "defaultspkg" / "mod.py").write_text(DEFAULTS_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("defaultspkg.mod")
+    yield module, tmp_path
+    for name in ("defaultspkg.mod", "defaultspkg"):
+        sys.modules.pop(name, None)
+
+
+def test_a_mutated_constant_reaches_the_defaults_written_as_its_name(defaults_module):
+    """``limit=LIMIT`` was evaluated at definition: an edited file would define it with the new value."""
+    module, root = defaults_module
+    assert module.listed(99) == module.Report().first(99) == 20
+    mutant = next(m for m in list_mutants("defaultspkg/mod.py", root) if m.change == "20 -> 21")
+    apply_mutant(mutant, root)
+    assert module.listed(99) == module.Report().first(99) == 21
+    assert module.listed(99, 5) == 5
+
+
+def test_a_cached_function_serves_no_result_of_the_unmutated_code(defaults_module):
+    from bench.mutants import cached_functions
+
+    module, root = defaults_module
+    assert cached_functions(["defaultspkg/mod.py"]) == [module.doubled]
+    assert module.doubled(3) == 6  # cached
+    mutant = next(m for m in list_mutants("defaultspkg/mod.py", root) if m.change == "'*' -> '/'")
+    apply_mutant(mutant, root)
+    assert module.doubled(3) == 1.5

@@ -42,30 +42,37 @@ def test_reads_the_documented_schema(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("change", "field", "says"),
     [
-        ({"constraint": {"kind": "n_items"}}, "constraint.n"),
-        ({"constraint": {"kind": "one_word", "n": 2}}, "constraint.n"),
-        ({"constraint": {"kind": "two_words"}}, "constraint.kind"),
-        ({"reference": None}, "aliases"),
-        ({"aliases": ["ok", ""]}, "aliases[1]"),
-        ({"topic_keywords": "France"}, "topic_keywords"),
-        ({"safe": "yes"}, "safe"),
-        ({"instruction": "Question\nEND"}, "instruction"),
-        ({"answer": "Paris"}, "answer"),
-        ({"reference": "  "}, "reference"),
-        ({"refusal_expected": "yes"}, "refusal_expected"),
-        ({"refusal_expected": True, "reference": None, "aliases": [], "safe": True}, "safe"),
-        ({"refusal_expected": True, "safe": False}, "reference"),
+        ({"constraint": {"kind": "n_items"}}, "constraint.n", 'n_items needs n >= 1 (e.g. {"kind": "n_items", "n": 3})'),
+        ({"constraint": {"kind": "n_items", "n": 0}}, "constraint.n", "n_items needs n >= 1"),
+        ({"constraint": {"kind": "one_word", "n": 2}}, "constraint.n", "only n_items takes n, not one_word"),
+        ({"constraint": {"kind": "two_words"}}, "constraint.kind", "unknown value 'two_words' (one of: one_word, number, yes_no, one_sentence, n_items)"),
+        ({"constraint": {"kind": "one_word", "max": 2}}, "constraint.max", "unknown field (allowed fields: kind, n)"),
+        ({"reference": None}, "aliases", "aliases without a reference (set reference, or drop aliases)"),
+        ({"aliases": ["ok", ""]}, "aliases[1]", "expected a non-empty string"),
+        ({"aliases": ["ok", 3]}, "aliases[1]", "expected a non-empty string"),
+        ({"topic_keywords": "France"}, "topic_keywords", "expected list, got str"),
+        ({"safe": "yes"}, "safe", "expected bool, got str"),
+        ({"instruction": "Question\nEND"}, "instruction", None),
+        ({"answer": "Paris"}, "answer", "unknown field"),
+        ({"reference": "  "}, "reference", "is empty (use null for an open-ended item)"),
+        ({"refusal_expected": "yes"}, "refusal_expected", "expected bool, got str"),
+        ({"refusal_expected": True, "reference": None, "aliases": [], "safe": True}, "safe",
+         'an item with refusal_expected: true is not safe to answer (set "safe": false, or drop "safe")'),
+        ({"refusal_expected": True, "safe": False}, "reference",
+         "an item with refusal_expected: true has no answer to check (use null)"),
     ],
 )
-def test_bad_items_name_the_file_line_and_field(tmp_path, change, field):
+def test_bad_items_name_the_file_line_and_field(tmp_path, change, field, says):
     path = write_items(tmp_path, [{**GOOD, "id": "ok"}, {**GOOD, **change}])
     with pytest.raises(InputError) as caught:
         read_eval_items(path)
     assert caught.value.line == 2
     assert caught.value.field == field
-    assert str(path) in str(caught.value)
+    assert str(caught.value).startswith(f"{path}:2: field '{field}': ")
+    if says is not None:
+        assert str(caught.value).removeprefix(f"{path}:2: field '{field}': ").startswith(says)
 
 
 def test_duplicate_ids_and_empty_files_are_refused(tmp_path):
@@ -114,6 +121,31 @@ def test_response_round_trip_and_validation():
     assert EvalResponse.from_dict(json.loads(json.dumps(response.to_dict()))) == response
     with pytest.raises(ValueError, match="stop_reason"):
         EvalResponse.from_dict({**response.to_dict(), "stop_reason": "tired"})
+
+
+def test_a_response_without_its_texts_reads_as_empty_texts():
+    """Responses scored from elsewhere may leave out the raw completion and the parsed answer."""
+    row = {"item_id": "q1", "variant": "sft", "prompt": "Instruction: x\nResponse:", "stop_reason": "max_tokens",
+           "runaway": False, "num_tokens": 0}
+    response = EvalResponse.from_dict(row)
+    assert (response.completion_text, response.response) == ("", "")
+    assert EvalResponse.from_dict({**row, "completion_text": None, "response": None}) == response
+
+
+def test_limit_hands_the_leftover_items_to_the_largest_remainders():
+    """3 of 7 items in categories of 5 ("a") and 2 ("b"): quotas 15/7 and 6/7 give 2 and 0 and one
+    item left, which goes to the largest remainder (6/7, "b"), not to the larger category nor the
+    first name; a limit of exactly the number of items keeps them all, in order."""
+    from stage1.core.eval_items import stratified_sample
+
+    items = [EvalItem(f"{category}{index}", "Say hi.", category) for category, size in (("a", 5), ("b", 2))
+             for index in range(size)]
+    assert sorted(item.category for item in stratified_sample(items, 3, seed=0)) == ["a", "a", "b"]
+    # 3 of 6 in categories of 2, 2, 2: quotas 1, 1, 1, nothing left; 4 of 6: one left, a tie, which goes by name
+    even = [EvalItem(f"{category}{index}", "Say hi.", category) for category in "cab" for index in range(2)]
+    assert sorted(item.category for item in stratified_sample(even, 3, seed=0)) == ["a", "b", "c"]
+    assert sorted(item.category for item in stratified_sample(even, 4, seed=0)) == ["a", "a", "b", "c"]
+    assert stratified_sample(items, 7, seed=0) == items
 
 
 def test_limit_takes_a_seeded_sample_stratified_by_category():

@@ -237,3 +237,105 @@ def test_a_near_copy_must_carry_the_items_facts(eval_text, train_text):
     """n-gram containment alone would call these copies (>= 0.8); they ask about something else."""
     leaks = find_leaks([("e", eval_text)], {"t": [("t", train_text)]}, LeakageSettings(threshold=0.75))
     assert leaks == []
+
+
+@pytest.mark.parametrize(("word", "stemmed"), [
+    ("cities", "city"), ("berries", "berry"), ("flies", "fly"),  # -ies is -y from 5 letters on ...
+    ("ties", "tie"),  # ... and a 4-letter word only loses its s
+    ("runs", "run"), ("bus", "bus"),  # -s from 4 letters on
+    ("glass", "glass"), ("boss", "boss"),  # never -ss
+    ("boxing", "box"), ("thing", "thing"),  # -ing from 6 letters on
+    ("boxed", "box"), ("used", "used"),  # -ed from 5 letters on
+    ("speeding", "speed"),  # one of -ing and -ed, not both
+    ("compute", "comput"), ("use", "use"),  # a final e from 4 letters on
+])
+def test_stemming_strips_one_suffix_from_words_long_enough_to_keep_a_stem(word, stemmed):
+    from stage1.core.leakage import stem
+
+    assert stem(word) == stemmed
+
+
+def test_a_possessive_s_is_dropped_from_words_and_entities_with_either_apostrophe():
+    from stage1.core.leakage import content_signature
+
+    for apostrophe in ("'", "\u2019"):
+        signature = content_signature(f"Is Italy{apostrophe}s capital Rome?")
+        assert signature.words == {"italy", "capital", "rom"}
+        assert signature.entities == {"italy", "rome"}
+
+
+def test_numbers_are_read_without_thousands_separators():
+    from stage1.core.leakage import content_signature
+
+    assert content_signature("How many metres are in 1,000 km?").numbers == ("1000",)
+    assert content_signature("How many metres are in 1,000 km?") == content_signature("How many metres are in 1000 km?")
+
+
+def test_a_capital_after_a_sentence_end_names_nothing_and_any_other_capital_is_an_entity():
+    from stage1.core.leakage import content_signature
+
+    assert content_signature("Name it: France. Spain; Italy! Rome? Peru").entities == set()
+    # "X" is a word, not a sentence end: the capital after it is an entity too
+    assert content_signature("Which year did Apple release OS X Lion?").entities == {"apple", "os", "x", "lion"}
+
+
+def test_paraphrase_overlap_is_shared_content_words_over_those_of_the_larger_text():
+    from stage1.core.leakage import content_signature, paraphrase_overlap
+
+    shorter, longer = content_signature("What is the capital of Italy?"), content_signature("Which city is the capital of Italy?")
+    assert paraphrase_overlap(shorter, longer, 1) == paraphrase_overlap(longer, shorter, 1) == 2 / 3
+    assert paraphrase_overlap(shorter, longer, 0) is None  # one content word more than allowed
+    assert paraphrase_overlap(shorter, shorter, 0) == 1.0
+    other_number = content_signature("What is the capital of Italy in 1900?")
+    other_entity = content_signature("What is the capital of Italy or Peru?")
+    assert paraphrase_overlap(shorter, other_number, 5) is None and paraphrase_overlap(shorter, other_entity, 5) is None
+    two_words, one_word = content_signature("Define gravity."), content_signature("Gravity?")
+    assert paraphrase_overlap(two_words, two_words, 0) == 1.0  # two content words are enough ...
+    assert paraphrase_overlap(one_word, one_word, 0) is None  # ... one says too little
+    assert paraphrase_overlap(one_word, two_words, 1) is None
+
+
+def test_a_repeated_training_instruction_is_skipped_and_the_rows_after_it_are_still_read():
+    rows = [("a", "Define gravity."), ("b", "define gravity"), ("c", "What is the capital of France?")]
+    assert sorted((leak.train_id, leak.eval_id) for leak in find_leaks(EVAL, {"sft_train": rows})) == [("a", "e3"), ("c", "e1")]
+
+
+def test_a_leak_describes_both_instructions_the_rule_and_its_measure():
+    from stage1.core.leakage import Leak
+
+    near = Leak("e1", "Define gravity.", "sft_train", "t7", "Please define gravity.", "near", 0.8)
+    assert near.describe() == (
+        "eval 'e1' ('Define gravity.') ~ sft_train 't7' ('Please define gravity.'): near, containment 0.80"
+    )
+    paraphrase = Leak("e2", "What is the capital of Italy?", "dpo_pairs", "p1", "Capital of Italy?", "paraphrase", 2 / 3)
+    assert paraphrase.describe().endswith(": paraphrase, content-word overlap 0.67")
+
+
+def test_the_report_lists_the_first_20_offenders_and_counts_the_rest():
+    from stage1.core.leakage import Leak, leak_report
+
+    leaks = [Leak(f"e{i}", "Q?", "sft_train", f"t{i}", "Q?", "exact", 1.0) for i in range(22)]
+    lines = leak_report(leaks).split("\n  ")
+    assert len(lines) == 21 and lines[19] == leaks[19].describe() and lines[20] == "... and 2 more"
+    assert leak_report(leaks[:20]).split("\n  ") == [leak.describe() for leak in leaks[:20]]
+    assert leak_report(leaks[:21]).endswith(leaks[19].describe() + "\n  ... and 1 more")
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"ngram": 0}, r"^<input>: field 'leakage.ngram': must be at least 1, got 0$"),
+    ({"paraphrase_extra_words": -1},
+     r"^<input>: field 'leakage.paraphrase_extra_words': must be 0 or more \(or null to turn it off\), got -1$"),
+    ({"threshold": 0.0}, r"^<input>: field 'leakage.threshold': must be in \(0, 1\], got 0.0$"),
+    ({"threshold": 1.01}, r"^<input>: field 'leakage.threshold': must be in \(0, 1\], got 1.01$"),
+])
+def test_settings_outside_their_range_are_refused_naming_the_setting(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        LeakageSettings(**settings)
+
+
+def test_the_edges_of_each_settings_range_are_legal():
+    for settings in ({"ngram": 1}, {"paraphrase_extra_words": 0}, {"paraphrase_extra_words": None}, {"threshold": 1.0},
+                     {"threshold": 1e-9}):
+        LeakageSettings(**settings)
+    # containment 1.0 is at a threshold of 1.0; unigrams compare single words
+    assert _leaked(["Define gravity, please."], LeakageSettings(ngram=1, threshold=1.0, paraphrase_extra_words=None)) == {"e3"}

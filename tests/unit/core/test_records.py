@@ -218,3 +218,109 @@ def test_policy_records_carry_a_policy_kind_and_are_refused_otherwise():
         PreferencePair.from_dict({**pair, "negative_source": "rules"})
     with pytest.raises(ValueError):
         policy_kind([])
+
+
+SFT_ROW = {"id": "a", "instruction": "What is 2 plus 2?", "response": "4."}
+NEGATIVE_ROW = {"instruction_id": "a", "kind": "off_topic", "completion": " Rome.\nEND", "method": "rule"}
+POLICY_ROW = {**NEGATIVE_ROW, "kind": "policy:not_degenerate", "negative_source": "policy"}
+SOURCES_HINT = "one of: rules, policy"
+
+
+@pytest.mark.parametrize(("record", "row", "field", "message", "hint"), [
+    (SFTExample, {**SFT_ROW, "id": None}, "id", "missing", None),
+    (SFTExample, {**SFT_ROW, "id": " "}, "id", "is empty", None),
+    (SFTExample, {**SFT_ROW, "id": True}, "id", "expected str or int, got a boolean", None),
+    (SFTExample, {**SFT_ROW, "num_tokens": True}, "num_tokens", "expected int, got a boolean", None),
+    (SFTExample, {**SFT_ROW, "response": False}, "response", "expected str, got a boolean", None),
+    (SFTExample, {**SFT_ROW, "id": 1.5}, "id", "expected str or int, got float", None),
+    (SFTExample, {**SFT_ROW, "category": " "}, "category", "is empty", None),
+    (SFTExample, {**SFT_ROW, "colour": "red"}, "colour", "unknown field",
+     "allowed fields: category, id, instruction, num_tokens, refusal_expected, response, source, stop_reason"),
+    (SFTExample, {**SFT_ROW, "response": "Say <|endoftext|>"}, "response", "contains the special-token text '<|endoftext|>'",
+     "remove control tokens from the data; the format never needs them"),
+    (NegativeRecord, {**NEGATIVE_ROW, "completion": " <|im_end|>"}, "completion",
+     "contains the special-token text '<|im_end|>'", "remove control tokens from the data; the format never needs them"),
+    (NegativeRecord, {**NEGATIVE_ROW, "completion": " \n "}, "completion", "is empty", None),
+    (NegativeRecord, {**NEGATIVE_ROW, "kind": "sarcasm"}, "kind", "unknown value 'sarcasm'",
+     "one of: " + ", ".join(NEGATIVE_KINDS)),
+    (NegativeRecord, {**NEGATIVE_ROW, "negative_source": "humans"}, "negative_source", "unknown value 'humans'", SOURCES_HINT),
+    (NegativeRecord, {**NEGATIVE_ROW, "chosen": " Paris.\nEND"}, "chosen",
+     "only a policy negative may carry its own chosen completion", None),
+    (NegativeRecord, {**POLICY_ROW, "kind": "policy:Not-Degenerate"}, "kind", "'policy:Not-Degenerate' is not a policy kind",
+     "policy:<criterion>[+<criterion>...], the criteria the sample failed"),
+    (PreferencePair, {"prompt": "p", "chosen": " a\nEND", "rejected": " b\nEND", "instruction_id": "1", "category": "c",
+                      "negative_kind": "off_topic", "split": "train", "negative_source": "humans"},
+     "negative_source", "unknown value 'humans'", SOURCES_HINT),
+    (PreferencePair, {"prompt": "p", "chosen": " a\nEND", "rejected": " A.\nEND", "instruction_id": "1", "category": "c",
+                      "negative_kind": "off_topic", "split": "train"},
+     "rejected", "equals chosen once case, spacing and punctuation are ignored", "drop the pair"),
+])
+def test_each_refusal_names_its_field_says_what_is_wrong_and_what_to_do(record, row, field, message, hint):
+    with pytest.raises(RecordError) as caught:
+        record.from_dict(row)
+    assert (caught.value.field, caught.value.message, caught.value.hint) == (field, message, hint)
+    assert str(caught.value) == f"field '{field}': {message}"
+
+
+def test_a_text_of_100000_characters_is_the_longest_accepted():
+    longest = "a" * 100_000
+    assert SFTExample.from_dict({**SFT_ROW, "response": longest}).response == longest
+    with pytest.raises(RecordError) as caught:
+        SFTExample.from_dict({**SFT_ROW, "response": longest + "a"})
+    assert (caught.value.field, caught.value.message, caught.value.hint) == (
+        "response", "is 100,001 characters; the limit is 100,000", "split or shorten it",
+    )
+
+
+def test_a_row_that_leaves_out_the_labels_gets_their_defaults():
+    assert InstructionRecord.from_dict({"id": 7, "instruction": "Hi?"}) == InstructionRecord("7", "Hi?", "general", False)
+    example = SFTExample.from_dict(SFT_ROW)
+    assert (example.category, example.source, example.stop_reason, example.num_tokens) == ("general", "file", None, None)
+    negative = NegativeRecord.from_dict({key: value for key, value in NEGATIVE_ROW.items() if key != "method"})
+    assert (negative.method, negative.negative_source, negative.source_instruction_id, negative.chosen) == ("rule", "rules", None, None)
+    assert NegativeRecord.from_dict({**NEGATIVE_ROW, "method": "entity_swap"}).method == "entity_swap"
+    assert InstructionRecord.from_dict({"id": " x ", "instruction": "Hi?", "category": " maths "}).category == "maths"
+
+
+def test_a_policy_negative_keeps_its_own_chosen():
+    negative = NegativeRecord.from_dict({**POLICY_ROW, "chosen": " Paris.\nEND"})
+    assert negative.chosen == " Paris.\nEND" and negative.to_dict()["chosen"] == " Paris.\nEND"
+
+
+def test_a_policy_kind_needs_a_criterion():
+    from stage1.core.records import policy_kind
+
+    assert policy_kind(iter(["no_runaway"])) == "policy:no_runaway"
+    with pytest.raises(ValueError, match="^a policy negative must fail at least one criterion$"):
+        policy_kind([])
+
+
+def test_bad_rows_count_every_row_and_keep_the_first_ten_messages():
+    bad = BadRows()
+    for line in range(1, 13):
+        bad.add(f"rows.jsonl:{line}: field 'id': missing")
+    assert bad.count == 12 and len(bad.first) == 10 and bad.first[-1] == "rows.jsonl:10: field 'id': missing"
+    report = bad.to_dict()
+    assert report == {"count": 12, "first": bad.first} and report["first"] is not bad.first
+    few = BadRows(keep=1)
+    few.add("one")
+    few.add("two")
+    assert few.to_dict() == {"count": 2, "first": ["one"]}
+
+
+def test_a_record_line_is_known_only_for_records_as_read():
+    from stage1.core.records import RecordList, record_line
+
+    read = RecordList(["r1", "r2"], lines=[3, 5])
+    assert [record_line(read, index) for index in (0, 1)] == [3, 5]
+    assert record_line(read, 2) is None and record_line(read, -1) is None
+    assert record_line(["r1", "r2"], 0) is None  # a plain list has no lines
+    assert record_line(RecordList(["r1", "r2"], lines=[3]), 0) is None  # lines that do not fit the records are not trusted
+
+
+def test_a_duplicate_id_error_says_ids_must_be_unique():
+    records = [SFTExample.from_dict(_sft_row(id_)) for id_ in "aa"]
+    with pytest.raises(InputError) as caught:
+        check_unique_ids(records, "rows.jsonl")
+    assert caught.value.hint == "ids must be unique within a file"
+    assert str(caught.value) == "rows.jsonl: field 'id': duplicate id 'a' in records 1 and 2 (ids must be unique within a file)"
