@@ -13,4 +13,6 @@ done
 cd "$root"
 bash scripts/env.sh python -m ruff check stage1 tests cli.py bench fixtures
 if [ "${#args[@]}" -eq 0 ]; then args=(tests); fi
-bash scripts/env.sh python -m pytest "${args[@]}"
+# Two workers (STAGE1_TEST_WORKERS=0 runs in one process); tests/conftest.py keeps the session's tiny
+# run and each integration file on one worker, and gives every worker one compute thread.
+bash scripts/env.sh python -m pytest -n "${STAGE1_TEST_WORKERS:-2}" --dist loadgroup "${args[@]}"
