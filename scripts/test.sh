@@ -14,5 +14,5 @@ cd "$root"
 bash scripts/env.sh python -m ruff check stage1 tests cli.py bench fixtures
 if [ "${#args[@]}" -eq 0 ]; then args=(tests); fi
 # Two workers (STAGE1_TEST_WORKERS=0 runs in one process); tests/conftest.py keeps the session's tiny
-# run and each integration file on one worker, and gives every worker one compute thread.
-bash scripts/env.sh python -m pytest -n "${STAGE1_TEST_WORKERS:-2}" --dist loadgroup "${args[@]}"
+# run and each integration file on one worker (--dist loadscope with the scheduler there), one compute thread each.
+bash scripts/env.sh python -m pytest -n "${STAGE1_TEST_WORKERS:-2}" --dist loadscope "${args[@]}"

@@ -23,18 +23,30 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """With ``--dist loadgroup``: every test of the session's tiny run on one worker (it is built once
-    there), and each integration file's tests together (their module fixtures train once). Unit tests
-    are spread one by one."""
-    if getattr(config.option, "dist", "no") != "loadgroup":
-        return
-    for item in items:
-        if "tiny_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
-        elif "integration" in item.path.parts:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadscope`` (scripts/test.sh): every file that uses the session's tiny run on one
+    worker, so it is built once; each other integration file's tests together, so their module
+    fixtures train once; unit tests spread one by one.
+
+    Written here because xdist's own ``--dist loadgroup`` does not group under pytest 9 (it renames
+    ``item._nodeid``, which pytest 9 no longer reads): a scheduler sees only node ids, so the files
+    that use ``tiny_run`` are found by reading them.
+    """
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    tests = Path(__file__).resolve().parent
+    shared = {path.relative_to(config.rootpath).as_posix() for path in tests.rglob("test_*.py") if "tiny_run" in path.read_text()}
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            if path in shared:
+                return "tiny_run"
+            return path if path.startswith("tests/integration/") else nodeid
+
+    return SharedRunScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
