@@ -52,15 +52,7 @@ def summarize_by_kind(kinds: Sequence[str], chosen: Sequence[float], rejected: S
     """
     if not (len(kinds) == len(chosen) == len(rejected)):
         raise ValueError("kinds, chosen and rejected must have the same length")
-    by_kind: dict[str, tuple[list[float], list[float]]] = {}
-    for kind, c, r in zip(kinds, chosen, rejected):
-        by_kind.setdefault(kind, ([], []))
-        by_kind[kind][0].append(c)
-        by_kind[kind][1].append(r)
-    return {
-        "overall": summarize(chosen, rejected).to_dict(),
-        "by_kind": {kind: summarize(*values).to_dict() for kind, values in sorted(by_kind.items())},
-    }
+    return {"overall": summarize(chosen, rejected).to_dict(), "by_kind": summarize_by_group(kinds, chosen, rejected)}
 
 
 def summarize_by_group(groups: Sequence[str], chosen: Sequence[float], rejected: Sequence[float]) -> dict[str, dict[str, Any]]:

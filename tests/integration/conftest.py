@@ -13,6 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def ending_model(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model taught to end its answers (``tests/ending_model.py``), built per test module."""
+    from tests.ending_model import build_ending_model
+
+    return build_ending_model(tiny_model_dir, tmp_path_factory.mktemp("ending") / "model")
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """``python /path/to/cli.py run`` in an empty folder outside the checkout: the tiny default,

@@ -28,7 +28,6 @@ import pytest
 from stage1.config.load import load_config
 from stage1.io.journal import JOURNAL_NAME
 from stage1.pipeline import run_stage_on_files
-from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261125  # decides where each kill lands
@@ -68,10 +67,6 @@ def sigkill(process: subprocess.Popen) -> None:
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait(timeout=30) == -signal.SIGKILL
 
-
-@pytest.fixture(scope="module")
-def ending_model(tiny_model_dir, tmp_path_factory) -> Path:
-    return build_ending_model(tiny_model_dir, tmp_path_factory.mktemp("faults-ending") / "model")
 
 
 # ---------------------------------------------------------------- (a) sft-data generation

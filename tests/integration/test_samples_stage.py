@@ -17,7 +17,6 @@ from stage1.io.journal import JOURNAL_NAME
 from stage1.io.records import read_records
 from stage1.samples.settings import PolicySettings
 from stage1.samples.stage import NEGATIVES_FILE, SAMPLES_FILE, SKIP_REASONS, read_back, run_samples
-from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = PolicySettings(k=3, max_new_tokens=12, batch_size=4, temperature=1.0, seed=3)
@@ -25,10 +24,6 @@ INSTRUCTIONS = 6
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def ending_model(tiny_model_dir, tmp_path_factory) -> Path:
-    return build_ending_model(tiny_model_dir, tmp_path_factory.mktemp("ending") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from stage1.hf.generation import GenerationSettings, TransformersBackend
 from stage1.io.journal import JOURNAL_NAME, parse_journal
 from stage1.sft_data.settings import SFTDataSettings
 from stage1.sft_data.stage import run_sft_data
-from tests.ending_model import build_ending_model
 
 ROOT = Path(__file__).resolve().parents[2]
 EXEMPLARS = ROOT / "stage1" / "pools" / "sft" / "exemplars.jsonl"
@@ -23,10 +22,6 @@ SETTINGS = SFTDataSettings(source="model", samples_per_instruction=2, max_per_in
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def ending_model(tiny_model_dir, tmp_path_factory) -> Path:
-    return build_ending_model(tiny_model_dir, tmp_path_factory.mktemp("ending") / "model")
 
 
 @pytest.fixture(scope="module")
