@@ -95,6 +95,7 @@ class _DropOptionalKernelNotice(logging.Filter):
 
 
 BITSANDBYTES_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
+KERNELS_LOGGER = "kernels"
 _OPTIONAL_KERNEL_NOTICE = _DropOptionalKernelNotice()
 
 
@@ -104,6 +105,10 @@ def quiet_import_notices() -> None:
     logger = logging.getLogger(BITSANDBYTES_CPU_LOGGER)
     if _OPTIONAL_KERNEL_NOTICE not in logger.filters:
         logger.addFilter(_OPTIONAL_KERNEL_NOTICE)
+    # `kernels` (pulled in by transformers) warns "Skipping publisher trust check ..." whenever the
+    # Hub is offline (HF_HUB_OFFLINE=1, as scripts/env.sh and air-gapped users set it) and
+    # bitsandbytes asks it for an optional CPU kernel: a notice about a download we never make.
+    logging.getLogger(KERNELS_LOGGER).setLevel(logging.ERROR)
 
 
 def quiet_libraries() -> None:

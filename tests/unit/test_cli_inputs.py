@@ -148,12 +148,20 @@ def test_the_bitsandbytes_optional_kernel_notice_is_dropped_and_its_real_warning
             logger.addFilter(existing)
 
 
-def test_a_user_error_is_one_line_on_stderr_in_a_fresh_process(tmp_path):
+@pytest.mark.parametrize("offline", ["1", None], ids=["hub-offline", "hub-default"])
+def test_a_user_error_is_one_line_on_stderr_in_a_fresh_process(tmp_path, offline):
     """A command that imports bitsandbytes (the evaluation dry run) and fails on bad input: stderr is
-    exactly stage1's error line, whatever the libraries would print on this CPU."""
+    exactly stage1's error line, whatever the installed libraries would print on this CPU, with the
+    Hub offline (as scripts/env.sh and air-gapped users set it: `kernels` then warns about a skipped
+    publisher check) and without."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    if offline is not None:
+        env["HF_HUB_OFFLINE"] = offline
     result = subprocess.run(
         [sys.executable, "cli.py", "evaluate", "--dry-run", "--run-dir", str(tmp_path / "no-run")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
     )
     assert result.returncode == EXIT_INPUT, result.stderr
     [line] = result.stderr.splitlines()
