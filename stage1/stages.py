@@ -143,9 +143,25 @@ class StageSpec:
 
 
 def _build_model(call: StageCall) -> Any:
+    model = call.config.model
+    if model.tiny == "organism":
+        import logging
+
+        from stage1.organism.build import build_organism
+
+        return build_organism(call.out_dir, seed=model.tiny_seed, log=logging.getLogger("stage1.organism").info)
     from stage1.hf.tiny import build_tiny_qwen
 
-    return build_tiny_qwen(call.out_dir, seed=call.config.model.tiny_seed)
+    return build_tiny_qwen(call.out_dir, seed=model.tiny_seed)
+
+
+def _model_settings(config: PipelineConfig) -> dict[str, Any]:
+    """The tiny model's seed, and its kind when it is the organism (a random-weight run keeps the
+    fingerprint it had before the organism existed)."""
+    settings: dict[str, Any] = {"tiny_seed": config.model.tiny_seed}
+    if config.model.tiny != "random":
+        settings["tiny"] = config.model.tiny
+    return settings
 
 
 def _sft_data(call: StageCall) -> Any:
@@ -376,9 +392,9 @@ def _dpo_arm_spec(source: str) -> StageSpec:
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(
-        "model", None, "the tiny offline Qwen2 base model, built when model.path is not set",
+        "model", None, "the tiny offline Qwen2 base model (random or the organism, model.tiny), built when model.path is not set",
         outputs=(MODEL_WEIGHTS_FILE, TOKENIZER_FILE), inputs=(),
-        settings=lambda config: {"tiny_seed": config.model.tiny_seed}, entry=_build_model,
+        settings=_model_settings, entry=_build_model,
         enabled=lambda config: config.model.path is None,
     ),
     StageSpec(

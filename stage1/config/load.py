@@ -54,7 +54,8 @@ class ModelSettings:
     """The base model."""
 
     path: str | None = None  # a local model folder; None builds the tiny offline Qwen2 into <run>/model
-    tiny_seed: int = 0  # seed of the tiny model's weights
+    tiny_seed: int = 0  # seed of the tiny model's weights (and of the organism's corpus and pretraining)
+    tiny: Literal["random", "organism"] = "random"  # the tiny model built when path is null: random weights (plumbing only), or the organism pretrained on the pools' facts (docs/notes/organism.md)
     architecture: str | None = None  # a config.json-style file for the memory plan when no weights are present
     trust_remote_code: bool = False  # only a user's explicit choice turns this on
 
