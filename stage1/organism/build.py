@@ -31,12 +31,12 @@ from stage1.io.readers import iter_jsonl
 from stage1.organism.corpus import CorpusSettings, build_corpus
 from stage1.organism.facts import Fact, facts_of_pools
 from stage1.organism.train import OrganismShape
+from stage1.organism.weights import train_and_save
 
 ORGANISM_VERSION = 1  # bump when the code that turns the corpus into weights changes meaning
 MANIFEST_FILE = "organism.json"
 SFT_POOL = POOLS_DIR / "sft" / "instructions.jsonl"
 EVAL_POOL = POOLS_DIR / "eval" / "items.jsonl"
-FULL_VOCAB = 151936  # Qwen2.5's padded embedding size (stage1.hf.tiny.QWEN2_5_VOCAB_SIZE)
 # Texts whose tokens the organism's vocabulary must hold although the corpus never writes them: the
 # format SFT teaches (the corpus never uses it) and the pools' own words.
 FORMAT_TEXT = "Instruction: What?\nResponse: Yes.\nEND\n"
@@ -132,8 +132,6 @@ def build_organism(out_dir: str | Path, seed: int = 0, log: Callable[[str], None
 
 
 def _train_into_cache(plan: dict[str, Any], cached: Path, log: Callable[[str], None]) -> None:
-    from stage1.organism.weights import train_and_save
-
     leakage = check_corpus_leakage(plan["documents"], plan["eval_items"])
     started = time.perf_counter()
     tmp = cached.with_name(f".{cached.name}.tmp-{os.getpid()}")

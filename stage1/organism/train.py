@@ -22,6 +22,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+FULL_VOCAB = 151936  # Qwen2.5's padded embedding size (stage1.hf.tiny.QWEN2_5_VOCAB_SIZE)
+
 
 @dataclass(frozen=True)
 class OrganismShape:

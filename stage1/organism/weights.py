@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.organism.facts import Fact
-from stage1.organism.train import export_check, export_full, pretrain, token_rows
+from stage1.organism.train import FULL_VOCAB, export_check, export_full, pretrain, token_rows
 
 PROBE_TEMPLATES = {
     "capital": ("The capital of {country} is", "city"),
@@ -69,7 +69,6 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     from transformers import GenerationConfig
 
     from stage1.hf.tiny import ENDOFTEXT, SPECIAL_TOKENS, build_qwen2_tokenizer
-    from stage1.organism.build import FULL_VOCAB
 
     shape, eos = plan["shape"], SPECIAL_TOKENS[ENDOFTEXT]
     tokenizer = build_qwen2_tokenizer()
