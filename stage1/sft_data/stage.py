@@ -27,14 +27,14 @@ from typing import Any
 
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError, InputError
+from stage1.core.generation import Generation, build_fewshot_prompt
 from stage1.core.leakage import LeakageSettings
 from stage1.core.records import BadRows, InstructionRecord, SFTExample, check_unique_ids
 from stage1.core.seeds import row_seed
 from stage1.core.splits import split_by_instruction
 from stage1.core.text_keys import dedup_key
-from stage1.hf.generation import Generation, build_fewshot_prompt
+from stage1.hf.backends import generate_journaled
 from stage1.io.atomic import atomic_write_files, jsonl_bytes
-from stage1.io.journal import generate_journaled
 from stage1.io.layout import SFT_HELDOUT_FILE as HELDOUT_FILE
 from stage1.io.layout import SFT_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest

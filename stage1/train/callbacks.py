@@ -145,7 +145,8 @@ def loss_history(log_history: list[dict[str, Any]], key: str = "loss") -> list[t
 
 def greedy_completions(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[dict[str, Any]]:
     """Greedy completions through the shared generation backend (string stops, parse_completion)."""
-    from stage1.hf.generation import GenerationSettings, TransformersBackend
+    from stage1.core.generation import GenerationSettings
+    from stage1.hf.generation import TransformersBackend
 
     model = getattr(model, "module", model)  # a DDP wrapper has no generate()
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=max(1, len(prompts)), do_sample=False)
