@@ -4,7 +4,7 @@ Two backends share everything but the decoding call: prompt ids (``masking.encod
 special-token text typed in data never becomes a control token), the stop strings
 (``format.STOP_STRINGS``, matched as strings), and reading the result back
 (``read_generation``: token ids from the generated ids, text decoded from them, then
-``format.parse_completion``).
+``format.parse_completion``). Those shared parts are pure and live in ``stage1.core.generation``.
 
 - ``TransformersBackend`` (default): batched ``model.generate`` with left padding, greedy or
   seeded sampling. A row stops at eos or a stop string (``END`` as a whole line, or a new
@@ -12,8 +12,8 @@ special-token text typed in data never becomes a control token), the stop string
   constructor scans the whole vocabulary, about 0.3 s for Qwen2's 151k tokens). Sampling draws
   from one ``torch.Generator`` per row inside a logits processor and hands generate a one-hot
   choice, so nothing touches the global torch RNG.
-- ``VLLMBackend`` (optional extra ``stage1[vllm]``): the same prompts as token ids, the same stop
-  strings, the same reading back.
+- ``VLLMBackend`` (``stage1.hf.vllm_backend``, optional extra ``stage1[vllm]``): the same prompts as
+  token ids, the same stop strings, the same reading back.
 
 Every row is sampled with its own seed (``row_seed``), given by the caller or derived from the
 row's position in the prompt list, never from the batch it lands in: a run resumed from a journal
