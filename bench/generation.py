@@ -29,8 +29,8 @@ RESULTS = ROOT / "bench" / "results" / "generation.json"
 
 
 def fewshot_prompts(count: int) -> list[str]:
+    from stage1.core.generation import build_fewshot_prompt
     from stage1.core.records import SFTExample
-    from stage1.hf.generation import build_fewshot_prompt
     from stage1.io.records import read_records
 
     pool = read_records(ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl", SFTExample)
@@ -39,7 +39,7 @@ def fewshot_prompts(count: int) -> list[str]:
 
 
 def tokens_per_second(backend, prompts: list[str], batch_size: int, max_new_tokens: int) -> tuple[float, int]:
-    from stage1.hf.generation import GenerationSettings
+    from stage1.core.generation import GenerationSettings
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
     started = time.perf_counter()
@@ -71,7 +71,8 @@ def run(prompts: int = 32, max_new_tokens: int = 32, threads: int | None = None)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from stage1.hf.generation import GenerationSettings, TransformersBackend
+    from stage1.core.generation import GenerationSettings
+    from stage1.hf.generation import TransformersBackend
     from stage1.hf.tiny import build_tiny_qwen
 
     if threads is not None:

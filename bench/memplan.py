@@ -49,7 +49,8 @@ def measure_eval(config_name: str, generate: bool) -> dict[str, float]:
 
     from stage1.config.load import load_config
     from stage1.core.format import render_prompt
-    from stage1.hf.generation import GenerationSettings, TransformersBackend
+    from stage1.core.generation import GenerationSettings
+    from stage1.hf.generation import TransformersBackend
     from stage1.hf.models import load_model, load_tokenizer
 
     config = load_config(config_name)
@@ -112,7 +113,8 @@ def why_not_measured(config_name: str) -> str | None:
 def run(config_name: str = "qwen2.5-32b") -> dict[str, Any]:
     """Measure (when possible), print the table, and return the figures with the rows under ``rows``."""
     from stage1.config.load import load_config
-    from stage1.hf.memplan import CUDA_CONTEXT_GIB, plan_for_config
+    from stage1.hf.memory_estimate import CUDA_CONTEXT_GIB
+    from stage1.hf.memplan import plan_for_config
 
     plan = plan_for_config(load_config(config_name))
     planned = {name: plan.stage(name).total_gib - CUDA_CONTEXT_GIB for name in ("eval", "sft")}

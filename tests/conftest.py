@@ -23,6 +23,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
+# optionalhook: without it pytest aborts with PluginValidationError ("unknown hook") when xdist is
+# absent or disabled (`pytest -p no:xdist`), before a single test runs.
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """With ``--dist loadscope`` (scripts/test.sh): every file that uses the session's tiny run on one
     worker, so it is built once; each other integration file's tests together, so their module

@@ -37,7 +37,7 @@ from typing import Any
 
 from stage1.core import progress
 from stage1.core.errors import InputError
-from stage1.hf.generation import Generation, GenerationSettings
+from stage1.core.generation import Generation, GenerationSettings
 from stage1.io.atomic import jsonl_line
 from stage1.io.hashing import sha256_bytes, sha256_file
 from stage1.io.layout import JOURNAL_NAME, STALE_NAME  # noqa: F401  (JOURNAL_NAME is imported from here)
@@ -262,48 +262,6 @@ def generate_with_journal(
             batches += 1
         progress.report("generating", len(batch), len(prompts))
     return [journal.done[key] for key in keys], {"reused": reused, "generated": generated, "batches": batches}
-
-
-def generate_journaled(
-    out: Path,
-    model_dir: str | Path,
-    tokenizer,
-    *,
-    keys: Sequence[Key],
-    prompts: Sequence[str],
-    seeds: Sequence[int],
-    decoding: GenerationSettings,
-    backend: str,
-    quantization: str,
-    dtype: str,
-    device_map: str | None,
-    seed: int,
-    vllm: Any,
-    stage: str,
-) -> tuple[list[Generation], Path, dict[str, int]]:
-    """One generating stage's whole decode: batches planned, the journal at ``out`` opened under a
-    fingerprint of everything that decides the rows (prompts, seeds, decoding, backend, model,
-    quantisation, dtype, placement), the backend made only if a batch is missing, and the journal
-    closed. SFT-data generation and the samples stage both decode through this.
-
-    Returns:
-        The generations in prompt order, the journal's path and the counts of ``generate_with_journal``.
-    """
-    from stage1.hf.generation import model_backends, plan_batches
-
-    plan = plan_batches(backend, tokenizer, prompts, decoding.batch_size)
-    context = {"backend": backend, "model": model_identity(model_dir), "quantization": quantization,
-               "dtype": dtype, "device_map": device_map}
-    journal = GenerationJournal.open(out / JOURNAL_NAME, journal_fingerprint(keys, prompts, seeds, decoding, context))
-    backends = model_backends(model_dir, tokenizer, backend=backend, quantization=quantization, dtype=dtype,
-                              device_map=device_map, seed=seed, vllm=vllm, prompts=prompts,
-                              max_new_tokens=decoding.max_new_tokens, stage=stage)
-    try:
-        with backends as make_backend:
-            generations, counts = generate_with_journal(journal, plan, keys, prompts, seeds, decoding, make_backend)
-    finally:
-        journal.close()
-    return generations, journal.path, counts
 
 
 # ---------------------------------------------------------------- model identity (reads files)

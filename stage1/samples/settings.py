@@ -10,7 +10,7 @@ from typing import Literal
 
 from stage1.core.criteria import CRITERION_NAMES
 from stage1.core.errors import ConfigError
-from stage1.hf.generation import VLLMSettings
+from stage1.hf.vllm_backend import VLLMSettings
 
 
 @dataclass(frozen=True)

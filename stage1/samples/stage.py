@@ -183,9 +183,9 @@ def sample_seeds(keys: Sequence[tuple[str, int]], settings: PolicySettings) -> l
 def _generate(settings: PolicySettings, examples: list[SFTExample], model_dir: Path, backend_name: str, quantization: str,
               out: Path) -> tuple[list[Any], Path, dict[str, int]]:
     """Every sample, through the journal (as ``stage1.sft_data.stage._generate``)."""
-    from stage1.hf.generation import GenerationSettings
+    from stage1.core.generation import GenerationSettings
+    from stage1.hf.backends import generate_journaled
     from stage1.hf.models import load_tokenizer
-    from stage1.io.journal import generate_journaled
 
     keys = sample_keys(examples, settings.k)
     prompts = [render_prompt(example.instruction) for example in examples for _ in range(settings.k)]

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stage1.core.errors import ConfigError
+from stage1.core.generation import GenerationSettings
 from stage1.core.leakage import LeakageSettings
-from stage1.hf.generation import GenerationSettings, VLLMSettings
 from stage1.hf.models import Quantization
+from stage1.hf.vllm_backend import VLLMSettings
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ from typing import Any
 from transformers import TrainerCallback
 
 from stage1.core.errors import TrainingError
+from stage1.core.generation import GenerationSettings
+from stage1.hf.generation import TransformersBackend
+from stage1.io.lineage import ADAPTER_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,6 @@ def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 def checkpoint_problem(path: Path) -> str | None:
     """Why the checkpoint folder ``path`` cannot be resumed from, or None when it can."""
     import zipfile
-
-    from stage1.io.lineage import ADAPTER_WEIGHTS
 
     weights = path / ADAPTER_WEIGHTS
     if weights.exists():
@@ -145,8 +146,6 @@ def loss_history(log_history: list[dict[str, Any]], key: str = "loss") -> list[t
 
 def greedy_completions(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[dict[str, Any]]:
     """Greedy completions through the shared generation backend (string stops, parse_completion)."""
-    from stage1.hf.generation import GenerationSettings, TransformersBackend
-
     model = getattr(model, "module", model)  # a DDP wrapper has no generate()
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=max(1, len(prompts)), do_sample=False)
     return [

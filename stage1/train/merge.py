@@ -28,8 +28,9 @@ from typing import Any
 from stage1.core.errors import TrainingError
 from stage1.core.format import render_completion, render_prompt
 from stage1.core.masking import encode_text
-from stage1.hf.models import eos_info, free_model, load_model, load_tokenizer
-from stage1.io.atomic import give_new_file_mode
+from stage1.core.records import SFTExample
+from stage1.hf.models import eos_info, free_model, load_adapter, load_model, load_tokenizer
+from stage1.io.atomic import atomic_write_json, give_new_file_mode
 from stage1.io.lineage import (
     LINEAGE_NAME,
     Lineage,
@@ -40,7 +41,11 @@ from stage1.io.lineage import (
     write_lineage,
 )
 from stage1.io.manifest import MANIFEST, build_manifest, library_versions, write_manifest
+from stage1.io.records import read_records
+from stage1.train.data import build_sft_rows
+from stage1.train.handoff import FIDELITY_NAME, LoadFidelity, check_fidelity, gain_kept, mean_token_loss
 from stage1.train.settings import TrainingSettings
+from stage1.train.trainer_config import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +202,6 @@ def fidelity_rows(tokenizer, sft_train_path: Path | None, count: int = 64) -> li
     """The first ``count`` (``training.fidelity_rows``) SFT training rows as SFT trained on them (response tokens supervised)."""
     if sft_train_path is None:
         return []
-    from stage1.core.records import SFTExample
-    from stage1.io.records import read_records
-    from stage1.train.data import build_sft_rows
 
     examples = read_records(sft_train_path, SFTExample)[:count]
     return build_sft_rows(tokenizer, examples, max_length=None, overlong="drop", source=sft_train_path).rows
@@ -218,8 +220,6 @@ def measure_trained(model_dir: Path, adapter_dir: Path, lineage: Lineage, probes
                     device_map=None) -> TrainedReference:
     """Probe logits and mean loss of the trained model (base as trained + live adapter), and the
     base's loss (the same weights with the adapter disabled). One load."""
-    from stage1.train.handoff import mean_token_loss
-
     if not logits and not rows:
         return TrainedReference(None, None, None)
     live = load_live_model(model_dir, adapter_dir, lineage, device_map)
@@ -238,8 +238,6 @@ def measure_trained(model_dir: Path, adapter_dir: Path, lineage: Lineage, probes
 
 def training_device_map(settings: TrainingSettings):
     """Where training holds a quantised base (``training_run.load_model_for_training``, one process)."""
-    from stage1.train.trainer_config import resolve_device
-
     if settings.quantization == "none":
         return None
     return {"": 0} if resolve_device(settings) == "cuda" else "cpu"
@@ -262,9 +260,6 @@ def handed_on_loads(settings: TrainingSettings, folder: Path, adapter_dir: Path 
 
 def measure_handed_on(settings: TrainingSettings, reference: TrainedReference, probes, rows, loads) -> list[Any]:
     """Each handed-on model loaded as its stage loads it, scored against ``reference``."""
-    from stage1.hf.models import load_adapter
-    from stage1.train.handoff import LoadFidelity, gain_kept, mean_token_loss
-
     measured = []
     for stage, how in loads:
         model = load_model(how["path"], quantization=how["quantization"], dtype=how["dtype"], device_map=how["device_map"])
@@ -295,9 +290,6 @@ def fidelity_record(settings: TrainingSettings, reference: TrainedReference, mea
 
 def gate_fidelity(settings: TrainingSettings, out: Path, reference: TrainedReference, measured, rows, fix: str) -> dict[str, Any]:
     """Write ``fidelity.json`` in ``out`` and fail closed below ``training.min_sft_gain_kept``."""
-    from stage1.io.atomic import atomic_write_json
-    from stage1.train.handoff import FIDELITY_NAME, check_fidelity
-
     record = fidelity_record(settings, reference, measured, rows)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / FIDELITY_NAME, record)
@@ -350,8 +342,6 @@ def run_handoff(settings: TrainingSettings, *, model_dir: str | Path, adapter_di
         LineageError: the adapter was not trained on ``model_dir``.
         GateError: the loaded model keeps less than ``training.min_sft_gain_kept`` of the SFT gain.
     """
-    from stage1.train.handoff import FIDELITY_NAME
-
     model_dir, adapter_dir, out = Path(model_dir), Path(adapter_dir), Path(out_dir)
     lineage = read_lineage(adapter_dir)
     assert lineage is not None

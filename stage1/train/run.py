@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import TrainingError
+from stage1.core.format import render_prompt
 from stage1.hf.models import EosInfo, load_model
 from stage1.io.atomic import atomic_write_json, give_new_file_mode
 from stage1.io.hashing import sha256_file
@@ -63,7 +64,6 @@ def sampler(settings: TrainingSettings, tokenizer, instructions: list[str]) -> S
     """The periodic greedy-sample callback, or None when ``sample_every_steps`` is 0."""
     if settings.sample_every_steps <= 0 or not instructions:
         return None
-    from stage1.core.format import render_prompt
 
     prompts = [render_prompt(text) for text in instructions]
 

@@ -17,9 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.records import SFTExample
+from stage1.hf.lora import build_lora_config, check_trained_modules
+from stage1.hf.models import eos_info, load_tokenizer
 from stage1.io.records import read_records
-from stage1.train.data import build_sft_rows
+from stage1.train import run
+from stage1.train.callbacks import NonFiniteLossGuard, quiet_trainer
+from stage1.train.data import SFTRows, build_sft_rows
 from stage1.train.settings import TrainingSettings
+from stage1.train.step_plan import log_step_plan, step_plan
+from stage1.train.trainer_config import check_effective_batch, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +36,6 @@ def build_sft_trainer(*, model, tokenizer, rows: list[dict], sft_config, lora_co
     """An SFTTrainer on pre-tokenized rows with a fresh LoRA; no formatting_func, ever."""
     from datasets import Dataset
     from trl import SFTTrainer
-
-    from stage1.train.callbacks import quiet_trainer
 
     trainer = SFTTrainer(
         model=model,
@@ -81,13 +85,6 @@ def run_train_sft(
     """
     from trl import SFTConfig
 
-    from stage1.hf.lora import build_lora_config, check_trained_modules
-    from stage1.hf.models import eos_info, load_tokenizer
-    from stage1.train import run
-    from stage1.train.callbacks import NonFiniteLossGuard
-    from stage1.train.step_plan import log_step_plan, step_plan
-    from stage1.train.trainer_config import check_effective_batch, resolve_device
-
     out = Path(out_dir)
     device = resolve_device(settings)
     sft_config = run.build_config(SFTConfig, sft_args, "sft", settings, device, out, seed)
@@ -112,15 +109,20 @@ def run_train_sft(
         trained_modules=check_trained_modules(trainer.model, lora_config, model.config.num_hidden_layers), batch=batch,
     )
     outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
-    counts = {
-        "rows_read": len(examples),
+    counts = _counts(len(examples), prepared, trainer.state.global_step)
+    extra = {**outcome, "dropped_ids": list(prepared.dropped_ids[:50]), "samples": sampler.samples if sampler else [],
+             "step_plan": steps.to_dict()}
+    return run.finish(trainer, facts, counts=counts, extra=extra)
+
+
+def _counts(rows_read: int, prepared: SFTRows, steps: int) -> dict[str, Any]:
+    """The manifest's counts: rows read, trained and dropped (by reason), tokens, optimizer steps."""
+    return {
+        "rows_read": rows_read,
         "rows_trained": len(prepared.rows),
         "dropped_overlong": len(prepared.dropped_ids),
         "dropped_by_reason": prepared.dropped,
         "supervised_tokens": prepared.supervised_tokens,
         "tokens": prepared.total_tokens,
-        "steps": trainer.state.global_step,
+        "steps": steps,
     }
-    extra = {**outcome, "dropped_ids": list(prepared.dropped_ids[:50]), "samples": sampler.samples if sampler else [],
-             "step_plan": steps.to_dict()}
-    return run.finish(trainer, facts, counts=counts, extra=extra)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from stage1.core.generation import GenerationSettings
 from stage1.core.seeds import row_seed
-from stage1.hf.generation import GenerationSettings, TransformersBackend
+from stage1.hf.generation import TransformersBackend
 from stage1.io.journal import JOURNAL_NAME, parse_journal
 from stage1.sft_data.settings import SFTDataSettings
 from stage1.sft_data.stage import run_sft_data

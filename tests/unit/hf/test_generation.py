@@ -6,15 +6,17 @@ import pytest
 import torch
 
 from stage1.core.format import STOP_END, STOP_EOS, STOP_MAX_TOKENS, STOP_RUNAWAY, render_prompt
-from stage1.core.masking import encode_text
-from stage1.hf.generation import (
+from stage1.core.generation import (
     GenerationSettings,
-    TransformersBackend,
     batches_by_length,
     build_fewshot_prompt,
     check_prompt_ids,
+    longest_prompt_tokens,
     read_generation,
 )
+from stage1.core.masking import encode_text
+from stage1.hf.generation import TransformersBackend
+from stage1.hf.vllm_backend import VLLMSettings, vllm_max_model_len
 from tests.scripted_model import load_scripted
 
 # prompt -> the completion the scripted model writes (then eos, unless a stop string fires first)
@@ -210,7 +212,7 @@ def test_vllm_generates_with_the_same_stops_and_parsing(tiny_model_dir, qwen_tok
     pytest.importorskip("vllm", reason="vllm is an optional extra (pip install -e '.[vllm]')")
     if not torch.cuda.is_available():
         pytest.skip("vLLM needs a CUDA GPU")
-    from stage1.hf.generation import VLLMBackend
+    from stage1.hf.vllm_backend import VLLMBackend
 
     backend = VLLMBackend(str(tiny_model_dir), qwen_tokenizer, gpu_memory_utilization=0.2, enforce_eager=True)
     results = backend.generate([render_prompt("Capital of France?")], GenerationSettings(max_new_tokens=8))
@@ -223,17 +225,16 @@ def test_vllm_generates_with_the_same_stops_and_parsing(tiny_model_dir, qwen_tok
 def test_every_generating_stage_sizes_its_vllm_engine_for_its_own_prompts(qwen_tokenizer, monkeypatch, stage):
     """SFT data and the samples stage share one backend factory: the engine gets max_model_len from
     the stage's longest prompt + max_new_tokens (never the model's 131,072) and is checked to fit first."""
-    import stage1.hf.generation as generation
-    import stage1.hf.memplan as memplan
+    import stage1.hf.backends as backends
 
     started, checked = [], []
-    monkeypatch.setattr(generation, "VLLMBackend", lambda path, tokenizer, **engine: started.append(engine) or "engine")
-    monkeypatch.setattr(memplan, "check_engine_fits", lambda *args: checked.append(args))
+    monkeypatch.setattr(backends, "VLLMBackend", lambda path, tokenizer, **engine: started.append(engine) or "engine")
+    monkeypatch.setattr(backends, "check_engine_fits", lambda *args: checked.append(args))
     prompts = ["Instruction: Hi?\nResponse:", "Instruction: " + "word " * 40 + "\nResponse:"]
-    settings = generation.VLLMSettings(max_num_seqs=8)
-    with generation.model_backends("model", qwen_tokenizer, backend="vllm", quantization="none", dtype="bfloat16", device_map=None,
+    settings = VLLMSettings(max_num_seqs=8)
+    with backends.model_backends("model", qwen_tokenizer, backend="vllm", quantization="none", dtype="bfloat16", device_map=None,
                                    seed=3, vllm=settings, prompts=prompts, max_new_tokens=48, stage=stage) as make_backend:
         assert started == [] and make_backend() == "engine"
-    longest = generation.longest_prompt_tokens(qwen_tokenizer, prompts)
-    assert started[0]["max_model_len"] == generation.vllm_max_model_len(longest, 48) < 131072
+    longest = longest_prompt_tokens(qwen_tokenizer, prompts)
+    assert started[0]["max_model_len"] == vllm_max_model_len(longest, 48) < 131072
     assert started[0]["max_num_seqs"] == 8 and checked and checked[0][-1] == stage

@@ -9,20 +9,25 @@ from types import SimpleNamespace
 import pytest
 
 from stage1.core.errors import ConfigError
-from stage1.hf.memplan import (
+from stage1.hf.memory_estimate import (
     GIB,
     NF4_BITS,
-    ModelShape,
+    VLLM_RUNTIME_GIB,
+    GenerationWorkload,
     Workload,
     activation_gib,
     check_fits,
-    count_parameters_on_meta,
-    plan_for_config,
+    check_vllm_fits,
+    kv_bytes_per_token,
+    plan_generation,
     plan_memory,
     plan_training,
-    read_architecture,
+    plan_vllm,
     weight_gib,
 )
+from stage1.hf.memplan import check_engine_fits, plan_for_config
+from stage1.hf.model_shape import ModelShape, count_parameters_on_meta, read_architecture
+from stage1.hf.vllm_backend import VLLMSettings
 from stage1.train.settings import TrainingSettings
 
 ARCH_32B = Path(__file__).resolve().parents[3] / "stage1" / "presets" / "architectures" / "qwen2.5-32b.json"
@@ -152,8 +157,6 @@ def test_plan_for_config_reads_the_sections(tmp_path):
 
 
 def test_generation_kv_cache_by_hand(qwen32b):
-    from stage1.hf.memplan import GenerationWorkload, plan_generation
-
     work = GenerationWorkload(stage="eval", quantization="none", dtype="bfloat16", batch_size=16, total_tokens=1024)
     plan = plan_generation(qwen32b, work)
     # 64 layers x (k and v) x 8 heads x 128 dims x 16 sequences x 1024 tokens x 2 bytes = 4 GiB
@@ -162,22 +165,16 @@ def test_generation_kv_cache_by_hand(qwen32b):
 
 
 def test_qwen25_32b_keeps_256_kib_of_kv_per_token(qwen32b):
-    from stage1.hf.memplan import kv_bytes_per_token
-
     assert kv_bytes_per_token(qwen32b, "bfloat16") == 64 * 8 * 128 * 2 * 2 == 256 * 1024
 
 
 def _vllm(**changes):
-    from stage1.hf.memplan import GenerationWorkload
-
     values = {"stage": "sft_data", "quantization": "none", "dtype": "bfloat16", "total_tokens": 1024, "backend": "vllm",
               "gpu_memory_utilization": 0.9, "max_num_seqs": 32, "section": "sft_data"}
     return GenerationWorkload(**{**values, **changes})
 
 
 def test_vllm_reserves_its_share_and_the_kv_cache_is_what_is_left_after_the_weights(qwen32b):
-    from stage1.hf.memplan import VLLM_RUNTIME_GIB, plan_vllm
-
     plan = plan_vllm(qwen32b, _vllm(), 80.0)
     assert plan.total_gib == pytest.approx(72.0), "0.9 x 80 GiB, reserved up front whatever the model"
     assert plan.parts["weights"] == pytest.approx(weight_gib(qwen32b, "none", "bfloat16"), abs=1e-3)
@@ -191,8 +188,6 @@ def test_vllm_reserves_its_share_and_the_kv_cache_is_what_is_left_after_the_weig
 
 
 def test_vllm_with_the_model_s_whole_context_is_refused_naming_the_setting(qwen32b):
-    from stage1.hf.memplan import check_vllm_fits
-
     with pytest.raises(ConfigError, match="131072 needs 32.00 GiB") as raised:
         check_vllm_fits(qwen32b, _vllm(total_tokens=131072), 80.0)
     assert raised.value.field == "sft_data.vllm.max_model_len"
@@ -215,9 +210,6 @@ def test_plan_refuses_a_vllm_stage_whose_kv_cache_cannot_hold_one_sequence(capsy
 
 
 def test_the_engine_is_checked_against_the_real_prompts_before_it_starts(tmp_path):
-    from stage1.hf.generation import VLLMSettings
-    from stage1.hf.memplan import check_engine_fits
-
     (tmp_path / "config.json").write_text(ARCH_32B.read_text())
     plan = check_engine_fits(tmp_path, "none", "bfloat16", VLLMSettings(), 512, None, "eval", gpu_gib=80.0)
     assert plan.stage == "eval"

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stage1.core.errors import InputError
+from stage1.core.generation import Generation, GenerationSettings
 from stage1.core.seeds import row_seed
-from stage1.hf.generation import Generation, GenerationSettings
 from stage1.io.journal import (
     JOURNAL_NAME,
     STALE_NAME,

@@ -1,0 +1,261 @@
+"""The table of stages, in run order, and the ``--in`` checks and help read from it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from stage1.config.load import PipelineConfig
+from stage1.core.errors import ConfigError
+from stage1.io.layout import (
+    ADAPTER_DIR,
+    CHART_FILE,
+    DPO_ARM_SOURCES,
+    MANIFEST,
+    MODEL_WEIGHTS_FILE,
+    NEGATIVES_FILE,
+    PAIRS_EVAL_FILE,
+    PAIRS_TRAIN_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SFT_HELDOUT_FILE,
+    SFT_TRAIN_FILE,
+    TOKENIZER_FILE,
+    RunLayout,
+    dpo_arm,
+)
+from stage1.stages import entries
+from stage1.stages.spec import StageInput, StageSpec
+
+# ---------------------------------------------------------------- where inputs lie, what fingerprints cover
+
+
+def _data_file(key: str) -> Callable[[RunLayout, PipelineConfig], Path]:
+    return lambda layout, config: Path(getattr(config.data, key))
+
+
+def _model(layout: RunLayout, config: PipelineConfig) -> Path:
+    return layout.model
+
+
+def _sft_train(layout: RunLayout, config: PipelineConfig) -> Path:
+    return layout.sft_train
+
+
+def _generates(config: PipelineConfig) -> bool:
+    return config.sft_data.source == "model"
+
+
+def _evaluated(layout: RunLayout, config: PipelineConfig) -> dict[str, Path]:
+    """What evaluation reads from a run: the variants' models and adapters, and the training files
+    its leakage gate checks the items against."""
+    parts = {"model": layout.model, "merged": layout.merged, "dpo": layout.adapter("dpo"),
+             "sft_train": layout.sft_train, "pairs_train": layout.pairs_train}
+    if config.training.dpo_only:
+        parts["dpo_only"] = layout.adapter("dpo_only")
+    for source in config.training.dpo_arms:
+        parts[dpo_arm(source)] = layout.adapter(dpo_arm(source))
+    return parts
+
+
+def _eval_settings(config: PipelineConfig) -> Any:
+    """The evaluation settings as this run applies them (``settings_for_run``: the arms' variants and
+    comparisons only where arms are trained, so a run without arms keeps its fingerprint)."""
+    from stage1.eval.settings import settings_for_run
+
+    return settings_for_run(config.eval, config.training.dpo_arms)
+
+
+def _training_settings(section: str) -> Callable[[PipelineConfig], dict[str, Any]]:
+    return lambda config: {"training": config.training.recorded(), section: config.section(section), "lora": config.lora,
+                           "seed": config.run.seed}
+
+
+def _dpo_arm_settings(source: str) -> Callable[[PipelineConfig], dict[str, Any]]:
+    return lambda config: {**_training_settings("dpo")(config), "negative_source": source}
+
+
+def _pairs_settings(config: PipelineConfig) -> Any:
+    """The pairs settings, and under policy or mixed negatives the source and share too (a rules-only
+    run keeps the fingerprint it had before negative sources existed)."""
+    if config.negatives.source == "rules":
+        return config.pairs
+    return {"pairs": config.pairs, "negatives_source": config.negatives.source, "policy_share": config.negatives.policy_share,
+            "selection_criteria": config.negatives.policy.selection_criteria}
+
+
+def _dpo_start(layout: RunLayout, config: PipelineConfig) -> Path:
+    """The model DPO loads: the merged SFT model, or the base under ``sft_handoff: adapter``."""
+    return layout.model if config.training.sft_handoff == "adapter" else layout.merged
+
+
+# ---------------------------------------------------------------- the table
+
+
+EVAL_ITEMS = StageInput(
+    "eval_items", "held-out evaluation items (e.g. stage1/pools/eval/items.jsonl): the leakage gate checks against them",
+    _data_file("eval_items"), external=True,
+)
+BASE_MODEL = StageInput("model", "the base model folder (safetensors, config.json, tokenizer)", _model, stage="model")
+PAIR_FILES = (
+    StageInput("train", "training preference pairs (pairs/train.jsonl: prompt, chosen, rejected)", lambda layout, config: layout.pairs_train, stage="pairs"),
+    StageInput("eval", "held-out preference pairs (pairs/eval.jsonl)", lambda layout, config: layout.pairs_eval, stage="pairs"),
+)
+#: What ``dpo`` and each DPO arm read.
+DPO_INPUTS = (
+    StageInput("model", "the model DPO starts from (the merged SFT model; the base with sft_handoff: adapter)", _dpo_start, stage="merge"),
+    *PAIR_FILES,
+    StageInput("sft_adapter", "the SFT adapter DPO trains on (sft/adapter; sft_handoff: adapter)",
+               lambda layout, config: layout.sft_adapter, required=False, stage="sft",
+               # Read only when DPO continues it; after a merge, DPO reads the merged model.
+               read=lambda config: config.training.sft_handoff == "adapter"),
+)
+
+
+def _dpo_arm_spec(source: str) -> StageSpec:
+    """A DPO arm (``training.dpo_arms``): ``dpo`` again, from the same SFT model (its reference), on
+    ``source``'s pairs of each split only, into its own folder."""
+    return StageSpec(
+        dpo_arm(source), None, f"a DPO arm: the same DPO from the SFT model on the {source} pairs only (training.dpo_arms)",
+        outputs=(ADAPTER_DIR, MANIFEST), inputs=DPO_INPUTS, settings=_dpo_arm_settings(source), entry=entries.train_dpo_arm(source),
+        enabled=lambda config: source in config.training.dpo_arms,
+    )
+
+
+def _model_settings(config: PipelineConfig) -> dict[str, Any]:
+    """The tiny model's seed, and its kind when it is the organism (a random-weight run keeps the
+    fingerprint it had before the organism existed)."""
+    settings: dict[str, Any] = {"tiny_seed": config.model.tiny_seed}
+    if config.model.tiny != "random":
+        settings["tiny"] = config.model.tiny
+    return settings
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec(
+        "model", None, "the tiny offline Qwen2 base model (random or the organism, model.tiny), built when model.path is not set",
+        outputs=(MODEL_WEIGHTS_FILE, TOKENIZER_FILE), inputs=(),
+        settings=_model_settings, entry=entries.build_model,
+        enabled=lambda config: config.model.path is None,
+    ),
+    StageSpec(
+        "sft_data", "sft-data", "SFT examples: instructions with responses, filtered and split",
+        outputs=(SFT_TRAIN_FILE, SFT_HELDOUT_FILE, MANIFEST),
+        inputs=(
+            StageInput("instructions", "the instruction pool (JSONL, JSON, CSV or a datasets folder; with responses when sft_data.source=file)",
+                       _data_file("instructions"), external=True),
+            EVAL_ITEMS,
+            StageInput("model", "the base model that writes responses (sft_data.source=model)", _model, required=False, stage="model",
+                       read=_generates),
+            StageInput("exemplars", "few-shot exemplars for sft_data.source=model (default: data.exemplars)",
+                       _data_file("exemplars"), required=False, external=_generates, read=_generates),
+        ),
+        settings=lambda config: config.sft_data, entry=entries.sft_data,
+    ),
+    StageSpec(
+        "sft", "train-sft", "LoRA/QLoRA SFT with the loss on the response and END",
+        outputs=(ADAPTER_DIR, MANIFEST),
+        inputs=(BASE_MODEL, StageInput("train", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data")),
+        settings=_training_settings("sft"), entry=entries.train_sft,
+    ),
+    StageSpec(
+        "merge", "merge", "the SFT model handed on: merged into the 16-bit base (or kept as its adapter), checked as DPO and eval load it",
+        outputs=(MANIFEST,),  # merged weights with sft_handoff: merge, fidelity.json with either; the manifest comes last
+        inputs=(BASE_MODEL, StageInput("adapter", "the SFT adapter folder (sft/adapter)", lambda layout, config: layout.sft_adapter, stage="sft"),
+                StageInput("sft_train", "SFT training examples the hand-off check scores (needed for QLoRA and sft_handoff: adapter)",
+                           _sft_train, required=False, stage="sft_data")),
+        settings=lambda config: {"training": config.training.recorded(), "eval_dtype": config.eval.dtype}, entry=entries.merge,
+    ),
+    StageSpec(
+        "negatives", "negatives", "rule-based negatives of five kinds",
+        outputs=(NEGATIVES_FILE, MANIFEST),
+        inputs=(StageInput("sft", "SFT training examples (sft_data/train.jsonl)", _sft_train, stage="sft_data"),),
+        settings=lambda config: {"negatives": config.negatives, "seed": config.run.seed}, entry=entries.negatives,
+        enabled=lambda config: config.negatives.source != "policy",
+    ),
+    StageSpec(
+        "samples", "samples", "k samples per training instruction from the merged SFT model, scored by the criteria: policy negatives",
+        outputs=("samples.jsonl", "negatives.jsonl", MANIFEST),
+        inputs=(
+            StageInput("sft", "SFT training examples (sft_data/train.jsonl): the instructions and reference answers", _sft_train,
+                       stage="sft_data"),
+            StageInput("model", "the merged SFT model that samples (merged/)", lambda layout, config: layout.merged, stage="merge"),
+        ),
+        settings=lambda config: {"policy": config.negatives.policy, "quantization": config.training.quantization,
+                                 "backend": config.run.generation_backend},
+        entry=entries.samples, enabled=lambda config: config.negatives.source != "rules",
+    ),
+    StageSpec(
+        "pairs", "pairs", "DPO preference pairs (train / eval), split by instruction",
+        outputs=(PAIRS_TRAIN_FILE, PAIRS_EVAL_FILE, MANIFEST),
+        inputs=(
+            StageInput("sft", "SFT training examples (sft_data/train.jsonl): the chosen responses", _sft_train, stage="sft_data"),
+            StageInput("negatives", "rule-made negatives (negatives/negatives.jsonl): the rejected responses (negatives.source rules or mixed)",
+                       lambda layout, config: layout.negatives, required=False, stage="negatives"),
+            StageInput("policy_negatives", "policy negatives (samples/negatives.jsonl; negatives.source policy or mixed)",
+                       lambda layout, config: layout.policy_negatives, required=False, stage="samples"),
+            # The tokenizer only measures lengths, but another model folder is another tokenizer.
+            StageInput("model", "a model folder whose tokenizer measures pair lengths", _model),
+            EVAL_ITEMS,
+        ),
+        settings=_pairs_settings, entry=entries.pairs,
+    ),
+    StageSpec(
+        "dpo", "train-dpo", "DPO from the SFT model, which is its reference (merged, or the SFT adapter trained on)",
+        outputs=(ADAPTER_DIR, MANIFEST),
+        inputs=DPO_INPUTS,
+        settings=_training_settings("dpo"), entry=entries.train_dpo_chain, also=("dpo_only", *map(dpo_arm, DPO_ARM_SOURCES)),
+    ),
+    StageSpec(
+        "dpo_only", None, "the DPO-only baseline: the same DPO on the raw base",
+        outputs=(ADAPTER_DIR, MANIFEST),
+        inputs=(BASE_MODEL, *PAIR_FILES),
+        settings=_training_settings("dpo"), entry=entries.train_dpo, enabled=lambda config: config.training.dpo_only,
+    ),
+    *(_dpo_arm_spec(source) for source in DPO_ARM_SOURCES),
+    StageSpec(
+        "eval", "evaluate", "every variant on the held-out items, scored, compared, reported",
+        outputs=(RESULTS_FILE, REPORT_FILE, CHART_FILE, MANIFEST),
+        inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir,
+                           parts=_evaluated), EVAL_ITEMS),
+        settings=_eval_settings, entry=entries.evaluate,
+        upstream=("model", "sft_data", "merge", "pairs", "dpo", "dpo_only", *map(dpo_arm, DPO_ARM_SOURCES)),
+    ),
+)
+STAGES_BY_NAME = {spec.name: spec for spec in STAGES}
+#: Every stage name, in run order; ``--force`` and ``only`` name stages from this list.
+STAGE_NAMES = tuple(spec.name for spec in STAGES)
+#: CLI subcommand -> stage.
+STAGE_COMMANDS = {spec.command: spec.name for spec in STAGES if spec.command}
+
+
+# ---------------------------------------------------------------- --in names
+
+
+def inputs_help(stage: str) -> str:
+    """The ``--in`` names a stage reads, one line each, for its ``--help``."""
+    spec = STAGES_BY_NAME[stage]
+    lines = [f"  --in {item.name}=PATH  {'(required)' if item.required else '(optional)'} {item.help}" for item in spec.inputs]
+    return "inputs (with --out, the stage runs on these files instead of a run directory):\n" + "\n".join(lines)
+
+
+def check_stage_inputs(stage: str, names: Iterable[str]) -> None:
+    """Refuse input names the stage does not read, and missing required ones.
+
+    Raises:
+        ConfigError: naming the unknown or missing names and every name the stage takes.
+    """
+    spec = STAGES_BY_NAME[stage]
+    required, optional = spec.required_inputs, spec.optional_inputs
+    takes = ", ".join(required) + (f" (optional: {', '.join(optional)})" if optional else "")
+    given = list(names)
+    unknown = [name for name in given if name not in required + optional]
+    if unknown:
+        raise ConfigError(f"this stage reads no input named {', '.join(map(repr, unknown))}", field="--in", hint=f"it takes: {takes}")
+    missing = [name for name in required if name not in given]
+    if missing:
+        hint = f"this stage reads: {takes}"
+        if "eval_items" in missing:
+            hint += f"; eval_items are the {EVAL_ITEMS.help}"
+        raise ConfigError(f"missing --in for {', '.join(missing)}", field="--in", hint=hint)
