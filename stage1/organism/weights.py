@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stage1.hf.tiny import ENDOFTEXT, SPECIAL_TOKENS, build_qwen2_tokenizer
 from stage1.organism.facts import Fact
 from stage1.organism.train import FULL_VOCAB, export_check, export_full, pretrain, token_rows
 
@@ -67,8 +68,6 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     """Pretrain on ``plan`` (from ``organism_plan``) and save the full-vocabulary model to ``folder``."""
     import torch
     from transformers import GenerationConfig
-
-    from stage1.hf.tiny import ENDOFTEXT, SPECIAL_TOKENS, build_qwen2_tokenizer
 
     shape, eos = plan["shape"], SPECIAL_TOKENS[ENDOFTEXT]
     tokenizer = build_qwen2_tokenizer()

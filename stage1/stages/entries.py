@@ -7,22 +7,20 @@ torch, transformers and TRL, and the CLI reads the table for every ``--help``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import ConfigError
 from stage1.io.layout import RunLayout
+from stage1.organism.build import build_organism  # light: torch is imported only when it trains
 from stage1.stages.spec import StageCall
 
 
 def build_model(call: StageCall) -> Any:
     model = call.config.model
     if model.tiny == "organism":
-        import logging
-
-        from stage1.organism.build import build_organism
-
         return build_organism(call.out_dir, seed=model.tiny_seed, log=logging.getLogger("stage1.organism").info)
     from stage1.hf.tiny import build_tiny_qwen
 
