@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stage1.eval.report_summary import summary_section
 from stage1.eval.summary import POOLED_CATEGORY
 
 MAX_FLIPS_SHOWN = 10
@@ -328,9 +329,10 @@ def arms_section(results: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The whole report: setup, skipped variants, rates, comparisons by family with what each can detect,
+    """The whole report: a summary, setup, skipped variants, rates, comparisons by family with what each can detect,
     lengths, pair lengths by kind (when the training pairs were read), categories, flips."""
     lines = ["# Evaluation report", ""]
+    lines += summary_section(results) + [""]
     lines += setup_section(results)
     skipped = results.get("skipped_variants", {})
     lines += ["", "## Skipped", ""]

@@ -311,3 +311,63 @@ def test_pair_lengths_are_read_from_the_training_pairs_and_reported(tmp_path, re
                                          "median_chosen_words": 2.0, "median_rejected_words": 6.0}}
     section = markdown_section(render_markdown({**results, "pair_lengths": lengths}), "## Preference pairs: length by negative kind")
     assert table_rows(section) == [["verbose_vague", "3", "100%", "0%", "2.0", "6.0"]]
+
+
+# ---------------------------------------------------------------- the summary and the chart
+
+
+def test_the_report_opens_with_a_summary_of_what_improved_got_worse_and_cannot_be_detected(results):
+    markdown = render_markdown(results)
+    lines = markdown.split("\n")
+    assert lines[2] == "## Summary" and lines.index("## Summary") < lines.index("## Setup")
+    summary = markdown_section(markdown, "## Summary")
+    text = "\n".join(summary)
+    improved = summary[summary.index("- **Improved:**") + 1: summary.index("- **Got worse:**")]
+    worse = summary[summary.index("- **Got worse:**") + 1: summary.index("- **Cannot detect:**")]
+    up = [c for c in results["comparisons"] if c["significant"] and c["lift"] > 0]
+    down = [c for c in results["comparisons"] if c["significant"] and c["lift"] < 0]
+    assert len([line for line in improved if line.startswith("  - ") and "nothing" not in line]) == min(len(up), 8)
+    for c in up[:8]:
+        assert any(f"{c['before']} → {c['after']}: {c['criterion']} +{100 * c['lift']:.1f} pts" in line for line in improved)
+    assert worse == ["  - nothing significant"] if not down else len(worse) >= 1
+    assert "base → sft:" in text and "one seed" in text and "not its quality" in text
+    assert "- **Model:** not recorded" in text  # this fixture's responses were scored without the models
+
+
+def test_the_summary_says_which_model_it_ran_on_and_that_a_tiny_one_proves_nothing(results):
+    from stage1.eval.report_summary import describe_model, summary_section
+
+    tiny = {"model_type": "qwen2", "num_hidden_layers": 2, "hidden_size": 64, "weights_bytes": 2_400_000}
+    text = describe_model(tiny, "runs/tiny/model")
+    assert text.startswith("`runs/tiny/model`: qwen2, 2 layers, hidden size 64, 2.4 MB of weights") and "test model" in text
+    real = {"model_type": "qwen2", "num_hidden_layers": 64, "hidden_size": 5120, "name_or_path": "Qwen/Qwen2.5-32B"}
+    assert "test model" not in describe_model(real, "/models/qwen32b") and "from Qwen/Qwen2.5-32B" in describe_model(real, "/m")
+    described = {**results, "provenance": {**results["provenance"], "variants": {"base": {"model_dir": "m", "model": tiny}}}}
+    assert any("`m`: qwen2, 2 layers" in line for line in summary_section(described))
+
+
+def test_chart_labels_give_n_and_stay_short():
+    from stage1.eval.report import LABEL_WIDTH, chart_label
+
+    label = chart_label("no_unwarranted_refusal", 241)
+    assert label.split("\n")[-1] == "n=241" and all(len(line) <= LABEL_WIDTH for line in label.split("\n")[:-1])
+    assert chart_label("on_topic", 5) == "on topic\nn=5"
+
+
+def test_a_zero_rate_is_drawn_and_marked(results, monkeypatch):
+    """A variant at 0% on a criterion gets a visible hatched bar and a "0%" mark, not an empty slot."""
+    import copy
+
+    from matplotlib.axes import Axes
+
+    from stage1.eval.report import ZERO_BAR, render_chart_png
+
+    zeroed = copy.deepcopy(results)
+    name = zeroed["criteria"][0]
+    zeroed["rates"]["base"][name] = {**zeroed["rates"]["base"][name], "successes": 0, "rate": 0.0, "low": 0.0, "high": 0.2}
+    bars, texts = [], []
+    original_bar, original_text = Axes.bar, Axes.text
+    monkeypatch.setattr(Axes, "bar", lambda self, x, height, *a, **k: bars.append((list(height), k.get("hatch"))) or original_bar(self, x, height, *a, **k))
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: texts.append(s) or original_text(self, x, y, s, *a, **k))
+    assert render_chart_png(zeroed)[:4] == b"\x89PNG"
+    assert ([ZERO_BAR], "///") in bars and "0%" in texts
