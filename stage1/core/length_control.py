@@ -33,6 +33,7 @@ from stage1.core.stats import normal_cdf
 PSEUDO_WEIGHT = 0.5  # pseudo-observations each way at x = 0
 GAMMA_RIDGE = 1e-6
 MAX_ITERATIONS = 100
+Z_95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ class LengthControlled:
 
     ``lift`` is the lift at equal length as a rate, ``psi · (2·logistic(beta) − 1)`` with ``psi``
     the discordant share of the ``n`` items: the expected ``(wins − losses) / n`` had the two
-    responses been equally long. ``length_slope`` is ``gamma`` (log-odds per unit of log length ratio).
+    responses been equally long; ``low``/``high`` map ``beta ± 1.96·se`` the same way (95%). When
+    the lengths separate the outcomes (every win longer, every loss shorter) the interval spans
+    nearly ``[-psi, psi]``: length and variant cannot be told apart on these items.
+    ``length_slope`` is ``gamma`` (log-odds per unit of log length ratio).
     """
 
     n: int
@@ -50,6 +54,8 @@ class LengthControlled:
     se: float
     p_value: float
     lift: float
+    low: float
+    high: float
     length_slope: float
 
 
@@ -103,5 +109,7 @@ def length_controlled(n: int, wins: Sequence[float], losses: Sequence[float]) ->
     beta, gamma, inverse = _fit(rows)
     se = math.sqrt(max(inverse[0][0], 0.0))
     p_value = min(1.0, 2 * normal_cdf(-abs(beta) / se)) if se > 0 else 1.0
-    lift = discordant / n * (2 * _logistic(beta) - 1)
-    return LengthControlled(n=n, discordant=discordant, log_odds=beta, se=se, p_value=p_value, lift=lift, length_slope=gamma)
+    psi = discordant / n
+    low, high = (psi * (2 * _logistic(beta + sign * Z_95 * se) - 1) for sign in (-1, 1))
+    return LengthControlled(n=n, discordant=discordant, log_odds=beta, se=se, p_value=p_value, lift=psi * (2 * _logistic(beta) - 1),
+                            low=low, high=high, length_slope=gamma)

@@ -141,16 +141,19 @@ def length_section(results: dict[str, Any]) -> list[str]:
               "Every discordant item of each significant comparison, in a paired (conditional) logistic model of which way "
               "it went on the log ratio of the two responses' word counts: the lift at equal length, and its Wald p. "
               "No item is dropped for its length, so the control does not select on what the variant changed; a lift "
-              "that shrinks toward 0 here came with longer (or shorter) answers."]
+              "that shrinks toward 0 here came with longer (or shorter) answers. An interval as wide as the lift itself "
+              "means the lengths separate the outcomes (every win came with a longer answer): length and variant cannot "
+              "be told apart on these items."]
     if not significant:
         return lines + ["", "No significant comparison."]
     rows = []
     for c in significant:
         m = c["length_controlled"]
         rows.append([f"{c['before']} → {c['after']}", c["criterion"], str(c["n"]), format_points(c["lift"]), str(m["discordant"]),
-                     format_points(m["lift"]), format_p(m["p_value"]), f"{m['length_slope']:+.2f}"])
+                     format_points(m["lift"]), f"[{format_points(m['low'])}, {format_points(m['high'])}]", format_p(m["p_value"]),
+                     f"{m['length_slope']:+.2f}"])
     return lines + [""] + table(["before → after", "criterion", "n", "lift (pts)", "discordant", "lift at equal length (pts)",
-                                 "p at equal length", "length slope (log-odds)"], rows)
+                                 "95% interval", "p at equal length", "length slope (log-odds)"], rows)
 
 
 def pair_length_section(pair_lengths: dict[str, dict[str, Any]]) -> list[str]:

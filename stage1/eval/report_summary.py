@@ -74,10 +74,11 @@ def _cannot_detect(results: dict[str, Any]) -> list[str]:
         known = [c["detectable_lift"] for c in cells if c.get("detectable_lift") is not None]
         blind = [c["criterion"] for c in cells if c.get("detectable_lift") is None]
         text = f"{pair[0]} → {pair[1]}: "
-        text += (f"lifts under {100 * min(known):.1f}–{100 * max(known):.1f} points (by criterion)" if known
-                 else "no lift on any criterion") + " at 80% power after the family's correction"
-        if blind:
-            text += f"; no lift at all on {', '.join(blind)} (too few items that changed)"
+        if known:
+            text += f"lifts under {100 * min(known):.1f}–{100 * max(known):.1f} points (by criterion) at 80% power after the family's correction"
+            text += f"; no lift at all on {', '.join(blind)} (too few items that changed)" if blind else ""
+        else:
+            text += "no lift on any criterion (too few items that changed)"
         lines.append(text)
     seeds = results.get("seeds")
     if not seeds or len(seeds) < 2:

@@ -116,7 +116,7 @@ def controlled_cell(ids: Sequence[str], before: Sequence[int], after: Sequence[i
     result = length_controlled(len(ids), wins, losses)
     if result is None:
         return None
-    return {"lift": result.lift, "log_odds": result.log_odds, "se": result.se, "p_value": result.p_value,
+    return {"lift": result.lift, "low": result.low, "high": result.high, "log_odds": result.log_odds, "se": result.se, "p_value": result.p_value,
             "length_slope": result.length_slope, "discordant": result.discordant}
 
 

@@ -87,3 +87,12 @@ def test_every_discordant_item_going_one_way_stays_finite_and_none_without_disco
     assert length_controlled(50, [], []) is None
     with pytest.raises(ValueError):
         length_controlled(1, [0.0, 0.0], [])
+
+
+def test_the_interval_says_when_length_and_variant_cannot_be_told_apart():
+    """Every win with a longer answer, every loss with a shorter one: the interval spans nearly
+    the whole discordant share; with equal lengths it is narrow and excludes 0."""
+    separated = length_controlled(200, [1.0] * 60, [-1.0] * 20)
+    assert separated.high - separated.low > 0.7 * 80 / 200
+    clear = length_controlled(200, [0.0] * 60, [0.0] * 20)
+    assert 0 < clear.low < clear.lift < clear.high < 80 / 200
