@@ -6,8 +6,9 @@ items, the outcomes form a crossed design: ``d[s][i]`` = after − before (−1,
 variance is estimated with both (the pigeonhole estimator of Owen 2007 for crossed random
 effects): ``var(seed means) / S + var(item means) / I``, sample variances of the per-seed means
 over items and of the per-item means over seeds. It counts the interaction term twice, so it errs
-on the wide side. The interval is the mean ± ``t(S − 1)`` times its square root: with few seeds the
-seed term is estimated from ``S − 1`` degrees of freedom. Pooling the ``S·I`` pairs as independent
+on the wide side. The interval is the mean ± ``t`` times its square root, ``t`` with Satterthwaite's
+degrees of freedom for the two terms (about ``S − 1`` when training noise dominates: with few seeds
+it is estimated from few values; about ``I − 1`` when the seeds agree), clipped to [−1, 1]. Pooling the ``S·I`` pairs as independent
 (one McNemar on all of them) treats training noise as if it were item noise and is too narrow;
 ``tests/unit/core/test_seed_stats.py`` shows both by seeded simulation.
 
@@ -84,6 +85,16 @@ def seed_lift(before: Sequence[Sequence[int | bool]], after: Sequence[Sequence[i
     per_seed = tuple(sum(row) / items for row in d)
     per_item = [sum(d[s][i] for s in range(seeds)) / seeds for i in range(items)]
     lift = sum(per_seed) / seeds
-    half = t_quantile(1 - (1 - confidence) / 2, seeds - 1) * math.sqrt(_variance(per_seed) / seeds + _variance(per_item) / items)
-    return SeedLift(lift=lift, per_seed=per_seed, spread=math.sqrt(_variance(per_seed)), low=lift - half, high=lift + half,
-                    seeds=seeds, items=items)
+    seed_term, item_term = _variance(per_seed) / seeds, _variance(per_item) / items
+    half = t_quantile(1 - (1 - confidence) / 2, _degrees_of_freedom(seed_term, seeds, item_term, items)) * math.sqrt(seed_term + item_term)
+    return SeedLift(lift=lift, per_seed=per_seed, spread=math.sqrt(_variance(per_seed)), low=max(-1.0, lift - half),
+                    high=min(1.0, lift + half), seeds=seeds, items=items)
+
+
+def _degrees_of_freedom(seed_term: float, seeds: int, item_term: float, items: int) -> int:
+    """Satterthwaite's degrees of freedom of the two-term variance, rounded down (at least 1): about
+    ``seeds - 1`` when training noise dominates, about ``items - 1`` when it is absent."""
+    denominator = seed_term**2 / (seeds - 1) + item_term**2 / (items - 1)
+    if denominator == 0:
+        return items - 1
+    return max(1, math.floor((seed_term + item_term) ** 2 / denominator))
