@@ -82,7 +82,8 @@ def _cannot_detect(results: dict[str, Any]) -> list[str]:
         lines.append(text)
     seeds = results.get("seeds")
     if not seeds or len(seeds) < 2:
-        lines.append("Training noise: each variant was trained once (one seed), so every lift is a single draw of it.")
+        lines.append("Training noise: each variant was trained once (one seed), so every lift is a single draw of it "
+                     "(`python -m stage1.eval.seeds` reads one run per seed together).")
     return lines + list(FIXED_LIMITS)
 
 
