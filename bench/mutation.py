@@ -66,6 +66,12 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/unit/core/test_criteria.py", "tests/unit/core/test_criteria_vocabulary.py",
         "tests/unit/core/test_adversarial_golden.py",
     ),
+    **dict.fromkeys(("stage1/core/criteria_text.py", "stage1/core/criteria_form.py", "stage1/core/criteria_content.py"), (
+        "tests/unit/core/test_criteria.py", "tests/unit/core/test_criteria_vocabulary.py",
+        "tests/unit/core/test_criteria_reading.py", "tests/unit/core/test_adversarial_golden.py",
+    )),
+    "stage1/core/length_control.py": ("tests/unit/core/test_length_control.py",),
+    "stage1/core/seed_stats.py": ("tests/unit/core/test_seed_stats.py",),
     "stage1/core/refusals.py": (
         "tests/unit/core/test_refusals.py", "tests/unit/core/test_criteria.py", "tests/unit/core/test_adversarial_golden.py",
     ),

@@ -293,3 +293,23 @@ def mcnemar_detectable_lift(n: int, discordant: int, *, alpha: float, power: flo
         middle = (low + high) / 2
         low, high = (middle, high) if margin(middle) < 0 else (low, middle)
     return high
+
+
+def bh_detection_alpha(q: float, tests: int, other_rejections: int) -> float:
+    """The p-value a cell of a Benjamini–Hochberg family must reach to be rejected: ``(k + 1)·q/m``.
+
+    ``m`` is the family's number of testable cells (``tests``) and ``k`` the number of *other*
+    cells the family rejects. BH rejects every cell up to the largest rank ``r`` with ``p_(r) <=
+    r·q/m``; a cell joining ``k`` rejected ones is rejected when its p is at most ``(k + 1)·q/m``
+    (a rejected cell: at most ``k_total·q/m``, the same number). The threshold can only rise if
+    the cell's rejection pulled further cells in (step-up), so a detectable lift computed at it is,
+    if anything, an overstatement of what is needed. With nothing else rejected it is ``q/m``.
+
+    Raises:
+        ValueError: ``tests < 1``, ``other_rejections`` outside [0, tests − 1], or ``q`` outside (0, 1].
+    """
+    if tests < 1 or not 0 <= other_rejections < tests:
+        raise ValueError(f"need tests >= 1 and 0 <= other_rejections < tests, got {tests}, {other_rejections}")
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"q must be in (0, 1], got {q}")
+    return (other_rejections + 1) * q / tests

@@ -59,31 +59,69 @@ def rich_summary_table(results: dict[str, Any]):
     return table
 
 
+ZERO_BAR = 0.012  # a 0% rate is drawn this high (hatched), so it is not mistaken for a missing bar
+
+
+LABEL_WIDTH = 11  # characters per line of a criterion's axis label
+
+
+def chart_label(name: str, n: int) -> str:
+    """A criterion's axis label: its words wrapped at ``LABEL_WIDTH`` characters, then the applicable n."""
+    lines: list[str] = []
+    for word in name.split("_"):
+        if lines and len(lines[-1]) + 1 + len(word) <= LABEL_WIDTH:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join([*lines, f"n={n}"])
+
+
+def _variant_bars(axes, results: dict[str, Any], variant: str, positions: list[float], width: float, color) -> None:
+    """One variant's bars with Wilson intervals; a 0% rate as a short hatched bar, n/a as text."""
+    cells = [results["rates"][variant][name] for name in results["criteria"]]
+    rates = [cell["rate"] if cell["rate"] is not None else 0.0 for cell in cells]
+    below = [max(0.0, r - c["low"]) if c["rate"] is not None else 0.0 for r, c in zip(rates, cells)]
+    above = [max(0.0, c["high"] - r) if c["rate"] is not None else 0.0 for r, c in zip(rates, cells)]
+    axes.bar(positions, rates, width, yerr=[below, above], capsize=3, label=variant, color=color, ecolor="0.3")
+    for x, cell in zip(positions, cells):
+        if cell["rate"] is None:
+            axes.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="0.4")
+        elif cell["rate"] == 0:
+            axes.bar([x], [ZERO_BAR], width, color=color, hatch="///", edgecolor="0.2", linewidth=0.5)
+            axes.text(x, ZERO_BAR + 0.01, "0%", ha="center", va="bottom", fontsize=7,
+                      bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+
+
 def render_chart_png(results: dict[str, Any]) -> bytes:
-    """A grouped bar chart: each criterion's rate per variant with its Wilson interval, as PNG bytes."""
+    """A grouped bar chart: each criterion's rate per variant with its Wilson interval, as PNG bytes.
+
+    Each criterion's label gives its applicable n (the same for every variant: n/a is decided by the
+    item); a 0% rate is a short hatched bar marked "0%", so it cannot be read as a missing variant.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     criteria, variants = results["criteria"], results["variants"]
-    figure = Figure(figsize=(max(8.0, 1.6 * len(criteria)), 4.8), dpi=100)
+    figure = Figure(figsize=(max(9.0, 0.3 * len(criteria) * max(1, len(variants)) + 3.0), 5.4), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(variants))
+    colors = [f"C{index % 10}" for index in range(len(variants))]
     for index, variant in enumerate(variants):
-        cells = [results["rates"][variant][name] for name in criteria]
-        rates = [cell["rate"] if cell["rate"] is not None else 0.0 for cell in cells]
-        below = [max(0.0, r - c["low"]) if c["rate"] is not None else 0.0 for r, c in zip(rates, cells)]
-        above = [max(0.0, c["high"] - r) if c["rate"] is not None else 0.0 for r, c in zip(rates, cells)]
         positions = [i + (index - (len(variants) - 1) / 2) * width for i in range(len(criteria))]
-        axes.bar(positions, rates, width, yerr=[below, above], capsize=3, label=variant)
+        _variant_bars(axes, results, variant, positions, width, colors[index])
+    first = results["rates"][variants[0]] if variants else {}
     axes.set_xticks(range(len(criteria)))
-    axes.set_xticklabels([name.replace("_", "\n") for name in criteria], fontsize=8)
-    axes.set_ylim(0, 1.2)  # headroom for the legend above the bars
+    axes.set_xticklabels([chart_label(name, first.get(name, {}).get("n", 0)) for name in criteria], fontsize=9)
+    axes.set_ylim(0, 1.25)  # headroom for the legend above the bars
     axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    axes.set_yticklabels(["0%", "20%", "40%", "60%", "80%", "100%"])
+    axes.grid(axis="y", color="0.9", linewidth=0.8)
+    axes.set_axisbelow(True)
     confidence = results.get("statistics", {}).get("confidence", 0.95)
     axes.set_ylabel(f"rate ({confidence:.0%} Wilson interval)")
-    axes.set_title(f"stage1 evaluation on {results.get('num_items', '?')} items")
-    axes.legend(fontsize=8, loc="upper center", ncols=max(1, len(variants)))
+    axes.set_title(f"stage1 evaluation on {results.get('num_items', '?')} items (n: items each criterion applies to)")
+    axes.legend(fontsize=9, loc="upper center", ncols=max(1, len(variants)), frameon=False)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

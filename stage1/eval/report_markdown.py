@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stage1.eval.report_summary import summary_section
 from stage1.eval.summary import POOLED_CATEGORY
 
 MAX_FLIPS_SHOWN = 10
@@ -75,7 +76,7 @@ def comparisons_table(comparisons: Sequence[dict[str, Any]], confidence: float) 
             format_p(c["p_adjusted"]),
             "—" if c["cohens_h"] is None else f"{c['cohens_h']:+.3f}",
             "yes" if c["significant"] else "no",
-            "—" if detectable is None else f"{100 * detectable:.1f}",
+            "—" if detectable is None else f"{100 * detectable:.1f} (α {c['detectable_lift_alpha']:.2g})",
         ])
     return table(header, rows)
 
@@ -90,8 +91,9 @@ def family_sections(results: dict[str, Any]) -> list[str]:
     confidence = stats["confidence"]
     lines = [f"Benjamini–Hochberg runs within each family (q = {stats.get('q')}); a family's p-values do not "
              "move another's threshold. `detectable` is the smallest lift McNemar's test finds with "
-             f"{stats.get('power', 0.8):.0%} power at α = {stats.get('detectable_lift_alpha', stats.get('q'))} "
-             "for the comparison's n and observed discordance."]
+             f"{stats.get('power', 0.8):.0%} power for the comparison's n and observed discordance, at the threshold "
+             "Benjamini–Hochberg applies to that cell in its family, α = (k + 1)·q/m (m testable cells in the family, "
+             "k other cells it rejects; q/m when it rejects nothing else), not at q itself."]
     for family in dict.fromkeys(c.get("family", "all") for c in comparisons):
         members = [c for c in comparisons if c.get("family", "all") == family]
         title = FAMILY_TITLES.get(family, f"family `{family}`")
@@ -125,7 +127,7 @@ def detectable_lines(comparisons: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def length_section(results: dict[str, Any]) -> list[str]:
-    """Response length per variant, and the significant lifts on length-matched items only."""
+    """Response length per variant, and the significant lifts at equal response length."""
     lines = ["## Response length", "",
              "Words are whitespace-separated words of the parsed response; tokens are generated tokens as counted by "
              "the generator (— where the responses were generated elsewhere without a count)."]
@@ -134,19 +136,24 @@ def length_section(results: dict[str, Any]) -> list[str]:
         rows.append([variant, str(cell["responses"]), _number(cell["words"]["mean"]), _number(cell["words"]["median"]),
                      _number(cell["tokens"]["mean"]), _number(cell["tokens"]["median"])])
     lines += [""] + table(["variant", "responses", "mean words", "median words", "mean tokens", "median tokens"], rows)
-    significant = [c for c in results["comparisons"] if c["significant"] and c.get("length_matched")]
-    lines += ["", "### Significant lifts on length-matched items", "",
-              "The items of each significant comparison whose two responses differ by at most 2 words or 20% of the longer "
-              "one; a lift that disappears here may come from length rather than content."]
+    significant = [c for c in results["comparisons"] if c["significant"] and c.get("length_controlled")]
+    lines += ["", "### Significant lifts at equal response length", "",
+              "Every discordant item of each significant comparison, in a paired (conditional) logistic model of which way "
+              "it went on the log ratio of the two responses' word counts: the lift at equal length, and its Wald p. "
+              "No item is dropped for its length, so the control does not select on what the variant changed; a lift "
+              "that shrinks toward 0 here came with longer (or shorter) answers. An interval as wide as the lift itself "
+              "means the lengths separate the outcomes (every win came with a longer answer): length and variant cannot "
+              "be told apart on these items."]
     if not significant:
         return lines + ["", "No significant comparison."]
     rows = []
     for c in significant:
-        m = c["length_matched"]
-        rows.append([f"{c['before']} → {c['after']}", c["criterion"], str(c["n"]), format_points(c["lift"]), str(m["n"]),
-                     format_points(m["lift"]), f"{m['wins']} / {m['losses']}", format_p(m["p_value"])])
-    return lines + [""] + table(["before → after", "criterion", "n", "lift (pts)", "matched n", "matched lift (pts)",
-                                 "matched wins / losses", "matched McNemar p"], rows)
+        m = c["length_controlled"]
+        rows.append([f"{c['before']} → {c['after']}", c["criterion"], str(c["n"]), format_points(c["lift"]), str(m["discordant"]),
+                     format_points(m["lift"]), f"[{format_points(m['low'])}, {format_points(m['high'])}]", format_p(m["p_value"]),
+                     f"{m['length_slope']:+.2f}"])
+    return lines + [""] + table(["before → after", "criterion", "n", "lift (pts)", "discordant", "lift at equal length (pts)",
+                                 "95% interval", "p at equal length", "length slope (log-odds)"], rows)
 
 
 def pair_length_section(pair_lengths: dict[str, dict[str, Any]]) -> list[str]:
@@ -325,9 +332,10 @@ def arms_section(results: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The whole report: setup, skipped variants, rates, comparisons by family with what each can detect,
+    """The whole report: a summary, setup, skipped variants, rates, comparisons by family with what each can detect,
     lengths, pair lengths by kind (when the training pairs were read), categories, flips."""
     lines = ["# Evaluation report", ""]
+    lines += summary_section(results) + [""]
     lines += setup_section(results)
     skipped = results.get("skipped_variants", {})
     lines += ["", "## Skipped", ""]

@@ -97,7 +97,24 @@ def describe_variant(spec: VariantSpec, settings: EvalSettings) -> dict[str, Any
     if spec.adapter_dir is not None:
         described["adapter_hash"] = adapter_hash(spec.adapter_dir)
     described["quantization_matches_training"] = matched
+    described["model"] = model_facts(spec.model_dir)
     return described
+
+
+#: What the report's summary says a model is, read from its config.json.
+MODEL_FACTS = ("model_type", "num_hidden_layers", "hidden_size", "vocab_size", "_name_or_path")
+
+
+def model_facts(model_dir: str | Path) -> dict[str, Any]:
+    """The architecture facts of a model folder (``MODEL_FACTS`` of its config.json, absent ones
+    left out) and the size of its safetensors weights in bytes."""
+    from stage1.io.readers import read_json_file
+
+    folder = Path(model_dir)
+    config = read_json_file(folder / "config.json") if (folder / "config.json").is_file() else {}
+    facts = {key.lstrip("_"): config[key] for key in MODEL_FACTS if isinstance(config, dict) and key in config}
+    facts["weights_bytes"] = sum(path.stat().st_size for path in folder.glob("*.safetensors"))
+    return facts
 
 
 def training_pair_lengths(training_paths: Sequence[Path]) -> dict[str, dict[str, Any]]:

@@ -12,9 +12,11 @@ comparisons, so trivially significant cells of a side check (``base_raw -> base`
 the threshold of the comparisons that answer the study.
 
 Each comparison also says what it could have detected (``stats.mcnemar_detectable_lift`` at 80%
-power and ``alpha = q``, for its n and observed discordance), and how the lift looks on the items
-where the two responses are length-matched (``stage1.core.lengths``): a lift that vanishes there may be
-length, not content.
+power, for its n and observed discordance, at the threshold Benjamini–Hochberg applies to it in its
+family: ``stats.bh_detection_alpha``, ``(k + 1)·q/m`` with ``m`` the family's testable cells and
+``k`` the other cells it rejects), and its lift at equal response length
+(``stage1.core.length_control``: a paired logistic model with the log length ratio as a covariate,
+every discordant item kept): a lift that vanishes there came with a change of length.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from typing import Any
 
 from stage1.core.criteria import CRITERION_NAMES, Verdict, score_response
 from stage1.core.eval_items import EvalItem, EvalResponse
-from stage1.core.lengths import length_matched, response_lengths, word_count
+from stage1.core.length_control import length_controlled, log_length_ratio
+from stage1.core.lengths import response_lengths, word_count
 from stage1.core.seeds import row_seed
 from stage1.core.stats import (
     DEFAULT_POWER,
     benjamini_hochberg,
+    bh_detection_alpha,
     cohens_h,
     mcnemar,
     mcnemar_detectable_lift,
@@ -39,6 +43,7 @@ from stage1.core.stats import (
 RESULTS_SCHEMA = "stage1.eval.results/1"
 POOLED_CATEGORY = "other (pooled)"
 DEFAULT_FAMILY = "all"  # the family of every comparison when none are named
+DETECTABLE_ALPHA_RULE = "(k + 1)·q/m: m testable cells in the family, k other cells it rejects"
 
 # verdicts[variant][item_id][criterion]
 Verdicts = Mapping[str, Mapping[str, Mapping[str, Verdict]]]
@@ -103,24 +108,26 @@ def _discordance(a: Sequence[int], b: Sequence[int]) -> tuple[int, int]:
     return sum(1 for x, y in zip(a, b) if not x and y), sum(1 for x, y in zip(a, b) if x and not y)
 
 
-def matched_cell(ids: Sequence[str], before: Mapping[str, Verdict], after: Mapping[str, Verdict],
-                 matched: Callable[[str], bool]) -> dict[str, Any]:
-    """The lift on the items (of ``ids``) whose two responses are length-matched, with its McNemar p."""
-    kept = [i for i in ids if matched(i)]
-    a, b = [int(bool(before[i])) for i in kept], [int(bool(after[i])) for i in kept]
-    n01, n10 = _discordance(a, b)
-    if not kept:
-        return {"n": 0, "wins": 0, "losses": 0, "lift": None, "p_value": None}
-    return {"n": len(kept), "wins": n01, "losses": n10, "lift": (sum(b) - sum(a)) / len(kept), "p_value": mcnemar(n01, n10).p_value}
+def controlled_cell(ids: Sequence[str], before: Sequence[int], after: Sequence[int], ratio: Callable[[str], float]) -> dict[str, Any] | None:
+    """The comparison at equal response length (``stage1.core.length_control``): every discordant
+    item kept, its log length ratio a covariate. None when no item is discordant."""
+    wins = [ratio(i) for i, a, b in zip(ids, before, after) if b and not a]
+    losses = [ratio(i) for i, a, b in zip(ids, before, after) if a and not b]
+    result = length_controlled(len(ids), wins, losses)
+    if result is None:
+        return None
+    return {"lift": result.lift, "low": result.low, "high": result.high, "log_odds": result.log_odds, "se": result.se, "p_value": result.p_value,
+            "length_slope": result.length_slope, "discordant": result.discordant}
 
 
 def compare_cell(
     before: Mapping[str, Verdict], after: Mapping[str, Verdict], *, bootstrap_samples: int, seed: int, confidence: float,
-    alpha: float = 0.05, matched: Callable[[str], bool] | None = None,
+    ratio: Callable[[str], float] | None = None,
 ) -> dict[str, Any]:
-    """One paired comparison of one criterion between two variants (p_adjusted filled in later).
+    """One paired comparison of one criterion between two variants (``p_adjusted``, ``significant``
+    and ``detectable_lift`` filled in by ``compare_variants``, which knows the family).
 
-    ``alpha`` is the level of the detectable lift; ``matched`` tells the length-matched items.
+    ``ratio(item_id)`` is the item's log length ratio (after over before), for the length control.
     """
     ids = [i for i in before if before[i] is not None and after.get(i) is not None]
     a = [int(bool(before[i])) for i in ids]
@@ -129,7 +136,7 @@ def compare_cell(
     cell: dict[str, Any] = {"n": len(ids), "n01": n01, "n10": n10, "wins": n01, "losses": n10}
     if not ids:
         return {**cell, "rate_before": None, "rate_after": None, "lift": None, "cohens_h": None, "mcnemar": None, "bootstrap": None,
-                "detectable_lift": None, "length_matched": None}
+                "detectable_lift": None, "detectable_lift_alpha": None, "length_controlled": None}
     rate_before, rate_after = sum(a) / len(a), sum(b) / len(b)
     test = mcnemar(n01, n10)
     boot = paired_bootstrap(a, b, samples=bootstrap_samples, seed=seed, confidence=confidence)
@@ -141,13 +148,26 @@ def compare_cell(
         "cohens_h": cohens_h(rate_before, rate_after),
         "mcnemar": {"statistic": test.statistic, "p_value": test.p_value, "method": test.method},
         "bootstrap": {"low": boot.low, "high": boot.high, "samples": boot.samples, "seed": boot.seed, "confidence": boot.confidence},
-        "detectable_lift": mcnemar_detectable_lift(len(ids), n01 + n10, alpha=alpha, power=DEFAULT_POWER),
-        "length_matched": None if matched is None else matched_cell(ids, before, after, matched),
+        "length_controlled": None if ratio is None else controlled_cell(ids, a, b, ratio),
     }
 
 
-def _matcher(before: Mapping[str, int], after: Mapping[str, int]) -> Callable[[str], bool]:
-    return lambda item_id: length_matched(before[item_id], after[item_id])
+def _ratio(before: Mapping[str, int], after: Mapping[str, int]) -> Callable[[str], float]:
+    return lambda item_id: log_length_ratio(before[item_id], after[item_id])
+
+
+def adjust_family(cells: list[dict[str, Any]], q: float) -> None:
+    """Benjamini–Hochberg over one family's testable cells, then each cell's detectable lift at
+    the threshold BH applies to it in that family (``stats.bh_detection_alpha``)."""
+    testable = [c for c in cells if c["mcnemar"] is not None]
+    if not testable:
+        return
+    rejected, adjusted = benjamini_hochberg([c["mcnemar"]["p_value"] for c in testable], q)
+    total = sum(rejected)
+    for cell, reject, value in zip(testable, rejected, adjusted):
+        alpha = bh_detection_alpha(q, len(testable), total - int(reject))
+        cell.update(p_adjusted=value, significant=reject, detectable_lift_alpha=alpha,
+                    detectable_lift=mcnemar_detectable_lift(cell["n"], cell["n01"] + cell["n10"], alpha=alpha, power=DEFAULT_POWER))
 
 
 def family_of(pair: tuple[str, str], families: Mapping[str, Sequence[tuple[str, str]]] | None) -> str:
@@ -178,25 +198,20 @@ def compare_variants(
         if absent:
             skipped.append({"before": before, "after": after, "reason": f"not evaluated: {', '.join(absent)}"})
             continue
-        matched = None if words is None else _matcher(words[before], words[after])
+        ratio = None if words is None else _ratio(words[before], words[after])
         family = family_of((before, after), families)
         for name in CRITERION_NAMES:
             column_before = {i: v[name] for i, v in verdicts[before].items()}
             column_after = {i: v[name] for i, v in verdicts[after].items()}
             cell_seed = row_seed(seed, before, after, name, bits=64)  # 64 bits: the pinned bootstrap intervals
             cell = compare_cell(column_before, column_after, bootstrap_samples=bootstrap_samples, seed=cell_seed, confidence=confidence,
-                                alpha=q, matched=matched)
+                                ratio=ratio)
             comparisons.append({"before": before, "after": after, "criterion": name, "family": family, **cell})
     for family in dict.fromkeys(c["family"] for c in comparisons):
-        testable = [c for c in comparisons if c["family"] == family and c["mcnemar"] is not None]
-        if testable:
-            rejected, adjusted = benjamini_hochberg([c["mcnemar"]["p_value"] for c in testable], q)
-            for cell, reject, value in zip(testable, rejected, adjusted):
-                cell["p_adjusted"] = value
-                cell["significant"] = reject
+        adjust_family([c for c in comparisons if c["family"] == family], q)
     for cell in comparisons:
-        cell.setdefault("p_adjusted", None)
-        cell.setdefault("significant", False)
+        for key, default in (("p_adjusted", None), ("significant", False), ("detectable_lift", None), ("detectable_lift_alpha", None)):
+            cell.setdefault(key, default)
     return comparisons, skipped
 
 
@@ -292,7 +307,7 @@ def summarise(
         "flips": flipped_items(verdicts, pairs),
         "lengths": variant_lengths(responses),
         "statistics": {"confidence": confidence, "q": q, "bootstrap_samples": bootstrap_samples, "seed": seed, "significance": "p_adjusted <= q",
-                       "families": named, "power": DEFAULT_POWER, "detectable_lift_alpha": q},
+                       "families": named, "power": DEFAULT_POWER, "detectable_lift_alpha": DETECTABLE_ALPHA_RULE},
     }
 
 

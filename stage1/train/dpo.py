@@ -73,7 +73,7 @@ def pretokenized_dpo_trainer(*, reference_cache: dict[str, Any] | None = None, *
             path = None if reference_cache is None else reference_cache["paths"].get(name)
             if path is None:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
-            cached = read_cached(path, len(dataset))
+            cached = read_cached(path, len(dataset), reference_cache["parts"][name])
             if cached is not None:
                 log.info("reference log-probabilities for %s read from %s", name, path)
                 self.stage1_reference_cache_hits = getattr(self, "stage1_reference_cache_hits", 0) + 1
@@ -89,7 +89,7 @@ def pretokenized_dpo_trainer(*, reference_cache: dict[str, Any] | None = None, *
 
 
 def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adapter: Path | None, splits: dict[str, Path],
-                        max_length: int | None, out: Path, negative_source: str | None = None) -> dict[str, Any] | None:
+                        dpo_config: Any, out: Path, negative_source: str | None = None) -> dict[str, Any] | None:
     """Where each split's reference log-probabilities are kept, and the key parts (None when not
     precomputed); an arm's key also names the source its pairs were taken from."""
     if not settings.precompute_reference:
@@ -97,14 +97,24 @@ def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adap
     from stage1.io.hashing import sha256_file
     from stage1.io.lineage import adapter_hash, weights_hash
     from stage1.io.manifest import library_versions
-    from stage1.train.reference_cache import cache_path, reference_key, reference_parts
+    from stage1.train.reference_cache import (
+        TOKENIZER_FILES,
+        cache_path,
+        reference_key,
+        reference_parts,
+        reference_settings,
+    )
 
-    model_hash = weights_hash(model_dir)
-    sft_hash = adapter_hash(sft_adapter) if sft_adapter is not None else None
-    versions = {k: v for k, v in library_versions().items() if k in ("torch", "transformers", "trl", "peft", "bitsandbytes")}
-    parts = {split: reference_parts(model_hash=model_hash, adapter_hash=sft_hash, pairs_hash=sha256_file(path), max_length=max_length,
-                                    quantization=settings.quantization, dtype=settings.dtype, versions=versions)
-             for split, path in splits.items()}
+    adapter_config = None if sft_adapter is None else sft_adapter / "adapter_config.json"
+    shared = {
+        "model_hash": weights_hash(model_dir),
+        "adapter_hash": adapter_hash(sft_adapter) if sft_adapter is not None else None,
+        "adapter_config_hash": sha256_file(adapter_config) if adapter_config is not None and adapter_config.is_file() else None,
+        "tokenizer_hashes": {name: sha256_file(model_dir / name) for name in TOKENIZER_FILES if (model_dir / name).is_file()},
+        "settings": reference_settings(dpo_config), "quantization": settings.quantization, "dtype": settings.dtype,
+        "versions": {k: v for k, v in library_versions().items() if k in ("torch", "transformers", "trl", "peft", "bitsandbytes")},
+    }
+    parts = {split: reference_parts(pairs_hash=sha256_file(path), **shared) for split, path in splits.items()}
     if negative_source is not None:
         parts = {split: {**part, "negative_source": negative_source} for split, part in parts.items()}
     return {"parts": parts, "paths": {split: cache_path(out, reference_key(part), split) for split, part in parts.items()}}
@@ -266,7 +276,7 @@ def run_train_dpo(
         check_quantization(read_lineage(sft_adapter).quantization, settings.quantization)
         model = load_adapter(model, sft_adapter, expected_parent=model_dir, is_trainable=True)
     cache = reference_cache_for(settings, model_dir=Path(model_dir), sft_adapter=sft_adapter,
-                                splits={"train": Path(train_path), "eval": Path(eval_path)}, max_length=dpo_config.max_length, out=out,
+                                splits={"train": Path(train_path), "eval": Path(eval_path)}, dpo_config=dpo_config, out=out,
                                 negative_source=negative_source)
     trainer = pretokenized_dpo_trainer(
         reference_cache=cache,

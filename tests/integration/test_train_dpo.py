@@ -256,3 +256,7 @@ def test_precomputed_reference_log_probs_are_cached_and_reused_across_a_beta_swe
     longer = run_train_dpo(settings, model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
                            dpo_args={**args, "max_length": 80}, lora_args=LORA_ARGS, resume=False)
     assert longer["reference"]["cache_hits"] == 0 and longer["reference"]["cache"] != first["reference"]["cache"], "max_length is"
+    weighted = run_train_dpo(settings, model_dir=merged_dir, train_path=train, eval_path=evaluation, out_dir=tmp_path / "dpo",
+                             dpo_args={**args, "ld_alpha": 0.5}, lora_args=LORA_ARGS, resume=False)
+    assert weighted["reference"]["cache_hits"] == 0 and weighted["reference"]["cache"] != first["reference"]["cache"], "ld_alpha is"
+    assert _history(tmp_path / "dpo")[0]["loss"] == pytest.approx(math.log(2), abs=1e-4), "the reference is weighted as the policy"

@@ -38,12 +38,31 @@ def test_each_adversarial_response_scores_exactly_as_pinned(row):
 
 def test_the_fixture_covers_every_group_and_the_probed_loopholes():
     groups = {row["group"] for row in ROWS}
-    assert {"hedge", "retraction", "negation", "commitment", "yes_no", "list", "refusal", "lookalike", "declined"} <= groups
+    assert {"hedge", "retraction", "negation", "commitment", "yes_no", "list", "refusal", "lookalike", "declined",
+            "number_words", "yes_no_statement", "list_prose", "hedge_possibility", "contentless", "inflection", "script"} <= groups
     by_response = {(row["item"]["id"], row["response"]): row["verdicts"] for row in ROWS}
     assert by_response[("capital", "It is not Rome; it is Milan.")]["factually_correct"] is False
     assert by_response[("capital", "Milan, Turin, Rome or Naples.")]["factually_correct"] is False
     assert by_response[("times", "67. Not 33.")]["factually_correct"] is False
     assert by_response[("eggs", "Cats do not lay eggs.")]["factually_correct"] is True
+    assert by_response[("sum", "Sixty plus forty equals one hundred.")]["factually_correct"] is True
+    assert by_response[("bats", "The answer is yes.")]["factually_correct"] is True
+    assert by_response[("bats", "Bats are mammals.")]["factually_correct"] is True
+    assert by_response[("bats", "Bats are mammals.")]["follows_constraint"] is False, "the form is follows_constraint's business"
+    assert by_response[("planets", "Mars and Jupiter are two planets.")]["follows_constraint"] is True
+    assert by_response[("capital", "Possibly Rome, possibly Milan.")]["factually_correct"] is False
+    for text in (".", "- - -", "====="):
+        verdicts = next(row["verdicts"] for row in ROWS if row["response"] == text)
+        assert verdicts["not_degenerate"] is False and verdicts["follows_constraint"] is False, text
+    assert all(row["verdicts"]["on_topic"] is None for row in ROWS if row["item"].get("refusal_expected"))
+
+
+def test_each_new_class_pins_cases_that_count_and_cases_that_must_not():
+    """The executable specification holds both sides of every rule it states."""
+    for group in ("number_words", "yes_no_statement", "list_prose", "hedge_possibility", "contentless", "inflection", "script"):
+        pinned = [value for row in ROWS if row["group"] == group for value in row["expect"].values() if value is not None]
+        assert True in pinned and False in pinned, group
+        assert sum(row["group"] == group for row in ROWS) >= 6, group
 
 
 def test_the_script_writes_the_committed_file_byte_identically(tmp_path):
@@ -74,4 +93,4 @@ def test_score_with_counts_how_another_criteria_module_does(tmp_path):
     assert counts["hedge"] == {"wrong": 9}
     assert counts["commitment"]["ok"] == 9
     assert counts["refusal"]["ok"] == 10  # no_unwarranted_refusal still real; is_refusal never true
-    assert sum(counts["declined"].values()) == 6
+    assert sum(counts["declined"].values()) == 9

@@ -76,7 +76,12 @@ def test_markdown_comparisons_match_the_json(results):
         assert float(row[10]) == pytest.approx(comparison["cohens_h"], abs=5e-4)
         assert row[11] == ("yes" if comparison["significant"] else "no")
         detectable = comparison["detectable_lift"]
-        assert row[12] == "—" if detectable is None else float(row[12]) == pytest.approx(100 * detectable, abs=0.05)
+        if detectable is None:
+            assert row[12] == "—"
+        else:
+            points, alpha = row[12].split(" (α ")
+            assert float(points) == pytest.approx(100 * detectable, abs=0.05)
+            assert float(alpha.rstrip(")")) == pytest.approx(comparison["detectable_lift_alpha"], rel=0.01)
 
 
 def test_markdown_reports_skips_categories_and_flips(results):
@@ -207,25 +212,58 @@ def test_lengths_per_variant_are_in_the_json_and_the_report(results):
 def test_the_report_says_what_each_comparison_can_detect(results):
     """One line per compared pair naming its n and the smallest and largest detectable lift in points."""
     markdown = render_markdown(results)
-    cells = [c for c in results["comparisons"] if (c["before"], c["after"]) == ("base", "sft") and c["detectable_lift"] is not None]
-    low = min(cells, key=lambda c: c["detectable_lift"])
-    expected = (f"base → sft: with {low['n']} items, lifts under {100 * low['detectable_lift']:.1f} points are below what "
-                f"this evaluation can detect ({low['criterion']}")
+    cells = [c for c in results["comparisons"] if (c["before"], c["after"]) == ("base", "sft") and c["n"]]
+    known = [c for c in cells if c["detectable_lift"] is not None]
+    if known:
+        low = min(known, key=lambda c: c["detectable_lift"])
+        expected = (f"base → sft: with {low['n']} items, lifts under {100 * low['detectable_lift']:.1f} points are below what "
+                    f"this evaluation can detect ({low['criterion']}")
+    else:
+        expected = "base → sft: no lift is detectable; too few discordant items to detect any lift on "
     assert expected in markdown
 
 
-def test_the_length_matched_view_keeps_only_items_of_similar_length():
-    """Items whose responses differ by more than 2 words and 20% are left out of the matched lift."""
-    from stage1.core.lengths import length_matched
+def test_the_detectable_lift_is_computed_at_the_threshold_bh_applies_in_the_family():
+    """A family of 2 pairs x 8 criteria; one cell clearly rejected: it and every other cell carry
+    (k + 1)·q/m with k the other rejections, and the detectable lift at that level."""
+    from stage1.core.criteria import CRITERION_NAMES
+    from stage1.core.stats import mcnemar_detectable_lift
+    from stage1.eval.summary import compare_variants
+
+    first = CRITERION_NAMES[0]
+    verdicts: dict = {"a": {}, "b": {}, "c": {}}
+    for k in range(300):
+        verdicts["a"][f"i{k}"] = dict.fromkeys(CRITERION_NAMES, k % 2 == 0)
+        verdicts["b"][f"i{k}"] = {**dict.fromkeys(CRITERION_NAMES, k % 2 == 0), first: k % 2 == 0 or k < 120}
+        verdicts["c"][f"i{k}"] = dict.fromkeys(CRITERION_NAMES, k % 2 == 0 or k % 7 == 1)
+    cells, _ = compare_variants(verdicts, [("a", "b"), ("a", "c")], q=0.05, bootstrap_samples=10, seed=0, confidence=0.95)
+    testable = [c for c in cells if c["mcnemar"] is not None]
+    rejected = sum(c["significant"] for c in testable)
+    assert rejected >= 1 and len(testable) == 2 * len(CRITERION_NAMES)
+    for cell in testable:
+        others = rejected - int(cell["significant"])
+        assert cell["detectable_lift_alpha"] == pytest.approx((others + 1) * 0.05 / len(testable))
+        expected = mcnemar_detectable_lift(cell["n"], cell["n01"] + cell["n10"], alpha=cell["detectable_lift_alpha"])
+        assert cell["detectable_lift"] == expected
+        if expected is not None:
+            assert expected > mcnemar_detectable_lift(cell["n"], cell["n01"] + cell["n10"], alpha=0.05)
+
+
+def test_the_length_control_keeps_every_item_and_shrinks_a_lift_that_came_with_longer_answers():
+    """40 items: 30 wins each with a three times longer answer, 10 ties at equal length. The
+    controlled lift is computed on every discordant item (none dropped for its length) and is
+    smaller than the raw lift; with equal lengths it matches the raw direction."""
     from stage1.eval.summary import compare_cell
 
-    assert length_matched(1, 3) and length_matched(20, 24) and not length_matched(2, 10) and not length_matched(20, 26)
-    before = {f"i{k}": False for k in range(40)}
-    after = {f"i{k}": True for k in range(40)}
-    long_after = {f"i{k}": k < 30 for k in range(40)}  # 30 wins came with a much longer answer
-    cell = compare_cell(before, after, bootstrap_samples=20, seed=0, confidence=0.95, matched=lambda i: not long_after[i])
-    assert cell["lift"] == 1.0 and cell["length_matched"]["n"] == 10 and cell["length_matched"]["lift"] == 1.0
-    assert cell["length_matched"]["wins"] == 10 and cell["length_matched"]["p_value"] == pytest.approx(2 * 0.5 ** 10)
+    before = {f"i{k}": k >= 30 and k < 35 for k in range(40)}
+    after = {f"i{k}": k < 30 or k >= 35 for k in range(40)}
+    longer = {f"i{k}": k < 30 for k in range(40)}
+    cell = compare_cell(before, after, bootstrap_samples=20, seed=0, confidence=0.95, ratio=lambda i: 1.1 if longer[i] else 0.0)
+    controlled = cell["length_controlled"]
+    assert controlled["discordant"] == cell["wins"] + cell["losses"] == 40
+    assert controlled["lift"] < cell["lift"] and controlled["length_slope"] > 0
+    equal = compare_cell(before, after, bootstrap_samples=20, seed=0, confidence=0.95, ratio=lambda i: 0.0)["length_controlled"]
+    assert equal["lift"] > 0 and equal["lift"] == pytest.approx(cell["lift"], abs=0.1)
 
 
 def test_a_trivially_significant_side_check_does_not_loosen_the_study_threshold():
@@ -273,3 +311,63 @@ def test_pair_lengths_are_read_from_the_training_pairs_and_reported(tmp_path, re
                                          "median_chosen_words": 2.0, "median_rejected_words": 6.0}}
     section = markdown_section(render_markdown({**results, "pair_lengths": lengths}), "## Preference pairs: length by negative kind")
     assert table_rows(section) == [["verbose_vague", "3", "100%", "0%", "2.0", "6.0"]]
+
+
+# ---------------------------------------------------------------- the summary and the chart
+
+
+def test_the_report_opens_with_a_summary_of_what_improved_got_worse_and_cannot_be_detected(results):
+    markdown = render_markdown(results)
+    lines = markdown.split("\n")
+    assert lines[2] == "## Summary" and lines.index("## Summary") < lines.index("## Setup")
+    summary = markdown_section(markdown, "## Summary")
+    text = "\n".join(summary)
+    improved = summary[summary.index("- **Improved:**") + 1: summary.index("- **Got worse:**")]
+    worse = summary[summary.index("- **Got worse:**") + 1: summary.index("- **Cannot detect:**")]
+    up = [c for c in results["comparisons"] if c["significant"] and c["lift"] > 0]
+    down = [c for c in results["comparisons"] if c["significant"] and c["lift"] < 0]
+    assert len([line for line in improved if line.startswith("  - ") and "nothing" not in line]) == min(len(up), 8)
+    for c in up[:8]:
+        assert any(f"{c['before']} → {c['after']}: {c['criterion']} +{100 * c['lift']:.1f} pts" in line for line in improved)
+    assert worse == ["  - nothing significant"] if not down else len(worse) >= 1
+    assert "base → sft:" in text and "one seed" in text and "not its quality" in text
+    assert "- **Model:** not recorded" in text  # this fixture's responses were scored without the models
+
+
+def test_the_summary_says_which_model_it_ran_on_and_that_a_tiny_one_proves_nothing(results):
+    from stage1.eval.report_summary import describe_model, summary_section
+
+    tiny = {"model_type": "qwen2", "num_hidden_layers": 2, "hidden_size": 64, "weights_bytes": 2_400_000}
+    text = describe_model(tiny, "runs/tiny/model")
+    assert text.startswith("`runs/tiny/model`: qwen2, 2 layers, hidden size 64, 2.4 MB of weights") and "test model" in text
+    real = {"model_type": "qwen2", "num_hidden_layers": 64, "hidden_size": 5120, "name_or_path": "Qwen/Qwen2.5-32B"}
+    assert "test model" not in describe_model(real, "/models/qwen32b") and "from Qwen/Qwen2.5-32B" in describe_model(real, "/m")
+    described = {**results, "provenance": {**results["provenance"], "variants": {"base": {"model_dir": "m", "model": tiny}}}}
+    assert any("`m`: qwen2, 2 layers" in line for line in summary_section(described))
+
+
+def test_chart_labels_give_n_and_stay_short():
+    from stage1.eval.report import LABEL_WIDTH, chart_label
+
+    label = chart_label("no_unwarranted_refusal", 241)
+    assert label.split("\n")[-1] == "n=241" and all(len(line) <= LABEL_WIDTH for line in label.split("\n")[:-1])
+    assert chart_label("on_topic", 5) == "on topic\nn=5"
+
+
+def test_a_zero_rate_is_drawn_and_marked(results, monkeypatch):
+    """A variant at 0% on a criterion gets a visible hatched bar and a "0%" mark, not an empty slot."""
+    import copy
+
+    from matplotlib.axes import Axes
+
+    from stage1.eval.report import ZERO_BAR, render_chart_png
+
+    zeroed = copy.deepcopy(results)
+    name = zeroed["criteria"][0]
+    zeroed["rates"]["base"][name] = {**zeroed["rates"]["base"][name], "successes": 0, "rate": 0.0, "low": 0.0, "high": 0.2}
+    bars, texts = [], []
+    original_bar, original_text = Axes.bar, Axes.text
+    monkeypatch.setattr(Axes, "bar", lambda self, x, height, *a, **k: bars.append((list(height), k.get("hatch"))) or original_bar(self, x, height, *a, **k))
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: texts.append(s) or original_text(self, x, y, s, *a, **k))
+    assert render_chart_png(zeroed)[:4] == b"\x89PNG"
+    assert ([ZERO_BAR], "///") in bars and "0%" in texts
