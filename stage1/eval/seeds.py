@@ -22,7 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stage1.core.errors import InputError
 from stage1.core.seed_stats import seed_lift
+from stage1.eval.report import load_results
+from stage1.io.atomic import atomic_write_json, atomic_write_text
+from stage1.io.layout import RESULTS_FILE
 
 SEEDS_SCHEMA = "stage1.eval.seeds/1"
 
@@ -105,10 +109,6 @@ def seed_markdown(summary: dict[str, Any], sources: Sequence[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stage1.core.errors import InputError
-    from stage1.eval.report import load_results
-    from stage1.io.atomic import atomic_write_json, atomic_write_text
-    from stage1.io.layout import RESULTS_FILE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (their eval/results.json) or results.json files, one per seed")
