@@ -188,7 +188,6 @@ def run_train_dpo(
     from trl import DPOConfig
 
     from stage1.core.errors import TrainingError
-    from stage1.core.reward_metrics import summarize_by_kind
     from stage1.hf.lora import build_lora_config, check_trained_modules
     from stage1.hf.models import check_quantization, eos_info, load_adapter, load_tokenizer
     from stage1.io.lineage import adapter_hash, read_lineage
@@ -253,6 +252,26 @@ def run_train_dpo(
     method = DPOMethodChecks(settings, tokenizer, {split: (paths[split], pairs[split], prepared[split]) for split in paths})
     method.before_training(trainer)
     outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
+    counts, measured = _after_training(trainer, tokenizer, settings, dpo_config, prepared, method)
+    extra = {
+        **outcome,
+        **({"negative_source": negative_source} if negative_source is not None else {}),
+        "parent_kind": parent_kind,
+        **started_from,
+        **measured,
+        "step_plan": steps.to_dict(),
+        "reference": {"precomputed": bool(dpo_config.precompute_ref_log_probs),
+                      "cache": None if cache is None else {split: str(path) for split, path in cache["paths"].items()},
+                      "cache_hits": getattr(trainer, "stage1_reference_cache_hits", 0)},
+    }
+    return run.finish(trainer, facts, counts=counts, extra=extra)
+
+
+def _after_training(trainer, tokenizer, settings: TrainingSettings, dpo_config, prepared: dict, method) -> tuple[dict, dict]:
+    """The manifest's counts, and what was measured after training: the method checks (which raise
+    under ``training.method_checks: error``), rewards on the eval pairs, the log-prob shifts."""
+    from stage1.core.reward_metrics import summarize_by_kind
+
     method_checks = method.after_training(trainer, max_length=dpo_config.max_length)
     chosen, rejected = pair_rewards(trainer.model, tokenizer, prepared["eval"].rows, dpo_config.beta, settings.reward_eval_batch_size)
     rewards = summarize_by_kind(prepared["eval"].kinds, chosen, rejected)
@@ -265,11 +284,7 @@ def run_train_dpo(
         "tokens_train": prepared["train"].tokens,
         "steps": trainer.state.global_step,
     }
-    extra = {
-        **outcome,
-        **({"negative_source": negative_source} if negative_source is not None else {}),
-        "parent_kind": parent_kind,
-        **started_from,
+    measured = {
         "beta": dpo_config.beta,
         "reward_accuracy": rewards["overall"]["reward_accuracy"],
         "reward_margin": rewards["overall"]["mean_margin"],
@@ -278,12 +293,8 @@ def run_train_dpo(
         **diagnostics,
         "warnings": diagnostics["warnings"] + method.warnings,
         "method_checks": method_checks,
-        "step_plan": steps.to_dict(),
-        "reference": {"precomputed": bool(dpo_config.precompute_ref_log_probs),
-                      "cache": None if cache is None else {split: str(path) for split, path in cache["paths"].items()},
-                      "cache_hits": getattr(trainer, "stage1_reference_cache_hits", 0)},
     }
-    return run.finish(trainer, facts, counts=counts, extra=extra)
+    return counts, measured
 
 
 def chosen_logp_diagnostics(rows, chosen: list[float], rejected: list[float], beta: float, max_drop: float | None) -> dict[str, Any]:

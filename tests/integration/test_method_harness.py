@@ -82,10 +82,21 @@ def test_adapter_handoff_step0_is_ln2_and_a_reference_reset_to_the_base_is_caugh
         _dpo(tiny_model_dir, pair_files, tmp_path / "bad", handoff, args={"max_steps": 1}, sft_adapter_dir=adapter)
 
 
-def test_a_dpo_at_learning_rate_zero_fails_the_adapter_check(tiny_model_dir, pair_files, tmp_path):
-    """The config refuses a learning rate of 0; injected below it, training runs and moves nothing."""
+def test_a_dpo_at_learning_rate_zero_fails_the_adapter_check(tiny_model_dir, pair_files, tmp_path, monkeypatch):
+    """The config refuses a learning rate of 0; injected below it (into the DPOConfig the stage
+    builds), training runs and moves nothing."""
+    from stage1.train import run
+
+    build = run.build_config
+
+    def zero_learning_rate(*args, **kwargs):
+        config = build(*args, **kwargs)
+        config.learning_rate = 0.0
+        return config
+
+    monkeypatch.setattr(run, "build_config", zero_learning_rate)
     with pytest.raises(MethodCheckError, match="method check adapter_moved failed: the DPO adapter did not move") as error:
-        _dpo(tiny_model_dir, pair_files, tmp_path / "dpo", args={"max_steps": 2, "learning_rate": 0.0})
+        _dpo(tiny_model_dir, pair_files, tmp_path / "dpo", args={"max_steps": 2})
     assert "heldout_margin" in str(error.value)  # nothing moved, so the margin did not grow either
     assert not (tmp_path / "dpo" / "manifest.json").exists()
 
