@@ -12,6 +12,7 @@ evaluated on the SFT model is caught on the session's tiny run in test_harness_o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,5 +120,6 @@ def test_a_swap_at_the_trainer_input_turns_the_file_margin_negative(merged_dir, 
     assert correct["heldout_margin"]["passed"] is True and correct["heldout_margin"]["mean_margin"] > 0
     assert checks["rows_decode"]["passed"] is False
     assert checks["heldout_margin"]["passed"] is False and checks["heldout_margin"]["mean_margin"] < 0
-    assert manifest["reward_margin"] > 0  # the trainer's own columns, swapped too, look healthy
+    history = json.loads((tmp_path / "swapped" / "log_history.json").read_text())
+    assert [entry["rewards/margins"] for entry in history if "loss" in entry][-1] > 0  # TRL's own, on its swapped columns: healthy
     assert sum("method check" in warning for warning in manifest["warnings"]) == 2
