@@ -86,6 +86,7 @@ def test_a_frozen_adapter_stops_the_run_before_training(tiny_model_dir, pair_fil
     assert not (tmp_path / "dpo" / "manifest.json").exists() and not (tmp_path / "dpo" / "adapter").exists()
 
 
+@pytest.mark.slow  # builds a second tiny model; the faithful versions (base as the reference) are in test_method_harness.py
 def test_a_reference_that_is_not_the_policys_start_stops_the_run(tiny_model_dir, pair_files, tmp_path, monkeypatch):
     """The reference handed to TRL is another model than the one DPO starts from (here a tiny model
     of another seed, as the raw base is another model than the SFT model): step-0 loss is off ln 2."""
