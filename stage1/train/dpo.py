@@ -183,6 +183,9 @@ def run_train_dpo(
         LineageError: ``model_dir`` is a merged model trained with another quantisation.
         TrainingError: a non-finite loss (the last good checkpoint is kept), or an adapter on other
             modules than planned.
+        MethodCheckError: a runtime method check failed under ``training.method_checks: error``
+            (before training for the rows, the step-0 loss and nothing trainable; after it for the
+            adapter's movement and the held-out margin; no manifest is written).
     """
     from datasets import Dataset
     from trl import DPOConfig
