@@ -128,6 +128,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if getattr(args, "dry_run", False):
         return _evaluate_dry_run(args)
     if getattr(args, "against", None):
+        _golden_tolerance(args)
         _check_golden(Path(args.against))  # before evaluating: a bad golden file would waste the whole run
     if args.inputs or args.out:
         return _stage_on_files(args)
@@ -148,7 +149,7 @@ def _after_evaluate(args: argparse.Namespace, results: Path, status: int) -> int
 
         _console().print(f"golden result written to [bold]{save_golden(results, Path(args.save_golden))}[/]")
     if args.against:
-        return _compare_golden(results, Path(args.against))
+        return _compare_golden(results, Path(args.against), args)
     return status
 
 
@@ -252,17 +253,46 @@ def _stage_on_files(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_golden(results_path: Path, golden_path: Path) -> int:
-    from stage1.eval.golden import compare_files
+def _golden_tolerance(args: argparse.Namespace):
+    """The drop rule of ``--against`` (``--golden-alpha``, ``--golden-min-drop``).
+
+    Raises:
+        ConfigError: a value out of range, naming the flag.
+    """
+    from stage1.core.errors import ConfigError
+    from stage1.eval.golden import GoldenTolerance
+
+    alpha, min_drop = getattr(args, "golden_alpha", 0.01), getattr(args, "golden_min_drop", 0.05)
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"must be in (0, 1), got {alpha}", field="--golden-alpha")
+    if not 0.0 <= min_drop < 1.0:
+        raise ConfigError(f"must be a rate in [0, 1) (0.05 = 5 points), got {min_drop}", field="--golden-min-drop")
+    return GoldenTolerance(alpha=alpha, min_drop=min_drop)
+
+
+def _compare_golden(results_path: Path, golden_path: Path, args: argparse.Namespace) -> int:
+    """Print every significant change against the golden result; exit 1 on a regression only."""
+    from stage1.eval.golden_changes import check_files
 
     console = _console()
-    regressions = compare_files(results_path, golden_path)
+    regressions, changes = check_files(results_path, golden_path, _golden_tolerance(args))
+    for change in changes:
+        console.print(f"[yellow]change[/]: {change}")
     if not regressions:
-        console.print(f"[green]no significant regression against {golden_path}[/]")
+        console.print(f"[green]no significant regression against {golden_path}[/] ({len(changes)} other significant change(s))")
         return 0
     for regression in regressions:
         console.print(f"[red]regression[/]: {regression}")
     return 1
+
+
+def _add_golden_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--against", default=None, metavar="GOLDEN.json",
+                         help="report significant changes against this result in either direction; exit 1 if a criterion regressed")
+    command.add_argument("--golden-alpha", type=float, default=0.01, metavar="P",
+                         help="with --against: the McNemar p-value at or below which a change is significant (default 0.01)")
+    command.add_argument("--golden-min-drop", type=float, default=0.05, metavar="RATE",
+                         help="with --against: the smallest significant drop in rate that fails (default 0.05, 5 points)")
 
 
 def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[str, list[Path]]:
@@ -297,6 +327,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     inputs = _inputs_named(args, {"items": False, "responses": False})
     if args.against:
+        _golden_tolerance(args)
         _check_golden(Path(args.against))  # before scoring: a bad golden file is an input error
     config = _config(args)
     out = Path(args.out)
@@ -305,7 +336,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     console.print(rich_summary_table(load_results(out / "results.json")))
     console.print(f"report: [bold]{out / 'report.md'}[/]  chart: [bold]{out / 'chart.png'}[/]")
     if args.against:
-        return _compare_golden(out / "results.json", Path(args.against))
+        return _compare_golden(out / "results.json", Path(args.against), args)
     return 0
 
 
@@ -455,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"an input file for this stage; it reads: {', '.join(item.name for item in STAGES_BY_NAME[stage].inputs)} (see below)")
         command.add_argument("--out", default=None, help="output folder when running on explicit --in files")
         if name == "evaluate":
-            command.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
+            _add_golden_flags(command)
             command.add_argument("--variants", default=None, metavar="NAMES", help="comma-separated subset of base_raw,base,sft,dpo,dpo_only (and dpo_rules,dpo_policy with training.dpo_arms)")
             command.add_argument("--dry-run", action="store_true", help="load each variant and report memory, generate nothing")
             command.add_argument("--save-golden", default=None, metavar="GOLDEN.json", help="save this evaluation as a golden result")
@@ -465,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(score)
     score.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH", help="items=ITEMS.jsonl and responses=RESPONSES.jsonl")
     score.add_argument("--out", required=True, help="folder for results.json, report.md, chart.png and the manifest")
-    score.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
+    _add_golden_flags(score)
     score.set_defaults(handler=cmd_score)
 
     leakage = commands.add_parser("check-leakage", help="the leakage gate on any training files: --in train=FILE ... --in eval_items=FILE")

@@ -9,12 +9,19 @@ Two kinds of golden data live here:
 2. A reference ``results.json`` (for example the tiny pipeline's), compared with a new one by
    ``compare_to_golden``: a criterion regressed when its drop is both significant and large.
 
-Tolerances (``GoldenTolerance``): paired McNemar ``p <= alpha`` (0.01) **and** a drop of at least
-``min_drop`` (5 points) when item ids match; otherwise the two Wilson intervals must not overlap
-(current high < golden low) **and** the drop is at least ``min_drop``. Greedy decoding on another
-GPU or library version flips a few items both ways: that is neither significant nor large. A
-criterion the golden result has and the new one lacks is a regression (the check fails closed),
-and so is a golden result with no evidence at all (no variant and criterion with an item).
+Tolerances (``GoldenTolerance``, the CLI's ``--golden-alpha`` and ``--golden-min-drop``): a drop
+fails the check when it is significant, paired McNemar ``p <= alpha`` (0.01) when item ids match,
+otherwise the two Wilson intervals apart (current high < golden low), **and** at least ``min_drop``
+(5 points). Greedy decoding on another GPU or library version flips a few items both ways: that is
+neither significant nor large. A criterion the golden result has and the new one lacks is a
+regression (the check fails closed), and so is a golden result with no evidence at all (no variant
+and criterion with an item).
+
+The check is two-sided in what it reports (``stage1.eval.golden_changes``): every significant change
+at ``alpha`` that is not a failing drop is reported too, without failing: a gain, a significant drop
+smaller than ``min_drop``, and, for each comparison of the new results (``sft -> dpo``), an effect
+the golden result shows that is gone or reversed, or one it did not show. An improvement that
+disappears is then visible even when no single variant dropped far enough to fail.
 """
 
 from __future__ import annotations
@@ -77,20 +84,45 @@ class Regression:
         return dict(self.__dict__)
 
 
-def _paired(variant: str, criterion: str, golden: dict, current: dict, tolerance: GoldenTolerance) -> Regression | None:
-    ids = [i for i, v in golden.items() if v.get(criterion) is not None and current.get(i, {}).get(criterion) is not None]
+@dataclass(frozen=True)
+class PairedCounts:
+    """Paired verdicts of one criterion on the items both sides scored."""
+
+    n: int
+    lost: int  # passed before, failed after (n10)
+    gained: int  # failed before, passed after (n01)
+    before_rate: float
+    after_rate: float
+    p_value: float
+    method: str
+
+
+def paired_counts(before: dict, after: dict, criterion: str) -> PairedCounts | None:
+    """McNemar on the items that have a verdict for ``criterion`` on both sides (None: no such item)."""
+    ids = [i for i, v in before.items() if v.get(criterion) is not None and after.get(i, {}).get(criterion) is not None]
     if not ids:
         return None
-    before = [bool(golden[i][criterion]) for i in ids]
-    after = [bool(current[i][criterion]) for i in ids]
-    n01 = sum(1 for a, b in zip(before, after) if not a and b)
-    n10 = sum(1 for a, b in zip(before, after) if a and not b)
-    golden_rate, current_rate = sum(before) / len(ids), sum(after) / len(ids)
-    test = mcnemar(n01, n10)
-    drop = golden_rate - current_rate
-    if n10 > n01 and is_significant(test.p_value, tolerance.alpha) and large_enough(drop, tolerance.min_drop):
-        detail = f"paired on {len(ids)} items: {n10} lost, {n01} gained, McNemar p={test.p_value:.3g} ({test.method})"
-        return Regression(variant, criterion, "mcnemar", golden_rate, current_rate, test.p_value, len(ids), detail)
+    old = [bool(before[i][criterion]) for i in ids]
+    new = [bool(after[i][criterion]) for i in ids]
+    gained = sum(1 for a, b in zip(old, new) if not a and b)
+    lost = sum(1 for a, b in zip(old, new) if a and not b)
+    test = mcnemar(gained, lost)
+    return PairedCounts(len(ids), lost, gained, sum(old) / len(ids), sum(new) / len(ids), test.p_value, test.method)
+
+
+def paired_detail(counts: PairedCounts) -> str:
+    return (f"paired on {counts.n} items: {counts.lost} lost, {counts.gained} gained, "
+            f"McNemar p={counts.p_value:.3g} ({counts.method})")
+
+
+def _paired(variant: str, criterion: str, golden: dict, current: dict, tolerance: GoldenTolerance) -> Regression | None:
+    counts = paired_counts(golden, current, criterion)
+    if counts is None:
+        return None
+    drop = counts.before_rate - counts.after_rate
+    if counts.lost > counts.gained and is_significant(counts.p_value, tolerance.alpha) and large_enough(drop, tolerance.min_drop):
+        return Regression(variant, criterion, "mcnemar", counts.before_rate, counts.after_rate, counts.p_value, counts.n,
+                          paired_detail(counts))
     return None
 
 
@@ -111,6 +143,27 @@ def _missing(variant: str, criterion: str, golden_rate: float | None, what: str)
     return Regression(variant, criterion, "missing", golden_rate, None, None, 0, f"{what}; the check fails closed")
 
 
+def golden_cells(results: dict[str, Any], golden: dict[str, Any]):
+    """Each golden (variant, criterion) with evidence: ``(variant, criterion, golden cell, current
+    cell or None, golden verdicts, current verdicts or None when not paired)``; ``current cell`` is
+    None when the variant or criterion has no applicable item in ``results``."""
+    golden_verdicts = verdicts_from_results(golden)
+    current_verdicts = verdicts_from_results(results)
+    for variant, golden_rates in golden.get("rates", {}).items():
+        current_rates = results.get("rates", {}).get(variant)
+        golden_items = golden_verdicts.get(variant, {})
+        current_items = current_verdicts.get(variant, {})
+        shared = sum(1 for i in golden_items if i in current_items)
+        paired = bool(golden_items) and shared >= MIN_PAIRED_OVERLAP * len(golden_items)
+        for criterion, golden_cell in golden_rates.items():
+            if golden_cell["n"] == 0:
+                continue
+            current_cell = None if current_rates is None else current_rates.get(criterion)
+            if current_cell is not None and current_cell["n"] == 0:
+                current_cell = None
+            yield variant, criterion, golden_cell, current_cell, golden_items, current_items if paired else None, current_rates is None
+
+
 def compare_to_golden(results: dict[str, Any], golden: dict[str, Any], tolerance: GoldenTolerance = GoldenTolerance()) -> list[Regression]:
     """Every (variant, criterion) of ``golden`` that regressed in ``results``.
 
@@ -120,30 +173,17 @@ def compare_to_golden(results: dict[str, Any], golden: dict[str, Any], tolerance
     """
     if not has_evidence(golden):
         return [_missing("(all)", "(all)", None, "the golden result holds no variant and criterion with an item")]
-    golden_verdicts = verdicts_from_results(golden)
-    current_verdicts = verdicts_from_results(results)
     regressions: list[Regression] = []
-    for variant, golden_rates in golden.get("rates", {}).items():
-        current_rates = results.get("rates", {}).get(variant)
-        for criterion, golden_cell in golden_rates.items():
-            if golden_cell["n"] == 0:
-                continue
-            if current_rates is None:
-                regressions.append(_missing(variant, criterion, golden_cell["rate"], "variant not evaluated"))
-                continue
-            current_cell = current_rates.get(criterion)
-            if current_cell is None or current_cell["n"] == 0:
-                regressions.append(_missing(variant, criterion, golden_cell["rate"], "no applicable items in the new results"))
-                continue
-            golden_items = golden_verdicts.get(variant, {})
-            current_items = current_verdicts.get(variant, {})
-            shared = sum(1 for i in golden_items if i in current_items)
-            if golden_items and shared >= MIN_PAIRED_OVERLAP * len(golden_items):
-                found = _paired(variant, criterion, golden_items, current_items, tolerance)
-            else:
-                found = _unpaired(variant, criterion, golden_cell, current_cell, tolerance)
-            if found is not None:
-                regressions.append(found)
+    for variant, criterion, golden_cell, current_cell, golden_items, current_items, absent in golden_cells(results, golden):
+        if current_cell is None:
+            what = "variant not evaluated" if absent else "no applicable items in the new results"
+            regressions.append(_missing(variant, criterion, golden_cell["rate"], what))
+        elif current_items is not None:
+            found = _paired(variant, criterion, golden_items, current_items, tolerance)
+            regressions += [found] if found is not None else []
+        else:
+            found = _unpaired(variant, criterion, golden_cell, current_cell, tolerance)
+            regressions += [found] if found is not None else []
     return regressions
 
 
@@ -175,7 +215,7 @@ def load_golden(path: str | Path, *, missing_hint: str | None = None,
 
 
 def compare_files(results_path: str | Path, golden_path: str | Path, tolerance: GoldenTolerance = GoldenTolerance()) -> list[Regression]:
-    """``compare_to_golden`` on two ``results.json`` files.
+    """``compare_to_golden`` on two ``results.json`` files (``golden_changes.check_files`` also gives the changes).
 
     Raises:
         InputError: either file is missing or not a JSON object, or the golden file holds no
@@ -183,8 +223,7 @@ def compare_files(results_path: str | Path, golden_path: str | Path, tolerance: 
     """
     from stage1.eval.report import load_results
 
-    results = load_results(results_path)
-    return compare_to_golden(results, load_golden(golden_path), tolerance)
+    return compare_to_golden(load_results(results_path), load_golden(golden_path), tolerance)
 
 
 # ---------------------------------------------------------------- scoring fixtures

@@ -32,6 +32,7 @@ from stage1.eval.settings import (
     parse_comparison,
 )
 from stage1.eval.summary import summarise
+from stage1.eval.variant_identity import check_identities
 from stage1.io.atomic import atomic_write_json
 from stage1.io.hashing import sha256_file, sha256_tree
 from stage1.io.layout import GENERATIONS_DIR
@@ -90,14 +91,22 @@ def describe_variant(spec: VariantSpec, settings: EvalSettings) -> dict[str, Any
     described["model_hash"] = weights_hash(spec.model_dir)
     described["adapter_hash"] = None
     matched = True
-    for folder in (spec.model_dir, spec.adapter_dir):
-        lineage = None if folder is None else read_lineage(folder, required=folder == spec.adapter_dir)
+    lineages = {}
+    for role, folder in (("model", spec.model_dir), ("adapter", spec.adapter_dir)):
+        lineage = lineages[role] = None if folder is None else read_lineage(folder, required=folder == spec.adapter_dir)
         if lineage is not None:
             matched &= check_quantization(lineage.quantization, spec.quantization, allow_mismatch=settings.allow_quantization_mismatch)
     if spec.adapter_dir is not None:
         described["adapter_hash"] = adapter_hash(spec.adapter_dir)
     described["quantization_matches_training"] = matched
     described["model"] = model_facts(spec.model_dir)
+    adapter = lineages["adapter"]
+    described["lineage"] = {  # what stage1.eval.variant_identity checks the variant's name against
+        "model_kind": None if lineages["model"] is None else lineages["model"].kind,
+        "adapter_kind": None if adapter is None else adapter.kind,
+        "parent_kind": None if adapter is None else adapter.extra.get("parent_kind"),
+        "sft_adapter_hash": None if adapter is None else adapter.extra.get("sft_adapter_hash"),
+    }
     return described
 
 
@@ -290,6 +299,7 @@ def run_evaluate(
         ConfigError: ``in_process`` together with ``settings.backend == "vllm"``.
         GateError: the leakage gate failed or could not run.
         LineageError: an adapter on the wrong weights, or a quantisation mismatch without override.
+        VariantIdentityError: a variant is not the model its name says (``stage1.eval.variant_identity``).
     """
     from stage1.eval.report import write_reports
 
@@ -306,6 +316,7 @@ def run_evaluate(
     for name, reason in skipped.items():
         log.warning("eval: skipping %s: %s", name, reason)
     described = {spec.name: describe_variant(spec, settings) for spec in chosen}
+    check_identities(described)
     jobs = [_job(spec, described[spec.name], items, settings, out, dry_run) for spec in chosen]
     records = run_variants(jobs, settings, out, in_process or settings.in_process)
     if dry_run:

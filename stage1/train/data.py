@@ -98,6 +98,7 @@ class PreferenceRows:
     dropped_ids: tuple[str, ...] = ()
     tokens: int = 0
     sources: tuple[str, ...] = ()  # each row's negative source (rules / policy), same order
+    indices: tuple[int, ...] = ()  # each row's position in the pairs it was built from, same order
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -175,7 +176,7 @@ def build_preference_rows(tokenizer, pairs: list[PreferencePair], *, max_length:
     check_overlong_policy(overlong)
     eos = int(tokenizer.eos_token_id)
     limit = UNLIMITED if max_length is None else max_length
-    rows, kinds, sources, dropped, tokens = [], [], [], [], 0
+    rows, kinds, sources, indices, dropped, tokens = [], [], [], [], [], 0
     for index, pair in enumerate(pairs):
         check_pair_format(pair, source, record_line(pairs, index))
         prompt = encode_text(tokenizer, pair.prompt)
@@ -196,7 +197,8 @@ def build_preference_rows(tokenizer, pairs: list[PreferencePair], *, max_length:
         rows.append({"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected})
         kinds.append(pair.negative_kind)
         sources.append(pair.negative_source)
+        indices.append(index)
         tokens += len(prompt) * 2 + len(chosen) + len(rejected)
     if not rows:
         raise InputError("no pair left to train on", path=source, hint="check training.overlong and dpo.max_length")
-    return PreferenceRows(rows, kinds, tuple(dropped), tokens, tuple(sources))
+    return PreferenceRows(rows, kinds, tuple(dropped), tokens, tuple(sources), indices=tuple(indices))

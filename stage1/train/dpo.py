@@ -16,6 +16,12 @@ and handed to TRL as ``prompt_ids``/``chosen_ids``/``rejected_ids``; TRL's own t
 parse ``<|endoftext|>`` typed in data as the control token. Rows longer than ``dpo.max_length`` are
 handled by ``training.overlong`` before TRL would truncate them.
 
+Four runtime checks (``stage1.train.dpo_checks``, verdicts in ``stage1.core.method_checks``) test that
+the method ran, not only the plumbing: the trainer's rows decode to the pairs file, each checked
+pair's step-0 loss is ln 2 (the reference is the policy's start), the adapter moved, and the margin
+over the reference grew on the eval pairs as the file states them. ``training.method_checks: error``
+stops the stage on a failed one; ``warn`` records it in the manifest's ``warnings``.
+
 The DPO-only baseline is the same call with ``model_dir`` = the raw base and ``out_dir`` =
 ``<run>/dpo_only``; lineage records which parent each adapter belongs to. A DPO arm
 (``training.dpo_arms``) is the same call as ``dpo``, on the same model and reference, with
@@ -38,54 +44,6 @@ from stage1.train.settings import TrainingSettings
 log = logging.getLogger(__name__)
 
 STAGE = "dpo"
-
-
-def pretokenized_dpo_trainer(*, reference_cache: dict[str, Any] | None = None, **kwargs):
-    """A DPOTrainer that takes our token ids as they are (TRL would re-tokenize text itself).
-
-    Args:
-        reference_cache: ``{"parts": {split: key parts}, "paths": {split: path}}`` (see
-            ``stage1.train.reference_cache``): precomputed reference log-probabilities are read from
-            ``paths[split]`` when there, and written there when TRL computes them.
-    """
-    from trl import DPOTrainer
-
-    class PreTokenizedDPOTrainer(DPOTrainer):
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            missing = {"prompt_ids", "chosen_ids", "rejected_ids"} - set(dataset.column_names)
-            if missing:
-                raise ValueError(f"the {dataset_name} rows lack {sorted(missing)}; build them with build_preference_rows")
-            return dataset
-
-        def log(self, logs, start_time=None):
-            # TRL logs rewards = beta * (log pi - log pi_ref) and the policy's own log-probs, but not
-            # the shift itself; dividing by beta here puts it in every logged step (and eval) as
-            # logps/chosen_shift and logps/rejected_shift, averaged like TRL's own metrics.
-            metrics = self._metrics["train" if self.model.training else "eval"]
-            for side in ("chosen", "rejected"):
-                if metrics.get(f"rewards/{side}"):
-                    metrics[f"logps/{side}_shift"] = [value / self.beta for value in metrics[f"rewards/{side}"]]
-            super().log(logs, start_time)
-
-        def _precompute_ref_logps(self, dataset, name, batch_size):
-            from stage1.train.reference_cache import COLUMNS, read_cached, write_cached
-
-            path = None if reference_cache is None else reference_cache["paths"].get(name)
-            if path is None:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
-            cached = read_cached(path, len(dataset), reference_cache["parts"][name])
-            if cached is not None:
-                log.info("reference log-probabilities for %s read from %s", name, path)
-                self.stage1_reference_cache_hits = getattr(self, "stage1_reference_cache_hits", 0) + 1
-                for column in COLUMNS:
-                    dataset = dataset.add_column(column, cached[column])
-                return dataset
-            computed = super()._precompute_ref_logps(dataset, name, batch_size)
-            if self.accelerator.is_main_process:
-                write_cached(path, reference_cache["parts"][name], {column: computed[column] for column in COLUMNS})
-            return computed
-
-    return PreTokenizedDPOTrainer(**kwargs)
 
 
 def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adapter: Path | None, splits: dict[str, Path],
@@ -235,17 +193,21 @@ def run_train_dpo(
         LineageError: ``model_dir`` is a merged model trained with another quantisation.
         TrainingError: a non-finite loss (the last good checkpoint is kept), or an adapter on other
             modules than planned.
+        MethodCheckError: a runtime method check failed under ``training.method_checks: error``
+            (before training for the rows, the step-0 loss and nothing trainable; after it for the
+            adapter's movement and the held-out margin; no manifest is written).
     """
     from datasets import Dataset
     from trl import DPOConfig
 
     from stage1.core.errors import TrainingError
-    from stage1.core.reward_metrics import summarize_by_kind
     from stage1.hf.lora import build_lora_config, check_trained_modules
     from stage1.hf.models import check_quantization, eos_info, load_adapter, load_tokenizer
     from stage1.io.lineage import adapter_hash, read_lineage
     from stage1.train import run
     from stage1.train.callbacks import NonFiniteLossGuard, quiet_trainer
+    from stage1.train.dpo_checks import DPOMethodChecks
+    from stage1.train.dpo_trainer import PreTokenizedDPOTrainer
     from stage1.train.step_plan import log_step_plan, step_plan
     from stage1.train.trainer_config import check_effective_batch, resolve_device
 
@@ -260,13 +222,10 @@ def run_train_dpo(
     batch = check_effective_batch(dpo_config, settings.dpo_target_effective_batch, section="dpo", target_field="dpo_target_effective_batch")
     lora_config = build_lora_config(lora_args, require_all_projections=settings.require_all_projections)
     tokenizer = load_tokenizer(model_dir)
-    prepared = {
-        split: build_preference_rows(
-            tokenizer, read_arm_pairs(path, negative_source, split), max_length=dpo_config.max_length, overlong=settings.overlong,
-            source=path,
-        )
-        for split, path in (("train", train_path), ("eval", eval_path))
-    }
+    paths = {"train": Path(train_path), "eval": Path(eval_path)}
+    pairs = {split: read_arm_pairs(path, negative_source, split) for split, path in paths.items()}
+    prepared = {split: build_preference_rows(tokenizer, pairs[split], max_length=dpo_config.max_length, overlong=settings.overlong,
+                                             source=path) for split, path in paths.items()}
     steps = step_plan(STAGE, len(prepared["train"].rows), dpo_config, batch.processes, settings.min_optimizer_steps,
                       name=f"dpo_{negative_source}" if negative_source else "")
     log_step_plan(steps, log)
@@ -278,7 +237,7 @@ def run_train_dpo(
     cache = reference_cache_for(settings, model_dir=Path(model_dir), sft_adapter=sft_adapter,
                                 splits={"train": Path(train_path), "eval": Path(eval_path)}, dpo_config=dpo_config, out=out,
                                 negative_source=negative_source)
-    trainer = pretokenized_dpo_trainer(
+    trainer = PreTokenizedDPOTrainer(
         reference_cache=cache,
         model=model, args=dpo_config, processing_class=tokenizer, peft_config=None if sft_adapter is not None else lora_config,
         train_dataset=Dataset.from_list(prepared["train"].rows), eval_dataset=Dataset.from_list(prepared["eval"].rows),
@@ -303,7 +262,30 @@ def run_train_dpo(
         lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta, **started_from,
                        **({"negative_source": negative_source} if negative_source is not None else {})},
     )
+    method = DPOMethodChecks(settings, tokenizer, {split: (paths[split], pairs[split], prepared[split]) for split in paths})
+    method.before_training(trainer)
     outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
+    counts, measured = _after_training(trainer, tokenizer, settings, dpo_config, prepared, method)
+    extra = {
+        **outcome,
+        **({"negative_source": negative_source} if negative_source is not None else {}),
+        "parent_kind": parent_kind,
+        **started_from,
+        **measured,
+        "step_plan": steps.to_dict(),
+        "reference": {"precomputed": bool(dpo_config.precompute_ref_log_probs),
+                      "cache": None if cache is None else {split: str(path) for split, path in cache["paths"].items()},
+                      "cache_hits": getattr(trainer, "stage1_reference_cache_hits", 0)},
+    }
+    return run.finish(trainer, facts, counts=counts, extra=extra)
+
+
+def _after_training(trainer, tokenizer, settings: TrainingSettings, dpo_config, prepared: dict, method) -> tuple[dict, dict]:
+    """The manifest's counts, and what was measured after training: the method checks (which raise
+    under ``training.method_checks: error``), rewards on the eval pairs, the log-prob shifts."""
+    from stage1.core.reward_metrics import summarize_by_kind
+
+    method_checks = method.after_training(trainer, max_length=dpo_config.max_length)
     chosen, rejected = pair_rewards(trainer.model, tokenizer, prepared["eval"].rows, dpo_config.beta, settings.reward_eval_batch_size)
     rewards = summarize_by_kind(prepared["eval"].kinds, chosen, rejected)
     log.info("eval reward accuracy %.3f, margin %.4f; by kind: %s", rewards["overall"]["reward_accuracy"],
@@ -315,23 +297,17 @@ def run_train_dpo(
         "tokens_train": prepared["train"].tokens,
         "steps": trainer.state.global_step,
     }
-    extra = {
-        **outcome,
-        **({"negative_source": negative_source} if negative_source is not None else {}),
-        "parent_kind": parent_kind,
-        **started_from,
+    measured = {
         "beta": dpo_config.beta,
         "reward_accuracy": rewards["overall"]["reward_accuracy"],
         "reward_margin": rewards["overall"]["mean_margin"],
         "rewards": rewards["overall"],
         "by_kind": rewards["by_kind"],
         **diagnostics,
-        "step_plan": steps.to_dict(),
-        "reference": {"precomputed": bool(dpo_config.precompute_ref_log_probs),
-                      "cache": None if cache is None else {split: str(path) for split, path in cache["paths"].items()},
-                      "cache_hits": getattr(trainer, "stage1_reference_cache_hits", 0)},
+        "warnings": diagnostics["warnings"] + method.warnings,
+        "method_checks": method_checks,
     }
-    return run.finish(trainer, facts, counts=counts, extra=extra)
+    return counts, measured
 
 
 def chosen_logp_diagnostics(rows, chosen: list[float], rejected: list[float], beta: float, max_drop: float | None) -> dict[str, Any]:

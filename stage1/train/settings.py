@@ -46,6 +46,9 @@ class TrainingSettings:
     fidelity_rows: int = 64  # SFT training rows the hand-off check scores per loaded model
     precompute_reference: bool = False  # DPO: score the pairs under the reference once, cached by what determines them
     min_optimizer_steps: int = 50  # plan and each training stage warn when a stage takes fewer optimizer steps
+    method_checks: Literal["error", "warn"] = "error"  # DPO's runtime method checks (stage1.core.method_checks): a failed one stops the run, or is only warned about
+    step0_loss_tolerance: float = 0.01  # the step-0 DPO loss of each checked pair must be ln 2 within this (policy == reference at step 0)
+    min_heldout_margin: float | None = 0.0  # nats: the eval pairs' mean margin over the reference, scored from the pairs file, must end above this (None: recorded, not checked)
     dpo_arms: tuple[str, ...] = ()  # pair sources (rules, policy) each trained alone by a DPO arm of its own on the same SFT model (needs negatives.source: mixed); () = no arms
 
     def __post_init__(self):
@@ -58,6 +61,10 @@ class TrainingSettings:
                 raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"training.{name}")
         if self.max_chosen_logp_drop is not None and self.max_chosen_logp_drop < 0:
             raise ConfigError(f"must be 0 or more (or null), got {self.max_chosen_logp_drop}", field="training.max_chosen_logp_drop")
+        if self.method_checks not in ("error", "warn"):
+            raise ConfigError(f"must be error or warn, got {self.method_checks!r}", field="training.method_checks")
+        if not 0.0 < self.step0_loss_tolerance < 1.0:
+            raise ConfigError(f"must be in (0, 1), got {self.step0_loss_tolerance}", field="training.step0_loss_tolerance")
         if not 0.0 <= self.min_sft_gain_kept <= 1.0:
             raise ConfigError(f"must be in [0, 1], got {self.min_sft_gain_kept}", field="training.min_sft_gain_kept")
         if self.fidelity_rows < 1:

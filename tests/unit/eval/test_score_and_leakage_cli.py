@@ -120,6 +120,31 @@ def test_score_against_a_golden_result(tmp_path):
     assert _score(tmp_path / "worse", worse, "--against", str(golden))[0] == EXIT_GATE
 
 
+def test_score_against_reports_changes_both_ways_and_the_drop_rule_is_a_flag(tmp_path, capsys):
+    """The fixture's sft with the END lines of 8 items removed: with --golden-min-drop above that
+    drop nothing fails, but the drop is printed as a change; an impossible rule is refused before
+    scoring (exit 2)."""
+    from stage1.eval.golden import save_golden
+
+    (tmp_path / "first").mkdir()
+    _, out = _score(tmp_path / "first", _outside_rows())
+    golden = save_golden(out / "results.json", tmp_path / "golden.json")
+    cut = sorted({row["item_id"] for row in _outside_rows()})[:8]
+    worse = [dict(row, response=row["response"].replace("\nEND", ""), stop_reason="eos")
+             if row["variant"] == "sft" and row["item_id"] in cut else row for row in _outside_rows()]
+    (tmp_path / "worse").mkdir()
+    capsys.readouterr()
+    code, _ = _score(tmp_path / "worse", worse, "--against", str(golden), "--golden-min-drop", "0.9", "--golden-alpha", "0.05")
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert code == 0 and "no significant regression" in printed
+    assert "change: sft/stopped_with_end: small drop" in " ".join(printed.split())
+    (tmp_path / "bad").mkdir()
+    assert _score(tmp_path / "bad", worse, "--against", str(golden), "--golden-min-drop", "5")[0] == EXIT_INPUT
+    assert "--golden-min-drop" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "scored").exists()
+
+
 # ---------------------------------------------------------------- check-leakage
 
 

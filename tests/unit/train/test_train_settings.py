@@ -43,6 +43,10 @@ def test_unknown_key_names_the_nearest_valid_one():
         ({"sample_every_steps": -1}, "training.sample_every_steps"),
         ({"merge_mode": "dequantized_nf4"}, "training.merge_mode"),
         ({"overlong": True}, "training.overlong"),
+        ({"method_checks": "off"}, "training.method_checks"),
+        ({"step0_loss_tolerance": 0}, "training.step0_loss_tolerance"),
+        ({"step0_loss_tolerance": 1.5}, "training.step0_loss_tolerance"),
+        ({"min_heldout_margin": "big"}, "training.min_heldout_margin"),
     ],
 )
 def test_impossible_values_are_refused_with_the_field(data, field):
