@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import InputError
+from stage1.io.csv_cells import typed_cells
 
 UTF8_BOM = b"\xef\xbb\xbf"
 #: Deepest JSON nesting accepted. Records are flat; a config.json or results file nests a few levels.
@@ -348,7 +349,8 @@ def _csv_rows(reader: csv.DictReader, source: Path) -> Iterator[tuple[int, dict[
     for row in reader:
         if None in row:
             raise InputError("more cells than header columns", path=source, line=reader.line_num)
-        yield reader.line_num, {key: value for key, value in row.items() if value not in (None, "")}
+        yield reader.line_num, typed_cells({key: value for key, value in row.items() if value not in (None, "")}, source, reader.line_num)
+
 
 
 #: Files ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` always write.
