@@ -150,7 +150,7 @@ def model_folder_problem(folder: Path) -> tuple[str, str] | None:
     if (folder / "adapter_config.json").is_file() and not config_file.is_file():
         return (
             "is a LoRA adapter folder (adapter_config.json), not a model",
-            "point it at the base model, or merge the adapter first (python cli.py merge) and use the merged folder",
+            "point it at the base model, or merge the adapter first (stage1 merge) and use the merged folder",
         )
     if not config_file.exists() and not config_file.is_symlink():
         return "no config.json", "is this a Hugging Face model folder?"
