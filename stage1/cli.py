@@ -30,10 +30,10 @@ def _console():
     return Console()
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, check_training: bool = True):
     from stage1.config.load import load_config
 
-    return load_config(args.config, args.set)
+    return load_config(args.config, args.set, check_training=check_training)
 
 
 def _prepare_run(args: argparse.Namespace, console):
@@ -297,7 +297,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     inputs = _inputs_named(args, {"items": False, "responses": False})
     if args.against:
         _check_golden(Path(args.against))  # before scoring: a bad golden file is an input error
-    config = _config(args)
+    config = _config(args, check_training=False)  # no torch: scoring trains nothing
     out = Path(args.out)
     run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
     console = _console()
@@ -313,7 +313,7 @@ def cmd_check_leakage(args: argparse.Namespace) -> int:
     from stage1.io.records import check_training_files
 
     inputs = _inputs_named(args, {"train": True, "eval_items": False})
-    settings = _config(args).section("pairs").leakage
+    settings = _config(args, check_training=False).section("pairs").leakage
     leaks, rows = check_training_files(inputs["eval_items"][0], inputs["train"], settings)
     console = _console()
     for leak in leaks:
