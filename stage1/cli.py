@@ -291,7 +291,7 @@ def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[st
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Score responses generated anywhere with the evaluation's criteria and statistics."""
-    from stage1.eval.report import load_results, rich_summary_table
+    from stage1.eval.report import rich_summary_table
     from stage1.eval.score import run_score
 
     inputs = _inputs_named(args, {"items": False, "responses": False})
@@ -299,9 +299,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         _check_golden(Path(args.against))  # before scoring: a bad golden file is an input error
     config = _config(args, check_training=False)  # no torch: scoring trains nothing
     out = Path(args.out)
-    run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
+    results = run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
     console = _console()
-    console.print(rich_summary_table(load_results(out / "results.json")))
+    console.print(rich_summary_table(results))
     console.print(f"report: [bold]{out / 'report.md'}[/]  chart: [bold]{out / 'chart.png'}[/]")
     if args.against:
         return _compare_golden(out / "results.json", Path(args.against))
