@@ -77,6 +77,7 @@ def probe(argv: list[str]) -> dict[str, float]:
 
 def run(sizes: tuple[int, ...] = SIZES) -> list[Row]:
     rows: list[Row] = []
+    peaks: dict[str, list[float]] = {"score": [], "check-leakage": []}
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         for size in sizes:
@@ -96,6 +97,12 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[Row]:
                     ">= 10000" if size >= 100_000 else "", note=f"{leakage['seconds']:.1f} s wall, {leakage['cpu_seconds']:.1f} s CPU"),
                 row("commands", f"check-leakage peak RSS ({label})", leakage["peak_rss_mib"], "MiB"),
             ]
+            peaks["score"].append(score["peak_rss_mib"])
+            peaks["check-leakage"].append(leakage["peak_rss_mib"])
+    if len(sizes) > 1:  # side by side: how memory grows with ten times the rows
+        for name, values in peaks.items():
+            rows.append(row("commands", f"{name} peak RSS {sizes[-1] // 1000}k / {sizes[0] // 1000}k rows", values[-1] / values[0], "x",
+                            note="1.0 is flat (streamed)"))
     return rows
 
 
