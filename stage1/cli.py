@@ -15,6 +15,7 @@ from pathlib import Path
 
 # The flags and the table of stages: light to import (no torch), so `--help` stays instant.
 from stage1.cli_parser import build_parser as build_command_line
+from stage1.config.presets import input_path
 from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME
 
 MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
@@ -222,7 +223,7 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
             raise ConfigError(
                 f"--in {name}= is given twice ({named[name]} and {path})", field="--in", hint="give each input once"
             )
-        named[name] = Path(path)
+        named[name] = input_path(path)
     return named
 
 
@@ -281,7 +282,7 @@ def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[st
             raise ConfigError(f"`{args.command}` reads no input named {name!r}", field="--in", hint=f"it takes: {', '.join(allowed)}")
         if named[name] and not allowed[name]:
             raise ConfigError(f"--in {name}= is given twice ({named[name][0]} and {path})", field="--in", hint="give it once")
-        named[name].append(Path(path))
+        named[name].append(input_path(path))
     missing = [name for name, paths in named.items() if not paths]
     if missing:
         raise ConfigError(f"missing --in {'=, --in '.join(missing)}=", field="--in",

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from stage1.config.presets import DEFAULT_PRESET, POOLS_DIR, PRESETS_DIR
+from stage1.config.presets import DEFAULT_PRESET, PRESETS_DIR, shipped_pools
 from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME, inputs_help
 
 DEFAULT_RUN_DIR = Path("runs/tiny")
@@ -60,7 +60,8 @@ def _add_stage_commands(commands, handler: Handler) -> None:
         )
         _add_common(command)
         command.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
-                             help=f"an input file for this stage; it reads: {', '.join(item.name for item in STAGES_BY_NAME[stage].inputs)} (see below)")
+                             help=f"an input file for this stage; it reads: {', '.join(item.name for item in STAGES_BY_NAME[stage].inputs)} "
+                             f"(see below); {', '.join(shipped_pools())} name the shipped pools")
         command.add_argument("--out", default=None, help="output folder when running on explicit --in files (a new folder)")
         if name == "evaluate":
             command.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
@@ -71,12 +72,11 @@ def _add_stage_commands(commands, handler: Handler) -> None:
 
 
 def _add_file_commands(commands, handlers: dict[str, Handler]) -> None:
-    items = POOLS_DIR / "eval" / "items.jsonl"
+    pools = f"a file, or a shipped pool by name: {', '.join(shipped_pools())}"
     score = commands.add_parser("score", help="score responses generated anywhere: --in items=FILE --in responses=FILE --out DIR")
     _add_config_flags(score, "eval.q=0.1")
     score.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
-                       help=f"items=ITEMS.jsonl (the shipped ones: {items}) and responses=RESPONSES.jsonl "
-                       "(rows of item_id, variant, response)")
+                       help=f"items=ITEMS.jsonl and responses=RESPONSES.jsonl (rows of item_id, variant, response); {pools}")
     score.add_argument("--out", required=True, help="folder for results.json, report.md, chart.png and the manifest")
     score.add_argument("--against", default=None, metavar="GOLDEN.json", help="exit 1 if a criterion regressed against this result")
     score.set_defaults(handler=handlers["score"])
@@ -84,7 +84,7 @@ def _add_file_commands(commands, handlers: dict[str, Handler]) -> None:
     leakage = commands.add_parser("check-leakage", help="the leakage gate on any training files: --in train=FILE ... --in eval_items=FILE")
     _add_config_flags(leakage, "pairs.leakage.paraphrase_extra_words=2")
     leakage.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
-                         help=f"train=FILE (SFT rows, pairs or instructions; repeat for more) and eval_items=FILE (the shipped ones: {items})")
+                         help=f"train=FILE (SFT rows, pairs or instructions; repeat for more) and eval_items=FILE; {pools}")
     leakage.set_defaults(handler=handlers["check-leakage"])
 
 

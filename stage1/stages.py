@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from stage1.config.load import PipelineConfig
-from stage1.config.presets import POOLS_DIR
 from stage1.core.errors import ConfigError
 from stage1.io.layout import (
     ADAPTER_DIR,
@@ -346,7 +345,7 @@ def _dpo_arm_settings(source: str) -> Callable[[PipelineConfig], dict[str, Any]]
 
 
 EVAL_ITEMS = StageInput(
-    "eval_items", f"held-out evaluation items (the shipped ones: {POOLS_DIR / 'eval' / 'items.jsonl'}): the leakage gate checks against them",
+    "eval_items", "held-out evaluation items (the shipped ones: --in eval_items=items): the leakage gate checks against them",
     _data_file("eval_items"), external=True,
 )
 BASE_MODEL = StageInput("model", "the base model folder (safetensors, config.json, tokenizer)", _model, stage="model")
