@@ -109,9 +109,9 @@ def _print_evaluation(console, run_dir: Path) -> None:
     layout = RunLayout(run_dir)
     if not layout.results.exists():
         return
-    from stage1.eval.report import load_results, rich_summary_table
+    from stage1.eval.report import RichSummary, load_results
 
-    console.print(rich_summary_table(load_results(layout.results)))
+    console.print(RichSummary(load_results(layout.results)))
     console.print(f"report: [bold]{layout.report}[/]  chart: [bold]{layout.chart}[/]")
 
 
@@ -292,7 +292,7 @@ def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[st
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Score responses generated anywhere with the evaluation's criteria and statistics."""
-    from stage1.eval.report import rich_summary_table
+    from stage1.eval.report import RichSummary
     from stage1.eval.score import run_score
 
     inputs = _inputs_named(args, {"items": False, "responses": False})
@@ -302,7 +302,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     out = Path(args.out)
     results = run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
     console = _console()
-    console.print(rich_summary_table(results))
+    console.print(RichSummary(results))
     console.print(f"report: [bold]{out / 'report.md'}[/]  chart: [bold]{out / 'chart.png'}[/]")
     if args.against:
         return _compare_golden(out / "results.json", Path(args.against))

@@ -36,27 +36,64 @@ def load_results(path: str | Path, *, missing_hint: str = "run `stage1 evaluate`
     return data
 
 
-def rich_summary_table(results: dict[str, Any]):
-    """A rich ``Table``: criteria × variants, each cell the rate with its interval.
+def _two_line_rate(cell: dict[str, Any]) -> str:
+    """``format_rate`` on two lines (rate and n, then the interval), for narrow terminals."""
+    if not cell["n"]:
+        return f"— n=0\n({cell['not_applicable']} n/a)"
+    return f"{100 * cell['rate']:.1f}% n={cell['n']}\n[{100 * cell['low']:.1f}, {100 * cell['high']:.1f}]"
+
+
+def rich_summary_table(results: dict[str, Any], variants: list[str] | None = None, *, two_line: bool = False, caption: bool = True):
+    """A rich ``Table``: criteria × ``variants`` (default: all), each cell the rate with its interval.
 
     Significant comparisons are listed in the caption.
     """
     from rich.table import Table
 
-    variants = results["variants"]
+    variants = list(results["variants"] if variants is None else variants)
     confidence = results.get("statistics", {}).get("confidence", 0.95)
-    table = Table(title=f"evaluation: rate [{confidence:.0%} Wilson interval] n", show_lines=False)
-    table.add_column("criterion", style="bold")
+    rate = _two_line_rate if two_line else format_rate
+    # overflow="fold": should a cell still not fit, it breaks; nothing is cut to "…"
+    table = Table(title=f"evaluation: rate [{confidence:.0%} Wilson interval] n", show_lines=two_line)
+    table.add_column("criterion", style="bold", overflow="fold")
     for variant in variants:
-        table.add_column(variant, justify="right")
+        table.add_column(variant, justify="right", overflow="fold")
     for name in results["criteria"]:
-        table.add_row(name, *(format_rate(results["rates"][v][name]) for v in variants))
+        table.add_row(name, *(rate(results["rates"][v][name]) for v in variants))
     significant = [c for c in results.get("comparisons", []) if c.get("significant")]
-    if significant:
+    if significant and caption:
         table.caption = "significant: " + "; ".join(
             f"{c['before']}→{c['after']} {c['criterion']} {format_points(c['lift'])} pts" for c in significant
         )
     return table
+
+
+class RichSummary:
+    """The evaluation table at the console's width: one table when it fits, else the variants in as
+    many tables as needed, each with two-line cells, so nothing is cut at 80 columns."""
+
+    def __init__(self, results: dict[str, Any]):
+        self.results = results
+
+    def _widths(self, two_line: bool) -> tuple[int, int]:
+        results, cells = self.results, []
+        for variant in results["variants"]:
+            for name in results["criteria"]:
+                text = (_two_line_rate if two_line else format_rate)(results["rates"][variant][name])
+                cells.extend(text.split("\n"))
+        return max(map(len, [*results["criteria"], "criterion"])) + 3, max(map(len, [*cells, *results["variants"]])) + 3
+
+    def __rich_console__(self, console, options):
+        variants = list(self.results["variants"])
+        label, cell = self._widths(two_line=False)
+        if label + cell * len(variants) + 1 <= options.max_width:
+            yield rich_summary_table(self.results)
+            return
+        label, cell = self._widths(two_line=True)
+        per_table = max(1, (options.max_width - label - 1) // cell)
+        chunks = [variants[start:start + per_table] for start in range(0, len(variants), per_table)]
+        for index, chunk in enumerate(chunks):
+            yield rich_summary_table(self.results, chunk, two_line=True, caption=index == len(chunks) - 1)
 
 
 def render_chart_png(results: dict[str, Any]) -> bytes:

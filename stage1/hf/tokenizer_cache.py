@@ -24,6 +24,7 @@ MUTABLE = ("pad_token", "eos_token", "chat_template", "padding_side", "truncatio
 
 _cache: dict[str, tuple[Any, tuple]] = {}
 loads = 0  # tokenizers built in this process (the bench and the tests read it)
+requests = 0  # tokenizers asked for: what ``loads`` would be without the cache
 
 
 def tokenizer_key(folder: Path, trust_remote_code: bool) -> str:
@@ -49,7 +50,8 @@ def _state(tokenizer: Any) -> tuple:
 
 def cached_tokenizer(folder: Path, trust_remote_code: bool, load: Callable[[], Any]) -> Any:
     """The tokenizer ``load()`` builds from ``folder``, built once per distinct content."""
-    global loads
+    global loads, requests
+    requests += 1
     key = tokenizer_key(folder, trust_remote_code)
     hit = _cache.get(key)
     if hit is not None and _state(hit[0]) == hit[1]:

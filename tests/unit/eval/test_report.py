@@ -273,3 +273,20 @@ def test_pair_lengths_are_read_from_the_training_pairs_and_reported(tmp_path, re
                                          "median_chosen_words": 2.0, "median_rejected_words": 6.0}}
     section = markdown_section(render_markdown({**results, "pair_lengths": lengths}), "## Preference pairs: length by negative kind")
     assert table_rows(section) == [["verbose_vague", "3", "100%", "0%", "2.0", "6.0"]]
+
+
+def test_the_summary_at_80_columns_splits_the_variants_and_cuts_nothing(results):
+    from rich.console import Console
+
+    from stage1.eval.report import RichSummary
+
+    wide = dict(results, variants=[f"checkpoint_{index}" for index in range(5)])
+    wide["rates"] = {name: results["rates"][results["variants"][0]] for name in wide["variants"]}
+    console = Console(record=True, width=80)
+    console.print(RichSummary(wide))
+    text = console.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    assert all(name in text for name in wide["variants"]) and text.count("evaluation: rate") >= 2
+    console = Console(record=True, width=250)
+    console.print(RichSummary(wide))
+    assert console.export_text().count("evaluation: rate") == 1, "one table where it fits"
