@@ -40,14 +40,15 @@ def fast_paired_bootstrap(before: Sequence[int | bool], after: Sequence[int | bo
     if len(before) != len(after) or not before or samples < 1:
         return paired_bootstrap(before, after, samples=samples, seed=seed, confidence=confidence)  # its own errors
     n = len(before)
-    differences = np.fromiter((int(b) - int(a) for a, b in zip(before, after)), dtype=np.int64, count=n)
+    differences = np.fromiter((int(b) - int(a) for a, b in zip(before, after)), dtype=np.int8, count=n)
     generator = _numpy_generator(seed)
     per_chunk = max(1, CHUNK_DRAWS // n)
     sums = []
     for start in range(0, samples, per_chunk):
         rows = min(per_chunk, samples - start)
-        indices = np.floor(generator.random_sample((rows, n)) * float(n)).astype(np.int64)
-        sums.append(differences[indices].sum(axis=1))
+        # u * n lies in [0, n): truncating is floor, as random.choices takes it
+        indices = (generator.random_sample((rows, n)) * float(n)).astype(np.intp)
+        sums.append(differences.take(indices).sum(axis=1, dtype=np.int64))
     lifts = sorted(int(total) / n for total in np.concatenate(sums))
     alpha = 1 - confidence
     return BootstrapResult(lift=int(differences.sum()) / n, low=percentile(lifts, alpha / 2), high=percentile(lifts, 1 - alpha / 2),

@@ -13,7 +13,7 @@ from typing import Any
 
 from stage1.core.errors import InputError
 from stage1.eval.report_markdown import format_points, format_rate, render_markdown
-from stage1.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from stage1.io.atomic import atomic_write_bytes, atomic_write_text, dumps_json
 from stage1.io.layout import CHART_FILE as CHART_NAME
 from stage1.io.layout import REPORT_FILE as REPORT_NAME
 from stage1.io.layout import RESULTS_FILE as RESULTS_NAME
@@ -127,11 +127,30 @@ def render_chart_png(results: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+#: Placeholder for the per-item list while the rest of results.json is indented.
+_ITEMS_SLOT = "\x00items\x00"
+
+
+def results_json(results: dict[str, Any]) -> str:
+    """results.json's text: sorted keys, indented, except that each entry of ``items`` (one per
+    evaluation item, with every variant's outcome: nearly all of the file on a sweep) is one compact
+    line. The standard library's C encoder serialises only without indentation, and the indented
+    form of those entries took most of ``stage1 score``'s writing time; the file stays one JSON value."""
+    import json
+
+    items = results.get("items")
+    if not isinstance(items, list) or not items:
+        return dumps_json(results)
+    head = dumps_json({**results, "items": _ITEMS_SLOT})
+    lines = ",\n".join("    " + json.dumps(item, ensure_ascii=False, sort_keys=True) for item in items)
+    return head.replace(json.dumps(_ITEMS_SLOT), "[\n" + lines + "\n  ]", 1)
+
+
 def write_reports(out_dir: str | Path, results: dict[str, Any]) -> dict[str, Path]:
     """Write results.json, report.md and chart.png into ``out_dir`` (each atomically)."""
     out = Path(out_dir)
     return {
-        "results": atomic_write_json(out / RESULTS_NAME, results),
+        "results": atomic_write_text(out / RESULTS_NAME, results_json(results)),
         "report": atomic_write_text(out / REPORT_NAME, render_markdown(results)),
         "chart": atomic_write_bytes(out / CHART_NAME, render_chart_png(results)),
     }

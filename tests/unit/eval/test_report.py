@@ -290,3 +290,17 @@ def test_the_summary_at_80_columns_splits_the_variants_and_cuts_nothing(results)
     console = Console(record=True, width=250)
     console.print(RichSummary(wide))
     assert console.export_text().count("evaluation: rate") == 1, "one table where it fits"
+
+
+def test_results_json_is_the_results_with_one_item_per_line(results):
+    import json
+
+    from stage1.eval.report import results_json
+    from stage1.io.atomic import dumps_json
+
+    text = results_json(results)
+    assert json.loads(text) == json.loads(dumps_json(results)) and text.endswith("\n")
+    item_lines = [line for line in text.splitlines() if line.startswith('    {"category"')]
+    assert len(item_lines) == len(results["items"]) > 0
+    assert results_json(results) == text, "the same results, the same bytes"
+    assert results_json({**results, "items": []}) == dumps_json({**results, "items": []})
