@@ -30,4 +30,4 @@ def test_the_training_rows_are_distinct_instructions(tmp_path):
 def test_the_bench_runs_both_commands_and_reports_each_figure():
     rows = commands.run(sizes=(1024, 2048))
     assert all(row.value is not None and row.value > 0 for row in rows)
-    assert sum("rows/s" in row.metric for row in rows) == 4 and sum("/ 1k rows" in row.metric for row in rows) == 2
+    assert sum("rows/s" in row.metric for row in rows) == 8 and sum("/ 1k rows" in row.metric for row in rows) == 2
