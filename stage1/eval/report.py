@@ -61,10 +61,11 @@ def rich_summary_table(results: dict[str, Any], variants: list[str] | None = Non
     for name in results["criteria"]:
         table.add_row(name, *(rate(results["rates"][v][name]) for v in variants))
     significant = [c for c in results.get("comparisons", []) if c.get("significant")]
-    if significant and caption:
-        table.caption = "significant: " + "; ".join(
-            f"{c['before']}→{c['after']} {c['criterion']} {format_points(c['lift'])} pts" for c in significant
+    if significant and caption:  # one comparison a line, left-aligned: a centred paragraph reads badly
+        table.caption = "significant:\n" + "\n".join(
+            f"  {c['before']}→{c['after']} {c['criterion']} {format_points(c['lift'])} pts" for c in significant
         )
+        table.caption_justify = "left"
     return table
 
 
