@@ -135,8 +135,9 @@ def quiet_libraries() -> None:
 
     quiet_import_notices()
 
-    # TRL's "Computing reference log probs" and datasets' map bars are tqdm bars written raw into the
-    # output (a new line per refresh in a log file); both honour TQDM_DISABLE (TRL reads it itself).
+    # TRL's "Computing reference log probs" is a tqdm bar written raw into the output (a new line per
+    # refresh in a log file) that only TQDM_DISABLE turns off (TRL reads it at each call); tqdm takes
+    # it as every bar's default in the processes started from here. datasets' map bars: below.
     os.environ["TQDM_DISABLE"] = "1"
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -78,3 +78,29 @@ def test_no_color_and_a_log_file_get_no_escape_codes(monkeypatch):
     console, out = _log_file_console()
     console.print("[green]✓ sft[/] finished")
     assert out.getvalue() == "✓ sft finished\n"
+
+
+def test_library_tqdm_bars_are_off_once_libraries_are_quieted(monkeypatch):
+    """TRL's "Computing reference log probs" bar passes disable=bool(TQDM_DISABLE) itself, and
+    datasets' map bars go through datasets' own switch: neither reaches the output."""
+    import os
+
+    from datasets.utils import enable_progress_bars
+    from datasets.utils.tqdm import tqdm as datasets_tqdm
+
+    from stage1.console import quiet_libraries
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # restored after the test
+    enable_progress_bars()
+    shown = io.StringIO()
+    list(datasets_tqdm(range(3), desc="before", file=shown))
+    assert "before" in shown.getvalue(), "the check can see a bar"
+    try:
+        quiet_libraries()
+        quiet = io.StringIO()
+        list(datasets_tqdm(range(3), desc="Map", file=quiet))
+        list(datasets_tqdm(range(3), desc="Computing reference log probs", file=quiet,
+                           disable=bool(os.environ.get("TQDM_DISABLE", ""))))
+        assert quiet.getvalue() == ""
+    finally:
+        enable_progress_bars()
