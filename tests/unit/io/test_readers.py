@@ -136,3 +136,14 @@ def test_a_csv_boolean_cell_that_is_no_boolean_names_its_line_and_column(tmp_pat
         list(iter_rows(path))
     assert (caught.value.line, caught.value.field) == (3, "safe")
     assert "expected a boolean, got 'maybe'" in str(caught.value) and "true, false" in str(caught.value)
+
+
+def test_jsonl_is_read_a_line_at_a_time_with_the_offset_of_bad_utf8_in_the_whole_file(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    good = b'{"id": "1", "instruction": "a"}\n{"id": "2", "instruction": "b"}\r\n'
+    path.write_bytes(good + b'{"id": "3", "instruction": "\xff"}\n')
+    rows = iter_rows(path)
+    assert next(rows) == (1, {"id": "1", "instruction": "a"}) and next(rows) == (2, {"id": "2", "instruction": "b"})
+    with pytest.raises(InputError) as caught:
+        next(rows)
+    assert caught.value.line == 3 and f"at offset {len(good) + 28}" in str(caught.value)
