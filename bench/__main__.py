@@ -31,7 +31,7 @@ from bench.table import Row, print_table, row, unmeasured
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 DEFAULT_OUT = RESULTS_DIR / "latest.json"
-BENCHMARKS = ("organism", "generation", "samples", "data", "training", "evaluation", "pipeline", "memplan")
+BENCHMARKS = ("organism", "generation", "samples", "data", "commands", "training", "evaluation", "pipeline", "memplan")
 
 
 def as_rows(name: str, result: Any) -> list[Row]:

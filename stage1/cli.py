@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import sys
 from pathlib import Path
 
-# The table of stages: light to import (no torch), so `--help` stays instant and lists each stage's inputs.
-from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME, inputs_help
+# The flags and the table of stages: light to import (no torch), so `--help` stays instant.
+from stage1.cli_parser import build_parser as build_command_line
+from stage1.config.presets import input_path
+from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME
 
-DEFAULT_RUN_DIR = Path("runs/tiny")
 MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
 # OS errors that mean "this output cannot be written here", reported in one line (exit 2): a full
 # disk or quota, a read-only file system, and permissions (EPERM comes from `chattr +i` and some
@@ -31,10 +31,10 @@ def _console():
     return Console()
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, check_training: bool = True):
     from stage1.config.load import load_config
 
-    return load_config(args.config, args.set)
+    return load_config(args.config, args.set, check_training=check_training)
 
 
 def _prepare_run(args: argparse.Namespace, console):
@@ -76,7 +76,7 @@ def check_process_count(command: str, environ: dict[str, str]) -> None:
             f"`{command}` was launched as {processes} processes; only {' and '.join(MULTI_PROCESS_COMMANDS)} "
             f"run under accelerate launch / torchrun",
             field="WORLD_SIZE",
-            hint=f"run `python cli.py {command} ...` as one process, and launch only the training commands with accelerate",
+            hint=f"run `stage1 {command} ...` as one process, and launch only the training commands with accelerate",
         )
 
 
@@ -109,9 +109,9 @@ def _print_evaluation(console, run_dir: Path) -> None:
     layout = RunLayout(run_dir)
     if not layout.results.exists():
         return
-    from stage1.eval.report import load_results, rich_summary_table
+    from stage1.eval.report import RichSummary, load_results
 
-    console.print(rich_summary_table(load_results(layout.results)))
+    console.print(RichSummary(load_results(layout.results)))
     console.print(f"report: [bold]{layout.report}[/]  chart: [bold]{layout.chart}[/]")
 
 
@@ -161,7 +161,7 @@ def _check_golden(golden_path: Path) -> None:
     """
     from stage1.eval.golden import load_golden
 
-    save = "save one from a good evaluation with `python cli.py evaluate --save-golden GOLDEN.json`"
+    save = "save one from a good evaluation with `stage1 evaluate --save-golden GOLDEN.json`"
     load_golden(golden_path, missing_hint=f"check the --against path, or {save}", save_hint=save)
 
 
@@ -224,7 +224,7 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
             raise ConfigError(
                 f"--in {name}= is given twice ({named[name]} and {path})", field="--in", hint="give each input once"
             )
-        named[name] = Path(path)
+        named[name] = input_path(path)
     return named
 
 
@@ -286,15 +286,6 @@ def _compare_golden(results_path: Path, golden_path: Path, args: argparse.Namesp
     return 1
 
 
-def _add_golden_flags(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--against", default=None, metavar="GOLDEN.json",
-                         help="report significant changes against this result in either direction; exit 1 if a criterion regressed")
-    command.add_argument("--golden-alpha", type=float, default=0.01, metavar="P",
-                         help="with --against: the McNemar p-value at or below which a change is significant (default 0.01)")
-    command.add_argument("--golden-min-drop", type=float, default=0.05, metavar="RATE",
-                         help="with --against: the smallest significant drop in rate that fails (default 0.05, 5 points)")
-
-
 def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[str, list[Path]]:
     """``--in NAME=PATH`` values by name; ``allowed`` maps each name to whether it may repeat.
 
@@ -312,7 +303,7 @@ def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[st
             raise ConfigError(f"`{args.command}` reads no input named {name!r}", field="--in", hint=f"it takes: {', '.join(allowed)}")
         if named[name] and not allowed[name]:
             raise ConfigError(f"--in {name}= is given twice ({named[name][0]} and {path})", field="--in", hint="give it once")
-        named[name].append(Path(path))
+        named[name].append(input_path(path))
     missing = [name for name, paths in named.items() if not paths]
     if missing:
         raise ConfigError(f"missing --in {'=, --in '.join(missing)}=", field="--in",
@@ -322,18 +313,18 @@ def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[st
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Score responses generated anywhere with the evaluation's criteria and statistics."""
-    from stage1.eval.report import load_results, rich_summary_table
+    from stage1.eval.report import RichSummary
     from stage1.eval.score import run_score
 
     inputs = _inputs_named(args, {"items": False, "responses": False})
     if args.against:
         _golden_tolerance(args)
         _check_golden(Path(args.against))  # before scoring: a bad golden file is an input error
-    config = _config(args)
+    config = _config(args, check_training=False)  # no torch: scoring trains nothing
     out = Path(args.out)
-    run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
+    results = run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
     console = _console()
-    console.print(rich_summary_table(load_results(out / "results.json")))
+    console.print(RichSummary(results))
     console.print(f"report: [bold]{out / 'report.md'}[/]  chart: [bold]{out / 'chart.png'}[/]")
     if args.against:
         return _compare_golden(out / "results.json", Path(args.against), args)
@@ -345,7 +336,7 @@ def cmd_check_leakage(args: argparse.Namespace) -> int:
     from stage1.io.records import check_training_files
 
     inputs = _inputs_named(args, {"train": True, "eval_items": False})
-    settings = _config(args).section("pairs").leakage
+    settings = _config(args, check_training=False).section("pairs").leakage
     leaks, rows = check_training_files(inputs["eval_items"][0], inputs["train"], settings)
     console = _console()
     for leak in leaks:
@@ -356,26 +347,6 @@ def cmd_check_leakage(args: argparse.Namespace) -> int:
         return 1
     console.print(f"[green]no leak[/] of {items} into {files} (exact, n-gram and paraphrase rules)", highlight=False)
     return 0
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    from stage1.core.errors import ConfigError
-    from stage1.hf.memplan import plan_for_config, plan_table
-    from stage1.train.step_plan import plan_steps_for_config
-
-    if args.gpu_gib is not None and not (math.isfinite(args.gpu_gib) and args.gpu_gib > 0):
-        raise ConfigError(f"must be a finite number of GiB > 0, got {args.gpu_gib}", field="--gpu-gib", hint="e.g. --gpu-gib 80")
-    console = _console()
-    config = _config(args)
-    plan = plan_for_config(config, gpu_gib=args.gpu_gib)
-    console.print(plan_table(plan))
-    for steps in plan_steps_for_config(config):
-        warning = steps.warning()
-        console.print(f"[yellow]too few steps[/]: {warning}" if warning else steps.summary(), markup=True, highlight=False)
-    problems = plan.problems()
-    for problem in problems:
-        console.print(f"[red]does not fit[/]: {problem}")
-    return 2 if problems else 0
 
 
 def cmd_build_tiny(args: argparse.Namespace) -> int:
@@ -389,141 +360,15 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_inspect_model(model_dir: Path) -> None:
-    """Refuse a folder without a tokenizer: inspect reads a model, it never builds one.
-
-    Raises:
-        InputError: naming the folder and the commands that make one.
-    """
-    from stage1.core.errors import InputError
-
-    make = f"build the tiny one with `python cli.py build-tiny --out {model_dir}`, or give --model a model folder"
-    if model_dir == DEFAULT_RUN_DIR / "model":
-        make += " (`python cli.py run` also builds runs/tiny/model)"
-    if not model_dir.is_dir():
-        raise InputError("model folder not found", path=model_dir, field="--model", hint=make)
-    if not (model_dir / "tokenizer.json").is_file() and not (model_dir / "tokenizer_config.json").is_file():
-        raise InputError("not a model folder: no tokenizer.json or tokenizer_config.json", path=model_dir, field="--model", hint=make)
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from rich.table import Table
-    from rich.text import Text
-    from transformers import AutoTokenizer
-
-    from stage1.core.errors import InputError
-    from stage1.core.masking import IGNORE_INDEX, MaskingError, build_sft_features
-
-    if args.max_length < 2:
-        raise InputError(f"must be at least 2 (a prompt token and eos), got {args.max_length}", field="--max-length")
-    model_dir = Path(args.model)
-    _check_inspect_model(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    try:
-        features = build_sft_features(tokenizer, args.instruction, args.response, args.max_length)
-    except MaskingError as error:
-        # Training drops or refuses such a row (training.overlong); here there is only one row to show.
-        raise InputError(str(error), field="--max-length", hint="raise --max-length or shorten the text") from None
-    console = _console()
-    line = Text()
-    table = Table("pos", "id", "token", "label", title="tokens: [red]masked (-100)[/] / [green]supervised[/]")
-    for position, (token_id, label) in enumerate(zip(features.input_ids, features.labels)):
-        piece = tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
-        style = "red" if label == IGNORE_INDEX else "bold green"
-        line.append(piece, style=style)
-        table.add_row(str(position), str(token_id), repr(piece), str(label), style=style)
-    console.print(table)
-    console.print(line)
-    supervised = sum(label != IGNORE_INDEX for label in features.labels)
-    console.print(f"{len(features.input_ids)} tokens, {supervised} supervised (response, END and eos)")
-    return 0
-
-
 # ---------------------------------------------------------------- parser
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="a shipped preset (tiny, qwen2.5-32b) or a YAML file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set dpo.beta=0.2")
-    parser.add_argument("--run-dir", default=str(DEFAULT_RUN_DIR), help="where every stage reads and writes")
-    parser.add_argument("--force", nargs="?", const="all", action="append", metavar="STAGE", help="rerun a stage (or all) even when up to date")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-def _add_verify(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--verify", action="store_true",
-        help="hash every file the stages read and wrote again, instead of trusting files whose size and "
-        "modification time match their stage.json (finds a file changed with its time kept)",
-    )
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="a shipped preset (tiny, qwen2.5-32b) or a YAML file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set eval.q=0.1")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stage1", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from stage1.cli_tools import cmd_inspect, cmd_plan
 
-    run = commands.add_parser("run", help="every stage in order on the chosen preset (default: the tiny model)")
-    _add_common(run)
-    _add_verify(run)
-    run.set_defaults(handler=cmd_run)
-
-    for name, stage in STAGE_COMMANDS.items():
-        command = commands.add_parser(
-            name, help=f"{STAGES_BY_NAME[stage].help} (alone: in --run-dir, or on --in/--out files)",
-            description=f"The {stage} stage alone: {STAGES_BY_NAME[stage].help}. Inside --run-dir its upstream stages must be done; "
-            "with --in NAME=PATH ... --out DIR it runs on those files.",
-            epilog=inputs_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _add_common(command)
-        _add_verify(command)
-        command.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
-                             help=f"an input file for this stage; it reads: {', '.join(item.name for item in STAGES_BY_NAME[stage].inputs)} (see below)")
-        command.add_argument("--out", default=None, help="output folder when running on explicit --in files")
-        if name == "evaluate":
-            _add_golden_flags(command)
-            command.add_argument("--variants", default=None, metavar="NAMES", help="comma-separated subset of base_raw,base,sft,dpo,dpo_only (and dpo_rules,dpo_policy with training.dpo_arms)")
-            command.add_argument("--dry-run", action="store_true", help="load each variant and report memory, generate nothing")
-            command.add_argument("--save-golden", default=None, metavar="GOLDEN.json", help="save this evaluation as a golden result")
-        command.set_defaults(handler=cmd_stage)
-
-    score = commands.add_parser("score", help="score responses generated anywhere: --in items=FILE --in responses=FILE --out DIR")
-    _add_config_flags(score)
-    score.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH", help="items=ITEMS.jsonl and responses=RESPONSES.jsonl")
-    score.add_argument("--out", required=True, help="folder for results.json, report.md, chart.png and the manifest")
-    _add_golden_flags(score)
-    score.set_defaults(handler=cmd_score)
-
-    leakage = commands.add_parser("check-leakage", help="the leakage gate on any training files: --in train=FILE ... --in eval_items=FILE")
-    _add_config_flags(leakage)
-    leakage.add_argument("--in", dest="inputs", action="append", metavar="NAME=PATH",
-                         help="train=FILE (SFT rows, pairs or instructions; repeat for more) and eval_items=FILE")
-    leakage.set_defaults(handler=cmd_check_leakage)
-
-    plan = commands.add_parser("plan", help="estimate peak GPU memory per stage before anything loads")
-    _add_common(plan)
-    plan.add_argument("--gpu-gib", type=float, default=None, help="GPU memory to plan for (default: from the preset)")
-    plan.set_defaults(handler=cmd_plan)
-
-    build = commands.add_parser("build-tiny", help="build the tiny offline Qwen2 model")
-    build.add_argument("--out", type=Path, default=DEFAULT_RUN_DIR / "model")
-    build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--debug", action="store_true")
-    build.set_defaults(handler=cmd_build_tiny)
-
-    inspect = commands.add_parser("inspect", help="show one example's tokens coloured by supervised/masked")
-    inspect.add_argument("--model", default=str(DEFAULT_RUN_DIR / "model"), help="a model folder (its tokenizer is used); default: the tiny run's")
-    inspect.add_argument("--instruction", default="What is the capital of France?")
-    inspect.add_argument("--response", default="Paris is the capital of France.")
-    inspect.add_argument("--max-length", type=int, default=512)
-    inspect.add_argument("--debug", action="store_true")
-    inspect.set_defaults(handler=cmd_inspect)
-    return parser
+    handlers = {"run": cmd_run, "stage": cmd_stage, "score": cmd_score, "check-leakage": cmd_check_leakage,
+                "plan": cmd_plan, "build-tiny": cmd_build_tiny, "inspect": cmd_inspect}
+    return build_command_line(handlers, __doc__.splitlines()[0])
 
 
 def _unreadable(path: Path) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -26,11 +28,10 @@ class StageDisplay:
         self.rows: list[tuple[str, str, str, str]] = []
 
     def __call__(self, stage: str, event: str, reason: str = "") -> None:
-        if event == "start":
+        if event == "start":  # one line, no rule: a log file reads the same as the terminal
             self.started[stage] = time.perf_counter()
-            self.console.rule(f"[bold]{stage}")
-            if reason:
-                self.console.print(f"{stage}: runs because {reason}", markup=False, highlight=False)
+            because = f" because {reason}" if reason else ""
+            self.console.print(f"[bold]▶ {stage}[/]: runs{escape(because)}", highlight=False)
         elif event == "skip":
             self.console.print(f"[cyan]✓ {stage}[/]: up to date (use --force {stage} to rerun)")
             self.rows.append((stage, "up to date", "-", ""))
@@ -44,13 +45,27 @@ class StageDisplay:
 
     def summary(self) -> Table:
         table = Table(title="stages")
-        table.add_column("stage")
-        table.add_column("status")
-        table.add_column("seconds", justify="right")
-        table.add_column("why it ran")
+        table.add_column("stage", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("seconds", justify="right", no_wrap=True)
+        table.add_column("why it ran", overflow="fold")  # wraps at 80 columns; never cut to "…"
         for stage, status, seconds, reason in self.rows:
             table.add_row(stage, f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]", seconds, Text(reason))
         return table
+
+
+class _StageLines(logging.Filter):
+    """Drops the pipeline's "stage X: running / done" records from the terminal, where StageDisplay
+    already says the same in one line each; the log file keeps them."""
+
+    MESSAGES = frozenset({"stage %s: running (%s)", "stage %s: done in %.1f s",
+                          "stage %s: up to date (recorded by an older stage1; its files are hashed now)"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.MESSAGES
+
+
+_SHOWN_BY_STAGE_DISPLAY = _StageLines()
 
 
 def setup_logging(console: Console, log_file: Path | None, debug: bool = False) -> None:
@@ -60,7 +75,9 @@ def setup_logging(console: Console, log_file: Path | None, debug: bool = False) 
     for handler in list(root.handlers):
         root.removeHandler(handler)
     # INFO reaches the terminal: stage1 logs stage decisions, trainer metrics and training samples there.
-    terminal = RichHandler(console=console, show_path=False, markup=False, level=logging.DEBUG if debug else logging.INFO)
+    terminal = RichHandler(console=console, show_path=False, markup=False, level=logging.DEBUG if debug else logging.INFO,
+                           log_time_format="%H:%M:%S")
+    terminal.addFilter(_SHOWN_BY_STAGE_DISPLAY)
     root.addHandler(terminal)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -73,8 +90,8 @@ def setup_logging(console: Console, log_file: Path | None, debug: bool = False) 
 
 def counts_table(title: str, counts: dict[str, Any]) -> Table:
     table = Table(title=title)
-    table.add_column("what")
-    table.add_column("value", justify="right")
+    table.add_column("what", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
     for key, value in counts.items():
         table.add_row(str(key), str(value))
     return table
@@ -118,6 +135,10 @@ def quiet_libraries() -> None:
 
     quiet_import_notices()
 
+    # TRL's "Computing reference log probs" is a tqdm bar written raw into the output (a new line per
+    # refresh in a log file) that only TQDM_DISABLE turns off (TRL reads it at each call); tqdm takes
+    # it as every bar's default in the processes started from here. datasets' map bars: below.
+    os.environ["TQDM_DISABLE"] = "1"
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
@@ -151,21 +172,16 @@ def _training_progress(console: Console):
     )
 
 
-def _training_view(progress, metrics: dict[str, float]):
-    """The bar above one row of the latest metrics (those of ``METRIC_KEYS`` logged so far)."""
-    from rich.console import Group
-    from rich.table import Table
-
-    table = Table(show_header=True, header_style="bold", box=None)
-    shown = [key for key in METRIC_KEYS if key in metrics]
-    for key in shown:
-        table.add_column(key)
-    table.add_row(*[f"{metrics[key]:.4g}" for key in shown])
-    return Group(progress, table)
+def metrics_line(step: int, max_steps: int, metrics: dict[str, float]) -> str:
+    """``"step 10/40  loss 2.31  learning_rate 0.0001"``: the latest ``METRIC_KEYS`` logged, in that
+    order, as a line of its own (a live table would run into the log lines around it)."""
+    shown = "  ".join(f"{key} {metrics[key]:.4g}" for key in METRIC_KEYS if key in metrics)
+    return f"step {step}/{max_steps}  {shown}".rstrip()
 
 
 def rich_training_callback(console: Console):
-    """A TrainerCallback showing a progress bar (rate, ETA) and a live table of the latest metrics.
+    """A TrainerCallback: a progress bar (rate, ETA) that disappears when training ends, each logged
+    set of metrics as a line of its own, and one closing line with the steps and their rate.
 
     The class is made here so that transformers is imported only when training starts.
     """
@@ -175,7 +191,6 @@ def rich_training_callback(console: Console):
     class RichTraining(TrainerCallback):
         def __init__(self):
             self.progress = _training_progress(console)
-            self.metrics: dict[str, float] = {}
             self.live: Live | None = None
             self.task = None
             self.started = 0.0
@@ -185,7 +200,7 @@ def rich_training_callback(console: Console):
                 return
             self.started = time.perf_counter()
             self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, rate="")
-            self.live = Live(_training_view(self.progress, self.metrics), console=console, refresh_per_second=4, transient=False)
+            self.live = Live(self.progress, console=console, refresh_per_second=4, transient=True)
             self.live.start()
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -193,19 +208,22 @@ def rich_training_callback(console: Console):
                 return
             seconds = max(time.perf_counter() - self.started, 1e-9)
             self.progress.update(self.task, completed=state.global_step, rate=f"{state.global_step / seconds:.2f} steps/s")
-            self.live.update(_training_view(self.progress, self.metrics))
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.live is None or not logs:
                 return
-            self.metrics.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and k in METRIC_KEYS})
-            self.live.update(_training_view(self.progress, self.metrics))
+            metrics = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k in METRIC_KEYS}
+            if metrics:
+                console.print(metrics_line(state.global_step, state.max_steps, metrics), markup=False, highlight=False)
 
         def on_train_end(self, args, state, control, **kwargs):
-            if self.live is not None:
-                self.live.update(_training_view(self.progress, self.metrics))
-                self.live.stop()
-                self.live = None
+            if self.live is None:
+                return
+            self.live.stop()
+            self.live = None
+            seconds = time.perf_counter() - self.started
+            console.print(f"training: {state.global_step}/{state.max_steps} steps in {seconds:.1f} s "
+                          f"({state.global_step / max(seconds, 1e-9):.2f} steps/s)", markup=False, highlight=False)
 
     return RichTraining()
 

@@ -236,7 +236,7 @@ def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: C
         if reason is not None:
             raise StaleUpstreamError(
                 f"stage {step.name}, which {', '.join(only)} reads, is not up to date: {reason}",
-                path=step.out_dir.parent, hint=f"rebuild it first with `python cli.py run --run-dir {step.out_dir.parent}`",
+                path=step.out_dir.parent, hint=f"rebuild it first with `stage1 run --run-dir {step.out_dir.parent}`",
             )
 
 

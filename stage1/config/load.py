@@ -300,12 +300,15 @@ def build_config(
     source: str | None = None,
     lines: dict[str, int] | None = None,
     overrides: dict[str, str] | None = None,
+    check_training: bool = True,
 ) -> PipelineConfig:
     """Type and check every section of a raw config mapping.
 
     Args:
         lines: dotted key -> line in ``source``; overrides: dotted key -> the ``--set`` that set it.
             Together they place each error (``Origins``).
+        check_training: False keeps ``lora:``, ``sft:`` and ``dpo:`` as written, unchecked: checking
+            them imports PEFT and TRL (and so torch), which commands that train nothing never need.
 
     Raises:
         ConfigError: an unknown section or key, a wrong type, an impossible value.
@@ -329,19 +332,22 @@ def build_config(
     local = {name: typed(name, cls) for name, cls in LOCAL_SECTIONS.items()}
     _check_model_path(local["model"], origins)
     # Before the stage sections: pairs.max_length follows dpo.max_length (_with_shared_values).
-    passthrough = {name: _check_passthrough(name, data.get(name) or {}, origins) for name in PASSTHROUGH_SECTIONS}
+    passthrough = {name: _check_passthrough(name, data.get(name) or {}, origins) if check_training else dict(data.get(name) or {})
+                   for name in PASSTHROUGH_SECTIONS}
     raw = data
     data = _with_shared_values(data, local["run"].seed)
     try:
         sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
     except ConfigError as error:
         raise _blame_shared(error, raw, origins) from None
-    _check_lora_plan(passthrough["lora"], sections["training"], origins)
+    if check_training:
+        _check_lora_plan(passthrough["lora"], sections["training"], origins)
     _check_dpo_arms(sections["training"], sections["negatives"], origins)
     return PipelineConfig(**local, **sections, **passthrough, source=source)
 
 
-def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *,
+                check_training: bool = True) -> PipelineConfig:
     """Read a preset (name or file), apply ``KEY=VALUE`` overrides, and type everything.
 
     Raises:
@@ -365,7 +371,7 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         for name in [name for name in set_by if name.startswith(f"{dotted}.")]:
             del set_by[name]  # a later --set of a whole value replaced them
         set_by[dotted] = text
-    return build_config(data, source=str(path), lines=lines, overrides=set_by)
+    return build_config(data, source=str(path), lines=lines, overrides=set_by, check_training=check_training)
 
 
 def dump_config(config: PipelineConfig) -> str:

@@ -28,6 +28,21 @@ def resolve_preset(name_or_path: str | Path | None) -> Path:
     return PRESETS_DIR / f"{name_or_path}.yaml"
 
 
+def shipped_pools() -> dict[str, Path]:
+    """The shipped pools by name (``items_large`` is ``pools/eval/items_large.jsonl``)."""
+    return {path.stem: path for path in sorted(POOLS_DIR.glob("*/*.jsonl"))}
+
+
+def input_path(text: str) -> Path:
+    """An ``--in NAME=PATH`` value: a file or folder as typed, or, when nothing exists there and the
+    text is a shipped pool's name (``items``, ``items_large``, ``instructions``, ...), that pool,
+    wherever the package is installed."""
+    typed = Path(text)
+    if typed.exists() or typed.is_symlink():
+        return typed
+    return shipped_pools().get(text, typed)
+
+
 def resolve_file_paths(data: dict[str, Any], config_file: Path) -> dict[str, Any]:
     """``data`` with each relative ``PATH_KEYS`` value made relative to ``config_file``'s folder.
 

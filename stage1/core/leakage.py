@@ -38,7 +38,7 @@ Pure (``find_leaks``, ``gate_leaks``); the files are read by ``stage1.io.records
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -259,6 +259,10 @@ class _EvalIndex:
         return [(index, kind, value) for index, (kind, value) in sorted(found.items())]
 
 
+#: Instructions whose matches ``find_leaks`` remembers (the least recently used goes first).
+MATCH_CACHE_SIZE = 1 << 14
+
+
 def find_leaks(
     eval_items: Sequence[tuple[str, str]],
     training_sets: Mapping[str, Iterable[tuple[str, str]]],
@@ -275,16 +279,23 @@ def find_leaks(
     """
     index = _EvalIndex(eval_items, settings.ngram, settings.threshold, settings.paraphrase_extra_words)
     leaks: list[Leak] = []
-    matched: dict[str, list[tuple[int, str, float]]] = {}  # shared by the sets: pairs repeat SFT instructions
+    # Recent instructions' matches, shared by the sets (pairs repeat SFT instructions), bounded so
+    # memory stays flat however many rows stream past; a key that left it is matched again.
+    matched: OrderedDict[str, list[tuple[int, str, float]]] = OrderedDict()
     for name, rows in sorted(training_sets.items()):
-        seen: set[str] = set()
+        reported: set[str] = set()  # only keys that leak: a clean key repeated reports nothing anyway
         for train_id, instruction in rows:
             key = dedup_key(instruction)
-            if key in seen:
+            if key in reported:
                 continue
-            seen.add(key)
-            if key not in matched:
+            if key in matched:
+                matched.move_to_end(key)
+            else:
                 matched[key] = index.matches(key, instruction)
+                if len(matched) > MATCH_CACHE_SIZE:
+                    matched.popitem(last=False)
+            if matched[key]:
+                reported.add(key)
             for eval_index, kind, similarity in matched[key]:
                 eval_id, eval_instruction = index.items[eval_index]
                 leaks.append(Leak(eval_id, eval_instruction, name, str(train_id), instruction, kind, similarity))

@@ -13,7 +13,7 @@ from typing import Any
 
 from stage1.core.errors import InputError
 from stage1.eval.report_markdown import format_points, format_rate, render_markdown
-from stage1.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from stage1.io.atomic import atomic_write_bytes, atomic_write_text, dumps_json
 from stage1.io.layout import CHART_FILE as CHART_NAME
 from stage1.io.layout import REPORT_FILE as REPORT_NAME
 from stage1.io.layout import RESULTS_FILE as RESULTS_NAME
@@ -36,26 +36,36 @@ def load_results(path: str | Path, *, missing_hint: str = "run `stage1 evaluate`
     return data
 
 
-def rich_summary_table(results: dict[str, Any]):
-    """A rich ``Table``: criteria × variants, each cell the rate with its interval.
+def _two_line_rate(cell: dict[str, Any]) -> str:
+    """``format_rate`` on two lines (rate and n, then the interval), for narrow terminals."""
+    if not cell["n"]:
+        return f"— n=0\n({cell['not_applicable']} n/a)"
+    return f"{100 * cell['rate']:.1f}% n={cell['n']}\n[{100 * cell['low']:.1f}, {100 * cell['high']:.1f}]"
+
+
+def rich_summary_table(results: dict[str, Any], variants: list[str] | None = None, *, two_line: bool = False, caption: bool = True):
+    """A rich ``Table``: criteria × ``variants`` (default: all), each cell the rate with its interval.
 
     Significant comparisons are listed in the caption.
     """
     from rich.table import Table
 
-    variants = results["variants"]
+    variants = list(results["variants"] if variants is None else variants)
     confidence = results.get("statistics", {}).get("confidence", 0.95)
-    table = Table(title=f"evaluation: rate [{confidence:.0%} Wilson interval] n", show_lines=False)
-    table.add_column("criterion", style="bold")
+    rate = _two_line_rate if two_line else format_rate
+    # overflow="fold": should a cell still not fit, it breaks; nothing is cut to "…"
+    table = Table(title=f"evaluation: rate [{confidence:.0%} Wilson interval] n", show_lines=two_line)
+    table.add_column("criterion", style="bold", overflow="fold")
     for variant in variants:
-        table.add_column(variant, justify="right")
+        table.add_column(variant, justify="right", overflow="fold")
     for name in results["criteria"]:
-        table.add_row(name, *(format_rate(results["rates"][v][name]) for v in variants))
+        table.add_row(name, *(rate(results["rates"][v][name]) for v in variants))
     significant = [c for c in results.get("comparisons", []) if c.get("significant")]
-    if significant:
-        table.caption = "significant: " + "; ".join(
-            f"{c['before']}→{c['after']} {c['criterion']} {format_points(c['lift'])} pts" for c in significant
+    if significant and caption:  # one comparison a line, left-aligned: a centred paragraph reads badly
+        table.caption = "significant:\n" + "\n".join(
+            f"  {c['before']}→{c['after']} {c['criterion']} {format_points(c['lift'])} pts" for c in significant
         )
+        table.caption_justify = "left"
     return table
 
 
@@ -90,6 +100,34 @@ def _variant_bars(axes, results: dict[str, Any], variant: str, positions: list[f
             axes.bar([x], [ZERO_BAR], width, color=color, hatch="///", edgecolor="0.2", linewidth=0.5)
             axes.text(x, ZERO_BAR + 0.01, "0%", ha="center", va="bottom", fontsize=7,
                       bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+
+
+class RichSummary:
+    """The evaluation table at the console's width: one table when it fits, else the variants in as
+    many tables as needed, each with two-line cells, so nothing is cut at 80 columns."""
+
+    def __init__(self, results: dict[str, Any]):
+        self.results = results
+
+    def _widths(self, two_line: bool) -> tuple[int, int]:
+        results, cells = self.results, []
+        for variant in results["variants"]:
+            for name in results["criteria"]:
+                text = (_two_line_rate if two_line else format_rate)(results["rates"][variant][name])
+                cells.extend(text.split("\n"))
+        return max(map(len, [*results["criteria"], "criterion"])) + 3, max(map(len, [*cells, *results["variants"]])) + 3
+
+    def __rich_console__(self, console, options):
+        variants = list(self.results["variants"])
+        label, cell = self._widths(two_line=False)
+        if label + cell * len(variants) + 1 <= options.max_width:
+            yield rich_summary_table(self.results)
+            return
+        label, cell = self._widths(two_line=True)
+        per_table = max(1, (options.max_width - label - 1) // cell)
+        chunks = [variants[start:start + per_table] for start in range(0, len(variants), per_table)]
+        for index, chunk in enumerate(chunks):
+            yield rich_summary_table(self.results, chunk, two_line=True, caption=index == len(chunks) - 1)
 
 
 def render_chart_png(results: dict[str, Any]) -> bytes:
@@ -128,11 +166,30 @@ def render_chart_png(results: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+#: Placeholder for the per-item list while the rest of results.json is indented.
+_ITEMS_SLOT = "\x00items\x00"
+
+
+def results_json(results: dict[str, Any]) -> str:
+    """results.json's text: sorted keys, indented, except that each entry of ``items`` (one per
+    evaluation item, with every variant's outcome: nearly all of the file on a sweep) is one compact
+    line. The standard library's C encoder serialises only without indentation, and the indented
+    form of those entries took most of ``stage1 score``'s writing time; the file stays one JSON value."""
+    import json
+
+    items = results.get("items")
+    if not isinstance(items, list) or not items:
+        return dumps_json(results)
+    head = dumps_json({**results, "items": _ITEMS_SLOT})
+    lines = ",\n".join("    " + json.dumps(item, ensure_ascii=False, sort_keys=True) for item in items)
+    return head.replace(json.dumps(_ITEMS_SLOT), "[\n" + lines + "\n  ]", 1)
+
+
 def write_reports(out_dir: str | Path, results: dict[str, Any]) -> dict[str, Path]:
     """Write results.json, report.md and chart.png into ``out_dir`` (each atomically)."""
     out = Path(out_dir)
     return {
-        "results": atomic_write_json(out / RESULTS_NAME, results),
+        "results": atomic_write_text(out / RESULTS_NAME, results_json(results)),
         "report": atomic_write_text(out / REPORT_NAME, render_markdown(results)),
         "chart": atomic_write_bytes(out / CHART_NAME, render_chart_png(results)),
     }

@@ -73,7 +73,8 @@ def read_responses(path: str | Path, items: Sequence[EvalItem]) -> dict[str, dic
             without a response to some item, or no rows.
     """
     source = Path(path)
-    records = read_records(source, lambda row: response_from_row(row, {item.id for item in items}))
+    known = {item.id for item in items}  # once, not per row
+    records = read_records(source, lambda row: response_from_row(row, known))
     if not records:
         raise InputError("no responses", path=source, hint='one JSON object per line: {"item_id", "variant", "response"}')
     responses: dict[str, dict[str, EvalResponse]] = {}
@@ -104,7 +105,8 @@ def comparison_plan(settings: EvalSettings, variants: Sequence[str]) -> tuple[li
 
 
 def run_score(settings: EvalSettings, *, items_path: str | Path, responses_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
-    """Score the responses file against the items and write the reports and a manifest.
+    """Score the responses file against the items and write the reports and a manifest; returns the
+    results as written to results.json (so the caller need not read them back).
 
     ``eval.limit`` takes the same seeded stratified sample of the items as ``evaluate``; responses
     to items outside it are left out.
@@ -144,4 +146,4 @@ def run_score(settings: EvalSettings, *, items_path: str | Path, responses_path:
     manifest = build_manifest(STAGE, config=settings_to_dict(settings), seed=settings.seed,
                               inputs={"items": items_source, "responses": responses_source}, outputs=written, counts=counts)
     write_manifest(out, manifest)
-    return manifest
+    return results

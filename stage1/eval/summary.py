@@ -36,9 +36,9 @@ from stage1.core.stats import (
     cohens_h,
     mcnemar,
     mcnemar_detectable_lift,
-    paired_bootstrap,
     wilson_interval,
 )
+from stage1.eval.bootstrap import fast_paired_bootstrap  # the core's paired_bootstrap, drawn in numpy
 
 RESULTS_SCHEMA = "stage1.eval.results/1"
 POOLED_CATEGORY = "other (pooled)"
@@ -139,7 +139,7 @@ def compare_cell(
                 "detectable_lift": None, "detectable_lift_alpha": None, "length_controlled": None}
     rate_before, rate_after = sum(a) / len(a), sum(b) / len(b)
     test = mcnemar(n01, n10)
-    boot = paired_bootstrap(a, b, samples=bootstrap_samples, seed=seed, confidence=confidence)
+    boot = fast_paired_bootstrap(a, b, samples=bootstrap_samples, seed=seed, confidence=confidence)
     return {
         **cell,
         "rate_before": rate_before,

@@ -150,7 +150,7 @@ def model_folder_problem(folder: Path) -> tuple[str, str] | None:
     if (folder / "adapter_config.json").is_file() and not config_file.is_file():
         return (
             "is a LoRA adapter folder (adapter_config.json), not a model",
-            "point it at the base model, or merge the adapter first (python cli.py merge) and use the merged folder",
+            "point it at the base model, or merge the adapter first (stage1 merge) and use the merged folder",
         )
     if not config_file.exists() and not config_file.is_symlink():
         return "no config.json", "is this a Hugging Face model folder?"
@@ -241,18 +241,25 @@ def _tensor_names(folder: Path, weights: list[Path]) -> list[str]:
 
 
 def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
-    """The tokenizer of a model folder, with any chat template removed.
+    """The tokenizer of a model folder, with any chat template removed; built once per process for
+    each distinct set of tokenizer files (``stage1.hf.tokenizer_cache``).
 
     Raises:
         InputError: the folder is missing.
         ConfigError: the tokenizer has no eos token.
     """
-    from transformers import AutoTokenizer
+    from stage1.hf.tokenizer_cache import cached_tokenizer
 
     if not Path(path).is_dir():
         # transformers would read a missing folder as a hub id and fail with an unrelated message
         raise InputError("model folder not found", path=path, hint="give a local folder with the tokenizer files")
-    tokenizer = AutoTokenizer.from_pretrained(Path(path), trust_remote_code=trust_remote_code)
+    return cached_tokenizer(Path(path), trust_remote_code, lambda: _read_tokenizer(Path(path), trust_remote_code))
+
+
+def _read_tokenizer(path: Path, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.eos_token_id is None:
         raise ConfigError("the tokenizer has no eos token", path=path, hint="Qwen2.5 base models use <|endoftext|>")
     tokenizer.chat_template = None

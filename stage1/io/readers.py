@@ -15,67 +15,21 @@ with a bare ValueError), CSV fields over ``csv.field_size_limit()`` (131,072 cha
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
-import os
 import re
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import InputError
+from stage1.io.csv_cells import typed_cells
+from stage1.io.input_files import UTF8_BOM, read_input_bytes, utf8_lines
 
-UTF8_BOM = b"\xef\xbb\xbf"
 #: Deepest JSON nesting accepted. Records are flat; a config.json or results file nests a few levels.
 MAX_JSON_DEPTH = 100
 #: Longest JSON integer accepted, in digits (no count, id or size needs more; Python stops at 4,300).
 MAX_INT_DIGITS = 100
-
-_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def read_input_bytes(path: str | Path) -> bytes:
-    """The bytes of ``path``, which must be a regular file.
-
-    Opened non-blocking and checked with ``fstat`` before a byte is read, so a FIFO named
-    ``*.jsonl`` is refused instead of blocking forever, and the check cannot race the open.
-
-    Raises:
-        InputError: missing, a symlink loop, a folder, a FIFO/device/socket, or unreadable.
-    """
-    source = Path(path)
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as error:
-        raise _open_error(source, error) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise InputError("is a folder, expected a file", path=source)
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
-            raise InputError(f"is {kind}, not a regular file", path=source, hint="give a regular file; copy a stream to a file first")
-        os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read()
-    finally:
-        os.close(fd)
-
-
-def _open_error(source: Path, error: OSError) -> InputError:
-    if error.errno == errno.ELOOP:
-        return InputError("is a symlink loop (too many levels of symbolic links)", path=source, hint="point the link at a real file")
-    if error.errno == errno.ENOENT:
-        if source.is_symlink():
-            return InputError(f"is a symlink to a missing file ({os.readlink(source)})", path=source, hint="check the link")
-        return InputError("file not found", path=source, hint="check the path")
-    if error.errno == errno.EISDIR:
-        return InputError("is a folder, expected a file", path=source)
-    return InputError(f"cannot read: {error.strerror}", path=source, hint="check the file's permissions")
-
 
 def _read_utf8(path: Path) -> str:
     data = read_input_bytes(path)
@@ -261,8 +215,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             a key repeated within an object, a lone surrogate in a string.
     """
     source = Path(path)
-    text = _read_utf8(source)
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in utf8_lines(source):  # one line at a time: memory does not grow with the file
         if not line.strip():
             continue
         try:
@@ -348,7 +301,8 @@ def _csv_rows(reader: csv.DictReader, source: Path) -> Iterator[tuple[int, dict[
     for row in reader:
         if None in row:
             raise InputError("more cells than header columns", path=source, line=reader.line_num)
-        yield reader.line_num, {key: value for key, value in row.items() if value not in (None, "")}
+        yield reader.line_num, typed_cells({key: value for key, value in row.items() if value not in (None, "")}, source, reader.line_num)
+
 
 
 #: Files ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` always write.

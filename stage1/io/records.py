@@ -6,7 +6,7 @@ functions read them from files through the strict readers of ``stage1.io.readers
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,23 +95,26 @@ def read_eval_instructions(path: str | Path) -> list[tuple[str, str]]:
 
 
 def training_instructions(path: Path) -> list[tuple[str, str]]:
-    """``(id, instruction)`` of each row of a training file: SFT rows and plain instruction files
-    carry ``instruction``, preference pairs the rendered ``prompt`` (read back by stripping the
-    format's tags).
+    """``(id, instruction)`` of each row of a training file (``iter_training_instructions``)."""
+    return list(iter_training_instructions(path))
+
+
+def iter_training_instructions(path: Path) -> Iterator[tuple[str, str]]:
+    """``(id, instruction)`` of each row of a training file, one at a time: SFT rows and plain
+    instruction files carry ``instruction``, preference pairs the rendered ``prompt`` (read back by
+    stripping the format's tags).
 
     Raises:
         InputError: a row with neither, or a prompt not in the training format (file, line, field).
     """
-    rows = []
     for line, row in iter_rows(path):
         row_id = str(row.get("id", row.get("instruction_id", line)))
         if isinstance(row.get("instruction"), str):
-            rows.append((row_id, row["instruction"]))
+            yield row_id, row["instruction"]
         elif isinstance(row.get("prompt"), str) and instruction_from_prompt(row["prompt"]) is not None:
-            rows.append((row_id, instruction_from_prompt(row["prompt"])))
+            yield row_id, instruction_from_prompt(row["prompt"])
         else:
             raise InputError("no instruction, and no prompt in the training format", path=path, line=line, field="instruction")
-    return rows
 
 
 def check_training_files(
@@ -127,15 +130,20 @@ def check_training_files(
         GateError: the evaluation items are missing or empty.
     """
     eval_items = read_eval_instructions(eval_items_path)
-    training_sets: dict[str, list[tuple[str, str]]] = {}
-    for path in dict.fromkeys(str(p) for p in training_paths):
+    paths = list(dict.fromkeys(str(p) for p in training_paths))
+    for path in paths:
         if not Path(path).exists():
             raise InputError("training file not found", path=path, field="--in train")
-        rows = training_instructions(Path(path))
-        if not rows:
+    counts = dict.fromkeys(paths, 0)
+
+    def streamed(path: str) -> Iterator[tuple[str, str]]:  # rows pass through once: memory stays flat
+        for row in iter_training_instructions(Path(path)):
+            counts[path] += 1
+            yield row
+        if not counts[path]:
             raise InputError("no rows: an empty file is no evidence", path=path, field="--in train")
-        training_sets[path] = rows
-    return find_leaks(eval_items, training_sets, settings), {name: len(rows) for name, rows in training_sets.items()}
+
+    return find_leaks(eval_items, {path: streamed(path) for path in paths}, settings), counts
 
 
 def leakage_gate(

@@ -94,7 +94,7 @@ def _dpo_start(layout: RunLayout, config: PipelineConfig) -> Path:
 
 
 EVAL_ITEMS = StageInput(
-    "eval_items", "held-out evaluation items (e.g. stage1/pools/eval/items.jsonl): the leakage gate checks against them",
+    "eval_items", "held-out evaluation items (the shipped ones: --in eval_items=items): the leakage gate checks against them",
     _data_file("eval_items"), external=True,
 )
 BASE_MODEL = StageInput("model", "the base model folder (safetensors, config.json, tokenizer)", _model, stage="model")

@@ -136,7 +136,9 @@ class SampleGenerations(TrainerCallback):
         for prompt, output in zip(self.prompts, outputs):
             record = {"step": state.global_step, "prompt": prompt, **output}
             self.samples.append(record)
-            log.info("sample at step %d: %r", state.global_step, record)
+            # One readable line (the full record is kept in self.samples): prompt → response (stop reason)
+            log.info("sample at step %d: %r → %r (%s)", state.global_step, prompt, output.get("response", output),
+                     output.get("stop_reason", "?"))
 
 
 def loss_history(log_history: list[dict[str, Any]], key: str = "loss") -> list[tuple[int, float]]:

@@ -1,8 +1,8 @@
 """How many optimizer steps a training stage will take, said before it starts.
 
 A preset's step count depends on the data at hand: the 32B preset's effective batch of 64 over the
-shipped 452-instruction pool gives SFT about 13 optimizer steps and DPO about 17, and a fresh DPO
-adapter at lr 5e-6 barely moves in 17 steps. ``plan`` and the start of each training stage say the
+tiny 460-instruction pool would give SFT about 14 optimizer steps and DPO about 18, and a fresh DPO
+adapter at lr 5e-6 barely moves in 18 steps (the preset trains on the 2,320-instruction pool). ``plan`` and the start of each training stage say the
 count and warn below ``training.min_optimizer_steps``, naming what to change.
 
 The arithmetic follows transformers' Trainer: batches per epoch = ceil(rows / (per-device batch x

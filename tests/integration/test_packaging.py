@@ -18,6 +18,7 @@ SHIPPED = (
     "stage1/presets/qwen2.5-32b.yaml",
     "stage1/presets/architectures/qwen2.5-32b.json",
     "stage1/pools/sft/instructions.jsonl",
+    "stage1/pools/sft/instructions_large.jsonl",
     "stage1/pools/sft/exemplars.jsonl",
     "stage1/pools/eval/items.jsonl",
 )

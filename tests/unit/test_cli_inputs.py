@@ -104,7 +104,7 @@ EMPTY_RATES = json.dumps({"criteria": ["ends_with_end"], "variants": ["sft"], "r
 @pytest.mark.parametrize(
     "content, expected",
     [
-        (None, "results file not found (check the --against path, or save one from a good evaluation with `python cli.py evaluate --save-golden"),
+        (None, "results file not found (check the --against path, or save one from a good evaluation with `stage1 evaluate --save-golden"),
         ("{not json", "malformed JSON"),
         ('{"rates": {}}', "not an evaluation results file"),
         (EMPTY_RATES, "field 'rates': no variant and criterion with an evaluated item"),
@@ -183,7 +183,7 @@ def test_an_unreadable_input_is_reported_as_cannot_read_not_cannot_write(tmp_pat
     def refuse(args):
         raise PermissionError(errno.EACCES, "Permission denied", str(source))
 
-    monkeypatch.setattr(cli, "cmd_plan", refuse)
+    monkeypatch.setattr("stage1.cli_tools.cmd_plan", refuse)
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(source) else real_access(path, mode))
     assert cli.main(["plan"]) == EXIT_INPUT

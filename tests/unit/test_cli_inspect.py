@@ -52,7 +52,7 @@ def test_a_missing_model_folder_is_refused_and_nothing_is_built(tmp_path, capsys
     assert inspect(missing) == EXIT_INPUT
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: {missing}: field '--model': model folder not found")
-    assert f"python cli.py build-tiny --out {missing}" in line
+    assert f"stage1 build-tiny --out {missing}" in line
     assert not missing.exists(), "inspect reads a model; it never builds one"
 
 
@@ -68,5 +68,5 @@ def test_the_default_model_is_the_tiny_runs_and_is_not_built_either(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     assert cli.main(["inspect"]) == EXIT_INPUT
     [line] = capsys.readouterr().err.splitlines()
-    assert "runs/tiny/model" in line and "python cli.py run" in line
+    assert "runs/tiny/model" in line and "stage1 run" in line
     assert list(tmp_path.iterdir()) == []

@@ -339,3 +339,17 @@ def test_the_edges_of_each_settings_range_are_legal():
         LeakageSettings(**settings)
     # containment 1.0 is at a threshold of 1.0; unigrams compare single words
     assert _leaked(["Define gravity, please."], LeakageSettings(ngram=1, threshold=1.0, paraphrase_extra_words=None)) == {"e3"}
+
+
+def test_a_leaking_instruction_is_reported_once_per_set_however_small_the_match_cache(monkeypatch):
+    """find_leaks remembers only recent matches (memory stays flat on a long stream): a leaking
+    instruction that left the cache is still reported at its first row only, and clean rows never."""
+    from stage1.core import leakage
+
+    eval_items = [("e1", "What is the capital of Italy?")]
+    rows = [("t1", "What is the capital of Italy?"), ("t2", "Name a colour."), ("t3", "Name a fruit."),
+            ("t4", "what is the capital of italy"), ("t5", "Name a colour.")]
+    expected = find_leaks(eval_items, {"sft": rows, "pairs": rows})
+    monkeypatch.setattr(leakage, "MATCH_CACHE_SIZE", 1)
+    assert find_leaks(eval_items, {"sft": iter(rows), "pairs": iter(rows)}) == expected
+    assert [(leak.training_set, leak.train_id) for leak in expected] == [("pairs", "t1"), ("sft", "t1")]

@@ -371,3 +371,34 @@ def test_a_zero_rate_is_drawn_and_marked(results, monkeypatch):
     monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: texts.append(s) or original_text(self, x, y, s, *a, **k))
     assert render_chart_png(zeroed)[:4] == b"\x89PNG"
     assert ([ZERO_BAR], "///") in bars and "0%" in texts
+
+
+def test_the_summary_at_80_columns_splits_the_variants_and_cuts_nothing(results):
+    from rich.console import Console
+
+    from stage1.eval.report import RichSummary
+
+    wide = dict(results, variants=[f"checkpoint_{index}" for index in range(5)])
+    wide["rates"] = {name: results["rates"][results["variants"][0]] for name in wide["variants"]}
+    console = Console(record=True, width=80)
+    console.print(RichSummary(wide))
+    text = console.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    assert all(name in text for name in wide["variants"]) and text.count("evaluation: rate") >= 2
+    console = Console(record=True, width=250)
+    console.print(RichSummary(wide))
+    assert console.export_text().count("evaluation: rate") == 1, "one table where it fits"
+
+
+def test_results_json_is_the_results_with_one_item_per_line(results):
+    import json
+
+    from stage1.eval.report import results_json
+    from stage1.io.atomic import dumps_json
+
+    text = results_json(results)
+    assert json.loads(text) == json.loads(dumps_json(results)) and text.endswith("\n")
+    item_lines = [line for line in text.splitlines() if line.startswith('    {"category"')]
+    assert len(item_lines) == len(results["items"]) > 0
+    assert results_json(results) == text, "the same results, the same bytes"
+    assert results_json({**results, "items": []}) == dumps_json({**results, "items": []})

@@ -116,3 +116,34 @@ def test_a_folder_that_is_not_a_saved_dataset_is_an_input_error(tmp_path, conten
     with pytest.raises(InputError, match="not a saved datasets folder") as caught:
         list(iter_rows(folder))
     assert caught.value.path == str(folder) and ".jsonl" in str(caught.value)
+
+
+@pytest.mark.parametrize(("cell", "expected"), [("true", True), ("FALSE", False), (" Yes ", True), ("no", False), ("1", True), ("0", False)])
+def test_a_csv_reads_refusal_expected_as_a_boolean(tmp_path, cell, expected):
+    from stage1.core.records import InstructionRecord
+    from stage1.io.records import read_records
+
+    path = tmp_path / "instructions.csv"
+    path.write_text(f"id,instruction,refusal_expected\n1,How do I pick a lock?,{cell}\n2,What is 2+2?,\n")
+    first, second = read_records(path, InstructionRecord)
+    assert (first.refusal_expected, second.refusal_expected) == (expected, False)
+
+
+def test_a_csv_boolean_cell_that_is_no_boolean_names_its_line_and_column(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("id,instruction,safe\n1,a,true\n2,b,maybe\n")
+    with pytest.raises(InputError) as caught:
+        list(iter_rows(path))
+    assert (caught.value.line, caught.value.field) == (3, "safe")
+    assert "expected a boolean, got 'maybe'" in str(caught.value) and "true, false" in str(caught.value)
+
+
+def test_jsonl_is_read_a_line_at_a_time_with_the_offset_of_bad_utf8_in_the_whole_file(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    good = b'{"id": "1", "instruction": "a"}\n{"id": "2", "instruction": "b"}\r\n'
+    path.write_bytes(good + b'{"id": "3", "instruction": "\xff"}\n')
+    rows = iter_rows(path)
+    assert next(rows) == (1, {"id": "1", "instruction": "a"}) and next(rows) == (2, {"id": "2", "instruction": "b"})
+    with pytest.raises(InputError) as caught:
+        next(rows)
+    assert caught.value.line == 3 and f"at offset {len(good) + 28}" in str(caught.value)

@@ -26,7 +26,8 @@ INSTRUCTIONS = POOLS / "sft" / "instructions.jsonl"
 EXEMPLARS = POOLS / "sft" / "exemplars.jsonl"
 ITEMS = POOLS / "eval" / "items.jsonl"
 LARGE_ITEMS = POOLS / "eval" / "items_large.jsonl"
-GENERATED = ("sft/instructions.jsonl", "sft/exemplars.jsonl", "eval/items.jsonl", "eval/items_large.jsonl")
+LARGE_INSTRUCTIONS = POOLS / "sft" / "instructions_large.jsonl"
+GENERATED = ("sft/instructions.jsonl", "sft/instructions_large.jsonl", "sft/exemplars.jsonl", "eval/items.jsonl", "eval/items_large.jsonl")
 # Written out here, not imported from the script, so a wrong factor there fails a test.
 CONVERSION_FACTORS = {
     ("hours", "minutes"): 60, ("minutes", "seconds"): 60, ("days", "hours"): 24, ("weeks", "days"): 7,
@@ -98,6 +99,31 @@ def test_the_large_pool_is_disjoint_from_training_by_the_leakage_gate(train):
         {"sft_train": [(r.id, r.instruction) for r in train], "sft_exemplars": [(r.id, r.instruction) for r in exemplars]},
     )
     assert summary["leaks"] == 0 and summary["eval_items"] >= 1000
+
+
+def test_the_large_sft_pool_holds_the_small_one_first_and_two_thousand_distinct_instructions(train):
+    large = read_records(LARGE_INSTRUCTIONS, SFTExample)
+    assert large[: len(train)] == train
+    check_unique_ids(large, LARGE_INSTRUCTIONS)
+    assert len(large) >= 2000 and len({dedup_key(row.instruction) for row in large}) == len(large)
+    counts = Counter(row.category for row in large)
+    assert set(counts) == set(Counter(row.category for row in train)) and max(counts.values()) / len(large) < 0.75
+
+
+def test_the_large_sft_pool_answers_correctly_and_leaks_into_neither_evaluation_pool():
+    large = read_records(LARGE_INSTRUCTIONS, SFTExample)
+    operations = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+    checked = Counter()
+    for row in large:
+        if match := re.fullmatch(r"(?:Give only the number: )?[Ww]hat is (\d+) (plus|minus|times) (\d+)\?", row.instruction):
+            assert str(operations[match[2]](int(match[1]), int(match[3]))) in row.response.replace(",", ""), row
+            checked["arithmetic"] += 1
+        elif match := re.fullmatch(r"How many (\w+) are in (\d+) (\w+)\?", row.instruction):
+            assert f" {int(match[2]) * CONVERSION_FACTORS[(match[3], match[1])]} " in row.response, row
+            checked["conversions"] += 1
+    assert checked["arithmetic"] >= 1600 and checked["conversions"] >= 250
+    for items in (ITEMS, LARGE_ITEMS):
+        assert leakage_gate(items, {"sft_train": [(row.id, row.instruction) for row in large]})["leaks"] == 0
 
 
 def test_large_pool_references_are_correct():

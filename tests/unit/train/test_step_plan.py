@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from stage1.config.presets import POOLS_DIR
 from stage1.core.errors import ConfigError
 from stage1.train.settings import TrainingSettings
 from stage1.train.step_plan import log_step_plan, optimizer_steps, step_plan
@@ -65,17 +66,31 @@ def test_the_floor_is_a_checked_setting():
     assert raised.value.field == "training.min_optimizer_steps"
 
 
-def test_plan_says_the_32b_preset_takes_few_steps_with_the_shipped_pool(capsys):
+def test_plan_gives_the_32b_preset_at_least_its_floor_of_steps_and_no_warning(capsys):
+    """The flagship preset describes a run to make: its shipped pool clears training.min_optimizer_steps."""
     import cli
 
-    assert cli.main(["plan", "--config", "qwen2.5-32b"]) == 0, "a warning, not a refusal"
+    assert cli.main(["plan", "--config", "qwen2.5-32b"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    steps = {stage: int(shown.split(f"{stage}: ~")[1].split(" optimizer steps")[0]) for stage in ("sft", "dpo")}
+    assert min(steps.values()) >= 50, steps
+    assert "too few steps" not in shown and "effective batch 64" in shown
+
+
+def test_plan_warns_on_a_pool_too_small_for_the_floor_and_always_prints_the_counts(capsys):
+    import cli
+
+    small = ["--set", f"data.instructions={POOLS_DIR / 'sft' / 'instructions.jsonl'}"]
+    assert cli.main(["plan", "--config", "qwen2.5-32b", *small]) == 0, "a warning, not a refusal"
     shown = " ".join(capsys.readouterr().out.split())
     assert "sft: ~14 optimizer steps (~414 rows x 2 epochs / effective batch 64)" in shown
     assert "dpo: ~18 optimizer steps" in shown and "dpo.gradient_accumulation_steps (now 32)" in shown
-    assert cli.main(["plan", "--config", "qwen2.5-32b", "--set", "sft.gradient_accumulation_steps=2",
+    assert cli.main(["plan", "--config", "qwen2.5-32b", *small, "--set", "sft.gradient_accumulation_steps=2",
                      "--set", "training.target_effective_batch=8"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "sft: ~104 optimizer steps" in shown and "too few steps: sft" not in shown
+    assert cli.main(["plan", "--set", "data.instructions=no/such/pool.jsonl"]) == 0
+    assert "optimizer steps unknown until the instruction pool exists" in " ".join(capsys.readouterr().out.split())
 
 
 def test_plan_counts_each_dpo_arm_on_its_source_s_share_of_the_pairs(capsys):

@@ -1,0 +1,67 @@
+"""One tokenizer load per process for each distinct tokenizer.
+
+A run reads the same tokenizer in most stages (the base model's folder, and the merged model's,
+which holds a copy of the same files), and transformers takes seconds to build a 151k-token
+tokenizer each time. transformers keeps no such cache, so it is kept here: keyed by the content of
+the files a tokenizer is built from (so a copy in another folder is the same entry, and a changed
+file is a new one), and handed out only while the settings a trainer may change on it (pad and eos
+token, chat template, padding side) are still those it was loaded with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: Files that decide the tokenizer (``AutoTokenizer`` reads these, and ``config.json`` for the model type).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "tokenizer.model")
+#: What TRL's trainers set on a tokenizer when asked to (``pad_token``, ``eos_token``, ``chat_template_path``).
+MUTABLE = ("pad_token", "eos_token", "chat_template", "padding_side", "truncation_side", "model_max_length")
+
+_cache: dict[str, tuple[Any, tuple]] = {}
+loads = 0  # tokenizers built in this process (the bench and the tests read it)
+requests = 0  # tokenizers asked for: what ``loads`` would be without the cache
+
+
+def tokenizer_key(folder: Path, trust_remote_code: bool) -> str:
+    """A digest of the tokenizer files in ``folder`` and its model type."""
+    digest = hashlib.sha256(f"remote={trust_remote_code}".encode())
+    for name in TOKENIZER_FILES:
+        path = folder / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        except (ValueError, AttributeError):
+            model_type = None
+        digest.update(f"model_type={model_type}".encode())
+    return digest.hexdigest()
+
+
+def _state(tokenizer: Any) -> tuple:
+    return tuple(repr(getattr(tokenizer, name, None)) for name in MUTABLE)
+
+
+def cached_tokenizer(folder: Path, trust_remote_code: bool, load: Callable[[], Any]) -> Any:
+    """The tokenizer ``load()`` builds from ``folder``, built once per distinct content."""
+    global loads, requests
+    requests += 1
+    key = tokenizer_key(folder, trust_remote_code)
+    hit = _cache.get(key)
+    if hit is not None and _state(hit[0]) == hit[1]:
+        return hit[0]
+    tokenizer = load()
+    loads += 1
+    _cache[key] = (tokenizer, _state(tokenizer))
+    return tokenizer
+
+
+def clear() -> None:
+    """Forget every cached tokenizer (tests)."""
+    _cache.clear()
