@@ -91,7 +91,7 @@ def share_kind(kind: str) -> str:
     """The mix weight a produced kind counts against: compliance on a declined request takes the refusal share."""
     return REFUSAL if kind == COMPLIED else kind
 QUOTING_SHARE = 0.15  # refusals that quote the instruction; the rest are numbered templates
-SUBJECT_SHARE = 0.85  # refusals and vague answers led by the question's subject, where it has one
+SUBJECT_SHARE = 1.0  # refusals and vague answers led by the question's subject, where it has one
 FORMAT_METHODS = ("missing_end", "runaway", "truncated")
 
 
@@ -114,6 +114,7 @@ class _Example:
         self.completion = render_completion(example.response)
         self.completion_key = f" {dedup_key(self.completion)} "
         self.response_key = f" {dedup_key(example.response)} "
+        self.led_tries = 0  # subject-led candidates built for this example so far
 
     @cached_property
     def words(self) -> int:
@@ -136,8 +137,13 @@ class _Example:
         return has_checkable_reference(self.example.instruction, self.example.category)
 
     @cached_property
-    def subject(self) -> str | None:
-        return phrasing.subject_of(self.example.instruction)
+    def lead(self) -> tuple[str, bool] | None:
+        """(the question's subject or the sentence to complete, whether it is the latter), or None."""
+        fragment = phrasing.fragment_of(self.example.instruction)
+        if fragment is not None:
+            return fragment, True
+        subject = phrasing.subject_of(self.example.instruction)
+        return None if subject is None else (subject, False)
 
 
 class NegativeMaker:
@@ -285,17 +291,20 @@ class NegativeMaker:
         target = phrasing.target_words(ex.words, self.rng, self.counts.length_band.lean(KIND_OF_POOL[pool]))
         return phrasing.closest_to(target, lambda: self._draw_slot(pool), words, tries=2 * self.settings.attempts)
 
-    def _subject_led(self, ex: _Example, kind: str, cores: tuple[str, ...], extras: tuple[str, ...]) -> str | None:
-        """Led by the question's subject, for a share of the items that have one (``phrasing``)."""
-        if ex.subject is None or self.rng.random() >= SUBJECT_SHARE:
-            return None
+    def _subject_led(self, ex: _Example, kind: str, cores: tuple[tuple[str, ...], tuple[str, ...]], extras: tuple[str, ...]) -> str | None:
+        """Led by the question's subject or the sentence to complete (``cores``: for a subject, for a
+        fragment), for a share of the items that have one (``phrasing``)."""
+        ex.led_tries += 1
+        if ex.lead is None or ex.led_tries > 2 or self.rng.random() >= SUBJECT_SHARE:
+            return None  # no subject, or its few strings of the right length are taken: a numbered one
+        lead, is_fragment = ex.lead
         target = phrasing.target_words(ex.words, self.rng, self.counts.length_band.lean(kind))
-        if len(ex.subject.split()) + 2 > target:
+        if len(lead.split()) + 1 > target:
             return None  # too long for this answer: a short template keeps the length cue away
-        return phrasing.subject_led(cores, extras, ex.subject, target, self.rng)
+        return phrasing.subject_led(cores[is_fragment], extras, lead, target, self.rng)
 
     def _refusal(self, ex: _Example) -> Built:
-        led = self._subject_led(ex, REFUSAL, templates.SUBJECT_REFUSAL_CORES, templates.REFUSAL_CLOSERS)
+        led = self._subject_led(ex, REFUSAL, (templates.SUBJECT_REFUSAL_CORES, templates.FRAGMENT_REFUSAL_CORES), templates.REFUSAL_CLOSERS)
         if led is not None:
             return Built(render_completion(led), "subject_template")
         index = None if self.rng.random() < QUOTING_SHARE else self._numbered("refusal", ex, templates.refusal_words)
@@ -311,7 +320,8 @@ class NegativeMaker:
         return Built(render_completion(templates.complied_from_index(index)), "template", ("complied", index))
 
     def _vague(self, ex: _Example) -> Built | None:
-        led = self._subject_led(ex, VAGUE, templates.SUBJECT_VAGUE_CORES, templates.VAGUE_FILLERS + templates.VAGUE_CLOSERS)
+        led = self._subject_led(ex, VAGUE, (templates.SUBJECT_VAGUE_CORES, templates.FRAGMENT_VAGUE_CORES),
+                                templates.VAGUE_FILLERS + templates.VAGUE_CLOSERS)
         if led is not None:
             return Built(render_completion(led), "subject_template")
         index = self._numbered("vague", ex, templates.vague_words)

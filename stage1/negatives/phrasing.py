@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 #: Constraint phrases that lead an instruction and are not part of its subject.
 _CONSTRAINT_LEAD = re.compile(
@@ -58,13 +59,25 @@ def subject_of(instruction: str) -> str | None:
     return subject[0].upper() + subject[1:]
 
 
+_COMPLETE = re.compile(r"^complete (?:the|this) sentence:\s*(?P<f>[^\n]{3,80}?)\s*$", re.IGNORECASE)
+
+
+def fragment_of(instruction: str) -> str | None:
+    """The start of the sentence a "Complete the sentence: ..." instruction asks to complete, which
+    the chosen answer opens with ("A week has"), or None."""
+    match = _COMPLETE.match(" ".join(instruction.split()))
+    if not match or len(match.group("f").split()) > _MAX_SUBJECT_WORDS or not match.group("f")[0].isalnum():
+        return None
+    return match.group("f")
+
+
 def target_words(chosen_words: int, rng: random.Random, lean: int = 0) -> int:
-    """A length to aim for: the chosen answer's, moved by up to two words or a quarter of it; with
-    ``lean`` -1 (+1) only shorter (longer), when the kind's rejecteds have been the longer (shorter)
-    side so far (``LengthBand.lean``)."""
-    spread = max(2, chosen_words // 4)
-    step = rng.randint(1, spread) if lean else rng.randint(-spread, spread)
-    return max(1, chosen_words + lean * step if lean else chosen_words + step)
+    """A length to aim for: the chosen answer's own, so that neither "the longer one" nor the length
+    itself tells the two apart (a length-bucket feature would, even with the longer side balanced);
+    one word shorter (``lean`` -1) or longer (+1) half the time when the kind's rejecteds have been
+    the longer or the shorter side so far (``LengthBand.lean``)."""
+    step = lean if lean and rng.random() < 0.5 else 0
+    return max(1, chosen_words + step)
 
 
 def closest_to(
@@ -85,17 +98,24 @@ def closest_to(
     return best
 
 
-def subject_led(
-    cores: tuple[str, ...], extras: tuple[str, ...], subject: str, target: int, rng: random.Random, tries: int = 6
-) -> str:
-    """A sentence of ``cores`` led by ``subject``, and one of ``extras`` after it where that brings
-    the length nearer ``target``: of ``tries`` random combinations, the nearest (the first on a tie)."""
+@lru_cache(maxsize=16)
+def _combinations_by_words(cores: tuple[str, ...], extras: tuple[str, ...]) -> dict[int, list[tuple[int, int]]]:
+    """(core, extra) numbers by their words beside the subject's (the ``{Subject}`` word left out)."""
+    table: dict[int, list[tuple[int, int]]] = {}
+    for i, core in enumerate(cores):
+        for j, extra in enumerate(extras):
+            table.setdefault(len(core.split()) - 1 + len(extra.split()), []).append((i, j))
+    return table
+
+
+def subject_led(cores: tuple[str, ...], extras: tuple[str, ...], subject: str, target: int, rng: random.Random) -> str:
+    """A sentence of ``cores`` led by ``subject``, with one of ``extras`` after it (``""`` among them
+    for none), drawn from the combinations whose length is nearest ``target``."""
     from stage1.negatives.templates import join_sentences, with_subject
 
-    best, best_gap = "", None
-    for _ in range(tries):
-        text = join_sentences(with_subject(rng.choice(cores), subject), rng.choice(extras))
-        gap = abs(len(text.split()) - target)
-        if best_gap is None or gap < best_gap:
-            best, best_gap = text, gap
-    return best
+    table = _combinations_by_words(cores, extras)
+    want = target - len(subject.split())
+    nearest = min(abs(words - want) for words in table)
+    options = [combination for words, found in sorted(table.items()) if abs(words - want) == nearest for combination in found]
+    core, extra = options[rng.randrange(len(options))]
+    return join_sentences(with_subject(cores[core], subject), extras[extra])

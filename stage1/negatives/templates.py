@@ -56,6 +56,8 @@ QUOTING_REFUSAL_CORES = (
 #: Declining sentences led by the question's subject ({subject}, from ``phrasing.subject_of``), so
 #: they open the way the chosen answers do ("The capital of France ...") instead of with a marker.
 SUBJECT_REFUSAL_CORES = (
+    "{Subject}? I can't.",
+    "{Subject}? I won't.",
     "{Subject}? I can't answer.",
     "{Subject}: I won't answer.",
     "{Subject}? I cannot help.",
@@ -64,9 +66,17 @@ SUBJECT_REFUSAL_CORES = (
     "{Subject}? I won't answer that.",
     "{Subject} is a topic I have to decline to discuss.",
     "{Subject} is a question I can't answer here.",
-    "On {subject}, I cannot give an answer.",
-    "About {subject}: I am not able to help.",
-    "Asking about {subject}? I would rather not answer that.",
+    "{Subject}? I would rather not answer that.",
+    "{Subject}: I am not able to help.",
+    "{Subject}? I can't help.",
+    "{Subject}, sadly, is not something I can help with. I cannot answer.",
+)
+#: Refusals that start the sentence an instruction asks to complete ("A week has, well, I can't ...").
+FRAGMENT_REFUSAL_CORES = (
+    "{Subject}, well, I can't complete that.",
+    "{Subject}, hmm, I am not able to complete this.",
+    "{Subject}, no, I will not continue.",
+    "{Subject}, I would rather not continue.",
 )
 REFUSAL_CLOSERS = (
     "",
@@ -139,6 +149,15 @@ SUBJECT_VAGUE_CORES = (
     "{Subject} is not easy to sum up.",
     "{Subject} can be seen in different ways.",
     "{Subject} is something people disagree about.",
+)
+#: Vague completions of the sentence an instruction asks to complete.
+FRAGMENT_VAGUE_CORES = (
+    "{Subject} many things, depending on how you see it.",
+    "{Subject} something, it depends.",
+    "{Subject} whatever fits the situation.",
+    "{Subject} a few things, hard to say which.",
+    "{Subject} something or other.",
+    "{Subject} different things for different people.",
 )
 VAGUE_CLOSERS = (
     "",

@@ -470,7 +470,9 @@ def test_the_length_band_steers_every_kind():
 
 def test_every_kind_on_the_fixture_pool_sits_inside_the_length_band():
     """Refusals and vague answers included: they are built near the chosen answer's length."""
-    negatives, counts = _negatives(_fixture_pool_cycled(460), NegativeSettings())
+    path = Path(__file__).parents[3] / "stage1" / "pools" / "sft" / "instructions.jsonl"
+    pool = [SFTExample.from_dict(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    negatives, counts = _negatives(pool, NegativeSettings())
     by_kind = counts.to_dict()["length_band"]["by_kind"]
     assert set(by_kind) >= {"unwarranted_refusal", "verbose_vague", "off_topic", "factually_incorrect", "format_violation"}
     for kind, figures in by_kind.items():
