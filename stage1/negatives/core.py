@@ -55,8 +55,6 @@ from __future__ import annotations
 import random
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from functools import cached_property
 
 from stage1.core.format import FormatError, render_completion
 from stage1.core.lengths import word_count
@@ -64,9 +62,9 @@ from stage1.core.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
 from stage1.core.text_keys import dedup_key
 from stage1.negatives import format_violation as fv
 from stage1.negatives import phrasing, templates
+from stage1.negatives.candidate import Built, ExampleView
 from stage1.negatives.counts import LengthBand, NegativeCounts
 from stage1.negatives.donors import DonorPool, DonorUses
-from stage1.negatives.factual import Falsifier, has_checkable_reference
 from stage1.negatives.mix import KindPlanner, ShareKeeper
 from stage1.negatives.repeats import RepeatCounter, cells
 from stage1.negatives.settings import NegativeSettings
@@ -93,57 +91,6 @@ def share_kind(kind: str) -> str:
 QUOTING_SHARE = 0.15  # refusals that quote the instruction; the rest are numbered templates
 SUBJECT_SHARE = 1.0  # refusals and vague answers led by the question's subject, where it has one
 FORMAT_METHODS = ("missing_end", "runaway", "truncated")
-
-
-@dataclass(frozen=True)
-class Built:
-    """A candidate negative before the checks."""
-
-    completion: str
-    method: str
-    slot: tuple[str, int] | None = None  # (pool, number) of a template, or ("donor", slot) of the donor it borrows
-    source_instruction_id: str | None = None
-    borrowed: str | None = None  # the donor's answer, for off-topic negatives
-
-
-class _Example:
-    """One example with what its checks and builders need, worked out once (or when first needed)."""
-
-    def __init__(self, example: SFTExample):
-        self.example = example
-        self.completion = render_completion(example.response)
-        self.completion_key = f" {dedup_key(self.completion)} "
-        self.response_key = f" {dedup_key(example.response)} "
-        self.led_tries = 0  # subject-led candidates built for this example so far
-
-    @cached_property
-    def words(self) -> int:
-        return word_count(self.completion)
-
-    @cached_property
-    def constraint(self) -> tuple[str, int | None] | None:
-        return fv.find_constraint(self.example.instruction)
-
-    @cached_property
-    def falsifier(self) -> Falsifier:
-        return Falsifier(self.example.response, self.example.instruction)
-
-    @cached_property
-    def instruction_key(self) -> str:
-        return dedup_key(self.example.instruction)
-
-    @cached_property
-    def checkable(self) -> bool:
-        return has_checkable_reference(self.example.instruction, self.example.category)
-
-    @cached_property
-    def lead(self) -> tuple[str, bool] | None:
-        """(the question's subject or the sentence to complete, whether it is the latter), or None."""
-        fragment = phrasing.fragment_of(self.example.instruction)
-        if fragment is not None:
-            return fragment, True
-        subject = phrasing.subject_of(self.example.instruction)
-        return None if subject is None else (subject, False)
 
 
 class NegativeMaker:
@@ -175,7 +122,7 @@ class NegativeMaker:
         }
 
     def negatives_for(self, example: SFTExample) -> list[NegativeRecord]:
-        ex = _Example(example)
+        ex = ExampleView(example)
         made: list[NegativeRecord] = []
         taken: set[str] = set()
         unserved: set[str] = set()
@@ -208,7 +155,7 @@ class NegativeMaker:
         return made
 
     def _first_of(
-        self, kinds: Iterable[str], ex: _Example, taken: set[str], attempts: int, unserved: set[str]
+        self, kinds: Iterable[str], ex: ExampleView, taken: set[str], attempts: int, unserved: set[str]
     ) -> tuple[str, Built, tuple[int, int], int] | None:
         """The first of ``kinds`` that gives an acceptable negative within ``attempts`` tries each:
         (kind, negative, its sketch cells, its words); the kinds that gave none go into ``unserved``."""
@@ -247,7 +194,7 @@ class NegativeMaker:
         else:
             self.uses[pool][index] += 1
 
-    def _problem(self, kind: str, built: Built, chosen: _Example, taken: set[str], where: tuple[int, int]) -> str | None:
+    def _problem(self, kind: str, built: Built, chosen: ExampleView, taken: set[str], where: tuple[int, int]) -> str | None:
         # The caps first: they are the cheap checks, and the ones that fail most on repeated answers.
         if self.repeats.count(where) >= self.settings.max_repeats:
             return "repeat_cap"
@@ -286,12 +233,12 @@ class NegativeMaker:
         index = self.rng.randrange(len(self.uses[pool]))
         return index if self.uses[pool][index] < self.settings.max_repeats else None
 
-    def _numbered(self, pool: str, ex: _Example, words) -> int | None:
+    def _numbered(self, pool: str, ex: ExampleView, words) -> int | None:
         """A numbered template of ``pool`` under the cap whose length is near the chosen answer's."""
         target = phrasing.target_words(ex.words, self.rng, self.counts.length_band.lean(KIND_OF_POOL[pool]))
         return phrasing.closest_to(target, lambda: self._draw_slot(pool), words, tries=2 * self.settings.attempts)
 
-    def _subject_led(self, ex: _Example, kind: str, cores: tuple[tuple[str, ...], tuple[str, ...]], extras: tuple[str, ...]) -> str | None:
+    def _subject_led(self, ex: ExampleView, kind: str, cores: tuple[tuple[str, ...], tuple[str, ...]], extras: tuple[str, ...]) -> str | None:
         """Led by the question's subject or the sentence to complete (``cores``: for a subject, for a
         fragment), for a share of the items that have one (``phrasing``)."""
         ex.led_tries += 1
@@ -303,7 +250,7 @@ class NegativeMaker:
             return None  # too long for this answer: a short template keeps the length cue away
         return phrasing.subject_led(cores[is_fragment], extras, lead, target, self.rng)
 
-    def _refusal(self, ex: _Example) -> Built:
+    def _refusal(self, ex: ExampleView) -> Built:
         led = self._subject_led(ex, REFUSAL, (templates.SUBJECT_REFUSAL_CORES, templates.FRAGMENT_REFUSAL_CORES), templates.REFUSAL_CLOSERS)
         if led is not None:
             return Built(render_completion(led), "subject_template")
@@ -312,14 +259,14 @@ class NegativeMaker:
             return Built(render_completion(templates.quoting_refusal(ex.example, self.rng)), "quoting_template")
         return Built(render_completion(templates.refusal_from_index(index)), "template", ("refusal", index))
 
-    def _complied(self, ex: _Example) -> Built | None:
+    def _complied(self, ex: ExampleView) -> Built | None:
         """A compliant opening for a request that should be declined (it never carries out the request)."""
         index = self._free_slot("complied")
         if index is None:
             return None
         return Built(render_completion(templates.complied_from_index(index)), "template", ("complied", index))
 
-    def _vague(self, ex: _Example) -> Built | None:
+    def _vague(self, ex: ExampleView) -> Built | None:
         led = self._subject_led(ex, VAGUE, (templates.SUBJECT_VAGUE_CORES, templates.FRAGMENT_VAGUE_CORES),
                                 templates.VAGUE_FILLERS + templates.VAGUE_CLOSERS)
         if led is not None:
@@ -329,7 +276,7 @@ class NegativeMaker:
             return None
         return Built(render_completion(templates.vague_from_index(index)), "template", ("vague", index))
 
-    def _off_topic(self, ex: _Example) -> Built | None:
+    def _off_topic(self, ex: ExampleView) -> Built | None:
         for _ in range(self.settings.attempts):
             slot = self.donor_uses.draw(self.rng, other_than=ex.example.category)
             if slot is None:
@@ -340,7 +287,7 @@ class NegativeMaker:
                 return Built(completion, f"from:{donor.category}", ("donor", slot), donor.id, donor.response)
         return None
 
-    def _factual(self, ex: _Example) -> Built | None:
+    def _factual(self, ex: ExampleView) -> Built | None:
         """One fact of the answer changed, preferring edits whose text is still under the repeat cap;
         None for an item without a checkable reference (a title, a free choice)."""
         if not ex.checkable:
@@ -358,7 +305,7 @@ class NegativeMaker:
         text, method = falsified
         return Built(render_completion(text), method)
 
-    def _format_violation(self, ex: _Example) -> Built | None:
+    def _format_violation(self, ex: ExampleView) -> Built | None:
         """An ignored constraint (half the time, when the instruction states one), else the first of
         missing_end, runaway and truncated, in random order, that applies and is under the repeat cap."""
         if ex.constraint is not None and self.rng.random() < 0.5:
@@ -377,7 +324,7 @@ class NegativeMaker:
                 return built
         return None
 
-    def _runaway(self, ex: _Example) -> Built | None:
+    def _runaway(self, ex: ExampleView) -> Built | None:
         """The answer, then a donor's instruction (and half the time its answer), or else a follow-up
         template: whichever tail it writes is one still under the repeat cap, or None."""
         slot = self.donor_uses.draw(self.rng)
