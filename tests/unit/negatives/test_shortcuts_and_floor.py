@@ -15,12 +15,11 @@ from stage1.core.criteria import is_refusal
 from stage1.core.errors import GateError, InputError
 from stage1.core.format import render_completion
 from stage1.core.records import NegativeRecord, SFTExample
-from stage1.negatives import DonorPool, NegativeSettings, generate_negatives, run_negatives
-from stage1.negatives import templates
+from stage1.negatives import DonorPool, NegativeSettings, generate_negatives, run_negatives, templates
 from stage1.negatives.candidate import Built
 from stage1.negatives.core import NegativeMaker
 from stage1.negatives.factual import has_checkable_reference
-from stage1.negatives.phrasing import fragment_of, subject_of, subject_led, target_words
+from stage1.negatives.phrasing import fragment_of, subject_led, subject_of, target_words
 from stage1.pairs.core import build_pairs, kind_shortfalls
 from stage1.pairs.settings import PairSettings
 from stage1.pairs.shortcuts import (
