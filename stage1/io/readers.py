@@ -22,8 +22,9 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from stage1.core.errors import InputError
 
@@ -37,8 +38,9 @@ _FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a charact
                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def read_input_bytes(path: str | Path) -> bytes:
-    """The bytes of ``path``, which must be a regular file.
+@contextmanager
+def open_input(path: str | Path) -> Iterator[BinaryIO]:
+    """``path`` opened for binary reading, which must be a regular file.
 
     Opened non-blocking and checked with ``fstat`` before a byte is read, so a FIFO named
     ``*.jsonl`` is refused instead of blocking forever, and the check cannot race the open.
@@ -60,9 +62,15 @@ def read_input_bytes(path: str | Path) -> bytes:
             raise InputError(f"is {kind}, not a regular file", path=source, hint="give a regular file; copy a stream to a file first")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read()
+            yield handle
     finally:
         os.close(fd)
+
+
+def read_input_bytes(path: str | Path) -> bytes:
+    """The bytes of ``path``, which must be a regular file (see ``open_input``)."""
+    with open_input(path) as handle:
+        return handle.read()
 
 
 def _open_error(source: Path, error: OSError) -> InputError:
@@ -75,6 +83,24 @@ def _open_error(source: Path, error: OSError) -> InputError:
     if error.errno == errno.EISDIR:
         return InputError("is a folder, expected a file", path=source)
     return InputError(f"cannot read: {error.strerror}", path=source, hint="check the file's permissions")
+
+
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line, read and decoded one at a time: memory does not grow
+    with the file. The same refusals as ``_read_utf8`` (a BOM, invalid UTF-8 with its byte offset
+    in the file and its line), raised when the reader reaches them."""
+    offset = 0
+    with open_input(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(UTF8_BOM):
+                raise InputError("the file starts with a UTF-8 byte-order mark", path=path, line=1, hint="save it as UTF-8 without BOM")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(f"invalid UTF-8 (byte 0x{raw[error.start]:02x} at offset {offset + error.start})", path=path,
+                                 line=number, hint="re-encode the file as UTF-8") from None
+            offset += len(raw)
+            yield number, line.removesuffix("\n")
 
 
 def _read_utf8(path: Path) -> str:
@@ -261,8 +287,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             a key repeated within an object, a lone surrogate in a string.
     """
     source = Path(path)
-    text = _read_utf8(source)
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in _utf8_lines(source):
         if not line.strip():
             continue
         try:

@@ -16,6 +16,7 @@ reading the content.
 from __future__ import annotations
 
 import random
+from array import array
 
 from stage1.core.records import SFTExample
 
@@ -251,9 +252,15 @@ def refusal_from_index(index: int) -> str:
     return _join(REFUSAL_OPENERS[opener], REFUSAL_CORES[core], REFUSAL_CLOSERS[closer])
 
 
-def refusal_words(index: int) -> int:
-    """Words of ``refusal_from_index(index)``, without building it."""
-    return sum(words[digit] for words, digit in zip(_REFUSAL_WORDS, _mixed_radix(index, _REFUSAL_SIZES)))
+def _words_by_index(words: tuple[list[int], ...]) -> array:
+    """Words of every numbered string, in index order (the mixed radix's last digit varies fastest)."""
+    first, second, third = words
+    return array("B", (a + b + c for a in first for b in second for c in third))
+
+
+_REFUSAL_WORDS_BY_INDEX = _words_by_index(_REFUSAL_WORDS)
+#: Words of ``refusal_from_index(index)``, without building it.
+refusal_words = _REFUSAL_WORDS_BY_INDEX.__getitem__
 
 
 def quoting_refusal(example: SFTExample, rng: random.Random) -> str:
@@ -302,6 +309,6 @@ def vague_from_index(index: int) -> str:
     return _join(VAGUE_OPENERS[opener], *middle, VAGUE_CLOSERS[closer])
 
 
-def vague_words(index: int) -> int:
-    """Words of ``vague_from_index(index)``, without building it."""
-    return sum(words[digit] for words, digit in zip(_VAGUE_WORDS, _mixed_radix(index, _VAGUE_SIZES)))
+_VAGUE_WORDS_BY_INDEX = _words_by_index(_VAGUE_WORDS)
+#: Words of ``vague_from_index(index)``, without building it.
+vague_words = _VAGUE_WORDS_BY_INDEX.__getitem__
