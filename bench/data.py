@@ -64,6 +64,7 @@ def worker(task: str, sft: Path, workdir: Path) -> dict[str, Any]:
         manifest = run_pairs(PairSettings(on_kind_floor="warn"), sft_path=sft, negatives_path=workdir / "negatives" / "negatives.jsonl",
                              out_dir=workdir / "pairs", tokenizer_dir=workdir / "tokenizer", eval_items_path=EVAL_ITEMS)
         figures["pairs"] = manifest["counts"]["pairs"]
+        figures["shortcuts"] = manifest["counts"]["train"]["shortcuts_by_kind"]
     return {**figures, "wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - started_cpu,
             "peak_rss_mib": peak_rss_mib(), "torch_imported": "torch" in sys.modules}
 
@@ -86,6 +87,16 @@ def _measure(task: str, sft: Path, workdir: Path) -> dict[str, Any]:
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True,
                           env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_wall_s": time.perf_counter() - started}
+
+
+def shortcut_rows(where: str, shortcuts: dict[str, dict[str, Any]]) -> list[Row]:
+    """Per kind of the train pairs: the content-blind baselines (``stage1.pairs.shortcuts``), 0.5 = chance."""
+    rows = []
+    for kind, report in shortcuts.items():
+        rows.append(row("shortcuts", f"{where}, {kind} ({report['pairs']:,} pairs): length rule", report["length_rule"], "acc", "<= 0.65"))
+        if report["classifier"] is not None:
+            rows.append(row("shortcuts", f"{where}, {kind}: opening + length classifier", report["classifier"], "acc", "<= 0.65"))
+    return rows
 
 
 def _tokenizer(folder: Path) -> None:
@@ -123,6 +134,7 @@ def run(count: int = 100_000) -> dict[str, Any]:
         row("data", f"pairs, {large_run['negatives']:,} negatives, CPU", pairs_run["cpu_s"], "s"),
         row("data", "pairs, peak RSS (holds every pair: not streamed)", pairs_run["peak_rss_mib"], "MiB"),
     ]
+    rows += shortcut_rows("default pool", default["shortcuts"]) + shortcut_rows(f"{count:,} rows", pairs_run["shortcuts"])
     print_table(rows, "negatives and pairs at the speed of the data (one process per row, one core)")
     write_json(rows, RESULTS)
     results = {"examples": count, "default_pool": default, "negatives_small": small_run, "negatives_large": large_run,

@@ -40,13 +40,15 @@ _SUBJECTS = (
     (re.compile(r"^how do you\s+(?P<a>[\w' -]{2,60}?)\s*\?$", re.I), "how to {a}"),
 )
 _MAX_SUBJECT_WORDS = 10
+#: A note in brackets after the request ("... of France? (item 12)") is not part of its subject.
+_TRAILING_NOTE = re.compile(r"\s*\([^()\n]{1,40}\)$")
 
 
 def subject_of(instruction: str) -> str | None:
     """The question's subject, capitalised ("The capital of France", "14 plus 31", "The number of
     inches in 3 feet", "The word galaxy", "Why the sky looks blue"), or None when the instruction
     is none of the plain questions and requests read here."""
-    text = _CONSTRAINT_LEAD.sub("", " ".join(instruction.split()))
+    text = _CONSTRAINT_LEAD.sub("", _TRAILING_NOTE.sub("", " ".join(instruction.split())))
     match = _WHAT_IS.match(text)
     subject = match.group("s") if match else None
     for pattern, form in _SUBJECTS if subject is None else ():
@@ -65,7 +67,7 @@ _COMPLETE = re.compile(r"^complete (?:the|this) sentence:\s*(?P<f>[^\n]{3,80}?)\
 def fragment_of(instruction: str) -> str | None:
     """The start of the sentence a "Complete the sentence: ..." instruction asks to complete, which
     the chosen answer opens with ("A week has"), or None."""
-    match = _COMPLETE.match(" ".join(instruction.split()))
+    match = _COMPLETE.match(_TRAILING_NOTE.sub("", " ".join(instruction.split())))
     if not match or len(match.group("f").split()) > _MAX_SUBJECT_WORDS or not match.group("f")[0].isalnum():
         return None
     return match.group("f")
