@@ -197,18 +197,16 @@ def build_pairs(
     borrowing = _borrows_eval_text(train, evaluation, {key for key in held if selected[key]}, normalised)
     dropped["eval_text_in_rejected"] = len(borrowing)
     train = [pair for index, pair in enumerate(train) if index not in borrowing]
-    counts = {
-        "negatives": built,
-        "pairs": len(train) + len(evaluation),
-        "dropped": dropped,
-        "groups": len(keys),
-        "negatives_by_kind": dict(sorted(normalised.negatives_by_kind.items())),
-        "usable_by_kind": dict(sorted(normalised.usable_by_kind.items())),
-        "dropped_by_kind": {kind: dict(sorted(c.items())) for kind, c in sorted(normalised.dropped_by_kind.items())},
-        "train": _balance(train, normalised, settings.seed),
-        "eval": _balance(evaluation, normalised, settings.seed),
-    }
+    counts = {"negatives": built, "pairs": len(train) + len(evaluation), "dropped": dropped, "groups": len(keys),
+              **_by_kind(normalised),
+              "train": _balance(train, normalised, settings.seed), "eval": _balance(evaluation, normalised, settings.seed)}
     return train, evaluation, counts
+
+
+def _by_kind(keys: _Keys) -> dict[str, Any]:
+    return {"negatives_by_kind": dict(sorted(keys.negatives_by_kind.items())),
+            "usable_by_kind": dict(sorted(keys.usable_by_kind.items())),
+            "dropped_by_kind": {kind: dict(sorted(c.items())) for kind, c in sorted(keys.dropped_by_kind.items())}}
 
 
 def _source_share(pairs: list[PreferencePair], rng: random.Random, cap: int, share: float) -> list[PreferencePair]:

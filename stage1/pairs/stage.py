@@ -122,6 +122,23 @@ def _tokenizer_file(folder: Path) -> Path:
     return folder
 
 
+def _read_inputs(
+    sft_source: Path, sources: dict[str, Path], on_bad_rows: str
+) -> tuple[list[SFTExample], list[NegativeRecord], dict[str, BadRows]]:
+    """The SFT examples (ids unique) and the negatives of every source (naming known examples)."""
+    if not sources:
+        raise InputError("no negatives to pair", field="negatives", hint="give rule-made negatives, policy negatives, or both")
+    bad_rows = {"sft": BadRows(), **{name: BadRows() for name in sources}}
+    examples = read_records(sft_source, SFTExample, on_bad_rows=on_bad_rows, bad_rows=bad_rows["sft"])
+    check_unique_ids(examples, sft_source)
+    if not examples:
+        raise InputError("no usable SFT examples", path=sft_source)
+    parse = _negative_parser({e.id for e in examples})
+    negatives = [negative for name, path in sources.items()
+                 for negative in read_records(path, parse, on_bad_rows=on_bad_rows, bad_rows=bad_rows[name])]
+    return examples, negatives, bad_rows
+
+
 def run_pairs(
     settings: PairSettings,
     *,
@@ -143,47 +160,27 @@ def run_pairs(
     Raises:
         InputError: a bad row in either input (file, line, field), duplicate SFT ids, a negative
             naming an unknown example, no usable rows.
-        GateError: an evaluation instruction appears in the SFT data or the pairs, or the
-            evaluation items are missing (the gate fails closed).
-        GateError: also when a negative kind made fewer usable pairs than ``kind_floor`` of its
-            negatives (``on_kind_floor: stop``), naming the kind and the reasons; nothing is written.
+        GateError: an evaluation instruction in the SFT data or the pairs, missing evaluation items
+            (the gate fails closed), or a kind under ``kind_floor`` (``on_kind_floor: stop``).
     """
     sources = {name: Path(path) for name, path in (("negatives", negatives_path), ("policy_negatives", policy_negatives_path))
                if path is not None}
-    if not sources:
-        raise InputError("no negatives to pair", field="negatives", hint="give rule-made negatives, policy negatives, or both")
     sft_source, out = Path(sft_path), Path(out_dir)
-    bad_rows = {"sft": BadRows(), **{name: BadRows() for name in sources}}
-    examples = read_records(sft_source, SFTExample, on_bad_rows=on_bad_rows, bad_rows=bad_rows["sft"])
-    check_unique_ids(examples, sft_source)
-    if not examples:
-        raise InputError("no usable SFT examples", path=sft_source)
-    parse = _negative_parser({e.id for e in examples})
-    negatives = [negative for name, path in sources.items()
-                 for negative in read_records(path, parse, on_bad_rows=on_bad_rows, bad_rows=bad_rows[name])]
+    examples, negatives, bad_rows = _read_inputs(sft_source, sources, on_bad_rows)
     share = policy_share if len(sources) == 2 else None
     train, evaluation, counts = build_pairs(examples, negatives, settings, LazyTokenLengths(Path(tokenizer_dir)), share)
     _check_floor(counts, settings)
     instructions = {e.id: e.instruction for e in examples}
-    leakage = leakage_gate(
-        eval_items_path,
-        {
-            "sft_train": [(e.id, e.instruction) for e in examples],
-            "dpo_pairs": [(p.instruction_id, instructions[p.instruction_id]) for p in (*train, *evaluation)],
-        },
-        settings.leakage,
-    )
+    training = {"sft_train": [(e.id, e.instruction) for e in examples],
+                "dpo_pairs": [(p.instruction_id, instructions[p.instruction_id]) for p in (*train, *evaluation)]}
+    leakage = leakage_gate(eval_items_path, training, settings.leakage)
     outputs = {
         "train": atomic_write_jsonl(out / TRAIN_FILE, (plain_fields(p) for p in train)),
         "eval": atomic_write_jsonl(out / EVAL_FILE, (plain_fields(p) for p in evaluation)),
     }
+    inputs = {"sft": sft_source, **sources, "eval_items": Path(eval_items_path), "tokenizer": _tokenizer_file(Path(tokenizer_dir))}
     manifest = build_manifest(
-        STAGE,
-        config=settings_to_dict(settings),
-        seed=settings.seed,
-        inputs={"sft": sft_source, **sources, "eval_items": Path(eval_items_path),
-                "tokenizer": _tokenizer_file(Path(tokenizer_dir))},
-        outputs=outputs,
+        STAGE, config=settings_to_dict(settings), seed=settings.seed, inputs=inputs, outputs=outputs,
         counts={"sft_rows": len(examples), **counts},
         extra={"bad_rows": {name: rows.to_dict() for name, rows in bad_rows.items()}, "leakage": leakage,
                "warnings": kind_shortfalls(counts, settings.kind_floor),
