@@ -89,6 +89,11 @@ class NegativeCounts:
         }
 
 
+#: A kind is held to its floor once this many of its negatives were planned: on a handful of rows a
+#: kind that fits none of them is the data, not a fault.
+FLOOR_MIN_PLANNED = 20
+
+
 def _why(kind: str, counts: NegativeCounts) -> str:
     rejected = counts.rejected_by_kind.get(kind) or {}
     reasons = ", ".join(f"{problem} {n}" for problem, n in sorted(rejected.items(), key=lambda kv: -kv[1])[:3])
@@ -97,8 +102,8 @@ def _why(kind: str, counts: NegativeCounts) -> str:
 
 
 def kind_shortfalls(counts: NegativeCounts, weights: dict[str, float], floor: float, share_of: dict[str, str]) -> list[str]:
-    """One message per kind of the mix (weight > 0) that made fewer than ``floor`` times the
-    negatives the mix planned for it, saying why (items it could not serve, candidates refused and
+    """One message per kind of the mix (weight > 0, at least ``FLOOR_MIN_PLANNED`` planned) that made
+    fewer than ``floor`` times the negatives the mix planned for it, saying why (items it could not serve, candidates refused and
     for what). ``share_of`` maps a produced kind to the mix weight it counts against (compliance on
     a declined request spends the refusal share)."""
     planned: Counter[str] = Counter()
@@ -109,7 +114,7 @@ def kind_shortfalls(counts: NegativeCounts, weights: dict[str, float], floor: fl
         produced[share_of.get(kind, kind)] += n
     messages = []
     for kind, weight in weights.items():
-        if weight <= 0 or not planned[kind] or produced[kind] >= floor * planned[kind]:
+        if weight <= 0 or planned[kind] < FLOOR_MIN_PLANNED or produced[kind] >= floor * planned[kind]:
             continue
         messages.append(f"{kind}: {produced[kind]} of {planned[kind]} planned negatives made "
                         f"(floor {floor:.0%}): {_why(kind, counts)}")

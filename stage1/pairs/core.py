@@ -21,6 +21,7 @@ from stage1.core.lengths import length_by_kind
 from stage1.core.records import NegativeRecord, PreferencePair, SFTExample
 from stage1.core.splits import heldout_groups
 from stage1.core.text_keys import dedup_key
+from stage1.negatives.counts import FLOOR_MIN_PLANNED
 from stage1.pairs.settings import PairSettings
 from stage1.pairs.shortcuts import shortcut_baselines
 
@@ -146,12 +147,13 @@ def _drop_reason(
 
 
 def kind_shortfalls(counts: dict[str, Any], floor: float) -> list[str]:
-    """One message per negative kind of which fewer than ``floor`` of the negatives made usable pairs
+    """One message per negative kind (``FLOOR_MIN_PLANNED`` negatives or more) of which fewer than
+    ``floor`` of the negatives made usable pairs
     (before the caps, which drop pairs for balance, not for a fault), naming why they were dropped."""
     messages = []
     for kind, negatives in counts["negatives_by_kind"].items():
         usable = counts["usable_by_kind"].get(kind, 0)
-        if negatives and usable < floor * negatives:
+        if negatives >= FLOOR_MIN_PLANNED and usable < floor * negatives:
             reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(counts["dropped_by_kind"].get(kind, {}).items(), key=lambda kv: -kv[1]))
             messages.append(f"{kind}: {usable} usable pairs of {negatives} negatives (floor {floor:.0%}); dropped: {reasons}")
     return messages

@@ -242,6 +242,9 @@ def test_pairs_count_a_kind_whose_rejecteds_equal_the_chosen_as_below_the_floor(
     messages = kind_shortfalls(counts, 0.5)
     assert len(messages) == 1 and messages[0].startswith("factually_incorrect: 0 usable pairs of 20 negatives")
     assert "equal_to_chosen 20" in messages[0]
+    few = [n for n in negatives if n.instruction_id in {"e0", "e1", "e2"}]
+    _, _, counts = build_pairs(examples, few, PairSettings(), lambda p, c: 0)
+    assert kind_shortfalls(counts, 0.5) == [], "three negatives are too few to hold a kind to its floor"
 
 
 # ---------------------------------------------------------------- streaming and imports
