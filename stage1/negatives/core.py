@@ -39,9 +39,10 @@ Length is kept from telling rejected from chosen for every kind (``counts.Length
 candidate whose word count would push its kind's share of "rejected longer than chosen" (ties
 counted half) further outside ``length_band`` is set aside while the remaining attempts look for
 one of matching length; when none is found the first one set aside is used, so the band steers the
-choice without changing how many negatives are made. Refusals and vague answers are built near the
-chosen answer's length to begin with (``phrasing``): their defect is declining and vagueness, not
-length; runaways (longer) and truncations (shorter) are steered together within their kind.
+choice without changing how many negatives are made. Refusals and vague answers are built at the
+chosen answer's length to begin with, and led by the question's subject where it has one, so they
+open as the chosen answer does (``phrasing``): their defect is declining and vagueness, not
+length or an opening; runaways (longer) and truncations (shorter) are steered together.
 
 A factually incorrect negative is made only for an item with a checkable reference
 (``factual.has_checkable_reference``): a changed title or list member is another valid answer.
@@ -88,8 +89,10 @@ def kind_for(planned: str, refusal_expected: bool) -> str:
 def share_kind(kind: str) -> str:
     """The mix weight a produced kind counts against: compliance on a declined request takes the refusal share."""
     return REFUSAL if kind == COMPLIED else kind
-QUOTING_SHARE = 0.15  # refusals that quote the instruction; the rest are numbered templates
-SUBJECT_SHARE = 1.0  # refusals and vague answers led by the question's subject, where it has one
+
+
+QUOTING_SHARE = 0.15  # refusals without a subject lead that quote the instruction; the rest are numbered templates
+SUBJECT_SHARE = 1.0  # refusals and vague answers led by the question's subject wherever one fits the length
 FORMAT_METHODS = ("missing_end", "runaway", "truncated")
 
 
