@@ -87,7 +87,14 @@ def classifier_accuracy(pairs: Sequence[tuple[str, str, str]], seed: int = 0) ->
     fold_of = _folds([group for group, _, _ in pairs], seed)
     if len(set(fold_of.values())) < 2:
         return None
-    featured = [(fold_of[group], features(chosen), features(rejected)) for group, chosen, rejected in pairs]
+    cache: dict[str, tuple[str, ...]] = {}  # a chosen answer is on the chosen side of each of its pairs
+
+    def featured_text(text: str) -> tuple[str, ...]:
+        if text not in cache:
+            cache[text] = features(text)
+        return cache[text]
+
+    featured = [(fold_of[group], featured_text(chosen), featured_text(rejected)) for group, chosen, rejected in pairs]
     score = 0.0
     for fold in range(FOLDS):
         test = [(c, r) for f, c, r in featured if f == fold]
@@ -115,10 +122,9 @@ def shortcut_baselines(pairs: Iterable[tuple[str, str, str, str]], seed: int = 0
     ``distinct_openings``, ``top_marker`` and ``near_chance`` (both baselines at or under
     ``NEAR_CHANCE``)."""
     by_kind: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    chosen_openings: set[str] = set()
     for kind, group, chosen, rejected in pairs:
         by_kind[kind].append((group, chosen, rejected))
-        chosen_openings.add(opening(chosen))
+    chosen_openings = {opening(chosen) for chosen in {c for kind_pairs in by_kind.values() for _, c, _ in kind_pairs}}
     report: dict[str, dict[str, Any]] = {}
     for kind in sorted(by_kind):
         kind_pairs = by_kind[kind]
