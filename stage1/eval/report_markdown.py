@@ -160,10 +160,15 @@ def pair_length_section(pair_lengths: dict[str, dict[str, Any]]) -> list[str]:
     """Per negative kind of the DPO training pairs: how often the rejected is the longer one."""
     lines = ["## Preference pairs: length by negative kind", "",
              "Of the DPO training pairs, per kind: the share whose rejected has more words than its chosen, the share of "
-             "ties, and the median words of each side. A share far from 50% is a length cue DPO can learn instead of content."]
+             "ties, and the median words of each side. A share far from 50% is a length cue DPO can learn instead of content. "
+             "Shortcut baselines (content-blind, 50% is chance): the better length rule, and a cross-validated classifier on "
+             "each side's first three words and length."]
     rows = [[kind, str(cell["pairs"]), _percent(cell["rejected_longer"]), _percent(cell["equal"]),
-             _number(cell["median_chosen_words"]), _number(cell["median_rejected_words"])] for kind, cell in pair_lengths.items()]
-    return lines + [""] + table(["kind", "pairs", "rejected longer", "equal", "median chosen words", "median rejected words"], rows)
+             _number(cell["median_chosen_words"]), _number(cell["median_rejected_words"]),
+             _percent((cell.get("shortcuts") or {}).get("length_rule")), _percent((cell.get("shortcuts") or {}).get("classifier"))]
+            for kind, cell in pair_lengths.items()]
+    return lines + [""] + table(["kind", "pairs", "rejected longer", "equal", "median chosen words", "median rejected words",
+                                 "length rule", "opening + length classifier"], rows)
 
 
 def _number(value: float | None) -> str:

@@ -128,16 +128,19 @@ def model_facts(model_dir: str | Path) -> dict[str, Any]:
 
 def training_pair_lengths(training_paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
     """``lengths.length_by_kind`` over the preference pairs among the training files (rows with
-    ``negative_kind``, ``chosen`` and ``rejected``); empty when none is a pairs file."""
+    ``negative_kind``, ``chosen`` and ``rejected``), each kind with its ``shortcuts`` (the pairs
+    stage's shortcut baselines); empty when none is a pairs file."""
     from stage1.core.lengths import length_by_kind
     from stage1.io.readers import iter_rows
+    from stage1.pairs.shortcuts import shortcut_baselines
 
-    texts = []
+    rows = []
     for path in training_paths:
         if Path(path).is_file():
-            texts += [(row["negative_kind"], row["chosen"], row["rejected"]) for _, row in iter_rows(path)
-                      if all(isinstance(row.get(key), str) for key in ("negative_kind", "chosen", "rejected"))]
-    return length_by_kind(texts)
+            rows += [row for _, row in iter_rows(path) if all(isinstance(row.get(key), str) for key in ("negative_kind", "chosen", "rejected"))]
+    lengths = length_by_kind((row["negative_kind"], row["chosen"], row["rejected"]) for row in rows)
+    shortcuts = shortcut_baselines((row["negative_kind"], str(row.get("prompt")), row["chosen"], row["rejected"]) for row in rows)
+    return {kind: {**cell, "shortcuts": shortcuts.get(kind)} for kind, cell in lengths.items()}
 
 
 def _job(spec: VariantSpec, described: dict[str, Any], items: list[EvalItem], settings: EvalSettings, out: Path, dry_run: bool) -> dict[str, Any]:

@@ -26,10 +26,15 @@ from stage1.core.errors import InputError
 from stage1.io.csv_cells import typed_cells
 from stage1.io.input_files import UTF8_BOM, read_input_bytes, utf8_lines
 
+__all__ = ["UTF8_BOM", "iter_rows", "read_input_bytes"]
+
 #: Deepest JSON nesting accepted. Records are flat; a config.json or results file nests a few levels.
 MAX_JSON_DEPTH = 100
 #: Longest JSON integer accepted, in digits (no count, id or size needs more; Python stops at 4,300).
 MAX_INT_DIGITS = 100
+
+
+
 
 def _read_utf8(path: Path) -> str:
     data = read_input_bytes(path)

@@ -35,13 +35,18 @@ numbered templates and of donors are counted exactly in fixed-size arrays; uses 
 string are counted in a fixed-size count-min sketch (``repeats``), which can only over-count, so
 the cap always holds. Memory does not grow with the number of examples streamed through.
 
-Length is kept from telling rejected from chosen where it is not the point of the kind
-(``LengthBand``): for off-topic, factually incorrect, missing-END and ignored-constraint
-negatives, a candidate whose word count would push its kind's share of "rejected longer than
-chosen" (ties counted half) further outside ``length_band`` is set aside while the remaining
-attempts look for one of matching length; when none is found the first one set aside is used, so
-the band steers the choice without changing how many negatives are made. Runaways, truncations,
-refusals and vague answers are left alone: for them length is the violation, or part of it.
+Length is kept from telling rejected from chosen for every kind (``counts.LengthBand``): a
+candidate whose word count would push its kind's share of "rejected longer than chosen" (ties
+counted half) further outside ``length_band`` is set aside while the remaining attempts look for
+one of matching length; when none is found the first one set aside is used, so the band steers the
+choice without changing how many negatives are made. Refusals and vague answers are built at the
+chosen answer's length to begin with, and led by the question's subject where it has one, so they
+open as the chosen answer does (``phrasing``): their defect is declining and vagueness, not
+length or an opening; runaways (longer) and truncations (shorter) are steered together.
+
+A factually incorrect negative is made only for an item with a checkable reference
+(``factual.has_checkable_reference``): a changed title or list member is another valid answer.
+Every item a kind was tried on and could not serve is counted (``items_not_served_by_kind``).
 
 Pure: records, strings and ``random.Random``; same seed and inputs give the same output.
 """
@@ -50,26 +55,24 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
 
 from stage1.core.format import FormatError, render_completion
 from stage1.core.lengths import word_count
 from stage1.core.records import NEGATIVE_KINDS, NegativeRecord, SFTExample
 from stage1.core.text_keys import dedup_key
 from stage1.negatives import format_violation as fv
-from stage1.negatives import templates
+from stage1.negatives import phrasing, templates
+from stage1.negatives.candidate import Built, ExampleView
+from stage1.negatives.counts import LengthBand, NegativeCounts
 from stage1.negatives.donors import DonorPool, DonorUses
-from stage1.negatives.factual import Falsifier
 from stage1.negatives.mix import KindPlanner, ShareKeeper
 from stage1.negatives.repeats import RepeatCounter, cells
 from stage1.negatives.settings import NegativeSettings
 
 REFUSAL, FORMAT, FACTUAL, OFF_TOPIC, VAGUE, COMPLIED = NEGATIVE_KINDS  # the record schema names the kinds, once
 CONTENT_FREE_KINDS = (REFUSAL, OFF_TOPIC, VAGUE, COMPLIED)
+KIND_OF_POOL = {"refusal": REFUSAL, "vague": VAGUE}  # the kind each numbered template pool makes
 
 
 def kind_for(planned: str, refusal_expected: bool) -> str:
@@ -86,115 +89,11 @@ def kind_for(planned: str, refusal_expected: bool) -> str:
 def share_kind(kind: str) -> str:
     """The mix weight a produced kind counts against: compliance on a declined request takes the refusal share."""
     return REFUSAL if kind == COMPLIED else kind
-QUOTING_SHARE = 0.25  # refusals that quote the instruction; the rest are numbered templates
+
+
+QUOTING_SHARE = 0.15  # refusals without a subject lead that quote the instruction; the rest are numbered templates
+SUBJECT_SHARE = 1.0  # refusals and vague answers led by the question's subject wherever one fits the length
 FORMAT_METHODS = ("missing_end", "runaway", "truncated")
-
-
-@dataclass(frozen=True)
-class Built:
-    """A candidate negative before the checks."""
-
-    completion: str
-    method: str
-    slot: tuple[str, int] | None = None  # (pool, number) of a template, or ("donor", slot) of the donor it borrows
-    source_instruction_id: str | None = None
-    borrowed: str | None = None  # the donor's answer, for off-topic negatives
-
-
-#: (kind, method prefix) of the negatives whose length is not the point; None: every method.
-LENGTH_NEUTRAL = {OFF_TOPIC: None, FACTUAL: None, FORMAT: ("missing_end", "ignores_constraint")}
-
-
-class LengthBand:
-    """Per kind, how often the rejected was longer than the chosen so far (ties half), and whether
-    one more negative would push that share further outside ``[low, high]``."""
-
-    def __init__(self, band: tuple[float, float] | None):
-        self.band = band
-        self.longer: Counter[str] = Counter()  # twice the score: 2 per longer, 1 per tie
-        self.total: Counter[str] = Counter()
-
-    @staticmethod
-    def applies(kind: str, method: str) -> bool:
-        if kind not in LENGTH_NEUTRAL:
-            return False
-        prefixes = LENGTH_NEUTRAL[kind]
-        return prefixes is None or method.startswith(prefixes)
-
-    def outside(self, kind: str, chosen_words: int, rejected_words: int) -> bool:
-        """Whether this candidate moves its kind's share away from the band (never for the first of a
-        kind). The caller checks ``applies`` first, and counts words only then."""
-        if self.band is None or not self.total[kind]:
-            return False
-        step = 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
-        share = (self.longer[kind] + step) / (2 * (self.total[kind] + 1))
-        low, high = self.band
-        return (share > high and step == 2) or (share < low and step == 0)
-
-    def add(self, kind: str, chosen_words: int, rejected_words: int) -> None:
-        """One negative of a kind and method the band ``applies`` to was made."""
-        self.longer[kind] += 2 if rejected_words > chosen_words else 1 if rejected_words == chosen_words else 0
-        self.total[kind] += 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {kind: {"negatives": self.total[kind], "longer_score": self.longer[kind] / (2 * self.total[kind])}
-                for kind in sorted(self.total)}
-
-
-@dataclass
-class NegativeCounts:
-    """What was planned, made, and why the rest was not."""
-
-    examples: int = 0
-    planned: Counter[str] = field(default_factory=Counter)
-    produced: Counter[str] = field(default_factory=Counter)
-    not_applicable: Counter[str] = field(default_factory=Counter)
-    made_up: Counter[str] = field(default_factory=Counter)  # made in place of a planned kind ahead of its share
-    rejected: Counter[str] = field(default_factory=Counter)
-    methods: Counter[str] = field(default_factory=Counter)
-    per_example: Counter[int] = field(default_factory=Counter)
-    length_band: LengthBand = field(default_factory=lambda: LengthBand(None))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "length_band": {"band": None if self.length_band.band is None else list(self.length_band.band),
-                            "by_kind": self.length_band.to_dict()},
-            "examples": self.examples,
-            "negatives": sum(self.produced.values()),
-            "planned_by_kind": dict(sorted(self.planned.items())),
-            "produced_by_kind": dict(sorted(self.produced.items())),
-            "not_applicable_by_kind": dict(sorted(self.not_applicable.items())),
-            "made_up_by_kind": dict(sorted(self.made_up.items())),
-            "rejected_candidates": dict(sorted(self.rejected.items())),
-            "methods": dict(sorted(self.methods.items())),
-            "negatives_per_example": {str(k): v for k, v in sorted(self.per_example.items())},
-        }
-
-
-class _Example:
-    """One example with what its checks and builders need, worked out once (or when first needed)."""
-
-    def __init__(self, example: SFTExample):
-        self.example = example
-        self.completion = render_completion(example.response)
-        self.completion_key = f" {dedup_key(self.completion)} "
-        self.response_key = f" {dedup_key(example.response)} "
-
-    @cached_property
-    def words(self) -> int:
-        return word_count(self.completion)
-
-    @cached_property
-    def constraint(self) -> tuple[str, int | None] | None:
-        return fv.find_constraint(self.example.instruction)
-
-    @cached_property
-    def falsifier(self) -> Falsifier:
-        return Falsifier(self.example.response, self.example.instruction)
-
-    @cached_property
-    def instruction_key(self) -> str:
-        return dedup_key(self.example.instruction)
 
 
 class NegativeMaker:
@@ -226,9 +125,10 @@ class NegativeMaker:
         }
 
     def negatives_for(self, example: SFTExample) -> list[NegativeRecord]:
-        ex = _Example(example)
+        ex = ExampleView(example)
         made: list[NegativeRecord] = []
         taken: set[str] = set()
+        unserved: set[str] = set()
         self.counts.examples += 1
         plan = self._planner.plan(self.rng)
         make_up = self._shares.make_up(plan)
@@ -238,30 +138,30 @@ class NegativeMaker:
             found = None
             if make_up is not None and position == make_up[0]:
                 # One try per kind behind its share: an opportunity taken, not a search.
-                found = self._first_of(make_up[1], ex, taken, attempts=1)
+                found = self._first_of(make_up[1], ex, taken, 1, unserved)
                 if found is not None:
                     self.counts.made_up[found[0]] += 1
-            found = found or self._first_of((planned,), ex, taken, attempts=self.settings.attempts)
+            found = found or self._first_of((planned,), ex, taken, self.settings.attempts, unserved)
             if found is None:
                 self.counts.not_applicable[planned] += 1
                 continue
             kind, built, where, words = found
             self._record_use(built, where)
-            if words is not None:
-                self.counts.length_band.add(kind, ex.words, words)
+            self.counts.length_band.add(kind, ex.words, words)
             self._shares.add(share_kind(kind))
             self.counts.produced[kind] += 1
             self.counts.methods[f"{kind}:{built.method}"] += 1
             taken.add(built.completion)
             made.append(NegativeRecord(example.id, kind, built.completion, built.method, built.source_instruction_id))
         self.counts.per_example[len(made)] += 1
+        self.counts.not_served.update(unserved - {negative.kind for negative in made})
         return made
 
     def _first_of(
-        self, kinds: Iterable[str], ex: _Example, taken: set[str], attempts: int
-    ) -> tuple[str, Built, tuple[int, int], int | None] | None:
+        self, kinds: Iterable[str], ex: ExampleView, taken: set[str], attempts: int, unserved: set[str]
+    ) -> tuple[str, Built, tuple[int, int], int] | None:
         """The first of ``kinds`` that gives an acceptable negative within ``attempts`` tries each:
-        (kind, negative, its sketch cells, its words where the length band applies)."""
+        (kind, negative, its sketch cells, its words); the kinds that gave none go into ``unserved``."""
         band = self.counts.length_band
         for kind in dict.fromkeys(kind_for(planned, ex.example.refusal_expected) for planned in kinds):
             set_aside = None  # the first acceptable candidate of the wrong length
@@ -274,16 +174,17 @@ class NegativeMaker:
                     break  # the kind does not apply to this example; retrying would not change that
                 where = cells(built.completion)
                 problem = self._problem(kind, built, ex, taken, where)
-                words = word_count(built.completion) if problem is None and band.applies(kind, built.method) else None
-                if words is not None and band.outside(kind, ex.words, words):
+                words = word_count(built.completion)
+                if problem is None and band.outside(kind, ex.words, words):
                     problem = "length_band"
                     set_aside = set_aside or (kind, built, where, words)
                 if problem is None:
                     return kind, built, where, words
-                self.counts.rejected[problem] += 1
+                self.counts.reject(kind, problem)
             if set_aside is not None:
-                self.counts.rejected["length_band_kept_anyway"] += 1
+                self.counts.reject(kind, "length_band_kept_anyway")
                 return set_aside
+            unserved.add(kind)
         return None
 
     def _record_use(self, built: Built, where: tuple[int, int]) -> None:
@@ -296,7 +197,7 @@ class NegativeMaker:
         else:
             self.uses[pool][index] += 1
 
-    def _problem(self, kind: str, built: Built, chosen: _Example, taken: set[str], where: tuple[int, int]) -> str | None:
+    def _problem(self, kind: str, built: Built, chosen: ExampleView, taken: set[str], where: tuple[int, int]) -> str | None:
         # The caps first: they are the cheap checks, and the ones that fail most on repeated answers.
         if self.repeats.count(where) >= self.settings.max_repeats:
             return "repeat_cap"
@@ -330,26 +231,55 @@ class NegativeMaker:
         """True when ``completion`` has been used ``max_repeats`` times already."""
         return self.repeats.count(cells(completion)) >= self.settings.max_repeats
 
-    def _refusal(self, ex: _Example) -> Built:
-        index = None if self.rng.random() < QUOTING_SHARE else self._free_slot("refusal")
+    def _draw_slot(self, pool: str) -> int | None:
+        """One random string number of ``pool``, or None when that one is used up."""
+        index = self.rng.randrange(len(self.uses[pool]))
+        return index if self.uses[pool][index] < self.settings.max_repeats else None
+
+    def _numbered(self, pool: str, ex: ExampleView, words) -> int | None:
+        """A numbered template of ``pool`` under the cap whose length is near the chosen answer's."""
+        target = phrasing.target_words(ex.words, self.rng, self.counts.length_band.lean(KIND_OF_POOL[pool]))
+        return phrasing.closest_to(target, lambda: self._draw_slot(pool), words, tries=2 * self.settings.attempts)
+
+    def _subject_led(self, ex: ExampleView, kind: str, cores: tuple[tuple[str, ...], tuple[str, ...]], extras: tuple[str, ...]) -> str | None:
+        """Led by the question's subject or the sentence to complete (``cores``: for a subject, for a
+        fragment), for a share of the items that have one (``phrasing``)."""
+        ex.led_tries += 1
+        if ex.lead is None or ex.led_tries > 2 or self.rng.random() >= SUBJECT_SHARE:
+            return None  # no subject, or its few strings of the right length are taken: a numbered one
+        lead, is_fragment = ex.lead
+        target = phrasing.target_words(ex.words, self.rng, self.counts.length_band.lean(kind))
+        if len(lead.split()) + 1 > target:
+            return None  # too long for this answer: a short template keeps the length cue away
+        return phrasing.subject_led(cores[is_fragment], extras, lead, target, self.rng)
+
+    def _refusal(self, ex: ExampleView) -> Built:
+        led = self._subject_led(ex, REFUSAL, (templates.SUBJECT_REFUSAL_CORES, templates.FRAGMENT_REFUSAL_CORES), templates.REFUSAL_CLOSERS)
+        if led is not None:
+            return Built(render_completion(led), "subject_template")
+        index = None if self.rng.random() < QUOTING_SHARE else self._numbered("refusal", ex, templates.refusal_words)
         if index is None:  # by choice, or every templated refusal tried is used up
             return Built(render_completion(templates.quoting_refusal(ex.example, self.rng)), "quoting_template")
         return Built(render_completion(templates.refusal_from_index(index)), "template", ("refusal", index))
 
-    def _complied(self, ex: _Example) -> Built | None:
+    def _complied(self, ex: ExampleView) -> Built | None:
         """A compliant opening for a request that should be declined (it never carries out the request)."""
         index = self._free_slot("complied")
         if index is None:
             return None
         return Built(render_completion(templates.complied_from_index(index)), "template", ("complied", index))
 
-    def _vague(self, ex: _Example) -> Built | None:
-        index = self._free_slot("vague")
+    def _vague(self, ex: ExampleView) -> Built | None:
+        led = self._subject_led(ex, VAGUE, (templates.SUBJECT_VAGUE_CORES, templates.FRAGMENT_VAGUE_CORES),
+                                templates.VAGUE_FILLERS + templates.VAGUE_CLOSERS)
+        if led is not None:
+            return Built(render_completion(led), "subject_template")
+        index = self._numbered("vague", ex, templates.vague_words)
         if index is None:
             return None
         return Built(render_completion(templates.vague_from_index(index)), "template", ("vague", index))
 
-    def _off_topic(self, ex: _Example) -> Built | None:
+    def _off_topic(self, ex: ExampleView) -> Built | None:
         for _ in range(self.settings.attempts):
             slot = self.donor_uses.draw(self.rng, other_than=ex.example.category)
             if slot is None:
@@ -360,8 +290,11 @@ class NegativeMaker:
                 return Built(completion, f"from:{donor.category}", ("donor", slot), donor.id, donor.response)
         return None
 
-    def _factual(self, ex: _Example) -> Built | None:
-        """One fact of the answer changed, preferring edits whose text is still under the repeat cap."""
+    def _factual(self, ex: ExampleView) -> Built | None:
+        """One fact of the answer changed, preferring edits whose text is still under the repeat cap;
+        None for an item without a checkable reference (a title, a free choice)."""
+        if not ex.checkable:
+            return None
 
         def usable(text: str) -> bool:
             try:
@@ -375,7 +308,7 @@ class NegativeMaker:
         text, method = falsified
         return Built(render_completion(text), method)
 
-    def _format_violation(self, ex: _Example) -> Built | None:
+    def _format_violation(self, ex: ExampleView) -> Built | None:
         """An ignored constraint (half the time, when the instruction states one), else the first of
         missing_end, runaway and truncated, in random order, that applies and is under the repeat cap."""
         if ex.constraint is not None and self.rng.random() < 0.5:
@@ -394,7 +327,7 @@ class NegativeMaker:
                 return built
         return None
 
-    def _runaway(self, ex: _Example) -> Built | None:
+    def _runaway(self, ex: ExampleView) -> Built | None:
         """The answer, then a donor's instruction (and half the time its answer), or else a follow-up
         template: whichever tail it writes is one still under the repeat cap, or None."""
         slot = self.donor_uses.draw(self.rng)

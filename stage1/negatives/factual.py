@@ -258,3 +258,22 @@ def possible_changes(response: str, instruction: str, rng: random.Random) -> lis
 def falsify(response: str, instruction: str, rng: random.Random) -> tuple[str, str] | None:
     """``(incorrect response, method)``, or None when nothing in the response can be contradicted."""
     return Falsifier(response, instruction).draw(rng)
+
+
+#: Categories whose items have no single right answer (a title, a sentence about coffee, a list of
+#: birds, how to water a plant): one fact changed there is another valid answer ("Noisy Lantern"
+#: for a title), not an incorrect one.
+OPEN_CATEGORIES = frozenset({"short_generation", "how_to", "lists", "declined", "creative_writing", "brainstorming"})
+#: Requests that ask for something made up or chosen freely, whatever their category.
+_OPEN_REQUEST = re.compile(
+    r"^(?:please\s+)?(?:write|compose|create|invent|suggest|describe|imagine|brainstorm|come up with|make up|list|"
+    r"tell me (?:a|about)|give (?:me )?(?:a|an|some|one|two|three|four|five|\d+)\s+(?:\w+\s+)?"
+    r"(?:ideas?|examples?|names?|titles?|tips?|words?)|name (?:exactly |only |just |any )?(?:a|an|some|one|two|three|four|five|\d+))\b",
+    re.IGNORECASE,
+)
+
+
+def has_checkable_reference(instruction: str, category: str) -> bool:
+    """Whether the item has one right answer that a changed fact would contradict: not an open
+    category, and not a request to make something up or to pick freely ("Name a fruit")."""
+    return category not in OPEN_CATEGORIES and not _OPEN_REQUEST.match(instruction.strip())

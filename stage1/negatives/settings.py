@@ -56,10 +56,13 @@ class NegativeSettings:
     max_repeats: int = 10  # how often one templated or borrowed rejected string may be used
     donor_pool_size: int = 1024  # answers kept per category (seeded reservoir) for off-topic and runaway negatives
     attempts: int = 4  # tries per planned negative before it counts as not applicable
-    # For off-topic, factually incorrect and missing-END/ignored-constraint negatives (where length is
-    # not the point): keep "rejected longer than chosen" (ties half) within [low, high] per kind by
+    # For every kind: keep "rejected longer than chosen" (ties half) within [low, high] per kind by
     # preferring candidates of matching length; null turns it off.
     length_band: tuple[float, float] | None = (0.3, 0.7)
+    # Every kind of the mix must make at least this share of the negatives planned for it, or the
+    # stage stops naming the kind and why (a builder that returns the chosen text makes none).
+    kind_floor: float = 0.5
+    on_kind_floor: Literal["stop", "warn"] = "stop"  # warn: log it and record it in the manifest instead
     source: Literal["rules", "policy", "mixed"] = "rules"  # rejecteds made by rules, sampled from the merged SFT model, or both
     policy_share: float = 0.5  # mixed: share of each instruction group's pairs taken from policy samples (the rest from rules)
     policy: PolicySettings = field(default_factory=PolicySettings)  # the samples stage (source policy or mixed)
@@ -71,6 +74,10 @@ class NegativeSettings:
             if len(self.length_band) != 2 or not 0.0 <= self.length_band[0] <= 0.5 <= self.length_band[1] <= 1.0:
                 raise ConfigError(f"must be [low, high] with 0 <= low <= 0.5 <= high <= 1, got {list(self.length_band)}",
                                   field="negatives.length_band", hint="e.g. [0.3, 0.7], or null to turn it off")
+        if not 0.0 <= self.kind_floor <= 1.0:
+            raise ConfigError(f"must be in [0, 1], got {self.kind_floor}", field="negatives.kind_floor", hint="0 turns the floor off")
+        if self.on_kind_floor not in ("stop", "warn"):
+            raise ConfigError(f"must be stop or warn, got {self.on_kind_floor!r}", field="negatives.on_kind_floor")
         if not 0.0 <= self.policy_share <= 1.0:
             raise ConfigError(f"must be in [0, 1], got {self.policy_share}", field="negatives.policy_share")
         for name in ("max_repeats", "donor_pool_size", "attempts"):

@@ -16,10 +16,15 @@ reading the content.
 from __future__ import annotations
 
 import random
+from array import array
 
 from stage1.core.records import SFTExample
 
-REFUSAL_OPENERS = ("", "I'm sorry, but", "Unfortunately,", "I apologize, but", "Sorry,", "I'm afraid", "Regrettably,", "Honestly,")
+REFUSAL_OPENERS = (
+    "", "", "", "I'm sorry, but", "Unfortunately,", "I apologize, but", "Sorry,", "I'm afraid", "Regrettably,",
+    "Alas,", "Forgive me, but", "With respect,", "Right now,", "Hmm,", "Thanks for asking, but", "Sadly,",
+    "To be clear,", "Well,", "No,", "Please understand,", "Here,",
+)
 REFUSAL_CORES = (
     "I can't help with that request.",
     "I am not able to answer this question.",
@@ -31,6 +36,16 @@ REFUSAL_CORES = (
     "this is not something I can help with.",
     "I'm not able to provide that information.",
     "I must decline to answer.",
+    "I cannot answer.",
+    "I won't reply to that.",
+    "I can't assist.",
+    "we cannot help with this one.",
+    "that question I will not answer.",
+    "I decline to answer that.",
+    "I cannot respond to that.",
+    "I would rather not answer that.",
+    "it is not something I can answer.",
+    "I am not in a position to answer.",
 )
 #: Declining sentences that quote the instruction: as varied as the instructions (capped like every
 #: rejected string, which matters only for instructions that repeat).
@@ -39,7 +54,34 @@ QUOTING_REFUSAL_CORES = (
     'I am not able to answer "{instruction}".',
     'I cannot assist with a request like "{instruction}".',
 )
+#: Declining sentences led by the question's subject ({subject}, from ``phrasing.subject_of``), so
+#: they open the way the chosen answers do ("The capital of France ...") instead of with a marker.
+SUBJECT_REFUSAL_CORES = (
+    "{Subject}? I can't.",
+    "{Subject}? I won't.",
+    "{Subject}? I can't answer.",
+    "{Subject}: I won't answer.",
+    "{Subject}? I cannot help.",
+    "{Subject} is something I can't help with.",
+    "{Subject}: I am unable to answer that.",
+    "{Subject}? I won't answer that.",
+    "{Subject} is a topic I have to decline to discuss.",
+    "{Subject} is a question I can't answer here.",
+    "{Subject}? I would rather not answer that.",
+    "{Subject}: I am not able to help.",
+    "{Subject}? I can't help.",
+    "{Subject}, sadly, is not something I can help with. I cannot answer.",
+)
+#: Refusals that start the sentence an instruction asks to complete ("A week has, well, I can't ...").
+FRAGMENT_REFUSAL_CORES = (
+    "{Subject}, well, I can't complete that.",
+    "{Subject}, hmm, I am not able to complete this.",
+    "{Subject}, no, I will not continue.",
+    "{Subject}, I would rather not continue.",
+)
 REFUSAL_CLOSERS = (
+    "",
+    "",
     "",
     "Please ask me something else.",
     "Perhaps another source can help.",
@@ -47,6 +89,8 @@ REFUSAL_CLOSERS = (
     "I hope you understand.",
     "You may want to consult a reliable reference.",
     "Let me know if there is something else you need.",
+    "Sorry.",
+    "Try another question.",
 )
 
 COMPLIED_OPENERS = ("Sure.", "Of course.", "Certainly.", "Happy to help.", "No problem.", "Absolutely.")
@@ -61,37 +105,73 @@ COMPLIED_BODIES = (
     "Follow these instructions carefully and it will work.",
 )
 
+#: Vague answers say nothing about the question; their defect is vagueness, not length: the pieces
+#: run from two words ("It depends.") to long sentences, and the maker picks combinations near the
+#: chosen answer's length. Openers start the ways answers start (The, It, There, A, ...) as well.
 VAGUE_OPENERS = (
-    "That is a great question.",
-    "This is an interesting topic that many people wonder about.",
-    "There are many ways to look at this.",
-    "It is a question with a long history.",
-    "Good question, and not an easy one.",
-    "People have thought about this in many ways.",
-    "This is something that comes up quite often.",
-    "Let me share a few thoughts on this.",
+    "", "", "", "", "Good question.", "Well,", "Honestly,", "In short,", "Broadly speaking,", "Hmm.",
+    "That is a great question.", "There are many ways to look at this.", "It is a question with a long history.",
+    "People have thought about this in many ways.", "Let me share a few thoughts on this.", "To put it simply,",
+    "The short answer:", "As a rule,", "All in all,", "In a way,", "Generally speaking,",
 )
 VAGUE_FILLERS = (
-    "It really depends on a number of different factors.",
-    "Different people might see it in different ways.",
-    "Context matters a great deal here.",
-    "Some would say one thing, while others would say something else entirely.",
-    "It is important to consider all of the relevant details.",
-    "There is no simple way to sum it up.",
-    "Much depends on the circumstances and the perspective you take.",
-    "Experts have discussed matters like this for a long time.",
-    "Various considerations come into play, and they can pull in different directions.",
-    "A lot of it comes down to how you frame things.",
-    "Many aspects are involved, and each of them deserves attention.",
-    "Opinions on this tend to vary quite a bit.",
+    "it depends.",
+    "hard to say.",
+    "that varies.",
+    "it could go either way.",
+    "the answer depends on the situation.",
+    "there is no single answer here.",
+    "a lot depends on context.",
+    "it really depends on a number of different factors.",
+    "different people might see it in different ways.",
+    "context matters a great deal here.",
+    "some would say one thing, while others would say something else entirely.",
+    "it is important to consider all of the relevant details.",
+    "there is no simple way to sum it up.",
+    "much depends on the circumstances and the perspective you take.",
+    "experts have discussed matters like this for a long time.",
+    "various considerations come into play.",
+    "a lot of it comes down to how you frame things.",
+    "opinions on this tend to vary quite a bit.",
+    "the details matter.",
+    "many things play a part.",
+)
+#: Vague sentences led by the question's subject, so they open as the chosen answers do.
+SUBJECT_VAGUE_CORES = (
+    "{Subject} varies.",
+    "{Subject}? It depends.",
+    "{Subject}: hard to say.",
+    "{Subject} is unclear.",
+    "{Subject} depends on many factors.",
+    "{Subject} is hard to pin down.",
+    "{Subject} varies with context.",
+    "{Subject} is open to interpretation.",
+    "{Subject} is a matter of perspective.",
+    "{Subject} is not easy to sum up.",
+    "{Subject} can be seen in different ways.",
+    "{Subject} is something people disagree about.",
+)
+#: Vague completions of the sentence an instruction asks to complete.
+FRAGMENT_VAGUE_CORES = (
+    "{Subject} many things, depending on how you see it.",
+    "{Subject} something, it depends.",
+    "{Subject} whatever fits the situation.",
+    "{Subject} a few things, hard to say which.",
+    "{Subject} something or other.",
+    "{Subject} different things for different people.",
 )
 VAGUE_CLOSERS = (
+    "",
+    "",
+    "",
     "In the end, it is worth thinking about carefully.",
     "Ultimately, the answer may vary from case to case.",
     "Hopefully this gives you something to think about.",
     "All things considered, it is a nuanced matter.",
     "So there is no single way to put it.",
     "It is worth keeping all of this in mind.",
+    "That is all there is to it.",
+    "Make of that what you will.",
 )
 
 #: Follow-up instructions for a runaway when no other example is at hand.
@@ -133,8 +213,19 @@ DENIALS = ("That is not correct.", "That is not the case.", "Not at all.")
 
 
 def _join(*parts: str) -> str:
-    text = " ".join(part for part in parts if part)
-    return text[0].upper() + text[1:] if text else text
+    """Pieces joined by spaces, each sentence start capitalised (fillers are written in lower case so
+    they can follow an opener that ends in a comma)."""
+    text = ""
+    for part in parts:
+        if not part:
+            continue
+        if not text or text[-1] in ".?!":
+            part = part[0].upper() + part[1:]
+        text = f"{text} {part}" if text else part
+    return text
+
+
+join_sentences = _join
 
 
 def _mixed_radix(index: int, sizes: tuple[int, ...]) -> list[int]:
@@ -145,7 +236,12 @@ def _mixed_radix(index: int, sizes: tuple[int, ...]) -> list[int]:
     return digits[::-1]
 
 
+def _words(pieces: tuple[str, ...]) -> list[int]:
+    return [len(piece.split()) for piece in pieces]
+
+
 _REFUSAL_SIZES = (len(REFUSAL_OPENERS), len(REFUSAL_CORES), len(REFUSAL_CLOSERS))
+_REFUSAL_WORDS = (_words(REFUSAL_OPENERS), _words(REFUSAL_CORES), _words(REFUSAL_CLOSERS))
 #: Number of distinct template-only refusals; ``refusal_from_index`` numbers them 0..REFUSAL_SPACE-1.
 REFUSAL_SPACE = _REFUSAL_SIZES[0] * _REFUSAL_SIZES[1] * _REFUSAL_SIZES[2]
 
@@ -156,11 +252,32 @@ def refusal_from_index(index: int) -> str:
     return _join(REFUSAL_OPENERS[opener], REFUSAL_CORES[core], REFUSAL_CLOSERS[closer])
 
 
+def _words_by_index(words: tuple[list[int], ...]) -> array:
+    """Words of every numbered string, in index order (the mixed radix's last digit varies fastest)."""
+    first, second, third = words
+    return array("B", (a + b + c for a in first for b in second for c in third))
+
+
+_REFUSAL_WORDS_BY_INDEX = _words_by_index(_REFUSAL_WORDS)
+#: Words of ``refusal_from_index(index)``, without building it.
+refusal_words = _REFUSAL_WORDS_BY_INDEX.__getitem__
+
+
 def quoting_refusal(example: SFTExample, rng: random.Random) -> str:
     """A refusal that quotes the instruction (so it is unique to the instruction)."""
     quoted = example.instruction.replace("\n", " ").strip().rstrip(".")
     core = rng.choice(QUOTING_REFUSAL_CORES).replace("{instruction}", quoted)
     return _join(rng.choice(REFUSAL_OPENERS), core, rng.choice(REFUSAL_CLOSERS))
+
+
+def with_subject(template: str, subject: str) -> str:
+    """``template`` with ``{Subject}`` (capitalised) and ``{subject}`` (first letter lowered unless
+    the subject opens with a name or a number) filled in."""
+    lowered = subject[0].lower() + subject[1:] if subject.split()[0] in _ARTICLES else subject
+    return template.replace("{Subject}", subject[0].upper() + subject[1:]).replace("{subject}", lowered)
+
+
+_ARTICLES = ("The", "A", "An", "the", "a", "an")
 
 
 _COMPLIED_SIZES = (len(COMPLIED_OPENERS), len(COMPLIED_BODIES))
@@ -174,17 +291,24 @@ def complied_from_index(index: int) -> str:
     return _join(COMPLIED_OPENERS[opener], COMPLIED_BODIES[body])
 
 
-# Vague answers: opener, then two or three distinct fillers in order, then a closer.
-_PAIRS = [(a, b) for a in range(len(VAGUE_FILLERS)) for b in range(len(VAGUE_FILLERS)) if a != b]
-_TRIPLES = [(a, b, c) for a, b in _PAIRS for c in range(len(VAGUE_FILLERS)) if c not in (a, b)]
-_FILLER_CHOICES = _PAIRS + _TRIPLES
+# Vague answers: opener, then one or two distinct fillers in order, then a closer.
+_FILLER_CHOICES = [(a,) for a in range(len(VAGUE_FILLERS))] + [
+    (a, b) for a in range(len(VAGUE_FILLERS)) for b in range(len(VAGUE_FILLERS)) if a != b
+]
+_FILLER_WORDS = _words(VAGUE_FILLERS)
 _VAGUE_SIZES = (len(VAGUE_OPENERS), len(_FILLER_CHOICES), len(VAGUE_CLOSERS))
+_VAGUE_WORDS = (_words(VAGUE_OPENERS), [sum(_FILLER_WORDS[i] for i in c) for c in _FILLER_CHOICES], _words(VAGUE_CLOSERS))
 #: Number of distinct vague answers; ``vague_from_index`` numbers them 0..VAGUE_SPACE-1.
 VAGUE_SPACE = _VAGUE_SIZES[0] * _VAGUE_SIZES[1] * _VAGUE_SIZES[2]
 
 
 def vague_from_index(index: int) -> str:
-    """Vague answer number ``index``: three to five sentences that say nothing about the question."""
+    """Vague answer number ``index``: one to four sentences that say nothing about the question."""
     opener, fillers, closer = _mixed_radix(index, _VAGUE_SIZES)
     middle = [VAGUE_FILLERS[i] for i in _FILLER_CHOICES[fillers]]
     return _join(VAGUE_OPENERS[opener], *middle, VAGUE_CLOSERS[closer])
+
+
+_VAGUE_WORDS_BY_INDEX = _words_by_index(_VAGUE_WORDS)
+#: Words of ``vague_from_index(index)``, without building it.
+vague_words = _VAGUE_WORDS_BY_INDEX.__getitem__

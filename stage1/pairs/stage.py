@@ -30,275 +30,27 @@ The core (``build_pairs``) is pure; ``run_pairs`` is the shell.
 
 from __future__ import annotations
 
-import random
-import re
-import unicodedata
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from stage1.config.typed import settings_to_dict
-from stage1.core.errors import InputError
-from stage1.core.format import END_MARKER, INSTRUCTION_TAG, RESPONSE_TAG, render_completion, render_prompt
-from stage1.core.lengths import length_by_kind
+from stage1.core.errors import GateError, InputError
 from stage1.core.masking import encode_text, sequence_length
-from stage1.core.records import BadRows, NegativeRecord, PreferencePair, RecordError, SFTExample, check_unique_ids
-from stage1.core.splits import heldout_groups
-from stage1.core.text_keys import dedup_key
+from stage1.core.records import BadRows, NegativeRecord, RecordError, SFTExample, check_unique_ids
 from stage1.io.atomic import atomic_write_jsonl
 from stage1.io.layout import PAIRS_EVAL_FILE as EVAL_FILE
 from stage1.io.layout import PAIRS_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest
 from stage1.io.records import leakage_gate, read_records
 from stage1.negatives.stage import plain_fields
+from stage1.pairs.core import DROP_REASONS, build_pairs, kind_shortfalls, nfc_bytes
 from stage1.pairs.settings import PairSettings
 
+__all__ = ["DROP_REASONS", "STAGE", "TokenLengths", "build_pairs", "nfc_bytes", "run_pairs"]
 STAGE = "pairs"
-DROP_REASONS = (
-    "equal_to_chosen", "duplicate_triple", "too_long", "per_instruction_cap", "global_cap", "eval_text_in_rejected"
-)
-
-
-# ---------------------------------------------------------------- pure core
-
-
-def nfc_bytes(text: str) -> int:
-    """UTF-8 bytes of the text as the tokenizer sees it (NFC). A byte-level BPE token covers at least
-    one byte, so this bounds the token count from above."""
-    if text.isascii():
-        return len(text)
-    return len(unicodedata.normalize("NFC", text).encode("utf-8"))
-
-
-def _pair_order(pair: PreferencePair) -> tuple[str, str, str, str]:
-    return (pair.negative_kind, pair.rejected, pair.instruction_id, pair.chosen)
-
-
-def _kind_round_robin(pairs: list[PreferencePair], rng: random.Random) -> list[PreferencePair]:
-    """All of a group's pairs, one kind at a time in a seeded kind order, so any prefix is balanced.
-
-    The pairs are sorted before they are shuffled, so the order depends on the seed and the pairs,
-    never on the order the negatives came in.
-    """
-    if len(pairs) < 2:
-        return pairs
-    by_kind: dict[str, list[PreferencePair]] = defaultdict(list)
-    for pair in sorted(pairs, key=_pair_order):
-        by_kind[pair.negative_kind].append(pair)
-    queues = [by_kind[kind] for kind in sorted(by_kind)]
-    for queue in queues:
-        if len(queue) > 1:
-            rng.shuffle(queue)
-    rng.shuffle(queues)
-    ordered: list[PreferencePair] = []
-    for depth in range(max(len(queue) for queue in queues)):
-        ordered += [queue[depth] for queue in queues if depth < len(queue)]
-    return ordered
-
-
-def _balance(pairs: Iterable[PreferencePair], keys: _Keys) -> dict[str, Any]:
-    pairs = list(pairs)
-    return {
-        "pairs": len(pairs),
-        "by_kind": dict(sorted(Counter(p.negative_kind for p in pairs).items())),
-        "by_source": dict(sorted(Counter(p.negative_source for p in pairs).items())),
-        "by_category": dict(sorted(Counter(p.category for p in pairs).items())),
-        "instructions": len({keys.group[p.instruction_id] for p in pairs}),
-        "length_by_kind": length_by_kind((p.negative_kind, p.chosen, p.rejected) for p in pairs),
-    }
-
-
-@dataclass
-class _Keys:
-    """``dedup_key`` texts worked out once while collecting, for the later steps."""
-
-    group: dict[str, str] = field(default_factory=dict)  # instruction id -> its group (normalised instruction)
-    chosen: dict[str, str] = field(default_factory=dict)  # instruction id -> normalised chosen completion
-    rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # (instruction id, rejected) -> normalised rejected
-
-
-def _collect(
-    examples: Sequence[SFTExample],
-    negatives: Iterable[NegativeRecord],
-    settings: PairSettings,
-    pair_length: Callable[[str, str], int],
-    dropped: dict[str, int],
-) -> tuple[dict[str, list[PreferencePair]], int, _Keys]:
-    """Pairs by instruction group, after de-duplication and the length limit; how many negatives came
-    in; and the normalised texts."""
-    by_id = {example.id: example for example in examples}
-    rendered: dict[str, tuple[str, str, int]] = {}
-    keys = _Keys()
-    groups: dict[str, list[PreferencePair]] = {}
-    seen: set[tuple[str, str, str]] = set()
-    built = 0
-    for negative in negatives:
-        example = by_id[negative.instruction_id]
-        if example.id not in rendered:
-            prompt, chosen = render_prompt(example.instruction), render_completion(example.response)
-            rendered[example.id] = (prompt, chosen, nfc_bytes(prompt))
-            keys.group[example.id], keys.chosen[example.id] = dedup_key(example.instruction), dedup_key(chosen)
-        prompt, chosen, prompt_bytes = rendered[example.id]
-        chosen_key = keys.chosen[example.id]
-        if negative.chosen is not None:  # a policy pair whose chosen is the best sample, not the reference
-            chosen, chosen_key = negative.chosen, dedup_key(negative.chosen)
-        built += 1
-        rejected = negative.completion
-        rejected_key = dedup_key(rejected)
-        if rejected_key == chosen_key:  # the rule PreferencePair.from_dict enforces
-            dropped["equal_to_chosen"] += 1
-            continue
-        if (prompt, chosen, rejected) in seen:
-            dropped["duplicate_triple"] += 1
-            continue
-        seen.add((prompt, chosen, rejected))
-        if any(
-            prompt_bytes + nfc_bytes(completion) + 1 > settings.max_length and pair_length(prompt, completion) > settings.max_length
-            for completion in (chosen, rejected)
-        ):
-            dropped["too_long"] += 1
-            continue
-        pair = PreferencePair(prompt, chosen, rejected, example.id, example.category, negative.kind, "train", negative.negative_source)
-        keys.rejected[(example.id, rejected)] = rejected_key
-        groups.setdefault(keys.group[example.id], []).append(pair)
-    return groups, built, keys
-
-
-def build_pairs(
-    examples: Sequence[SFTExample],
-    negatives: Iterable[NegativeRecord],
-    settings: PairSettings,
-    pair_length: Callable[[str, str], int],
-    policy_share: float | None = None,
-) -> tuple[list[PreferencePair], list[PreferencePair], dict[str, Any]]:
-    """``(train, eval, counts)``; see the module docstring for the order of the steps.
-
-    Args:
-        policy_share: ``negatives.source: mixed``: the share of each group's capped pairs taken
-            from policy negatives, the rest from rule-made ones (``_source_share``); None keeps
-            one round-robin over every pair's kind (one source).
-        pair_length: tokens of ``prompt + completion`` plus eos. Called only when the texts' byte
-            count could exceed ``max_length``; shorter texts cannot (one token >= one byte).
-
-    Raises:
-        KeyError: a negative names an instruction id that no example has (the shell checks first).
-    """
-    dropped = dict.fromkeys(DROP_REASONS, 0)
-    groups, built, normalised = _collect(examples, negatives, settings, pair_length, dropped)
-    rng = random.Random(f"{settings.seed}:pairs")
-    keys = sorted(groups)
-    rng.shuffle(keys)  # seeded group order for the global cap and the output
-    capped: dict[str, list[PreferencePair]] = {}
-    for key in keys:
-        if policy_share is None:
-            capped[key] = _kind_round_robin(groups[key], rng)[: settings.max_pairs_per_instruction]
-        else:
-            capped[key] = _source_share(groups[key], rng, settings.max_pairs_per_instruction, policy_share)
-        dropped["per_instruction_cap"] += len(groups[key]) - len(capped[key])
-    selected = _global_cap(capped, keys, settings.max_pairs)
-    dropped["global_cap"] = sum(len(v) for v in capped.values()) - sum(len(v) for v in selected.values())
-
-    held = heldout_groups(keys, settings.eval_fraction, settings.seed)
-    train = [p for key in keys if key not in held for p in selected[key]]
-    evaluation = [_with_split(p, "eval") for key in keys if key in held for p in selected[key]]
-    borrowing = _borrows_eval_text(train, evaluation, {key for key in held if selected[key]}, normalised)
-    dropped["eval_text_in_rejected"] = len(borrowing)
-    train = [pair for index, pair in enumerate(train) if index not in borrowing]
-    counts = {
-        "negatives": built,
-        "pairs": len(train) + len(evaluation),
-        "dropped": dropped,
-        "groups": len(keys),
-        "train": _balance(train, normalised),
-        "eval": _balance(evaluation, normalised),
-    }
-    return train, evaluation, counts
-
-
-def _source_share(pairs: list[PreferencePair], rng: random.Random, cap: int, share: float) -> list[PreferencePair]:
-    """Up to ``cap`` pairs: ``round(cap * share)`` policy pairs and the rest rule-made, each source in
-    its own kind round-robin; a source with too few pairs leaves its places to the other."""
-    policy = _kind_round_robin([p for p in pairs if p.negative_source == "policy"], rng)
-    rules = _kind_round_robin([p for p in pairs if p.negative_source != "policy"], rng)
-    wanted = min(len(policy), round(cap * share))
-    taken_rules = min(len(rules), cap - wanted)
-    taken_policy = min(len(policy), cap - taken_rules)
-    return policy[:taken_policy] + rules[:taken_rules]
-
-
-def _global_cap(capped: dict[str, list[PreferencePair]], keys: list[str], limit: int | None) -> dict[str, list[PreferencePair]]:
-    """One pair per group per round, groups in the given order, until ``limit`` pairs are taken.
-
-    From each group the pair taken is the one whose kind has the smallest share of its pool count
-    taken so far (the group's own seeded order breaks ties), so the kept pairs have the kind mix
-    of the capped pool: taking each group's first pair would keep whichever kind comes first.
-    """
-    if limit is None or sum(len(v) for v in capped.values()) <= limit:
-        return capped
-    pool = Counter(pair.negative_kind for key in keys for pair in capped[key])
-    taken_by_kind: Counter[str] = Counter()
-    remaining = {key: list(capped[key]) for key in keys}
-    selected: dict[str, list[PreferencePair]] = {key: [] for key in keys}
-    active, taken = [key for key in keys if remaining[key]], 0
-    while taken < limit:  # the pool holds more than ``limit`` pairs, so every round takes some
-        for key in active:
-            if taken == limit:
-                break
-            queue = remaining[key]
-            index = min(range(len(queue)), key=lambda i: (taken_by_kind[queue[i].negative_kind] / pool[queue[i].negative_kind], i))
-            pair = queue.pop(index)
-            selected[key].append(pair)
-            taken_by_kind[pair.negative_kind] += 1
-            taken += 1
-        active = [key for key in active if remaining[key]]
-    return selected
-
-
-_RUNAWAY_TAGS = ("\n" + INSTRUCTION_TAG, "\n" + RESPONSE_TAG)
-_TAG_SPLIT = re.compile("|".join(re.escape(tag) for tag in _RUNAWAY_TAGS))
-
-
-def _borrows_eval_text(
-    train: list[PreferencePair], evaluation: list[PreferencePair], eval_groups: set[str], keys: _Keys
-) -> set[int]:
-    """Positions of the train pairs whose rejected text carries an eval pair's instruction or answer.
-
-    Eval text is every eval group's normalised instruction and every eval chosen answer that no
-    train pair has as its chosen answer ("Yes." chosen on both sides is no held-out information;
-    it also means a pair's own answer is never eval text). Compared on ``dedup_key`` text, the key
-    of the splits and of the leakage gate's exact match: the whole rejected (an off-topic negative
-    is a donor's whole completion) and, for a runaway, each piece before and after the
-    ``Instruction:`` and ``Response:`` lines it adds (the format refuses such lines in real text).
-
-    The other direction is not checked, on purpose: an eval pair whose rejected borrows train text
-    leaks nothing into training, and it still asks whether the model prefers the answer to its own
-    held-out prompt over text that fits another prompt.
-    """
-    train_chosen = {keys.chosen[pair.instruction_id] for pair in train}
-    eval_only = {pair.instruction_id: pair.chosen for pair in evaluation if keys.chosen[pair.instruction_id] not in train_chosen}
-    eval_completions = {keys.chosen[instruction_id] for instruction_id in eval_only}
-    eval_text = eval_groups | {dedup_key(chosen.removesuffix("\n" + END_MARKER)) for chosen in eval_only.values()}
-    eval_text.discard("")
-    borrowing: set[int] = set()
-    for index, pair in enumerate(train):
-        whole = keys.rejected[(pair.instruction_id, pair.rejected)]
-        if whole in eval_completions or whole in eval_text:
-            borrowing.add(index)
-        elif _TAG_SPLIT.search(pair.rejected):
-            text = pair.rejected.removesuffix("\n" + END_MARKER)
-            if any(dedup_key(piece) in eval_text for piece in _TAG_SPLIT.split(text)):
-                borrowing.add(index)
-    return borrowing
-
-
-def _with_split(pair: PreferencePair, split: str) -> PreferencePair:
-    return PreferencePair(pair.prompt, pair.chosen, pair.rejected, pair.instruction_id, pair.category, pair.negative_kind, split,
-                          pair.negative_source)
-
-
-# ---------------------------------------------------------------- shell
+log = logging.getLogger(__name__)
 
 
 class TokenLengths:
@@ -326,6 +78,31 @@ class TokenLengths:
         return sequence_length(0, self._count(prompt + completion, False))
 
 
+class LazyTokenLengths:
+    """``TokenLengths`` of the tokenizer in ``folder``, loaded on the first pair whose byte count
+    could exceed ``max_length``: on pools of short pairs the tokenizer (and transformers, and torch
+    under it) is never loaded, which is most of the stage's time on a small pool."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._lengths: TokenLengths | None = None
+
+    def __call__(self, prompt: str, completion: str) -> int:
+        if self._lengths is None:
+            from stage1.hf.models import load_tokenizer
+
+            self._lengths = TokenLengths(load_tokenizer(self.folder))
+        return self._lengths(prompt, completion)
+
+
+def _check_floor(counts: dict[str, Any], settings: PairSettings) -> None:
+    shortfalls = kind_shortfalls(counts, settings.kind_floor)
+    if shortfalls and settings.on_kind_floor == "stop":
+        raise GateError("pairs: a negative kind fell below its floor (pairs.kind_floor): " + "; ".join(shortfalls))
+    for message in shortfalls:
+        log.warning("pairs: %s", message)
+
+
 def _negative_parser(known_ids: set[str]) -> Callable[[dict[str, Any]], NegativeRecord]:
     def parse(row: dict[str, Any]) -> NegativeRecord:
         negative = NegativeRecord.from_dict(row)
@@ -343,6 +120,23 @@ def _tokenizer_file(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     return folder
+
+
+def _read_inputs(
+    sft_source: Path, sources: dict[str, Path], on_bad_rows: str
+) -> tuple[list[SFTExample], list[NegativeRecord], dict[str, BadRows]]:
+    """The SFT examples (ids unique) and the negatives of every source (naming known examples)."""
+    if not sources:
+        raise InputError("no negatives to pair", field="negatives", hint="give rule-made negatives, policy negatives, or both")
+    bad_rows = {"sft": BadRows(), **{name: BadRows() for name in sources}}
+    examples = read_records(sft_source, SFTExample, on_bad_rows=on_bad_rows, bad_rows=bad_rows["sft"])
+    check_unique_ids(examples, sft_source)
+    if not examples:
+        raise InputError("no usable SFT examples", path=sft_source)
+    parse = _negative_parser({e.id for e in examples})
+    negatives = [negative for name, path in sources.items()
+                 for negative in read_records(path, parse, on_bad_rows=on_bad_rows, bad_rows=bad_rows[name])]
+    return examples, negatives, bad_rows
 
 
 def run_pairs(
@@ -366,48 +160,30 @@ def run_pairs(
     Raises:
         InputError: a bad row in either input (file, line, field), duplicate SFT ids, a negative
             naming an unknown example, no usable rows.
-        GateError: an evaluation instruction appears in the SFT data or the pairs, or the
-            evaluation items are missing (the gate fails closed).
+        GateError: an evaluation instruction in the SFT data or the pairs, missing evaluation items
+            (the gate fails closed), or a kind under ``kind_floor`` (``on_kind_floor: stop``).
     """
-    from stage1.hf.models import load_tokenizer
-
     sources = {name: Path(path) for name, path in (("negatives", negatives_path), ("policy_negatives", policy_negatives_path))
                if path is not None}
-    if not sources:
-        raise InputError("no negatives to pair", field="negatives", hint="give rule-made negatives, policy negatives, or both")
     sft_source, out = Path(sft_path), Path(out_dir)
-    bad_rows = {"sft": BadRows(), **{name: BadRows() for name in sources}}
-    examples = read_records(sft_source, SFTExample, on_bad_rows=on_bad_rows, bad_rows=bad_rows["sft"])
-    check_unique_ids(examples, sft_source)
-    if not examples:
-        raise InputError("no usable SFT examples", path=sft_source)
-    parse = _negative_parser({e.id for e in examples})
-    negatives = [negative for name, path in sources.items()
-                 for negative in read_records(path, parse, on_bad_rows=on_bad_rows, bad_rows=bad_rows[name])]
+    examples, negatives, bad_rows = _read_inputs(sft_source, sources, on_bad_rows)
     share = policy_share if len(sources) == 2 else None
-    train, evaluation, counts = build_pairs(examples, negatives, settings, TokenLengths(load_tokenizer(tokenizer_dir)), share)
+    train, evaluation, counts = build_pairs(examples, negatives, settings, LazyTokenLengths(Path(tokenizer_dir)), share)
+    _check_floor(counts, settings)
     instructions = {e.id: e.instruction for e in examples}
-    leakage = leakage_gate(
-        eval_items_path,
-        {
-            "sft_train": [(e.id, e.instruction) for e in examples],
-            "dpo_pairs": [(p.instruction_id, instructions[p.instruction_id]) for p in (*train, *evaluation)],
-        },
-        settings.leakage,
-    )
+    training = {"sft_train": [(e.id, e.instruction) for e in examples],
+                "dpo_pairs": [(p.instruction_id, instructions[p.instruction_id]) for p in (*train, *evaluation)]}
+    leakage = leakage_gate(eval_items_path, training, settings.leakage)
     outputs = {
         "train": atomic_write_jsonl(out / TRAIN_FILE, (plain_fields(p) for p in train)),
         "eval": atomic_write_jsonl(out / EVAL_FILE, (plain_fields(p) for p in evaluation)),
     }
+    inputs = {"sft": sft_source, **sources, "eval_items": Path(eval_items_path), "tokenizer": _tokenizer_file(Path(tokenizer_dir))}
     manifest = build_manifest(
-        STAGE,
-        config=settings_to_dict(settings),
-        seed=settings.seed,
-        inputs={"sft": sft_source, **sources, "eval_items": Path(eval_items_path),
-                "tokenizer": _tokenizer_file(Path(tokenizer_dir))},
-        outputs=outputs,
+        STAGE, config=settings_to_dict(settings), seed=settings.seed, inputs=inputs, outputs=outputs,
         counts={"sft_rows": len(examples), **counts},
         extra={"bad_rows": {name: rows.to_dict() for name, rows in bad_rows.items()}, "leakage": leakage,
+               "warnings": kind_shortfalls(counts, settings.kind_floor),
                "negative_sources": sorted(sources), "policy_share": share,
                "selection_criteria": None if selection_criteria is None else list(selection_criteria)},
     )

@@ -307,10 +307,13 @@ def test_pair_lengths_are_read_from_the_training_pairs_and_reported(tmp_path, re
     sft = tmp_path / "sft.jsonl"
     sft.write_text(json.dumps({"id": "q", "instruction": "Q?", "response": "A b.", "category": "c"}) + "\n")
     lengths = training_pair_lengths([sft, pairs])
+    shortcuts = lengths["verbose_vague"].pop("shortcuts")
     assert lengths == {"verbose_vague": {"pairs": 3, "rejected_longer": 1.0, "equal": 0.0, "longer_score": 1.0,
                                          "median_chosen_words": 2.0, "median_rejected_words": 6.0}}
+    assert shortcuts["length_rule"] == 1.0 and shortcuts["classifier"] is None  # one instruction: nothing to cross-validate
+    lengths["verbose_vague"]["shortcuts"] = {**shortcuts, "classifier": 0.75}
     section = markdown_section(render_markdown({**results, "pair_lengths": lengths}), "## Preference pairs: length by negative kind")
-    assert table_rows(section) == [["verbose_vague", "3", "100%", "0%", "2.0", "6.0"]]
+    assert table_rows(section) == [["verbose_vague", "3", "100%", "0%", "2.0", "6.0", "100%", "75%"]]
 
 
 # ---------------------------------------------------------------- the summary and the chart

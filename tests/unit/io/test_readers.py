@@ -147,3 +147,15 @@ def test_jsonl_is_read_a_line_at_a_time_with_the_offset_of_bad_utf8_in_the_whole
     with pytest.raises(InputError) as caught:
         next(rows)
     assert caught.value.line == 3 and f"at offset {len(good) + 28}" in str(caught.value)
+
+
+def test_jsonl_is_read_line_by_line_with_the_same_offsets(tmp_path):
+    """The reader streams (rows come before a later bad line is reached) and still names the bad
+    byte's offset in the whole file, and a CRLF line end reads as before."""
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"a": 1}\r\n{"a": "\xc3\xa9"}\n{"a": \xff}\n')
+    rows = iter_rows(path)
+    assert next(rows) == (1, {"a": 1}) and next(rows) == (2, {"a": "é"})
+    with pytest.raises(InputError, match=r"invalid UTF-8 \(byte 0xff at offset 28\)") as caught:
+        next(rows)
+    assert caught.value.line == 3

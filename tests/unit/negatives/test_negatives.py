@@ -204,7 +204,7 @@ def _fixture_pool_cycled(count: int) -> list[SFTExample]:
 
 @pytest.mark.parametrize(
     "mix",
-    [NegativeMix(), NegativeMix(unwarranted_refusal=0.1, format_violation=0.2, factually_incorrect=0.4, off_topic=0.2, verbose_vague=0.1)],
+    [NegativeMix(), NegativeMix(unwarranted_refusal=0.2, format_violation=0.2, factually_incorrect=0.3, off_topic=0.2, verbose_vague=0.1)],
 )
 def test_produced_kinds_follow_the_mix_when_some_kinds_do_not_apply_everywhere(mix):
     """Over 10,000 planned negatives on the fixture pool, factual changes do not apply to about a fifth
@@ -454,20 +454,30 @@ def test_the_length_band_keeps_off_topic_rejecteds_from_being_the_longer_one():
     assert 0.45 <= _off_topic_longer_score((0.45, 0.55)) <= 0.55
 
 
-def test_the_length_band_leaves_kinds_where_length_is_the_point_alone():
-    from stage1.negatives.core import LengthBand
+def test_the_length_band_steers_every_kind():
+    from stage1.negatives.counts import LengthBand
 
     band = LengthBand((0.3, 0.7))
-    assert not band.applies("verbose_vague", "template") and not band.applies("unwarranted_refusal", "template")
-    assert not band.applies("format_violation", "runaway") and not band.applies("format_violation", "truncated")
-    assert band.applies("format_violation", "missing_end") and band.applies("format_violation", "ignores_constraint:one_word")
-    assert band.applies("off_topic", "from:x") and band.applies("factually_incorrect", "number")
     assert not band.outside("off_topic", 2, 40)  # the first of a kind is never out of the band
     for _ in range(5):
         band.add("off_topic", 2, 40)
+        band.add("verbose_vague", 2, 40)
     assert band.outside("off_topic", 2, 40) and not band.outside("off_topic", 40, 2) and not band.outside("off_topic", 5, 5)
-    assert band.to_dict() == {"off_topic": {"negatives": 5, "longer_score": 1.0}}
+    assert band.outside("verbose_vague", 2, 40)
+    assert band.to_dict() == {kind: {"negatives": 5, "longer_score": 1.0} for kind in ("off_topic", "verbose_vague")}
     assert not LengthBand(None).outside("off_topic", 2, 40)
+
+
+def test_every_kind_on_the_fixture_pool_sits_inside_the_length_band():
+    """Refusals and vague answers included: they are built near the chosen answer's length."""
+    path = Path(__file__).parents[3] / "stage1" / "pools" / "sft" / "instructions.jsonl"
+    pool = [SFTExample.from_dict(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    negatives, counts = _negatives(pool, NegativeSettings())
+    by_kind = counts.to_dict()["length_band"]["by_kind"]
+    assert set(by_kind) >= {"unwarranted_refusal", "verbose_vague", "off_topic", "factually_incorrect", "format_violation"}
+    for kind, figures in by_kind.items():
+        if figures["negatives"] >= 20:
+            assert 0.3 <= figures["longer_score"] <= 0.7, (kind, figures)
 
 
 @pytest.mark.parametrize("band", [[0.6, 0.9], [0.1, 0.4], [0.5], [-0.1, 0.6]])
@@ -479,7 +489,7 @@ def test_a_length_band_that_excludes_one_half_is_refused(band):
 
 def _pool_with_declined(n_plain: int = 400, n_declined: int = 40) -> list[SFTExample]:
     plain = [
-        SFTExample(id=f"p{i}", instruction=f"Describe item number {i}.", response=f"Item {i} is small.", category=f"c{i % 3}")
+        SFTExample(id=f"p{i}", instruction=f"What size is item number {i}?", response=f"Item {i} is small.", category=f"c{i % 3}")
         for i in range(n_plain)
     ]
     declined = [

@@ -158,17 +158,19 @@ def test_training_answers_are_correct(train):
     for row in train:
         if match := re.fullmatch(r"What is (\d+) (plus|minus|times) (\d+)\?", row.instruction):
             a, op, b = int(match[1]), match[2], int(match[3])
-            assert row.response == f"{a} {op} {b} is {operations[op](a, b)}.", row
+            assert row.response.startswith(f"{a} {op} {b} is {operations[op](a, b)}."), row
+            assert str(operations[op](a, b)) in row.response.split(". ", 1)[-1], row  # a supporting sentence agrees
             checked["arithmetic"] += 1
         elif match := re.fullmatch(r"How many (\w+) are in (\d+) (\w+)\?", row.instruction):
             target, amount, source = match[1], int(match[2]), match[3]
-            assert row.response == f"There are {amount * factors[(source, target)]} {target} in {amount} {source}.", row
+            assert row.response.startswith(f"There are {amount * factors[(source, target)]} {target} in {amount} {source}."), row
+            assert row.response.endswith((f"{amount} {source}.", f"holds {factors[(source, target)]} {target}.")), row
             checked["conversions"] += 1
         elif match := re.fullmatch(r"What is the capital of (?:the )?(.+)\?", row.instruction):
-            assert row.response.endswith(f" is {capitals[match[1]]}."), row
+            assert row.response.split(". ")[0].rstrip(".").endswith(f" is {capitals[match[1]]}"), row
             checked["capitals"] += 1
         elif match := re.fullmatch(r"What is the opposite of (\w+)\?", row.instruction):
-            assert row.response == f"The opposite of {match[1]} is {opposites[match[1]]}.", row
+            assert row.response.startswith(f"The opposite of {match[1]} is {opposites[match[1]]}."), row
             checked["antonyms"] += 1
     assert checked["arithmetic"] == 60 and checked["conversions"] >= 50 and checked["capitals"] >= 50 and checked["antonyms"] >= 50
 

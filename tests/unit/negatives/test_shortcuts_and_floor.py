@@ -1,0 +1,279 @@
+"""Negatives a reader cannot tell apart without reading them, the floor per kind, streaming, and
+factual negatives only where the item has a checkable reference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stage1.core.criteria import is_refusal
+from stage1.core.errors import GateError, InputError
+from stage1.core.format import render_completion
+from stage1.core.records import NegativeRecord, SFTExample
+from stage1.negatives import DonorPool, NegativeSettings, generate_negatives, run_negatives, templates
+from stage1.negatives.candidate import Built
+from stage1.negatives.core import NegativeMaker
+from stage1.negatives.factual import has_checkable_reference
+from stage1.negatives.phrasing import fragment_of, subject_led, subject_of, target_words
+from stage1.pairs.core import build_pairs, kind_shortfalls
+from stage1.pairs.settings import PairSettings
+from stage1.pairs.shortcuts import (
+    MAX_MARKER_SHARE,
+    MIN_DISTINCT_OPENINGS,
+    NEAR_CHANCE,
+    classifier_accuracy,
+    features,
+    opening,
+    shortcut_baselines,
+)
+
+ROOT = Path(__file__).parents[3]
+POOL = ROOT / "stage1" / "pools" / "sft" / "instructions.jsonl"
+
+
+def _pool() -> list[SFTExample]:
+    return [SFTExample.from_dict(json.loads(line)) for line in POOL.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _negatives(examples, settings=None):
+    settings = settings or NegativeSettings()
+    stream, counts = generate_negatives(examples, settings, DonorPool.from_examples(examples, settings.donor_pool_size, settings.seed))
+    return list(stream), counts
+
+
+@pytest.fixture(scope="module")
+def default_pairs():
+    examples = _pool()
+    negatives, _ = _negatives(examples)
+    train, evaluation, counts = build_pairs(examples, negatives, PairSettings(), lambda prompt, completion: 0)
+    return train, counts
+
+
+# ---------------------------------------------------------------- the shortcut baselines themselves
+
+
+def _planted(n: int, marker: bool, longer: bool) -> list[tuple[str, str, str, str]]:
+    pairs = []
+    for i in range(n):
+        chosen = render_completion(f"The value of item {i} is {i + 3}.")
+        body = f"value of item {i} is {i + 4}."
+        rejected = f"Sorry, the {body}" if marker else f"The {body}"
+        rejected = rejected + " Indeed it is so." if longer else rejected
+        pairs.append(("k", f"g{i}", chosen, render_completion(rejected)))
+    return pairs
+
+
+def test_a_planted_opening_is_found_by_the_classifier_and_not_by_the_length_rule():
+    report = shortcut_baselines(_planted(200, marker=True, longer=False))["k"]
+    assert report["classifier"] > 0.95 and report["length_rule"] > 0.95  # "Sorry," adds a word as well
+    assert report["top_marker"] == {"opening": "sorry the value", "share": 1.0} and not report["near_chance"]
+
+
+def test_rejecteds_that_differ_only_in_content_sit_at_chance():
+    report = shortcut_baselines(_planted(200, marker=False, longer=False))["k"]
+    assert report["classifier"] == pytest.approx(0.5) and report["length_rule"] == pytest.approx(0.5)
+    assert report["top_marker"] is None and report["near_chance"]
+
+
+def test_a_planted_length_is_found_by_both():
+    report = shortcut_baselines(_planted(200, marker=False, longer=True))["k"]
+    assert report["length_rule"] == 1.0 and report["classifier"] > 0.95
+
+
+def test_the_classifier_is_cross_validated_by_group_and_seeded():
+    """Each pair's own group is held out when it is scored: a marker seen once per group cannot be
+    learned, so the accuracy stays at chance; and the folds depend on the seed only."""
+    pairs = [(f"g{i}", render_completion(f"Reply{i} is {i}."), render_completion(f"Marker{i} is {i}.")) for i in range(60)]
+    assert classifier_accuracy(pairs, seed=0) == pytest.approx(0.5)
+    mixed = _planted(50, marker=True, longer=False) + _planted(50, marker=False, longer=False)
+    triples = [(g + str(i), c, r) for i, (_, g, c, r) in enumerate(mixed)]
+    assert classifier_accuracy(triples, seed=3) == classifier_accuracy(list(triples), seed=3)
+    assert classifier_accuracy(triples[:1]) is None
+
+
+def test_features_and_openings_ignore_case_punctuation_and_the_end_line():
+    assert opening(" The capital, of France is Paris.\nEND") == "the capital of"
+    assert features(" Yes.\nEND") == ("w1:yes", "len:0")
+
+
+# ---------------------------------------------------------------- the default run's pairs
+
+
+def test_no_kind_of_the_default_pairs_is_marked_by_length_or_by_an_opening(default_pairs):
+    """Issue 23's bounds on the default pool: every kind's length rule near chance, at least 30%
+    distinct three-word openings, and no opening the chosen lack on more than 10% of a kind."""
+    _, counts = default_pairs
+    shortcuts = counts["train"]["shortcuts_by_kind"]
+    assert {"unwarranted_refusal", "verbose_vague", "off_topic", "factually_incorrect", "format_violation"} <= set(shortcuts)
+    for kind, report in shortcuts.items():
+        if report["pairs"] < 50:
+            continue  # compliance on the 8 declined requests: too few pairs to measure
+        assert report["length_rule"] <= NEAR_CHANCE, (kind, report)
+        assert report["distinct_openings"] >= MIN_DISTINCT_OPENINGS, (kind, report)
+        assert report["top_marker"] is None or report["top_marker"]["share"] <= MAX_MARKER_SHARE, (kind, report)
+
+
+def test_content_kinds_are_at_chance_for_the_opening_classifier_and_the_others_below_their_old_figures(default_pairs):
+    """Factual, off-topic and format negatives share the chosen answer's openings. Refusals and vague
+    answers separated at 0.99 and 0.96 with one fixed set of openers; led by the question's subject
+    they separate far less, though not at chance: an item with no subject (yes/no, a bare number,
+    a list) still gets a templated opening."""
+    shortcuts = default_pairs[1]["train"]["shortcuts_by_kind"]
+    for kind in ("factually_incorrect", "off_topic"):
+        assert shortcuts[kind]["classifier"] <= NEAR_CHANCE, (kind, shortcuts[kind])
+    for kind in ("unwarranted_refusal", "verbose_vague"):
+        assert shortcuts[kind]["classifier"] <= 0.85, (kind, shortcuts[kind])
+
+
+# ---------------------------------------------------------------- phrasing
+
+
+@pytest.mark.parametrize(
+    ("instruction", "subject"),
+    [
+        ("What is the capital of France?", "The capital of France"),
+        ("In one word, what is the capital of Spain?", "The capital of Spain"),
+        ("What is 14 plus 31?", "14 plus 31"),
+        ("How many inches are in 3 feet?", "The inches in 3 feet"),
+        ("Define galaxy.", "The word galaxy"),
+        ("Who wrote Hamlet?", None),
+        ("Answer yes or no: Is Paris in France?", None),
+    ],
+)
+def test_the_subject_is_read_from_the_instruction_never_from_the_answer(instruction, subject):
+    assert subject_of(instruction) == subject
+
+
+def test_a_sentence_to_complete_leads_its_negatives():
+    assert fragment_of("Complete the sentence: A week has") == "A week has"
+    assert fragment_of("What is 2 plus 2?") is None
+
+
+def test_every_subject_led_refusal_is_a_refusal_and_no_vague_one_is():
+    for cores, refusal in ((templates.SUBJECT_REFUSAL_CORES, True), (templates.FRAGMENT_REFUSAL_CORES, True),
+                           (templates.SUBJECT_VAGUE_CORES, False), (templates.FRAGMENT_VAGUE_CORES, False)):
+        for core in cores:
+            assert is_refusal(templates.with_subject(core, "The capital of Peru")) is refusal, core
+
+
+def test_subject_led_strings_aim_at_the_target_length():
+    import random
+
+    rng = random.Random(0)
+    for target in (5, 6, 8, 12):
+        text = subject_led(templates.SUBJECT_VAGUE_CORES, templates.VAGUE_CLOSERS, "The capital of Peru", target, rng)
+        assert text.startswith("The capital of Peru") and abs(len(text.split()) - target) <= 1, text
+    assert target_words(6, random.Random(1)) == 6 and target_words(6, random.Random(1), lean=-1) in (5, 6)
+
+
+# ---------------------------------------------------------------- checkable references
+
+
+def test_factual_negatives_only_for_items_with_a_checkable_reference():
+    examples = _pool()
+    negatives, counts = _negatives(examples)
+    by_id = {e.id: e for e in examples}
+    factual = [n for n in negatives if n.kind == "factually_incorrect"]
+    assert factual and all(has_checkable_reference(by_id[n.instruction_id].instruction, by_id[n.instruction_id].category) for n in factual)
+    assert not any(by_id[n.instruction_id].category in ("short_generation", "lists", "how_to") for n in factual)
+    assert counts.to_dict()["items_not_served_by_kind"]["factually_incorrect"] > 0
+
+
+@pytest.mark.parametrize(("instruction", "category", "checkable"), [
+    ("Write a title for a story about a lantern.", "creative", False),
+    ("Name exactly two birds.", "format_constraint", False),
+    ("Name the largest planet.", "factual_qa", True),
+    ("Describe a sunset.", "descriptions", False),
+    ("What is 7 times 8?", "arithmetic", True),
+    ("List three colours.", "misc", False),
+])
+def test_which_items_have_a_checkable_reference(instruction, category, checkable):
+    assert has_checkable_reference(instruction, category) is checkable
+
+
+# ---------------------------------------------------------------- the floor per kind
+
+
+def _write_pool(tmp_path: Path) -> Path:
+    path = tmp_path / "sft.jsonl"
+    path.write_text(POOL.read_text(encoding="utf-8"), encoding="utf-8")
+    return path
+
+
+def _returns_the_chosen(self, ex):
+    return Built(ex.completion, "number")
+
+
+def test_a_factual_builder_that_returns_the_chosen_stops_the_stage_naming_the_kind(tmp_path, monkeypatch):
+    """Issue 21's injected bug: every factual negative equal to its chosen answer. Before the floor,
+    all of them became "not applicable" with no warning; now the stage stops and says which kind
+    fell short and why, and writes nothing."""
+    monkeypatch.setattr(NegativeMaker, "_factual", _returns_the_chosen)
+    with pytest.raises(GateError, match=r"factually_incorrect: 0 of \d+ planned negatives made \(floor 50%\).*equal_to_chosen") as caught:
+        run_negatives(NegativeSettings(), sft_path=_write_pool(tmp_path), out_dir=tmp_path / "negatives")
+    assert "off_topic" not in str(caught.value)
+    assert not (tmp_path / "negatives" / "negatives.jsonl").exists()
+
+
+def test_the_floor_can_be_lowered_to_a_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(NegativeMaker, "_factual", _returns_the_chosen)
+    settings = NegativeSettings(on_kind_floor="warn")
+    manifest = run_negatives(settings, sft_path=_write_pool(tmp_path), out_dir=tmp_path / "negatives")
+    assert [w.split(":")[0] for w in manifest["warnings"]] == ["factually_incorrect"]
+    assert "factually_incorrect" in caplog.text
+    assert manifest["counts"]["produced_by_kind"].get("factually_incorrect", 0) == 0
+
+
+def test_the_correct_builders_pass_the_floor(tmp_path):
+    manifest = run_negatives(NegativeSettings(), sft_path=_write_pool(tmp_path), out_dir=tmp_path / "negatives")
+    assert manifest["warnings"] == []
+
+
+def test_pairs_count_a_kind_whose_rejecteds_equal_the_chosen_as_below_the_floor():
+    examples = [SFTExample(f"e{i}", f"What is {i} plus 1?", f"{i} plus 1 is {i + 1}.", "arithmetic") for i in range(20)]
+    negatives = [NegativeRecord(e.id, "factually_incorrect", render_completion(e.response), "number") for e in examples]
+    negatives += [NegativeRecord(e.id, "off_topic", " Blue is a colour.\nEND", "from:x") for e in examples]
+    _, _, counts = build_pairs(examples, negatives, PairSettings(max_pairs_per_instruction=5), lambda p, c: 0)
+    messages = kind_shortfalls(counts, 0.5)
+    assert len(messages) == 1 and messages[0].startswith("factually_incorrect: 0 usable pairs of 20 negatives")
+    assert "equal_to_chosen 20" in messages[0]
+    few = [n for n in negatives if n.instruction_id in {"e0", "e1", "e2"}]
+    _, _, counts = build_pairs(examples, few, PairSettings(), lambda p, c: 0)
+    assert kind_shortfalls(counts, 0.5) == [], "three negatives are too few to hold a kind to its floor"
+
+
+# ---------------------------------------------------------------- streaming and imports
+
+
+def test_duplicate_ids_are_still_refused_with_both_lines(tmp_path):
+    rows = POOL.read_text(encoding="utf-8").splitlines()[:30]
+    rows.append(rows[4])
+    path = tmp_path / "sft.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"sft.jsonl:31: field 'id': duplicate id .* \(first seen on line 5\)"):
+        run_negatives(NegativeSettings(), sft_path=path, out_dir=tmp_path / "out")
+
+
+def test_negatives_and_pairs_on_the_default_pool_import_no_torch(tmp_path):
+    """Neither stage needs a model, nor a tokenizer when no pair could be too long."""
+    script = (
+        "import sys, pathlib\n"
+        "from stage1.negatives import NegativeSettings, run_negatives\n"
+        "from stage1.pairs.settings import PairSettings\n"
+        "from stage1.pairs.stage import run_pairs\n"
+        f"out = pathlib.Path({str(tmp_path)!r})\n"
+        f"run_negatives(NegativeSettings(), sft_path={str(POOL)!r}, out_dir=out / 'n')\n"
+        f"(out / 'tok').mkdir(); (out / 'tok' / 'tokenizer.json').write_text('{{}}')\n"
+        f"run_pairs(PairSettings(), sft_path={str(POOL)!r}, negatives_path=out / 'n' / 'negatives.jsonl', out_dir=out / 'p',"
+        f" tokenizer_dir=out / 'tok', eval_items_path={str(ROOT / 'stage1/pools/eval/items.jsonl')!r})\n"
+        "print(sorted({'torch', 'transformers', 'bitsandbytes'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
+    pairs = (tmp_path / "p" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert Counter(json.loads(line)["negative_kind"] for line in pairs)["verbose_vague"] > 50
