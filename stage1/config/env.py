@@ -17,13 +17,13 @@ _ASCII_DECIMAL = re.compile(r"[0-9]+")
 #: ``CUDA_VISIBLE_DEVICES`` entries: a device index (``-1`` hides every device) or a GPU/MIG UUID.
 _DEVICE = re.compile(r"-1|[0-9]+|(GPU|MIG)-[0-9A-Za-z/-]+")
 
-#: variable -> (smallest value allowed, what it is), for the variables read as numbers.
+#: variable -> (smallest value allowed, what it must be), for the variables read as numbers.
 NUMERIC_VARIABLES: dict[str, tuple[int, str]] = {
-    "WORLD_SIZE": (1, "the number of processes of a launch"),
-    "RANK": (0, "this process's rank in a launch"),
-    "LOCAL_RANK": (0, "this process's rank on its machine"),
-    "LOCAL_WORLD_SIZE": (1, "the number of processes on this machine"),
-    "STAGE1_EVAL_PARENT_PID": (1, "the evaluation parent's process id"),
+    "WORLD_SIZE": (1, "a whole number of processes"),
+    "RANK": (0, "a whole-number rank"),
+    "LOCAL_RANK": (0, "a whole-number rank"),
+    "LOCAL_WORLD_SIZE": (1, "a whole number of processes"),
+    "STAGE1_EVAL_PARENT_PID": (1, "a whole-number process id"),
 }
 
 
@@ -42,12 +42,12 @@ def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
     text = environ.get(name, "")
     if not text.strip():
         return default
-    minimum, meaning = NUMERIC_VARIABLES.get(name, (0, "a whole number"))
+    minimum, noun = NUMERIC_VARIABLES.get(name, (0, "a whole number"))
     value = parse_ascii_int(text)
     if value is None or value < minimum:
         raise ConfigError(
-            f"must be a whole number >= {minimum} in ASCII digits ({meaning}), got {text!r}",
-            path="environment", field=name, hint=f"unset {name}, or let accelerate launch / torchrun set it",
+            f"must be {noun} >= {minimum}, got {text!r}", path="environment", field=name,
+            hint=f"ASCII digits 0-9 only; unset {name}, or let accelerate launch / torchrun set it",
         )
     return value
 
