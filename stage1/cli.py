@@ -504,6 +504,16 @@ def _unreadable(path: Path) -> bool:
         return False
 
 
+def _free_space(error: OSError) -> str:
+    """", N MiB free there" for a full disk or quota, naming what is left where the write failed."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not error.filename:
+        return ""
+    from stage1.io.folders import free_bytes
+
+    free = free_bytes(Path(error.filename))
+    return "" if free is None else f" ({free / 2**20:,.1f} MiB free there)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -531,11 +541,16 @@ def main(argv: list[str] | None = None) -> int:
         if error.filename and _unreadable(Path(error.filename)):
             print(f"error: cannot read{where}: {error.strerror}; check its permissions", file=sys.stderr)
             return EXIT_INPUT
-        print(
-            f"error: cannot write{where}: {error.strerror}; earlier outputs are intact "
-            "(writes are atomic), free space or choose a writable --run-dir and rerun",
-            file=sys.stderr,
-        )
+        print(f"error: cannot write{where}: {error.strerror}{_free_space(error)}; earlier outputs are intact "
+              "(writes are atomic), free space or choose a writable --run-dir and rerun", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as error:  # a library's wrapper of ENOSPC (safetensors' SafetensorError is no OSError)
+        from stage1.io.folders import is_disk_full
+
+        if args.debug or not is_disk_full(error):
+            raise
+        print(f"error: no space left on the device: {error}; earlier outputs are intact (writes are atomic), "
+              "free space or choose another --run-dir and rerun", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept and the next run resumes", file=sys.stderr)
