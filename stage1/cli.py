@@ -352,7 +352,10 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     from stage1.hf.tiny import build_tiny_qwen
     from stage1.io.hashing import sha256_file
 
+    from stage1.io.temps import remove_stale_siblings
+
     with _lock_of_run_holding(args.out):
+        remove_stale_siblings(args.out)  # what a killed build-tiny left beside its folder
         out = build_tiny_qwen(args.out, seed=args.seed)
     digest = sha256_file(out / "model.safetensors")[:16]
     _console().print(f"tiny Qwen2 written to [bold]{out}[/] (weights sha256 {digest}…)")

@@ -27,7 +27,6 @@ from stage1.io.run_dir import (
     RunLock,
     StageRecord,
     check_log_file,
-    check_out_dir,
     check_writable_folder,
     fingerprint,
     learn_record,
@@ -36,10 +35,16 @@ from stage1.io.run_dir import (
     read_stage_record,
     stale_reason,
 )
-from stage1.io.run_lock import lock_for_output
 from stage1.io.settings_record import refuse_changed_settings
 from stage1.io.temps import remove_stale_temps
-from stage1.stages import STAGE_NAMES, STAGES, STAGES_BY_NAME, StageCall, StageRun, StageSpec, check_stage_inputs
+from stage1.stages import (
+    STAGE_NAMES,
+    STAGES,
+    StageCall,
+    StageRun,
+    StageSpec,
+    former_settings,
+)
 
 log = logging.getLogger("stage1")
 
@@ -57,6 +62,8 @@ class Step:
     action: Callable[[StageRun], Any]
     #: the files and folders whose content the stage reads, by input name
     reads: dict[str, Path] = field(default_factory=dict)
+    #: its settings as the previous release fingerprinted them (``stages.former_settings``), or None
+    former: Any = None
 
 
 @dataclass
@@ -98,7 +105,8 @@ def step_for(spec: StageSpec, config: PipelineConfig, layout: RunLayout, built: 
     def action(run: StageRun) -> Any:
         return spec.entry(StageCall(config, inputs, out_dir, run, callbacks))
 
-    return Step(spec.name, out_dir, spec.outputs, spec.settings(config), upstream, external, action, reads)
+    return Step(spec.name, out_dir, spec.outputs, spec.settings(config), upstream, external, action, reads,
+                former_settings(spec.name, config))
 
 
 def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) -> list[Step]:
@@ -209,6 +217,9 @@ def _run_step(
         log.info("stage %s: up to date (recorded by an older stage1; its files are hashed now)", step.name)
         _announce(on_stage, step.name, "adopted", "")
         return StageOutcome(step.name, "adopted", reason="recorded without file hashes: hashed now")
+    if reason == "its settings changed" and not forced and _recorded_under_former_rule(step, record, reads):
+        mark_done(step.out_dir, step.name, expected, step.outputs, reads, hashes)  # same settings, this release's fingerprint
+        reason = None
     if reason is None:
         _announce(on_stage, step.name, "skip", "")
         return StageOutcome(step.name, "up to date")
@@ -224,6 +235,11 @@ def _run_step(
     log.info("stage %s: done in %.1f s", step.name, seconds)
     _announce(on_stage, step.name, "done", reason)
     return StageOutcome(step.name, "ran", seconds, result, reason)
+
+
+def _recorded_under_former_rule(step: Step, record: StageRecord, reads: dict) -> bool:
+    """The stage's record is the previous release's fingerprint of these same settings and files."""
+    return step.former is not None and record.fingerprint == fingerprint(step.name, settings_to_dict(step.former), reads)
 
 
 def _needed_upstream(steps: list[Step], only: tuple[str, ...]) -> set[str]:
@@ -346,69 +362,5 @@ def _recorded_fingerprint(layout: RunLayout, name: str) -> str:
     return record.fingerprint if record else "missing"
 
 
-def check_stage_on_files(stage: str, inputs: dict[str, Path], out_dir: Path) -> None:
-    """Everything ``run_stage_on_files`` checks before it writes.
-
-    Raises:
-        ConfigError: an input name the stage does not read, a required one missing, or an output
-            folder that would overwrite an input (see ``check_out_dir``).
-    """
-    check_stage_inputs(stage, inputs)
-    check_out_dir(Path(out_dir), inputs.values())
-
-
-def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Path], out_dir: Path) -> Any:
-    """Call the stage's entry point with these files; the stage writes into ``out_dir``.
-
-    An ``out_dir`` inside a run directory is written under that run's lock, like any other writer
-    of the run; the run's next ``run`` sees the changed files against its records and rebuilds them.
-
-    Raises:
-        ConfigError: see ``check_stage_on_files``.
-        RunLockedError: ``out_dir`` lies in a run directory another process holds.
-    """
-    check_stage_on_files(stage, inputs, out_dir)
-    check_input_files(stage, inputs, config.run.on_bad_rows)
-    call = StageCall(config, dict(inputs), Path(out_dir))
-    with lock_for_output(Path(out_dir)):
-        remove_stale_temps(Path(out_dir))
-        return STAGES_BY_NAME[stage].entry(call)
-
-
-#: (stage, --in name) -> the record type its rows are, read with that type's reader before the stage
-#: starts (and before it loads a tokenizer or a model), as ``run``'s preflight reads its inputs.
-INPUT_RECORDS: dict[tuple[str, str], str] = {
-    ("sft", "train"): "SFTExample",
-    ("negatives", "sft"): "SFTExample",
-    ("pairs", "sft"): "SFTExample",
-    ("pairs", "negatives"): "NegativeRecord",
-    ("dpo", "train"): "PreferencePair",
-    ("dpo", "eval"): "PreferencePair",
-}
-
-
-def check_input_files(stage: str, inputs: dict[str, Path], on_bad_rows: str = "stop") -> None:
-    """Check a stage's ``--in`` files as strictly as ``run`` checks its own, before the stage starts:
-    a ``model`` folder as ``model.path`` is checked at load, evaluation items with their own reader
-    (the leakage gate alone reads only ids and instructions), record files with their record type's
-    reader (``INPUT_RECORDS``; under ``run.on_bad_rows: skip`` a bad row is left for the stage to count).
-
-    Raises:
-        InputError: naming the ``--in`` (or the file and line) and what is wrong.
-    """
-    from stage1.core import records
-    from stage1.core.errors import InputError
-    from stage1.hf.models import model_folder_problem
-    from stage1.io.records import read_eval_items, read_records
-
-    if "model" in inputs:
-        problem = model_folder_problem(Path(inputs["model"]))
-        if problem is not None:
-            message, hint = problem
-            raise InputError(message, path=inputs["model"], field="--in model", hint=hint)
-    if "eval_items" in inputs:
-        read_eval_items(Path(inputs["eval_items"]))
-    for name, path in inputs.items():
-        record = INPUT_RECORDS.get((stage, name))
-        if record is not None:
-            read_records(Path(path), getattr(records, record), on_bad_rows=on_bad_rows, bad_rows=records.BadRows())
+# A stage on explicit files lives in stage1.on_files; these names are kept here for callers of the pipeline module.
+from stage1.on_files import INPUT_RECORDS, check_input_files, check_stage_on_files, run_stage_on_files  # noqa: E402, F401

@@ -24,6 +24,13 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and (name.endswith(TEMP_SUFFIX) or bool(_LEGACY_TEMP.fullmatch(name)))
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def remove_stale_temps(folder: Path, *, recursive: bool = True) -> list[Path]:
     """Remove every temporary a killed writer left in ``folder`` (and below it); return what was removed.
 
@@ -37,10 +44,20 @@ def remove_stale_temps(folder: Path, *, recursive: bool = True) -> list[Path]:
         for name in [*names, *dirs]:
             if is_temp_name(name):
                 path = Path(current) / name
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+                _remove(path)
                 removed.append(path)
         dirs[:] = [d for d in dirs if not is_temp_name(d)] if recursive else []
+    return removed
+
+
+def remove_stale_siblings(folder: Path) -> list[Path]:
+    """Remove the temporary siblings a killed folder writer left beside ``folder`` (``.<name>.*.stage1-tmp``)."""
+    folder = Path(folder)
+    if not folder.parent.is_dir():
+        return []
+    removed = []
+    for entry in folder.parent.iterdir():
+        if entry.name.startswith(f".{folder.name}.") and is_temp_name(entry.name):
+            _remove(entry)
+            removed.append(entry)
     return removed
