@@ -351,7 +351,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_build_tiny(args: argparse.Namespace) -> int:
     from stage1.hf.tiny import build_tiny_qwen
     from stage1.io.hashing import sha256_file
-
     from stage1.io.temps import remove_stale_siblings
 
     with _lock_of_run_holding(args.out):
