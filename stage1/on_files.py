@@ -9,7 +9,7 @@ from typing import Any
 
 from stage1.config.load import PipelineConfig
 from stage1.io.run_dir import check_out_dir
-from stage1.io.run_lock import lock_for_output
+from stage1.io.run_lock import is_worker_rank, lock_for_output
 from stage1.io.temps import remove_stale_siblings, remove_stale_temps
 from stage1.stages import STAGES_BY_NAME, StageCall, check_stage_inputs
 
@@ -39,8 +39,9 @@ def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Pat
     check_input_files(stage, inputs, config.run.on_bad_rows)
     call = StageCall(config, dict(inputs), Path(out_dir))
     with lock_for_output(Path(out_dir)):
-        remove_stale_temps(Path(out_dir))
-        remove_stale_siblings(Path(out_dir))  # a model folder's temporary sibling
+        if not is_worker_rank():
+            remove_stale_temps(Path(out_dir))
+            remove_stale_siblings(Path(out_dir))  # a model folder's temporary sibling
         return STAGES_BY_NAME[stage].entry(call)
 
 

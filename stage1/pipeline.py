@@ -35,6 +35,7 @@ from stage1.io.run_dir import (
     read_stage_record,
     stale_reason,
 )
+from stage1.io.run_lock import is_worker_rank
 from stage1.io.settings_record import refuse_changed_settings
 from stage1.io.temps import remove_stale_temps
 from stage1.stages import (
@@ -184,7 +185,8 @@ def run_pipeline(
         hashes = ContentHashes(verify)
         if only is not None:
             _refuse_damaged_upstream(steps, only, hashes)  # read-only: a refused command writes nothing
-        remove_stale_temps(run_dir, recursive=False)
+        if not is_worker_rank():
+            remove_stale_temps(run_dir, recursive=False)
         atomic_write_text(layout.config_file, dumped)
         if on_locked:
             on_locked()
@@ -202,7 +204,7 @@ def _run_step(
     """One step: its leftover temp files removed, then skipped when up to date, adopted, or run."""
     import time
 
-    if layout.run_dir.resolve() in step.out_dir.resolve().parents:  # never walk a model.path outside the run
+    if layout.run_dir.resolve() in step.out_dir.resolve().parents and not is_worker_rank():  # never a model.path outside the run
         remove_stale_temps(step.out_dir)
     record = read_stage_record(step.out_dir)
     if record is not None:

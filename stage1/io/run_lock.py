@@ -34,6 +34,12 @@ def _worker_rank(environ: Mapping[str, str]) -> bool:
     return world is not None and rank is not None and world > 1 and rank != 0
 
 
+def is_worker_rank() -> bool:
+    """This process is a non-zero rank of a multi-process launch: it neither locks nor cleans up
+    (rank 0 does both; a worker removing temporaries could remove rank 0's own)."""
+    return _worker_rank(os.environ)
+
+
 def lock_holder(folder: Path) -> str:
     """The pid holding an ``flock`` on ``folder`` (from ``/proc/locks``, by inode), else the note's, else "unknown"."""
     try:

@@ -67,3 +67,13 @@ def test_an_output_inside_a_run_takes_that_runs_lock(tmp_path):
     with lock_for_output(tmp_path / "elsewhere"):  # outside any run: nothing to lock
         pass
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_only_rank_zero_of_a_launch_cleans_up(monkeypatch):
+    """A worker rank removing temporaries could remove rank 0's own, mid-write."""
+    from stage1.io.run_lock import is_worker_rank
+
+    for world, rank, worker in (("2", "1", True), ("2", "0", False), ("1", "1", False), ("²", "1", False)):
+        monkeypatch.setenv("WORLD_SIZE", world)
+        monkeypatch.setenv("RANK", rank)
+        assert is_worker_rank() is worker
