@@ -168,18 +168,12 @@ def run_pipeline(
             directory to read, or (``keep_settings``) the settings differ from the run's (all before
             anything is written).
     """
-    check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all"))
-    check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
     run_dir = Path(run_dir)
-    check_run_dir(run_dir)
-    check_log_file(run_dir, config.run.log_file)
-    layout = RunLayout(run_dir, config.model.path)
-    steps = build_steps(config, run_dir, callbacks)
-    if only is not None:
-        _refuse_missing_run_dir(steps, only, run_dir)
+    steps = _checked_steps(config, run_dir, only, force, callbacks)
     dumped = dump_config(config)
     if keep_settings:
         refuse_changed_settings(run_dir, dumped)
+    layout = RunLayout(run_dir, config.model.path)
     report = RunReport(run_dir)
     with RunLock(run_dir):
         hashes = ContentHashes(verify)
@@ -195,6 +189,19 @@ def run_pipeline(
             if only is None or step.name in only:
                 report.outcomes.append(_run_step(step, layout, hashes, force, legacy, on_stage))
     return report
+
+
+def _checked_steps(config: PipelineConfig, run_dir: Path, only: tuple[str, ...] | None, force: tuple[str, ...],
+                   callbacks: tuple) -> list[Step]:
+    """The run's steps, once everything that needs no lock is checked (nothing is created here)."""
+    check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all"))
+    check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
+    check_run_dir(run_dir)
+    check_log_file(run_dir, config.run.log_file)
+    steps = build_steps(config, run_dir, callbacks)
+    if only is not None:
+        _refuse_missing_run_dir(steps, only, run_dir)
+    return steps
 
 
 def _run_step(
