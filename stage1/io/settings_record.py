@@ -81,6 +81,6 @@ def refuse_changed_settings(run_dir: Path, config_yaml: str) -> None:
         shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
         raise ConfigError(
             f"the run was built with other settings (recorded -> now): {shown}", path=record, field="--config/--set",
-            hint=f"to keep the run's settings give --config {record}; to rebuild with the new ones add --force; "
-                 "or choose a new --run-dir",
+            hint=f"to keep the run's settings give --config {record}; to rebuild with the new ones add --force "
+                 "(or --force STAGE: the stages the new settings change rerun either way); or choose a new --run-dir",
         )
