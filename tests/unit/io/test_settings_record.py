@@ -60,3 +60,15 @@ def test_where_the_log_goes_and_a_copy_of_an_input_are_not_setting_changes(tmp_p
     mine.write_text(mine.read_text().splitlines()[0] + "\n")
     assert [c.split(":")[0] for c in settings_changes(recorded, dump_config(load_config(None, [f"data.instructions={mine}"])))] == [
         "data.instructions"]
+
+
+def test_force_accepts_new_settings_and_nothing_else_does(tmp_path, monkeypatch):
+    """--force (all, or one stage) is how a user says the new settings are meant."""
+    import stage1.pipeline
+
+    seen = []
+    monkeypatch.setattr(stage1.pipeline, "run_pipeline", lambda *a, **k: seen.append(k["keep_settings"]))
+    run = _built_run(tmp_path, "dpo.beta=0.2")
+    for extra, keep in (([], True), (["--force"], False), (["--force", "eval"], False)):
+        assert cli.main(["run", "--run-dir", str(run), *extra]) == 0
+        assert seen.pop() is keep
