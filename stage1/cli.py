@@ -507,7 +507,7 @@ def _unreadable(path: Path) -> bool:
 
 
 def _free_space(error: OSError) -> str:
-    """", N MiB free there" for a full disk or quota, naming what is left where the write failed."""
+    """The space left where a write failed for want of it (a full disk or quota), as " (N MiB free there)"."""
     if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not error.filename:
         return ""
     from stage1.io.folders import free_bytes

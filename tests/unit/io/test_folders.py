@@ -121,3 +121,14 @@ def test_a_stage_removes_the_temporaries_a_kill_left_in_its_folder(tmp_path):
     assert not stale.exists()
     assert not [p for p in out.iterdir() if is_temp_name(p.name)]
     assert json.loads((out / "manifest.json").read_text())["stage"] == "negatives"
+
+
+def test_a_full_disk_outside_a_model_folder_names_the_file_and_the_space_left(tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "model" / "config.json"))
+
+    monkeypatch.setattr("stage1.hf.tiny.build_tiny_qwen", full)
+    assert cli.main(["build-tiny", "--out", str(tmp_path / "model")]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {tmp_path / 'model' / 'config.json'}: No space left on device (")
+    assert "MiB free there)" in err and err.count("\n") == 1
