@@ -45,19 +45,18 @@ _PLUS_PLUS = re.compile(r"(?<=\w)\+\+")
 
 _ASCII_PUNCTUATION = {ord(ch): " " for ch in map(chr, range(128)) if unicodedata.category(ch).startswith("P")}
 
-#: Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt): drawn as nothing.
-_DEFAULT_IGNORABLE = (
-    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
-    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
-    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+#: Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt) and every format (Cf)
+#: character's: drawn as nothing. A test checks the Cf ranges against ``unicodedata``.
+INVISIBLE_RANGES = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F),
+    (0x0890, 0x0891), (0x08E2, 0x08E2), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F),
+    (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
 )
-
-
-@lru_cache(maxsize=8192)
-def _is_invisible(character: str) -> bool:
-    """A default-ignorable or format (Cf) character: it changes the bytes, not what a reader sees."""
-    code = ord(character)
-    return unicodedata.category(character) == "Cf" or any(low <= code <= high for low, high in _DEFAULT_IGNORABLE)
+# Sets, so that the common text (nothing invisible, no look-alike) costs one C-level isdisjoint each.
+_INVISIBLE = frozenset(chr(code) for low, high in INVISIBLE_RANGES for code in range(low, high + 1))
+_LOOK_ALIKES = frozenset(map(chr, CONFUSABLE_LETTERS))
 
 
 def loose_text(text: str, *, casefold: bool = False) -> str:
@@ -72,8 +71,12 @@ def loose_text(text: str, *, casefold: bool = False) -> str:
     """
     if text.isascii():
         return text.casefold() if casefold else text
-    visible = "".join(ch for ch in unicodedata.normalize("NFKC", text) if ch.isascii() or not _is_invisible(ch))
-    return (visible.casefold() if casefold else visible).translate(CONFUSABLE_LETTERS)
+    visible = unicodedata.normalize("NFKC", text)
+    if not _INVISIBLE.isdisjoint(visible):
+        visible = "".join(ch for ch in visible if ch not in _INVISIBLE)
+    if casefold:
+        visible = visible.casefold()
+    return visible if _LOOK_ALIKES.isdisjoint(visible) else visible.translate(CONFUSABLE_LETTERS)
 
 
 def is_blank(text: str) -> bool:

@@ -99,3 +99,15 @@ def test_the_confusables_table_is_the_generators_output():
     pytest.importorskip("confusable_homoglyphs", reason="the generator's data package is a dev dependency")
     check = subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_confusables.py"), "--check"], capture_output=True)
     assert check.returncode == 0, "stage1/core/confusables.py differs: run python fixtures/make_confusables.py"
+
+
+def test_every_format_character_of_this_pythons_unicode_is_invisible():
+    """The ranges are written out (a scan at import would cost every command); this keeps them whole."""
+    import sys
+    import unicodedata
+
+    from stage1.core.text_keys import INVISIBLE_RANGES
+
+    covered = {code for low, high in INVISIBLE_RANGES for code in range(low, high + 1)}
+    missing = [hex(code) for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) == "Cf" and code not in covered]
+    assert missing == []
