@@ -62,15 +62,15 @@ def check_process_count(command: str, environ: dict[str, str]) -> None:
     each one rewriting the same files. Only the training stages share work across processes.
 
     Raises:
-        ConfigError: ``WORLD_SIZE`` is above 1 and ``command`` is not a training command.
+        ConfigError: a numeric variable (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+            ``CUDA_VISIBLE_DEVICES``, ``STAGE1_*``) is not ASCII decimal, or ``WORLD_SIZE`` is above 1
+            and ``command`` is not a training command.
     """
+    from stage1.config.env import check_environment, env_int
     from stage1.core.errors import ConfigError
 
-    text = (environ.get("WORLD_SIZE", "1") or "1").strip()
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"must be a whole number of processes >= 1, got {text!r}", field="WORLD_SIZE",
-                          hint="unset it, or let accelerate launch / torchrun set it")
-    processes = int(text)
+    check_environment(environ)  # ASCII decimal only: int("²") raises though "²".isdigit() is True
+    processes = env_int(environ, "WORLD_SIZE", 1)
     if processes > 1 and command not in MULTI_PROCESS_COMMANDS:
         raise ConfigError(
             f"`{command}` was launched as {processes} processes; only {' and '.join(MULTI_PROCESS_COMMANDS)} "
@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with progress.listening(RichProgressListener(console)):
         run_pipeline(
             config, run_dir, only=only, force=tuple(args.force or ()), on_stage=display, callbacks=callbacks,
-            verify=args.verify, on_locked=lambda: setup_logging(console, log_file, args.debug),
+            verify=args.verify, on_locked=lambda: setup_logging(console, log_file, args.debug), keep_settings=not args.force,
         )
     console.print(display.summary())
     _print_evaluation(console, run_dir)
@@ -202,14 +202,11 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
 def _lock_of_run_holding(out_dir: Path):
     """The lock of the run directory ``out_dir`` lies in (a no-op outside any run): every writer
     of a run directory holds it."""
-    import contextlib
-
-    from stage1.io.run_dir import RunLock, run_dir_holding
+    from stage1.io.run_lock import lock_for_output
     from stage1.pipeline import check_run_dir
 
     check_run_dir(out_dir, field="--out")
-    holder = run_dir_holding(out_dir)
-    return RunLock(holder) if holder is not None else contextlib.nullcontext()
+    return lock_for_output(out_dir)
 
 
 def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
@@ -220,6 +217,8 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
         name, sep, path = text.partition("=")
         if not sep:
             raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
+        if not path.strip():
+            raise ConfigError(f"names no file (--in {text!r})", field=f"--in {name}", hint=f"give --in {name}=PATH")
         if name in named:
             raise ConfigError(
                 f"--in {name}= is given twice ({named[name]} and {path})", field="--in", hint="give each input once"
@@ -297,8 +296,10 @@ def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[st
     named: dict[str, list[Path]] = {name: [] for name in allowed}
     for text in args.inputs or []:
         name, sep, path = text.partition("=")
-        if not sep or not path:
+        if not sep:
             raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
+        if not path.strip():
+            raise ConfigError(f"names no file (--in {text!r})", field=f"--in {name}", hint=f"give --in {name}=PATH")
         if name not in allowed:
             raise ConfigError(f"`{args.command}` reads no input named {name!r}", field="--in", hint=f"it takes: {', '.join(allowed)}")
         if named[name] and not allowed[name]:
@@ -352,8 +353,10 @@ def cmd_check_leakage(args: argparse.Namespace) -> int:
 def cmd_build_tiny(args: argparse.Namespace) -> int:
     from stage1.hf.tiny import build_tiny_qwen
     from stage1.io.hashing import sha256_file
+    from stage1.io.temps import remove_stale_siblings
 
     with _lock_of_run_holding(args.out):
+        remove_stale_siblings(args.out)  # what a killed build-tiny left beside its folder
         out = build_tiny_qwen(args.out, seed=args.seed)
     digest = sha256_file(out / "model.safetensors")[:16]
     _console().print(f"tiny Qwen2 written to [bold]{out}[/] (weights sha256 {digest}…)")
@@ -377,6 +380,16 @@ def _unreadable(path: Path) -> bool:
         return path.exists() and not os.access(path, os.R_OK)
     except OSError:
         return False
+
+
+def _free_space(error: OSError) -> str:
+    """The space left where a write failed for want of it (a full disk or quota), as " (N MiB free there)"."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not error.filename:
+        return ""
+    from stage1.io.folders import free_bytes
+
+    free = free_bytes(Path(error.filename))
+    return "" if free is None else f" ({free / 2**20:,.1f} MiB free there)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,11 +419,16 @@ def main(argv: list[str] | None = None) -> int:
         if error.filename and _unreadable(Path(error.filename)):
             print(f"error: cannot read{where}: {error.strerror}; check its permissions", file=sys.stderr)
             return EXIT_INPUT
-        print(
-            f"error: cannot write{where}: {error.strerror}; earlier outputs are intact "
-            "(writes are atomic), free space or choose a writable --run-dir and rerun",
-            file=sys.stderr,
-        )
+        print(f"error: cannot write{where}: {error.strerror}{_free_space(error)}; earlier outputs are intact "
+              "(writes are atomic), free space or choose a writable --run-dir and rerun", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as error:  # a library's wrapper of ENOSPC (safetensors' SafetensorError is no OSError)
+        from stage1.io.folders import is_disk_full
+
+        if args.debug or not is_disk_full(error):
+            raise
+        print(f"error: no space left on the device: {error}; earlier outputs are intact (writes are atomic), "
+              "free space or choose another --run-dir and rerun", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept and the next run resumes", file=sys.stderr)

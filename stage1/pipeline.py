@@ -20,24 +20,32 @@ from stage1.config.load import PipelineConfig, dump_config
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError, StaleUpstreamError
 from stage1.io.atomic import atomic_write_json, atomic_write_text
-from stage1.io.layout import RunLayout
+from stage1.io.layout import CONFIG_FILE, RunLayout
 from stage1.io.run_dir import (
     NOT_READ,
     ContentHashes,
     RunLock,
     StageRecord,
     check_log_file,
-    check_out_dir,
     check_writable_folder,
     fingerprint,
     learn_record,
     legacy_fingerprint,
     mark_done,
     read_stage_record,
-    run_dir_holding,
     stale_reason,
 )
-from stage1.stages import STAGE_NAMES, STAGES, STAGES_BY_NAME, StageCall, StageRun, StageSpec, check_stage_inputs
+from stage1.io.run_lock import is_worker_rank
+from stage1.io.settings_record import refuse_changed_settings
+from stage1.io.temps import remove_stale_temps
+from stage1.stages import (
+    STAGE_NAMES,
+    STAGES,
+    StageCall,
+    StageRun,
+    StageSpec,
+    former_settings,
+)
 
 log = logging.getLogger("stage1")
 
@@ -55,6 +63,8 @@ class Step:
     action: Callable[[StageRun], Any]
     #: the files and folders whose content the stage reads, by input name
     reads: dict[str, Path] = field(default_factory=dict)
+    #: its settings as the previous release fingerprinted them (``stages.former_settings``), or None
+    former: Any = None
 
 
 @dataclass
@@ -96,7 +106,8 @@ def step_for(spec: StageSpec, config: PipelineConfig, layout: RunLayout, built: 
     def action(run: StageRun) -> Any:
         return spec.entry(StageCall(config, inputs, out_dir, run, callbacks))
 
-    return Step(spec.name, out_dir, spec.outputs, spec.settings(config), upstream, external, action, reads)
+    return Step(spec.name, out_dir, spec.outputs, spec.settings(config), upstream, external, action, reads,
+                former_settings(spec.name, config))
 
 
 def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) -> list[Step]:
@@ -134,6 +145,7 @@ def run_pipeline(
     callbacks: tuple = (),
     verify: bool = False,
     on_locked: Callable[[], None] | None = None,
+    keep_settings: bool = False,
 ) -> RunReport:
     """Run every step (or ``only`` those) in order under the run lock, skipping up-to-date ones.
 
@@ -147,62 +159,124 @@ def run_pipeline(
         callbacks: TrainerCallbacks added to the SFT and DPO trainers (progress display).
         verify: hash every file read and written again instead of trusting size and time.
         on_locked: called once the lock is held (the CLI opens the run's log file there).
+        keep_settings: refuse settings that differ from those the run directory records in its
+            ``config.yaml`` (the CLI, unless ``--force``): a command never retrains silently.
 
     Raises:
         ConfigError: ``force`` or ``only`` names a stage that does not exist, the run directory or
-            the log file cannot be used, an external input is missing (all before anything is written).
+            the log file cannot be used, an external input is missing, a stage run alone has no run
+            directory to read, or (``keep_settings``) the settings differ from the run's (all before
+            anything is written).
     """
-    import time
-
-    check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all"))
-    check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
     run_dir = Path(run_dir)
-    check_run_dir(run_dir)
-    check_log_file(run_dir, config.run.log_file)
+    steps = _checked_steps(config, run_dir, only, force, callbacks)
+    dumped = dump_config(config)
+    if keep_settings:
+        refuse_changed_settings(run_dir, dumped)
     layout = RunLayout(run_dir, config.model.path)
-    steps = build_steps(config, run_dir, callbacks)
     report = RunReport(run_dir)
     with RunLock(run_dir):
-        atomic_write_text(layout.config_file, dump_config(config))
-        if on_locked:
-            on_locked()
         hashes = ContentHashes(verify)
         if only is not None:
-            _refuse_damaged_upstream(steps, only, hashes)
+            _refuse_damaged_upstream(steps, only, hashes)  # read-only: a refused command writes nothing
+        if not is_worker_rank():
+            remove_stale_temps(run_dir, recursive=False)
+        atomic_write_text(layout.config_file, dumped)
+        if on_locked:
+            on_locked()
         legacy: dict[str, str] = {}  # format-1 fingerprints of stages adopted in this run
         for step in steps:
-            if only is not None and step.name not in only:
-                continue
-            record = read_stage_record(step.out_dir)
-            if record is not None:
-                learn_record(hashes, record, step.out_dir, step.reads)
-            reads = {name: hashes.snapshot(path, NOT_READ) for name, path in step.reads.items()}
-            expected = fingerprint(step.name, settings_to_dict(step.settings), reads)
-            forced = "all" in force or step.name in force
-            reason = "--force" if forced else stale_reason(step.out_dir, record, expected, reads, step.reads, hashes)
-            if reason is not None and not forced and _adoptable(step, record, layout, legacy):
-                legacy[step.name] = record.fingerprint
-                mark_done(step.out_dir, step.name, expected, step.outputs, reads, hashes)
-                report.outcomes.append(StageOutcome(step.name, "adopted", reason="recorded without file hashes: hashed now"))
-                log.info("stage %s: up to date (recorded by an older stage1; its files are hashed now)", step.name)
-                _announce(on_stage, step.name, "adopted", "")
-                continue
-            if reason is None:
-                report.outcomes.append(StageOutcome(step.name, "up to date"))
-                _announce(on_stage, step.name, "skip", "")
-                continue
-            if reason == "recorded without file hashes":
-                reason = "recorded by an older stage1 without file hashes, under other settings or inputs"
-            _announce(on_stage, step.name, "start", reason)
-            log.info("stage %s: running (%s)", step.name, reason)
-            started = time.perf_counter()
-            result = step.action(StageRun(expected, forced))
-            mark_done(step.out_dir, step.name, expected, step.outputs, reads, hashes)
-            report.outcomes.append(StageOutcome(step.name, "ran", time.perf_counter() - started, result, reason))
-            _record_timing(layout, step.name, time.perf_counter() - started)
-            log.info("stage %s: done in %.1f s", step.name, time.perf_counter() - started)
-            _announce(on_stage, step.name, "done", reason)
+            if only is None or step.name in only:
+                report.outcomes.append(_run_step(step, layout, hashes, force, legacy, on_stage))
     return report
+
+
+def _checked_steps(config: PipelineConfig, run_dir: Path, only: tuple[str, ...] | None, force: tuple[str, ...],
+                   callbacks: tuple) -> list[Step]:
+    """The run's steps, once everything that needs no lock is checked (nothing is created here)."""
+    check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all"))
+    check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
+    check_run_dir(run_dir)
+    check_log_file(run_dir, config.run.log_file)
+    steps = build_steps(config, run_dir, callbacks)
+    if only is not None:
+        _refuse_missing_run_dir(steps, only, run_dir)
+    return steps
+
+
+def _run_step(
+    step: Step, layout: RunLayout, hashes: ContentHashes, force: tuple[str, ...], legacy: dict[str, str],
+    on_stage: Callable[..., None] | None,
+) -> StageOutcome:
+    """One step: its leftover temp files removed, then skipped when up to date, adopted, or run."""
+    import time
+
+    if layout.run_dir.resolve() in step.out_dir.resolve().parents and not is_worker_rank():  # never a model.path outside the run
+        remove_stale_temps(step.out_dir)
+    record = read_stage_record(step.out_dir)
+    if record is not None:
+        learn_record(hashes, record, step.out_dir, step.reads)
+    reads = {name: hashes.snapshot(path, NOT_READ) for name, path in step.reads.items()}
+    expected = fingerprint(step.name, settings_to_dict(step.settings), reads)
+    forced = "all" in force or step.name in force
+    reason = "--force" if forced else stale_reason(step.out_dir, record, expected, reads, step.reads, hashes)
+    if reason is not None and not forced and _adoptable(step, record, layout, legacy):
+        legacy[step.name] = record.fingerprint
+        mark_done(step.out_dir, step.name, expected, step.outputs, reads, hashes)
+        log.info("stage %s: up to date (recorded by an older stage1; its files are hashed now)", step.name)
+        _announce(on_stage, step.name, "adopted", "")
+        return StageOutcome(step.name, "adopted", reason="recorded without file hashes: hashed now")
+    if reason == "its settings changed" and not forced and _recorded_under_former_rule(step, record, reads):
+        mark_done(step.out_dir, step.name, expected, step.outputs, reads, hashes)  # same settings, this release's fingerprint
+        reason = None
+    if reason is None:
+        _announce(on_stage, step.name, "skip", "")
+        return StageOutcome(step.name, "up to date")
+    if reason == "recorded without file hashes":
+        reason = "recorded by an older stage1 without file hashes, under other settings or inputs"
+    _announce(on_stage, step.name, "start", reason)
+    log.info("stage %s: running (%s)", step.name, reason)
+    started = time.perf_counter()
+    result = step.action(StageRun(expected, forced))
+    mark_done(step.out_dir, step.name, expected, step.outputs, reads, hashes)
+    seconds = time.perf_counter() - started
+    _record_timing(layout, step.name, seconds)
+    log.info("stage %s: done in %.1f s", step.name, seconds)
+    _announce(on_stage, step.name, "done", reason)
+    return StageOutcome(step.name, "ran", seconds, result, reason)
+
+
+def _recorded_under_former_rule(step: Step, record: StageRecord, reads: dict) -> bool:
+    """The stage's record is the previous release's fingerprint of these same settings and files."""
+    return step.former is not None and record.fingerprint == fingerprint(step.name, settings_to_dict(step.former), reads)
+
+
+def _needed_upstream(steps: list[Step], only: tuple[str, ...]) -> set[str]:
+    """The stages of this run that the stages in ``only`` read from, directly or further up."""
+    by_name = {step.name: step for step in steps}
+    needed: set[str] = set()
+    pending = [name for name in only if name in by_name]
+    while pending:
+        for upstream in by_name[pending.pop()].upstream:
+            if upstream in by_name and upstream not in needed:
+                needed.add(upstream)
+                pending.append(upstream)
+    return needed - set(only)
+
+
+def _refuse_missing_run_dir(steps: list[Step], only: tuple[str, ...], run_dir: Path) -> None:
+    """A stage run alone on a run directory that does not exist reads nothing an upstream stage
+    wrote: refused before the folder is created (``evaluate --run-dir TYPO`` used to create it and
+    then fail its leakage gate).
+
+    Raises:
+        ConfigError: naming the folder and the command that builds it.
+    """
+    if not run_dir.exists() and _needed_upstream(steps, only):
+        raise ConfigError(
+            f"no such run directory: {', '.join(only)} reads what earlier stages wrote there", path=run_dir, field="--run-dir",
+            hint=f"check the path, or build the run first with `python cli.py run --run-dir {run_dir}`",
+        )
 
 
 def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: ContentHashes) -> None:
@@ -215,16 +289,9 @@ def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: C
     Raises:
         StaleUpstreamError: naming the upstream stage, the file, and the command that rebuilds it.
     """
-    by_name = {step.name: step for step in steps}
-    needed: set[str] = set()
-    pending = [name for name in only if name in by_name]
-    while pending:
-        for upstream in by_name[pending.pop()].upstream:
-            if upstream in by_name and upstream not in needed:
-                needed.add(upstream)
-                pending.append(upstream)
+    needed = _needed_upstream(steps, only)
     for step in steps:
-        if step.name in only or step.name not in needed:
+        if step.name not in needed:
             continue
         record = read_stage_record(step.out_dir)
         if record is None or not record.has_file_hashes:
@@ -236,7 +303,9 @@ def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: C
         if reason is not None:
             raise StaleUpstreamError(
                 f"stage {step.name}, which {', '.join(only)} reads, is not up to date: {reason}",
-                path=step.out_dir.parent, hint=f"rebuild it first with `stage1 run --run-dir {step.out_dir.parent}`",
+                path=step.out_dir.parent,
+                hint=f"rebuild it first, with the run's own settings: `stage1 run --run-dir {step.out_dir.parent} "
+                     f"--config {step.out_dir.parent / CONFIG_FILE}`",
             )
 
 
@@ -302,71 +371,5 @@ def _recorded_fingerprint(layout: RunLayout, name: str) -> str:
     return record.fingerprint if record else "missing"
 
 
-def check_stage_on_files(stage: str, inputs: dict[str, Path], out_dir: Path) -> None:
-    """Everything ``run_stage_on_files`` checks before it writes.
-
-    Raises:
-        ConfigError: an input name the stage does not read, a required one missing, or an output
-            folder that would overwrite an input (see ``check_out_dir``).
-    """
-    check_stage_inputs(stage, inputs)
-    check_out_dir(Path(out_dir), inputs.values())
-
-
-def run_stage_on_files(stage: str, config: PipelineConfig, inputs: dict[str, Path], out_dir: Path) -> Any:
-    """Call the stage's entry point with these files; the stage writes into ``out_dir``.
-
-    An ``out_dir`` inside a run directory is written under that run's lock, like any other writer
-    of the run; the run's next ``run`` sees the changed files against its records and rebuilds them.
-
-    Raises:
-        ConfigError: see ``check_stage_on_files``.
-        RunLockedError: ``out_dir`` lies in a run directory another process holds.
-    """
-    check_stage_on_files(stage, inputs, out_dir)
-    check_input_files(stage, inputs, config.run.on_bad_rows)
-    holder = run_dir_holding(Path(out_dir))
-    call = StageCall(config, dict(inputs), Path(out_dir))
-    if holder is None:
-        return STAGES_BY_NAME[stage].entry(call)
-    with RunLock(holder):
-        return STAGES_BY_NAME[stage].entry(call)
-
-
-#: (stage, --in name) -> the record type its rows are, read with that type's reader before the stage
-#: starts (and before it loads a tokenizer or a model), as ``run``'s preflight reads its inputs.
-INPUT_RECORDS: dict[tuple[str, str], str] = {
-    ("sft", "train"): "SFTExample",
-    ("negatives", "sft"): "SFTExample",
-    ("pairs", "sft"): "SFTExample",
-    ("pairs", "negatives"): "NegativeRecord",
-    ("dpo", "train"): "PreferencePair",
-    ("dpo", "eval"): "PreferencePair",
-}
-
-
-def check_input_files(stage: str, inputs: dict[str, Path], on_bad_rows: str = "stop") -> None:
-    """Check a stage's ``--in`` files as strictly as ``run`` checks its own, before the stage starts:
-    a ``model`` folder as ``model.path`` is checked at load, evaluation items with their own reader
-    (the leakage gate alone reads only ids and instructions), record files with their record type's
-    reader (``INPUT_RECORDS``; under ``run.on_bad_rows: skip`` a bad row is left for the stage to count).
-
-    Raises:
-        InputError: naming the ``--in`` (or the file and line) and what is wrong.
-    """
-    from stage1.core import records
-    from stage1.core.errors import InputError
-    from stage1.hf.models import model_folder_problem
-    from stage1.io.records import read_eval_items, read_records
-
-    if "model" in inputs:
-        problem = model_folder_problem(Path(inputs["model"]))
-        if problem is not None:
-            message, hint = problem
-            raise InputError(message, path=inputs["model"], field="--in model", hint=hint)
-    if "eval_items" in inputs:
-        read_eval_items(Path(inputs["eval_items"]))
-    for name, path in inputs.items():
-        record = INPUT_RECORDS.get((stage, name))
-        if record is not None:
-            read_records(Path(path), getattr(records, record), on_bad_rows=on_bad_rows, bad_rows=records.BadRows())
+# A stage on explicit files lives in stage1.on_files; these names are kept here for callers of the pipeline module.
+from stage1.on_files import INPUT_RECORDS, check_input_files, check_stage_on_files, run_stage_on_files  # noqa: E402, F401

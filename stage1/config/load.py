@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the stage settings are imported when a config is built (STA
     from stage1.sft_data.settings import SFTDataSettings
     from stage1.train.settings import TrainingSettings
 from stage1.config.overrides import Origins, apply_override, as_number, parse_override
-from stage1.config.presets import POOLS_DIR, resolve_file_paths, resolve_preset
+from stage1.config.presets import PATH_KEYS, POOLS_DIR, resolve_file_paths, resolve_preset
 from stage1.config.yaml_lines import read_yaml
 from stage1.core.errors import ConfigError
 from stage1.io.layout import DEFAULT_LOG_FILE
@@ -219,6 +219,21 @@ def _check_dpo_arms(training: Any, negatives: Any, origins: Origins) -> None:
         )
 
 
+def _check_empty_paths(local: dict[str, Any], origins: Origins) -> None:
+    """Refuse a path setting given as an empty string (``--set data.instructions=``): read as a path it
+    is the working folder, and the error then named the folder instead of the setting.
+
+    Raises:
+        ConfigError: naming the setting and where its value came from.
+    """
+    for dotted in PATH_KEYS:
+        section, key = dotted.split(".")
+        value = getattr(local[section], key)
+        if isinstance(value, str) and not value.strip():
+            unset = "leave it out to build the tiny model" if dotted == "model.path" else "give a file"
+            raise ConfigError(f"is empty ({value!r}): it names no file or folder", field=dotted, hint=unset, **origins.of(dotted))
+
+
 def _check_model_path(model: ModelSettings, origins: Origins) -> None:
     """A ``model.path`` that exists must be a model folder stage1 can load. One that does not exist
     yet passes: the memory plan is read before the weights are downloaded, and the stage that loads
@@ -330,6 +345,7 @@ def build_config(
 
     _check_seeds(data, origins)
     local = {name: typed(name, cls) for name, cls in LOCAL_SECTIONS.items()}
+    _check_empty_paths(local, origins)
     _check_model_path(local["model"], origins)
     # Before the stage sections: pairs.max_length follows dpo.max_length (_with_shared_values).
     passthrough = {name: _check_passthrough(name, data.get(name) or {}, origins) if check_training else dict(data.get(name) or {})

@@ -61,6 +61,20 @@ class GateError(Stage1Error):
     exit_code = EXIT_GATE
 
 
+class MissingEvidenceError(InputError, GateError):
+    """A gate's evidence (evaluation items, training files) is missing or empty.
+
+    The gate fails closed (it is a ``GateError``: nothing passes it), but the cause is bad input, not
+    a finding, so the exit code is 2, like every other missing input.
+    """
+
+    exit_code = EXIT_INPUT
+
+
+class DiskFullError(Stage1Error):
+    """A write ran out of space (ENOSPC) or quota (EDQUOT); nothing half-written was left in place."""
+
+
 class RunLockedError(Stage1Error):
     """Another process holds the run directory."""
 

@@ -25,6 +25,11 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from stage1.core.text_keys import is_blank
+
+#: A text of invisible characters only (zero-width spaces, soft hyphens, format characters) shows nothing.
+BLANK_MESSAGE = "shows nothing: only whitespace and invisible characters (zero-width, soft hyphen, format)"
+
 INSTRUCTION_TAG = "Instruction:"
 RESPONSE_TAG = "Response:"
 END_MARKER = "END"
@@ -88,6 +93,8 @@ def check_text(text: str, field: str) -> str:
     normalized = normalize_text(text)
     if not normalized:
         raise FormatError("is empty (or only whitespace)", field)
+    if is_blank(normalized):  # the text is kept as given; only the check sees through invisible characters
+        raise FormatError(BLANK_MESSAGE, field)
     for number, line in enumerate(normalized.split("\n"), start=1):
         if is_end_line(line):
             raise FormatError(f"line {number} is exactly {END_MARKER!r}, which is the end marker", field)

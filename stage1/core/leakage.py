@@ -51,6 +51,7 @@ from stage1.core.text_keys import (
     SHARP_MARK,
     SIGN_MARK,
     dedup_key,
+    loose_text,
     mark_kept_symbols,
     word_ngrams,
 )
@@ -149,7 +150,7 @@ def content_signature(text: str) -> ContentSignature:
     """
     words: set[str] = set()
     numbers: list[str] = []
-    text = mark_kept_symbols(text)
+    text = mark_kept_symbols(loose_text(text))  # zero-width and look-alike letters hide nothing
     for token in _WORD.findall(text.casefold()):
         if token[0].isdigit() or token[0] == SIGN_MARK:
             number = token.replace(",", "")

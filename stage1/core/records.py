@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from stage1.core.errors import InputError
-from stage1.core.format import FormatError, check_text
-from stage1.core.text_keys import dedup_key
+from stage1.core.format import BLANK_MESSAGE, FormatError, check_text
+from stage1.core.text_keys import dedup_key, is_blank
 
 NEGATIVE_KINDS = (
     "unwarranted_refusal",
@@ -233,8 +233,8 @@ class NegativeRecord(Record):
     def from_dict(cls, data: dict[str, Any]) -> NegativeRecord:
         _known_fields(cls, data)
         completion = _no_special_tokens("completion", _get(data, "completion", str))
-        if not completion.strip():
-            raise RecordError("completion", "is empty")
+        if is_blank(completion):
+            raise RecordError("completion", "is empty" if not completion.strip() else BLANK_MESSAGE)
         source = _get(data, "negative_source", str, "rules")
         if source not in NEGATIVE_SOURCES:
             raise RecordError("negative_source", f"unknown value {source!r}", hint=f"one of: {', '.join(NEGATIVE_SOURCES)}")
@@ -276,8 +276,8 @@ class PreferencePair(Record):
         _known_fields(cls, data)
         values = {name: _no_special_tokens(name, _get(data, name, str)) for name in ("prompt", "chosen", "rejected")}
         for name, value in values.items():
-            if not value.strip():
-                raise RecordError(name, "is empty")
+            if is_blank(value):
+                raise RecordError(name, "is empty" if not value.strip() else BLANK_MESSAGE)
         if dedup_key(values["chosen"]) == dedup_key(values["rejected"]):
             raise RecordError(
                 "rejected", "equals chosen once case, spacing and punctuation are ignored", hint="drop the pair"

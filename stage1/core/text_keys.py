@@ -12,6 +12,14 @@ after a word (``C#`` → ``c♯``, ``C++`` → ``c⊕⊕``, neither is ``c``). A
 numbers is still punctuation, so ``5 - 3`` and ``5 3`` collide, which is why arithmetic
 instructions spell the operator out ("5 minus 3").
 
+Text that only looks the same, or only looks empty, gets the same key: the keys are computed on
+``loose_text``, which removes default-ignorable and format characters (zero-width spaces and
+joiners, the soft hyphen, bidi controls, variation selectors, tags) and maps letters that look like
+an ASCII letter to it (Cyrillic ``а``, Greek ``ο``: Unicode's confusables data, ``confusables.py``).
+A zero-width space or a Cyrillic look-alike inside an evaluation instruction no longer hides it from
+the leakage gate, and a text of invisible characters only is blank (``is_blank``). This applies to
+the comparison key only; the text written to any file is never changed.
+
 Pure: strings only.
 """
 
@@ -20,6 +28,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+
+from stage1.core.confusables import CONFUSABLE_LETTERS
 
 #: Marks that stand for kept symbols (also used by ``criteria.normalise_for_matching``). None is a word
 #: character or punctuation once marked, so no word contains one by chance and none is split off.
@@ -34,6 +44,44 @@ _SHARP = re.compile(r"(?<=\w)#")
 _PLUS_PLUS = re.compile(r"(?<=\w)\+\+")
 
 _ASCII_PUNCTUATION = {ord(ch): " " for ch in map(chr, range(128)) if unicodedata.category(ch).startswith("P")}
+
+#: Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt) and every format (Cf)
+#: character's: drawn as nothing. A test checks the Cf ranges against ``unicodedata``.
+INVISIBLE_RANGES = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F),
+    (0x0890, 0x0891), (0x08E2, 0x08E2), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F),
+    (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+# Sets, so that the common text (nothing invisible, no look-alike) costs one C-level isdisjoint each.
+_INVISIBLE = frozenset(chr(code) for low, high in INVISIBLE_RANGES for code in range(low, high + 1))
+_LOOK_ALIKES = frozenset(map(chr, CONFUSABLE_LETTERS))
+
+
+def loose_text(text: str, *, casefold: bool = False) -> str:
+    """``text`` as it looks: NFKC, invisible characters removed, look-alike letters mapped to ASCII.
+
+    Case is kept unless ``casefold`` (the leakage gate reads capitals as names); folded first, then
+    mapped, so Greek capital iota is ``i`` as its small letter is (unfolded, it looks like ``l``).
+    ASCII text is returned as it is (folded when asked).
+
+    >>> loose_text("Wh\u200bat is the c\u0430pital?")
+    'What is the capital?'
+    """
+    if text.isascii():
+        return text.casefold() if casefold else text
+    visible = unicodedata.normalize("NFKC", text)
+    if not _INVISIBLE.isdisjoint(visible):
+        visible = "".join(ch for ch in visible if ch not in _INVISIBLE)
+    if casefold:
+        visible = visible.casefold()
+    return visible if _LOOK_ALIKES.isdisjoint(visible) else visible.translate(CONFUSABLE_LETTERS)
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` shows nothing: only whitespace and invisible characters (or nothing)."""
+    return not loose_text(text).strip()
 
 
 @lru_cache(maxsize=4096)
@@ -59,7 +107,8 @@ def mark_kept_symbols(text: str) -> str:
 
 
 def dedup_key(text: str) -> str:
-    """The text with case, whitespace and punctuation differences removed; meaning-changing symbols kept.
+    """The text with case, whitespace and punctuation differences removed; meaning-changing symbols
+    kept; invisible characters and look-alike letters as ``loose_text`` treats them.
 
     >>> dedup_key("  What is the CAPITAL of France?? ")
     'what is the capital of france'
@@ -70,7 +119,7 @@ def dedup_key(text: str) -> str:
         # Fast path for the common case: ASCII is already NFKC, casefold is lower, punctuation by
         # table (the marks are not ASCII, so the table leaves them alone).
         return " ".join(mark_kept_symbols(text.lower()).translate(_ASCII_PUNCTUATION).split())
-    folded = mark_kept_symbols(unicodedata.normalize("NFKC", text).casefold())
+    folded = mark_kept_symbols(loose_text(text, casefold=True))
     if folded.isascii():
         return " ".join(folded.translate(_ASCII_PUNCTUATION).split())
     return " ".join("".join(" " if _is_punctuation(ch) else ch for ch in folded).split())

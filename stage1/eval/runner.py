@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stage1.config.env import parse_ascii_int
 from stage1.core.errors import LineageError, Stage1Error
 from stage1.core.eval_items import EvalItem, EvalResponse
 from stage1.core.format import render_prompt
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m stage1.eval.runner JOB.json\n")
         return 2
     parent = os.environ.get(PARENT_PID_ENV)
-    exit_with_parent(int(parent) if parent and parent.isdigit() else None)
+    exit_with_parent(parse_ascii_int(parent) if parent else None)  # ASCII only: int("²") raises
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     try:
         run_job(job)

@@ -105,6 +105,26 @@ def comparison_plan(settings: EvalSettings, variants: Sequence[str]) -> tuple[li
 
 
 def run_score(settings: EvalSettings, *, items_path: str | Path, responses_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Score the responses file against the items into ``out_dir``, as a careful writer: the output
+    folder is checked before anything is read or created (not ``/``, not a file or under one, not the
+    folder of an input: ``results.json`` must never replace ``responses.jsonl``), and written under
+    the lock of the run it lies in, so ``score`` never writes into a run another command holds.
+
+    Raises:
+        ConfigError: the output folder is refused (see ``check_out_dir``).
+        RunLockedError: ``out_dir`` lies in a run directory another process holds.
+        InputError: a bad items or responses file (file, line, field).
+    """
+    from stage1.io.out_paths import check_out_dir
+    from stage1.io.run_lock import lock_for_output
+
+    out = Path(out_dir)
+    check_out_dir(out, (Path(items_path), Path(responses_path)))
+    with lock_for_output(out):
+        return _score_into(settings, items_path=items_path, responses_path=responses_path, out_dir=out)
+
+
+def _score_into(settings: EvalSettings, *, items_path: str | Path, responses_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Score the responses file against the items and write the reports and a manifest; returns the
     results as written to results.json (so the caller need not read them back).
 

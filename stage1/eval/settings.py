@@ -88,6 +88,8 @@ class EvalSettings:
         if self.backend == "vllm" and self.in_process:
             raise ConfigError("vllm runs each variant in its own process", field="eval.in_process",
                               hint="set eval.in_process: false, or eval.backend: transformers")
+        if not self.variants:  # refused at load, before a command touches the run's files
+            raise ConfigError("names no variant (an empty list)", field="eval.variants", hint=f"list some of: {', '.join(VARIANT_NAMES)}")
         for name in self.variants:
             if name not in VARIANT_NAMES:
                 raise ConfigError(f"unknown variant {name!r}", field="eval.variants", hint=f"one of: {', '.join(VARIANT_NAMES)}")

@@ -95,10 +95,9 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = Tiny
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from stage1.io.atomic import give_new_file_mode
+    from stage1.io.folders import MODEL_FOLDER_FILES, atomic_folder
 
     out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
     eos = SPECIAL_TOKENS[ENDOFTEXT]
     config = Qwen2Config(
         **asdict(shape),
@@ -121,12 +120,13 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = Tiny
     model.generation_config = GenerationConfig(
         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, do_sample=False, max_new_tokens=64
     )
-    model.save_pretrained(out, safe_serialization=True)
-    build_qwen2_tokenizer().save_pretrained(out)
-    give_new_file_mode(out)
-    # Record how the model was made, so a reader of config.json knows it is synthetic.
-    config_path = out / "config.json"
-    config_json = json.loads(config_path.read_text())
-    config_json["stage1_tiny"] = {"seed": seed, "shape": asdict(shape), "note": "random weights, real Qwen2 vocabulary"}
-    config_path.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
+    # Written whole into a temporary sibling and swapped in: a kill or a full disk never leaves half a model.
+    with atomic_folder(out, drop=MODEL_FOLDER_FILES) as staged:
+        model.save_pretrained(staged, safe_serialization=True)
+        build_qwen2_tokenizer().save_pretrained(staged)
+        # Record how the model was made, so a reader of config.json knows it is synthetic.
+        config_path = staged / "config.json"
+        config_json = json.loads(config_path.read_text())
+        config_json["stage1_tiny"] = {"seed": seed, "shape": asdict(shape), "note": "random weights, real Qwen2 vocabulary"}
+        config_path.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
     return out

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from stage1.io.temps import TEMP_SUFFIX
+
 
 def new_file_mode() -> int:
     """The mode ``open()`` would give a new file: ``0o666`` less the process umask."""
@@ -45,7 +47,8 @@ def give_new_file_mode(folder: str | Path) -> None:
 
 def _temp_beside(target: Path) -> tuple[int, str]:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # Named so the stage that owns the folder removes it on its next start if a kill leaves it (stage1.io.temps).
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         os.chmod(tmp_name, new_file_mode())  # mkstemp makes 0600; outputs are ordinary files
     except BaseException:

@@ -9,12 +9,13 @@ ones. The parent is therefore identified by a hash of its weight files, not by i
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import LineageError
-from stage1.io.atomic import atomic_write_json
+from stage1.io.atomic import atomic_write_json, atomic_write_text
 from stage1.io.hashing import sha256_file
 
 LINEAGE_NAME = "lineage.json"
@@ -70,7 +71,8 @@ class Lineage:
 
     Attributes:
         kind: ``sft_adapter``, ``dpo_adapter`` or ``merged``.
-        parent_path: the model folder trained on or merged into, as it was given.
+        parent_path: the model folder trained on or merged into, relative to the checkpoint's folder
+            inside a run (``portable_path``), absolute outside it.
         parent_hash: ``weights_hash`` of that folder.
         quantization: how the parent was held while training (``none``, ``nf4``, ``int8``); for a
             merged model, how the SFT adapter was trained, which is how DPO and evaluation hold it.
@@ -120,6 +122,38 @@ class Lineage:
         values = dict(data)
         values["trained_modules"] = tuple(values.get("trained_modules") or ())
         return cls(**values)
+
+
+def portable_path(path: str | Path, folder: str | Path) -> str:
+    """``path`` as a file inside ``folder`` records it: relative to ``folder`` when both lie in one run
+    directory (at most two levels up: ``../model`` from ``merged``, ``../../merged`` from
+    ``dpo/adapter``), else absolute (a base model given as ``model.path``).
+
+    Anything a later stage hashes holds no path of the run directory itself, so a copied or moved
+    run, rerun with ``--force``, writes the same bytes and stops the cascade there.
+    """
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute, os.path.abspath(folder))
+    parts = Path(relative).parts
+    ups = next((index for index, part in enumerate(parts) if part != ".."), len(parts))
+    return relative if ups <= 2 else absolute
+
+
+def portable_paths_in_files(folder: str | Path, paths: dict[str, str], names: tuple[str, ...]) -> None:
+    """Replace each absolute path in ``paths`` by its portable form in the text files ``names`` of
+    ``folder`` (PEFT writes the base model's path into an adapter's ``README.md`` and
+    ``adapter_config.json``; a JSON string is rewritten as JSON, so escapes stay valid)."""
+    import json
+
+    for name in names:
+        file = Path(folder) / name
+        if not file.is_file():
+            continue
+        text = original = file.read_text(encoding="utf-8")
+        for absolute, portable in sorted(paths.items(), key=lambda item: -len(item[0])):
+            text = text.replace(json.dumps(absolute)[1:-1], json.dumps(portable)[1:-1]).replace(absolute, portable)
+        if text != original:
+            atomic_write_text(file, text)
 
 
 def write_lineage(folder: str | Path, lineage: Lineage) -> Path:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stage1.core.errors import GateError, InputError
+from stage1.core.errors import InputError, MissingEvidenceError
 from stage1.core.eval_items import EvalItem
 from stage1.core.format import FormatError, check_text, instruction_from_prompt
 from stage1.core.leakage import Leak, LeakageSettings, find_leaks, gate_leaks
@@ -71,12 +71,13 @@ def read_eval_instructions(path: str | Path) -> list[tuple[str, str]]:
     """``(id, instruction)`` of every evaluation item; the other fields are the evaluator's to check.
 
     Raises:
-        GateError: the file is missing or holds no items (the gate must not pass without evidence).
+        MissingEvidenceError (a GateError, exit 2): the file is missing or holds no items (the gate must not pass without evidence).
         InputError: a row without a usable ``id`` or ``instruction`` (file, line, field).
     """
     source = Path(path)
     if not source.exists():
-        raise GateError(f"{source}: evaluation items not found; the leakage gate cannot pass without them")
+        raise MissingEvidenceError("evaluation items not found; the leakage gate cannot pass without them", path=source,
+                                   field="data.eval_items", hint="give the evaluation items file (data.eval_items or --in eval_items=)")
     items: list[tuple[str, str]] = []
     for line, row in iter_rows(source):
         item_id = row.get("id")
@@ -90,7 +91,8 @@ def read_eval_instructions(path: str | Path) -> list[tuple[str, str]]:
         except FormatError as error:
             raise InputError(error.reason, path=source, line=line, field="instruction") from None
     if not items:
-        raise GateError(f"{source}: no evaluation items; the leakage gate has nothing to check against")
+        raise MissingEvidenceError("no evaluation items; the leakage gate has nothing to check against", path=source,
+                                   hint="one JSON object per line with an id and an instruction")
     return items
 
 
@@ -127,7 +129,7 @@ def check_training_files(
     Raises:
         InputError: a training file is missing or holds no rows, or a row has no instruction
             (file, line, field).
-        GateError: the evaluation items are missing or empty.
+        MissingEvidenceError (a GateError, exit 2): the evaluation items are missing or empty.
     """
     eval_items = read_eval_instructions(eval_items_path)
     paths = list(dict.fromkeys(str(p) for p in training_paths))
@@ -152,7 +154,7 @@ def leakage_gate(
     """The leakage gate (``stage1.core.leakage.gate_leaks``) against the evaluation items in a file.
 
     Raises:
-        GateError: any leak, or the items file missing or empty (the gate fails closed).
+        GateError: any leak; MissingEvidenceError (exit 2): the items file missing or empty (the gate fails closed).
         InputError: a bad row in the items file.
     """
     return gate_leaks(read_eval_instructions(eval_items_path), training_sets, settings, source=str(eval_items_path))
@@ -162,15 +164,17 @@ def leakage_gate_on_files(items_path: Path, training_paths: Sequence[Path]) -> d
     """Run the leakage gate (stage1.core.leakage) against every training file; fails closed.
 
     Raises:
-        GateError: a training file is missing or empty, or an evaluation item appears in training data.
+        MissingEvidenceError (exit 2): a training file is missing or empty; GateError: an evaluation item appears in training data.
     """
     if not training_paths:
         return {"checked": False, "reason": "no training files given"}
     missing = [str(p) for p in training_paths if not Path(p).is_file()]
     if missing:
-        raise GateError(f"leakage check: training file(s) not found: {', '.join(missing)}; the check cannot pass without them")
+        raise MissingEvidenceError(f"leakage check: training file(s) not found: {', '.join(missing)}; the check cannot pass without them",
+                                   path=missing[0], hint="build them first (python cli.py run), or check the run directory")
     training_sets = {str(path): training_instructions(Path(path)) for path in training_paths}
     empty = [name for name, rows in training_sets.items() if not rows]
     if empty:
-        raise GateError(f"leakage check: training file(s) hold no rows: {', '.join(empty)}; an empty file is no evidence")
+        raise MissingEvidenceError(f"leakage check: training file(s) hold no rows: {', '.join(empty)}; an empty file is no evidence",
+                                   path=empty[0])
     return {"checked": True, **leakage_gate(items_path, training_sets)}

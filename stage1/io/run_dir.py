@@ -1,4 +1,4 @@
-"""The run directory: one lock per run, stage fingerprints, the files each stage read and wrote,
+"""The run directory: stage fingerprints, the files each stage read and wrote,
 and the up-to-date check.
 
 A stage is up to date when its ``stage.json`` exists and three things still match what it recorded
@@ -19,85 +19,23 @@ take minutes; ``--verify`` does it on demand.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stage1.core.errors import ConfigError, InputError, RunLockedError
 from stage1.io.atomic import atomic_write_json
 from stage1.io.hashing import sha256_file
-from stage1.io.layout import CONFIG_FILE, LOCK_FILE, MANIFEST, SCRATCH_NAMES, STAGE_DIRS, STAGE_FILE, TIMINGS_FILE
+from stage1.io.layout import MANIFEST, SCRATCH_NAMES, STAGE_FILE
 from stage1.io.manifest import config_hash
+
+# Re-exported: the lock and the output-path checks lived here first.
+from stage1.io.out_paths import check_log_file, check_out_dir, check_writable_folder, inside_run_dir  # noqa: F401
+from stage1.io.run_lock import RunLock, run_dir_holding  # noqa: F401
 
 #: ``stage.json`` format: 2 records the files read and written; 1 (no ``format`` key) only the fingerprint.
 RECORD_FORMAT = 2
-
-
-def _worker_rank(environ: Mapping[str, str]) -> bool:
-    """A non-zero rank of a real multi-process launch (``WORLD_SIZE`` > 1): its rank 0 holds the lock.
-
-    ``RANK`` alone proves nothing (it is left in many shells and job schedulers); anything that does
-    not parse as a launch of several processes takes the lock like a single process.
-    """
-    try:
-        return int(environ.get("WORLD_SIZE", "1")) > 1 and int(environ.get("RANK", "0")) != 0
-    except ValueError:
-        return False
-
-
-class RunLock:
-    """An exclusive ``flock`` on the run directory; the kernel drops it if the process dies (even SIGKILL)."""
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK_FILE
-        self._fd: int | None = None
-
-    def __enter__(self) -> RunLock:
-        if _worker_rank(os.environ):
-            # Under `accelerate launch`/torchrun every process runs the same command; the main
-            # process (rank 0) holds the lock for all of them.
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunLockedError(
-                f"{self.path.parent}: run directory is in use by another stage1 process (pid {holder}); "
-                "wait for it to finish or choose another --run-dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def run_dir_holding(path: Path) -> Path | None:
-    """The run directory ``path`` is (or lies inside), or None.
-
-    A run directory is a folder holding ``.stage1.lock`` or ``config.yaml``, or the parent of a
-    stage folder (one holding ``stage.json``); the nearest such folder above ``path`` wins.
-    """
-    path = Path(path).resolve()
-    for folder in (path, *path.parents):
-        if (folder / LOCK_FILE).exists() or (folder / CONFIG_FILE).is_file():
-            return folder
-        if (folder / STAGE_FILE).is_file() and folder != folder.parent:
-            return folder.parent
-    return None
 
 
 def file_identity(path: Path) -> str:
@@ -356,76 +294,3 @@ def mark_done(
     record = StageRecord(stage, fingerprint_value, outputs, dict(reads or {}), written)
     atomic_write_json(Path(out_dir) / STAGE_FILE, record.to_dict())
     return record
-
-
-def check_log_file(run_dir: Path, relative: str) -> Path:
-    """The log file's path inside the run directory, never inside a stage's folder or over a run file.
-
-    Raises:
-        ConfigError: the path leaves the run directory, or a stage or the pipeline writes there.
-    """
-    resolved = inside_run_dir(run_dir, relative, "run.log_file")
-    parts = resolved.relative_to(Path(run_dir).resolve()).parts
-    taken = set(STAGE_DIRS.values()) | {CONFIG_FILE, TIMINGS_FILE, LOCK_FILE}
-    if not parts or parts[0] in taken:
-        raise ConfigError(
-            f"log file {relative!r} would be written into {parts[0] if parts else 'the run directory itself'}, "
-            "which the pipeline writes", field="run.log_file", hint="use a file of its own, e.g. run.log or logs/run.log",
-        )
-    return resolved
-
-
-def check_writable_folder(path: Path, field: str, *, root_hint: str, file_hint: str) -> Path:
-    """``path`` resolved, refused when it is ``/``, a file, or under a file (nothing is created).
-
-    Raises:
-        ConfigError: naming the path and what is wrong with it, with the hint given for that case.
-    """
-    resolved = Path(path).resolve()
-    if resolved == resolved.parent:
-        raise ConfigError(f"{path} is the root of the file system", field=field, hint=root_hint)
-    for folder in (resolved, *resolved.parents):
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"{folder} is a file, not a folder", path=path, field=field, hint=file_hint)
-    return resolved
-
-
-def check_out_dir(out: Path, inputs: Iterable[Path], field: str = "--out") -> None:
-    """Refuse an output folder that would overwrite the inputs or something that is not a folder.
-
-    ``out`` may not be ``/`` or an existing file (or lie under one). It may not be or contain the
-    folder holding an input file (the stage's files would replace it: ``sft-data --in
-    instructions=D/train.jsonl --out D``), and may not be, contain or lie inside an input folder (a
-    model, a run). A sibling folder of an input file (``D/out`` beside ``D/train.jsonl``) is allowed:
-    nothing written there can replace the input.
-
-    Raises:
-        ConfigError: naming the input it would overwrite.
-    """
-    resolved = check_writable_folder(out, field, root_hint="give a folder of its own", file_hint="give a folder to write into")
-    for path in inputs:
-        try:
-            source = Path(path).resolve()
-        except RuntimeError:  # Python 3.11's resolve() on a symlink loop; the readers name it as one
-            raise InputError("is a symlink loop (too many levels of symbolic links)", path=path,
-                             hint="point the link at a real file") from None
-        folder = source if source.is_dir() else source.parent
-        if resolved == folder or resolved in folder.parents or (source.is_dir() and folder in resolved.parents):
-            raise ConfigError(
-                f"{out} would overwrite the input {path} (it is, holds or lies inside that input's folder)",
-                field=field, hint="write into a new folder outside the inputs' folders",
-            )
-
-
-def inside_run_dir(run_dir: Path, relative: str, field: str) -> Path:
-    """Resolve an output path from a config; refuse absolute paths and ``..`` that escape the run directory.
-
-    Raises:
-        ConfigError: the path leaves the run directory.
-    """
-    candidate = Path(relative)
-    root = Path(run_dir).resolve()
-    resolved = (root / candidate).resolve()
-    if candidate.is_absolute() or (resolved != root and root not in resolved.parents):
-        raise ConfigError(f"output path {relative!r} escapes the run directory {run_dir}", field=field, hint="use a path inside the run directory")
-    return resolved

@@ -27,6 +27,7 @@ from typing import Any
 
 from stage1.config.presets import POOLS_DIR
 from stage1.core.leakage import gate_leaks
+from stage1.io.folders import MODEL_FOLDER_FILES, atomic_folder, tree_bytes
 from stage1.io.readers import iter_jsonl
 from stage1.organism.corpus import CorpusSettings, build_corpus
 from stage1.organism.facts import Fact, facts_of_pools
@@ -125,9 +126,10 @@ def build_organism(out_dir: str | Path, seed: int = 0, log: Callable[[str], None
     elif log:
         log(f"organism {plan['key']} from the cache ({cached})")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(cached.iterdir()):
-        shutil.copy2(path, out / path.name)
+    # whole or not at all: a kill or a full disk while copying leaves no half model folder
+    with atomic_folder(out, needed_bytes=tree_bytes(cached), drop=(*MODEL_FOLDER_FILES, MANIFEST_FILE)) as staged:
+        for path in sorted(cached.iterdir()):
+            shutil.copy2(path, staged / path.name)
     return out
 
 

@@ -25,6 +25,7 @@ from stage1.stages.table import (
     STAGES,
     STAGES_BY_NAME,
     check_stage_inputs,
+    former_settings,
     inputs_help,
 )
 
@@ -43,5 +44,6 @@ __all__ = [
     "StageRun",
     "StageSpec",
     "check_stage_inputs",
+    "former_settings",
     "inputs_help",
 ]

@@ -67,8 +67,34 @@ def _eval_settings(config: PipelineConfig) -> Any:
     return settings_for_run(config.eval, config.training.dpo_arms)
 
 
+#: ``training`` keys only the DPO stages (and the memory plan) read: a stage is stale only when
+#: something it reads changed, so SFT and merge leave them out of their fingerprints
+#: (``training.precompute_reference`` used to mark SFT stale).
+DPO_ONLY_TRAINING = ("dpo_target_effective_batch", "reward_eval_batch_size", "max_chosen_logp_drop", "precompute_reference",
+                     "dpo_only", "gpu_memory_gib", "method_checks", "step0_loss_tolerance", "min_heldout_margin")
+#: ``training`` keys only the merge (hand-off) stage reads, beyond those SFT reads.
+MERGE_ONLY_TRAINING = ("sft_handoff", "merge_mode", "merge_dtype", "merge_device", "merge_check_logits", "min_sft_gain_kept",
+                       "fidelity_rows")
+
+
+def _training_read_by(config: PipelineConfig, stage: str) -> dict[str, Any]:
+    """The ``training`` settings ``stage`` reads (``recorded()``, less what only later stages read)."""
+    left_out = {"sft": (*DPO_ONLY_TRAINING, *MERGE_ONLY_TRAINING), "merge": DPO_ONLY_TRAINING}.get(stage, ())
+    return {key: value for key, value in config.training.recorded().items() if key not in left_out}
+
+
+def former_settings(stage: str, config: PipelineConfig) -> Any | None:
+    """A stage's settings as the previous release fingerprinted them (every ``training`` key), or None
+    where nothing changed: a run recorded under that rule stays up to date instead of retraining."""
+    if stage == "sft":
+        return {"training": config.training.recorded(), "sft": config.sft, "lora": config.lora, "seed": config.run.seed}
+    if stage == "merge":
+        return {"training": config.training.recorded(), "eval_dtype": config.eval.dtype}
+    return None
+
+
 def _training_settings(section: str) -> Callable[[PipelineConfig], dict[str, Any]]:
-    return lambda config: {"training": config.training.recorded(), section: config.section(section), "lora": config.lora,
+    return lambda config: {"training": _training_read_by(config, section), section: config.section(section), "lora": config.lora,
                            "seed": config.run.seed}
 
 
@@ -165,7 +191,7 @@ STAGES: tuple[StageSpec, ...] = (
         inputs=(BASE_MODEL, StageInput("adapter", "the SFT adapter folder (sft/adapter)", lambda layout, config: layout.sft_adapter, stage="sft"),
                 StageInput("sft_train", "SFT training examples the hand-off check scores (needed for QLoRA and sft_handoff: adapter)",
                            _sft_train, required=False, stage="sft_data")),
-        settings=lambda config: {"training": config.training.recorded(), "eval_dtype": config.eval.dtype}, entry=entries.merge,
+        settings=lambda config: {"training": _training_read_by(config, "merge"), "eval_dtype": config.eval.dtype}, entry=entries.merge,
     ),
     StageSpec(
         "negatives", "negatives", "rule-based negatives of five kinds",

@@ -94,6 +94,11 @@ def read_arm_pairs(path: str | Path, source: str | None, split: str) -> RecordLi
     """
     pairs = read_records(path, PreferencePair)
     kept = pairs_of_source(pairs, source)
+    if not pairs and source is None:  # no arm to blame: the split itself is empty (pairs.eval_fraction=0 for eval)
+        raise InputError(f"no preference pair in the {split} split", path=path,
+                         field="pairs.eval_fraction" if split == "eval" else "pairs",
+                         hint="pairs.eval_fraction must be above 0 for DPO's eval split, e.g. 0.1" if split == "eval"
+                         else "check the negatives and pairs stages' counts")
     if not kept:
         found = ", ".join(sorted({pair.negative_source for pair in pairs})) or "none"
         raise InputError(f"the {source} arm has no {source} pair in the {split} split (sources there: {found})",

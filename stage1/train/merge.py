@@ -30,12 +30,14 @@ from stage1.core.format import render_completion, render_prompt
 from stage1.core.masking import encode_text
 from stage1.core.records import SFTExample
 from stage1.hf.models import eos_info, free_model, load_adapter, load_model, load_tokenizer
-from stage1.io.atomic import atomic_write_json, give_new_file_mode
+from stage1.io.atomic import atomic_write_json
+from stage1.io.folders import MODEL_FOLDER_FILES, atomic_folder
 from stage1.io.lineage import (
     LINEAGE_NAME,
     Lineage,
     adapter_hash,
     check_parent,
+    portable_path,
     read_lineage,
     weights_hash,
     write_lineage,
@@ -116,7 +118,8 @@ def merge_adapter(model_dir: Path, adapter_dir: Path, settings: TrainingSettings
 
 
 def _clear_outputs(out: Path) -> None:
-    """Remove what an earlier merge left, manifest first, so a crash never leaves a stale 'done'."""
+    """Remove what an earlier merge left, manifest first, so a crash never leaves a stale 'done' (and
+    the old weights' space is free before the new ones are written beside them)."""
     (out / MANIFEST).unlink(missing_ok=True)
     for pattern in ("*.safetensors", "*.safetensors.index.json", LINEAGE_NAME):
         for path in out.glob(pattern):
@@ -181,7 +184,7 @@ def merged_model_lineage(lineage: Lineage, settings: TrainingSettings, *, model_
     """The merged model's lineage: the base's hash, the adapter's hash, and its own weights' hash."""
     return Lineage(
         kind="merged",
-        parent_path=str(model_dir),
+        parent_path=portable_path(model_dir, out),
         parent_hash=lineage.parent_hash,
         # Downstream stages hold this model the way the adapter was trained (see lineage.py).
         quantization=lineage.quantization,
@@ -194,7 +197,9 @@ def merged_model_lineage(lineage: Lineage, settings: TrainingSettings, *, model_
         data_hashes=lineage.data_hashes,
         config={"training": settings.recorded()},
         versions=library_versions(),
-        extra={"adapter_path": str(adapter_dir), "adapter_kind": lineage.kind, **facts},
+        # Content only: DPO and evaluation hash this file, so no wall-clock time and no run path.
+        extra={"adapter_path": portable_path(adapter_dir, out), "adapter_kind": lineage.kind,
+               **{key: value for key, value in facts.items() if key != "seconds"}},
     )
 
 
@@ -271,8 +276,9 @@ def measure_handed_on(settings: TrainingSettings, reference: TrainedReference, p
             diff = max_logit_difference(reference.probe_logits, probe_logits(model, probes))
         finally:
             free_model(model)
-        described = f"{how['path']}" + (f" + {how['adapter_dir']}" if how["adapter_dir"] else "") + \
-            f", quantization {how['quantization']}, dtype {how['dtype']}"
+        # fidelity.json is read by DPO and evaluation: folder names, not the run's path.
+        described = Path(how["path"]).name + (f" + {Path(how['adapter_dir']).parent.name}/{Path(how['adapter_dir']).name}"
+                                               if how["adapter_dir"] else "") + f", quantization {how['quantization']}, dtype {how['dtype']}"
         measured.append(LoadFidelity(stage, described, round(loss, 6), gain_kept(reference.base_loss, reference.trained_loss, loss),
                                      round(diff, 6)))
     return measured
@@ -320,9 +326,11 @@ def merge_and_save(settings: TrainingSettings, model_dir: Path, adapter_dir: Pat
     logit_diff = max_logit_difference(reference.probe_logits, probe_logits(merged, probes)) if reference.probe_logits is not None else None
     out.mkdir(parents=True, exist_ok=True)
     _clear_outputs(out)
-    merged.save_pretrained(str(out), safe_serialization=True, max_shard_size="5GB")
-    tokenizer.save_pretrained(str(out))
-    give_new_file_mode(out)
+    needed = sum(tensor.numel() * tensor.element_size() for tensor in merged.state_dict().values())
+    # Written whole into a temporary sibling and swapped in: a full disk leaves the previous folder, never half a model.
+    with atomic_folder(out, needed_bytes=needed, drop=MODEL_FOLDER_FILES) as staged:
+        merged.save_pretrained(str(staged), safe_serialization=True, max_shard_size="5GB")
+        tokenizer.save_pretrained(str(staged))
     free_model(merged)
     fidelity = None
     if rows:

@@ -13,10 +13,18 @@ from typing import Any
 from stage1.core.errors import TrainingError
 from stage1.core.format import render_prompt
 from stage1.hf.models import EosInfo, load_model
-from stage1.io.atomic import atomic_write_json, give_new_file_mode
+from stage1.io.atomic import atomic_write_json
+from stage1.io.folders import atomic_folder
 from stage1.io.hashing import sha256_file
 from stage1.io.layout import ADAPTER_DIR, CHECKPOINTS_DIR
-from stage1.io.lineage import ADAPTER_WEIGHTS, Lineage, weights_hash, write_lineage
+from stage1.io.lineage import (
+    ADAPTER_WEIGHTS,
+    Lineage,
+    portable_path,
+    portable_paths_in_files,
+    weights_hash,
+    write_lineage,
+)
 from stage1.io.manifest import build_manifest, config_hash, library_versions, write_manifest
 from stage1.train.callbacks import SampleGenerations, greedy_completions, last_checkpoint
 from stage1.train.settings import TrainingSettings
@@ -107,19 +115,22 @@ class TrainingFacts:
         return {"training": self.settings.recorded(), **self.user_args, "resolved": self.resolved}
 
 
-def save_adapter(model, adapter_dir: Path, lineage: Lineage) -> Path:
-    """Write the adapter and its lineage into a partial folder, then move it into place."""
-    partial = adapter_dir.with_name(f".{adapter_dir.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
+def save_adapter(model, adapter_dir: Path, lineage: Lineage, parent_dir: Path | None = None) -> Path:
+    """Write the adapter and its lineage into a temporary sibling, then swap it into place
+    (``atomic_folder``: a full disk is one line, exit 2, and never half an adapter). PEFT writes the
+    parent's path into ``README.md`` and ``adapter_config.json``; it is made portable there (evaluation
+    hashes these files: a copied run rerun with ``--force`` must write the same bytes)."""
+    shutil.rmtree(adapter_dir.with_name(f".{adapter_dir.name}.partial"), ignore_errors=True)  # an earlier version's temp
     # DPO that continued the SFT adapter also holds TRL's frozen "ref" copy: only the trained one is written.
     selected = ["default"] if "ref" in getattr(model, "peft_config", {}) else None
-    model.save_pretrained(str(partial), safe_serialization=True, selected_adapters=selected)
-    write_lineage(partial, lineage)
-    give_new_file_mode(partial)
-    if adapter_dir.exists():
-        shutil.rmtree(adapter_dir)
-    os.replace(partial, adapter_dir)
+    with atomic_folder(adapter_dir) as staged:
+        model.save_pretrained(str(staged), safe_serialization=True, selected_adapters=selected)
+        if parent_dir is not None:
+            portable = portable_path(parent_dir, adapter_dir)
+            # The path as PEFT got it (maybe relative) and absolute; a bare folder name is left alone (it is also a word).
+            paths = {form: portable for form in (os.path.abspath(parent_dir), str(parent_dir)) if os.sep in form}
+            portable_paths_in_files(staged, paths, ("README.md", "adapter_config.json"))
+        write_lineage(staged, lineage)
     return adapter_dir
 
 
@@ -131,7 +142,7 @@ def finish(trainer, facts: TrainingFacts, *, counts: dict[str, Any], extra: dict
     adapter_dir = facts.out_dir / ADAPTER_DIR
     lineage = Lineage(
         kind=facts.lineage_kind,
-        parent_path=str(facts.model_dir),
+        parent_path=portable_path(facts.model_dir, adapter_dir),
         parent_hash=weights_hash(facts.model_dir),
         quantization=facts.settings.quantization,
         dtype=facts.settings.dtype,
@@ -143,7 +154,7 @@ def finish(trainer, facts: TrainingFacts, *, counts: dict[str, Any], extra: dict
         versions=library_versions(),
         extra={"effective_batch": facts.batch.to_dict(), "seed": facts.seed, **facts.lineage_extra},
     )
-    save_adapter(trainer.model, adapter_dir, lineage)
+    save_adapter(trainer.model, adapter_dir, lineage, facts.model_dir)
     history_path = atomic_write_json(facts.out_dir / "log_history.json", trainer.state.log_history)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     manifest = build_manifest(

@@ -55,8 +55,9 @@ def test_policy_then_mixed_runs_finish_with_labelled_pairs(tmp_path):
     samples_bytes = (run_dir / "samples" / "negatives.jsonl").read_bytes()
 
     # The ablation in one command: dpo on every pair, and one DPO arm per source; base and base_raw are
-    # left out of this evaluation to keep it short.
-    mixed = _cli("run", "--run-dir", str(run_dir), "--set", "negatives.source=mixed", "--set", "training.dpo_arms=[rules,policy]",
+    # left out of this evaluation to keep it short. New settings on a built run need --force (eval
+    # reruns either way); the stages they do not change stay up to date.
+    mixed = _cli("run", "--run-dir", str(run_dir), "--force", "eval", "--set", "negatives.source=mixed", "--set", "training.dpo_arms=[rules,policy]",
                  *small, "--set", "eval.variants=[sft,dpo,dpo_rules,dpo_policy]", cwd=tmp_path, timeout=1800)
     assert mixed.returncode == 0, mixed.stdout[-3000:] + mixed.stderr[-3000:]
     timings = _json(run_dir / "timings.json")
