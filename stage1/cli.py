@@ -16,6 +16,8 @@ from pathlib import Path
 # The flags and the table of stages: light to import (no torch), so `--help` stays instant.
 from stage1.cli_parser import build_parser as build_command_line
 from stage1.config.presets import input_path
+from stage1.core.env_numbers import check_environment, env_int
+from stage1.core.errors import ConfigError
 from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME
 
 MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
@@ -66,8 +68,6 @@ def check_process_count(command: str, environ: dict[str, str]) -> None:
             ``CUDA_VISIBLE_DEVICES``, ``STAGE1_*``) is not ASCII decimal, or ``WORLD_SIZE`` is above 1
             and ``command`` is not a training command.
     """
-    from stage1.config.env import check_environment, env_int
-    from stage1.core.errors import ConfigError
 
     check_environment(environ)  # ASCII decimal only: int("²") raises though "²".isdigit() is True
     processes = env_int(environ, "WORLD_SIZE", 1)
@@ -210,7 +210,6 @@ def _lock_of_run_holding(out_dir: Path):
 
 
 def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
-    from stage1.core.errors import ConfigError
 
     named: dict[str, Path] = {}
     for text in args.inputs or []:
@@ -228,7 +227,6 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _stage_on_files(args: argparse.Namespace) -> int:
-    from stage1.core.errors import ConfigError
     from stage1.io.layout import RESULTS_FILE
     from stage1.pipeline import check_stage_on_files, run_stage_on_files
 
@@ -258,7 +256,6 @@ def _golden_tolerance(args: argparse.Namespace):
     Raises:
         ConfigError: a value out of range, naming the flag.
     """
-    from stage1.core.errors import ConfigError
     from stage1.eval.golden import GoldenTolerance
 
     alpha, min_drop = getattr(args, "golden_alpha", 0.01), getattr(args, "golden_min_drop", 0.05)
@@ -291,7 +288,6 @@ def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[st
     Raises:
         ConfigError: not NAME=PATH, an unknown name, a missing one, or a single one given twice.
     """
-    from stage1.core.errors import ConfigError
 
     named: dict[str, list[Path]] = {name: [] for name in allowed}
     for text in args.inputs or []:

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stage1.core.errors import InputError
 from stage1.core.eval_items import EvalResponse
 from stage1.core.stats import is_significant, mcnemar
+from stage1.eval.report import load_results
 from stage1.eval.summary import summarise, verdicts_from_results
 from stage1.io.atomic import atomic_write_json, atomic_write_jsonl
 from stage1.io.readers import iter_jsonl
@@ -202,8 +204,6 @@ def load_golden(path: str | Path, *, missing_hint: str | None = None,
         InputError: the file is missing or not a results object, or it holds no evidence (a
             check against nothing would pass whatever the results).
     """
-    from stage1.core.errors import InputError
-    from stage1.eval.report import load_results
 
     golden = load_results(path) if missing_hint is None else load_results(path, missing_hint=missing_hint)
     if not has_evidence(golden):
@@ -221,7 +221,6 @@ def compare_files(results_path: str | Path, golden_path: str | Path, tolerance: 
         InputError: either file is missing or not a JSON object, or the golden file holds no
             evidence (``load_golden``).
     """
-    from stage1.eval.report import load_results
 
     return compare_to_golden(load_results(results_path), load_golden(golden_path), tolerance)
 
@@ -294,6 +293,5 @@ def golden_from_results(results: dict[str, Any]) -> dict[str, Any]:
 
 def save_golden(results_path: str | Path, golden_path: str | Path) -> Path:
     """Write ``golden_from_results`` of a ``results.json`` (the CLI's ``evaluate --save-golden``)."""
-    from stage1.eval.report import load_results
 
     return atomic_write_json(golden_path, golden_from_results(load_results(results_path)))

@@ -30,6 +30,7 @@ from stage1.eval.golden import (
     paired_counts,
     paired_detail,
 )
+from stage1.eval.report import load_results
 from stage1.eval.summary import verdicts_from_results
 
 CHANGE_KINDS = ("gain", "small_drop", "effect_gone", "effect_new", "effect_reversed")
@@ -133,7 +134,6 @@ def check_files(results_path: str | Path, golden_path: str | Path,
     Raises:
         InputError: as ``compare_files``.
     """
-    from stage1.eval.report import load_results
 
     results = load_results(results_path)
     golden = load_golden(golden_path)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stage1.config.env import parse_ascii_int
+from stage1.core.env_numbers import parse_ascii_int
 from stage1.core.errors import LineageError, Stage1Error
 from stage1.core.eval_items import EvalItem, EvalResponse
 from stage1.core.format import render_prompt

@@ -26,13 +26,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stage1.config.typed import settings_to_dict
 from stage1.core.errors import InputError
 from stage1.core.eval_items import EvalItem, EvalResponse, stratified_sample
 from stage1.core.format import STOP_MAX_TOKENS, STOP_REASONS, parse_completion
 from stage1.core.records import RecordError, _choice, _get, _id
+from stage1.eval.report import write_reports
 from stage1.eval.settings import EvalSettings
+from stage1.eval.stage import PROMPT_FORMAT
 from stage1.eval.summary import summarise
+from stage1.io.hashing import sha256_file
+from stage1.io.manifest import build_manifest, write_manifest
+from stage1.io.out_paths import check_out_dir
 from stage1.io.records import read_eval_items, read_records
+from stage1.io.run_lock import lock_for_output
 
 STAGE = "score"
 RESPONSE_FIELDS = ("item_id", "variant", "response", "stop_reason", "num_tokens")
@@ -115,8 +122,6 @@ def run_score(settings: EvalSettings, *, items_path: str | Path, responses_path:
         RunLockedError: ``out_dir`` lies in a run directory another process holds.
         InputError: a bad items or responses file (file, line, field).
     """
-    from stage1.io.out_paths import check_out_dir
-    from stage1.io.run_lock import lock_for_output
 
     out = Path(out_dir)
     check_out_dir(out, (Path(items_path), Path(responses_path)))
@@ -134,11 +139,6 @@ def _score_into(settings: EvalSettings, *, items_path: str | Path, responses_pat
     Raises:
         InputError: a bad items or responses file (file, line, field).
     """
-    from stage1.config.typed import settings_to_dict
-    from stage1.eval.report import write_reports
-    from stage1.eval.stage import PROMPT_FORMAT
-    from stage1.io.hashing import sha256_file
-    from stage1.io.manifest import build_manifest, write_manifest
 
     items_source, responses_source, out = Path(items_path), Path(responses_path), Path(out_dir)
     all_items = read_eval_items(items_source)

@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from stage1.config.env import parse_ascii_int
+from stage1.core.env_numbers import parse_ascii_int
 from stage1.core.errors import RunLockedError
 from stage1.io.layout import CONFIG_FILE, LOCK_FILE, STAGE_FILE
 

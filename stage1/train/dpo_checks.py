@@ -24,6 +24,7 @@ from stage1.core import method_checks as checks
 from stage1.core.masking import encode_text
 from stage1.core.records import RecordList, record_line
 from stage1.train.data import PreferenceRows
+from stage1.train.logprobs import completion_log_probs
 from stage1.train.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,6 @@ def file_margins(model, tokenizer, pairs: RecordList, *, max_length: int | None,
     import torch
     from trl.trainer.utils import use_adapter
 
-    from stage1.train.dpo import completion_log_probs
 
     eos, pad = int(tokenizer.eos_token_id), int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
     sequences, skipped = [], 0

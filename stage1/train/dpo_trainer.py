@@ -11,6 +11,8 @@ from typing import Any
 
 from trl import DPOTrainer
 
+from stage1.train.reference_cache import COLUMNS, read_cached, write_cached
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,6 @@ class PreTokenizedDPOTrainer(DPOTrainer):
         super().log(logs, start_time)
 
     def _precompute_ref_logps(self, dataset, name, batch_size):
-        from stage1.train.reference_cache import COLUMNS, read_cached, write_cached
 
         cache = self.stage1_reference_cache
         path = None if cache is None else cache["paths"].get(name)

@@ -39,7 +39,7 @@ def test_sft_lowers_the_heldout_response_loss(tiny_run):
 def _pair_margins(model, tokenizer, rows):
     import torch
 
-    from stage1.train.dpo import completion_log_probs
+    from stage1.train.logprobs import completion_log_probs
 
     margins = []
     for row in rows:

@@ -98,7 +98,7 @@ def test_cuda_visible_devices_is_refused_by_name(capsys, monkeypatch, value):
 
 @pytest.mark.parametrize("value", ["", "0", "0,1", "-1", "GPU-8f6a1c2e-0b1d-4c3e-9a7f-2d5e6f7a8b9c", " 1 "])
 def test_good_device_lists_and_ranks_pass(monkeypatch, value):
-    from stage1.config.env import check_environment
+    from stage1.core.env_numbers import check_environment
 
     check_environment({"CUDA_VISIBLE_DEVICES": value, "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": " 0 "})
 

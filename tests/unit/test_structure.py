@@ -39,19 +39,13 @@ MAX_FUNCTION_LINES = 50
 
 #: Files over MAX_FILE_LINES lines: path -> lines measured (a ceiling: the file may shrink, not grow).
 KNOWN_LONG_FILES: dict[str, int] = {
-    "stage1/cli.py": 545,
-    "stage1/io/run_dir.py": 431,
-    "stage1/negatives/core.py": 423,
-    "stage1/pairs/stage.py": 415,
+    "stage1/cli.py": 439,
 }
 
 #: Functions over MAX_FUNCTION_LINES lines, docstring excluded: "path::qualified name" -> lines measured (a ceiling).
 KNOWN_LONG_FUNCTIONS: dict[str, int] = {
-    "stage1/cli.py::build_parser": 60,
     "stage1/config/typed.py::_coerce": 52,
-    "stage1/pairs/stage.py::run_pairs": 57,
-    "stage1/pipeline.py::run_pipeline": 62,
-    "stage1/train/dpo.py::run_train_dpo": 112,
+    "stage1/train/dpo.py::run_train_dpo": 97,
 }
 
 #: Import cycles between modules: each strongly connected component of the module graph, its members sorted.
@@ -65,7 +59,7 @@ KNOWN_PART_CYCLES: list[tuple[str, ...]] = [
 ]
 
 #: Import statements inside function bodies that reach another stage1 module (pinned: it may only go down).
-KNOWN_DEFERRED_IMPORTS = 117
+KNOWN_DEFERRED_IMPORTS = 115
 
 
 # ---------------------------------------------------------------- the scanner
