@@ -20,6 +20,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_a_build_is_cached_and_the_second_is_a_copy(tmp_path, cache, monkeypatch):
     first = organism_build.build_organism(tmp_path / "one", shape=SMALL)
     manifest = json.loads((first / organism_build.MANIFEST_FILE).read_text())
@@ -43,6 +44,7 @@ def test_the_key_follows_seed_and_shape_but_not_the_folder():
     assert organism_build.organism_plan(0, OrganismShape(**{**SMALL.__dict__, "steps": 4}))["key"] != base
 
 
+@pytest.mark.slow
 def test_the_exported_model_loads_with_the_real_vocabulary(tmp_path, cache):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
