@@ -83,25 +83,16 @@ def build_qwen2_tokenizer():
     return tokenizer
 
 
-def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = TinyQwenShape()) -> Path:
-    """Write a tiny Qwen2 causal LM and the real Qwen2 tokenizer to ``path``.
+def tiny_qwen2_config(*, eos: int, hidden_size: int, num_attention_heads: int, **shape: int):
+    """A small ``Qwen2Config`` as the tiny models use it (tied embeddings, Qwen2.5's norm and rope
+    settings, eos as bos); ``shape`` gives the other sizes (vocabulary, layers, MLP, key-value heads)."""
+    from transformers import Qwen2Config
 
-    The same seed gives the same weights file, byte for byte. The global torch RNG is left as it
-    was (the initialisation runs inside ``torch.random.fork_rng``).
-
-    Returns:
-        The directory, loadable with ``AutoModelForCausalLM``/``AutoTokenizer.from_pretrained``.
-    """
-    import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
-    from stage1.io.folders import MODEL_FOLDER_FILES, atomic_folder
-
-    out = Path(path)
-    eos = SPECIAL_TOKENS[ENDOFTEXT]
-    config = Qwen2Config(
-        **asdict(shape),
-        head_dim=shape.hidden_size // shape.num_attention_heads,
+    return Qwen2Config(
+        **shape,
+        hidden_size=hidden_size,
+        num_attention_heads=num_attention_heads,
+        head_dim=hidden_size // num_attention_heads,
         tie_word_embeddings=True,
         bos_token_id=eos,
         eos_token_id=eos,
@@ -114,6 +105,25 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = Tiny
         use_cache=True,
         dtype="float32",
     )
+
+
+def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = TinyQwenShape()) -> Path:
+    """Write a tiny Qwen2 causal LM and the real Qwen2 tokenizer to ``path``.
+
+    The same seed gives the same weights file, byte for byte. The global torch RNG is left as it
+    was (the initialisation runs inside ``torch.random.fork_rng``).
+
+    Returns:
+        The directory, loadable with ``AutoModelForCausalLM``/``AutoTokenizer.from_pretrained``.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2ForCausalLM
+
+    from stage1.io.folders import MODEL_FOLDER_FILES, atomic_folder
+
+    out = Path(path)
+    eos = SPECIAL_TOKENS[ENDOFTEXT]
+    config = tiny_qwen2_config(eos=eos, **asdict(shape))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)

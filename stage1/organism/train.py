@@ -22,7 +22,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-FULL_VOCAB = 151936  # Qwen2.5's padded embedding size (stage1.hf.tiny.QWEN2_5_VOCAB_SIZE)
+from stage1.hf.tiny import tiny_qwen2_config
 
 
 @dataclass(frozen=True)
@@ -66,18 +66,16 @@ def learning_rate(step: int, shape: OrganismShape) -> float:
 
 
 def _small_model(shape: OrganismShape, vocab: int, eos: int):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
-    return Qwen2ForCausalLM(_config(Qwen2Config, shape, vocab, eos))
+    return Qwen2ForCausalLM(_config(shape, vocab, eos))
 
 
-def _config(config_class, shape: OrganismShape, vocab: int, eos: int):
-    return config_class(
-        vocab_size=vocab, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+def _config(shape: OrganismShape, vocab: int, eos: int):
+    return tiny_qwen2_config(
+        eos=eos, vocab_size=vocab, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
         num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads, head_dim=shape.hidden_size // shape.num_attention_heads,
-        max_position_embeddings=1024, tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos,
-        pad_token_id=None, rms_norm_eps=1e-6, rope_theta=1_000_000.0, use_cache=True, dtype="float32",
+        num_key_value_heads=shape.num_key_value_heads, max_position_embeddings=1024,
     )
 
 
@@ -124,12 +122,12 @@ def export_full(model, token_ids: Sequence[int], full_vocab: int, shape: Organis
     """The small model as a Qwen2 with the real vocabulary: trained rows at their token ids, the
     "other" row everywhere else (see the module docstring)."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     small = model.get_input_embeddings().weight.detach()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(shape.seed)
-        full = Qwen2ForCausalLM(_config(Qwen2Config, shape, full_vocab, eos))
+        full = Qwen2ForCausalLM(_config(shape, full_vocab, eos))
     state = {name: value for name, value in model.state_dict().items() if "embed_tokens" not in name and "lm_head" not in name}
     missing, unexpected = full.load_state_dict(state, strict=False)
     assert not unexpected and all("embed_tokens" in name or "lm_head" in name for name in missing), (missing, unexpected)

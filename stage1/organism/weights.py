@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stage1.hf.tiny import ENDOFTEXT, SPECIAL_TOKENS, build_qwen2_tokenizer
+from stage1.hf.tiny import ENDOFTEXT, QWEN2_5_VOCAB_SIZE, SPECIAL_TOKENS, build_qwen2_tokenizer
 from stage1.organism.facts import Fact
-from stage1.organism.train import FULL_VOCAB, export_check, export_full, pretrain, token_rows
+from stage1.organism.train import export_check, export_full, pretrain, token_rows
 
 PROBE_TEMPLATES = {
     "capital": ("The capital of {country} is", "city"),
@@ -75,7 +75,7 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     vocab = _vocabulary(tokenizer, documents, plan["extra_texts"], eos)
     compact = {token: index for index, token in enumerate(vocab)}
     rows = token_rows([[compact[t] for t in doc] for doc in documents], shape.seq_len, compact[eos], random.Random(shape.seed))
-    others = FULL_VOCAB - len(vocab)
+    others = QWEN2_5_VOCAB_SIZE - len(vocab)
     threads = torch.get_num_threads()
     torch.set_num_threads(shape.threads)
     started = time.perf_counter()
@@ -85,7 +85,7 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
         small, curve = pretrain(rows, len(vocab) + 1, others, shape, compact[eos],
                                 log=lambda step, loss: log(f"organism: step {step}/{shape.steps} loss {loss:.3f}"))
         seconds = time.perf_counter() - started
-        full = export_full(small, vocab, FULL_VOCAB, shape, eos)
+        full = export_full(small, vocab, QWEN2_5_VOCAB_SIZE, shape, eos)
         difference = export_check(small, full, vocab, rows, others)
         probe = fill_in_the_blank(full, tokenizer, plan["facts"], eos)
     finally:

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from stage1.hf.tiny import QWEN2_5_VOCAB_SIZE
 from stage1.organism import build as organism_build
-from stage1.organism.train import FULL_VOCAB, OrganismShape
+from stage1.organism.train import OrganismShape
 
 SMALL = OrganismShape(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                       num_key_value_heads=1, steps=3, batch_size=2, seq_len=32, warmup_steps=1)
@@ -51,7 +52,7 @@ def test_the_exported_model_loads_with_the_real_vocabulary(tmp_path, cache):
     folder = organism_build.build_organism(tmp_path / "model", shape=SMALL)
     model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    assert model.config.vocab_size == FULL_VOCAB and model.config.tie_word_embeddings
+    assert model.config.vocab_size == QWEN2_5_VOCAB_SIZE and model.config.tie_word_embeddings
     assert tokenizer("Hello world")["input_ids"] == [9707, 1879]
     # every token outside the corpus ("Hello" is not in it) shares one output row
     weight = model.get_output_embeddings().weight
