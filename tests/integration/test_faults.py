@@ -141,6 +141,13 @@ def eval_run(tiny_model_dir, ending_model, tmp_path_factory) -> tuple[Path, Path
     run = root / "run"
     shutil.copytree(tiny_model_dir, run / "model")
     shutil.copytree(ending_model, run / "merged")
+    # The nudged copy stands in for the merged SFT model, so it says so (evaluation checks each
+    # variant is the model its name says: stage1.eval.variant_identity).
+    from stage1.io.lineage import Lineage, weights_hash, write_lineage
+
+    write_lineage(run / "merged", Lineage(kind="merged", parent_path="../model", parent_hash=weights_hash(run / "model"),
+                                          quantization="none", dtype="float32", eos_token="<|endoftext|>", eos_token_id=151643,
+                                          weights_hash=weights_hash(run / "merged")))
     sft = [{"id": f"t{i}", "instruction": q, "response": a} for i, (q, a) in enumerate(TRAINING_ROWS)]
     pairs = [{"prompt": render_prompt(q), "chosen": render_completion(a), "rejected": render_completion("I cannot say."),
               "instruction_id": f"t{i}", "category": "general", "negative_kind": "unwarranted_refusal", "split": "train"}

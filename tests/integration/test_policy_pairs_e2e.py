@@ -21,7 +21,11 @@ POOL = Path(__file__).resolve().parents[2] / "stage1" / "pools" / "sft" / "instr
 # Small: a quarter of the pool (every fourth row, so every category stays), two samples of 8 tokens,
 # no DPO-only baseline, short training, 30 evaluation items.
 SMALL = ["--set", "negatives.policy.k=2", "--set", "negatives.policy.max_new_tokens=8", "--set", "training.dpo_only=false",
-         "--set", "sft.max_steps=20", "--set", "dpo.max_steps=3", "--set", "eval.limit=30"]
+         "--set", "sft.max_steps=20", "--set", "dpo.max_steps=3", "--set", "eval.limit=30",
+         # 3 DPO steps on random weights test the arms' plumbing, not the method: the held-out margin
+         # check may read a tiny negative margin, so the method checks warn here (their own tests
+         # are tests/integration/test_method_harness.py)
+         "--set", "training.method_checks=warn"]
 
 
 def _quarter_pool(folder: Path) -> Path:
