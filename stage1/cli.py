@@ -226,6 +226,10 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
     return named
 
 
+#: Stages that load no model on files (pairs loads a tokenizer only for a pair that could be too long).
+DATA_STAGES = ("negatives", "pairs")
+
+
 def _stage_on_files(args: argparse.Namespace) -> int:
     from stage1.io.layout import RESULTS_FILE
     from stage1.pipeline import check_stage_on_files, run_stage_on_files
@@ -239,7 +243,9 @@ def _stage_on_files(args: argparse.Namespace) -> int:
 
     console = _console()
     quiet_libraries()
-    result = run_stage_on_files(stage, _config(args), inputs, Path(args.out))
+    # the data stages train nothing: their config need not check lora/sft/dpo against PEFT and TRL,
+    # whose import pulls in torch (seconds) for a stage that reads and writes JSONL
+    result = run_stage_on_files(stage, _config(args, check_training=stage not in DATA_STAGES), inputs, Path(args.out))
     console.print(f"[green]✓ {args.command}[/] wrote {args.out}")
     if isinstance(result, dict) and isinstance(result.get("counts"), dict):
         from stage1.console import counts_table

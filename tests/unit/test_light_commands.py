@@ -59,3 +59,12 @@ def test_the_probe_sees_a_command_that_does_import_them():
     tests above could pass on a probe that sees nothing."""
     heavy, status = _heavy_imports(["plan"])
     assert "torch" in heavy and status == 0
+
+
+def test_negatives_on_files_imports_no_torch(tmp_path):
+    """The negatives stage on explicit files reads and writes JSONL: no torch, bitsandbytes, PEFT or
+    TRL (its config's training sections are not checked against TRL for a stage that trains nothing)."""
+    heavy, status = _heavy_imports(["negatives", "--in", f"sft={POOLS_DIR / 'sft' / 'instructions.jsonl'}",
+                                    "--out", str(tmp_path / "negatives")])
+    assert status == 0 and (tmp_path / "negatives" / "negatives.jsonl").is_file()
+    assert not {"torch", "bitsandbytes", "peft", "trl"} & set(heavy), heavy
