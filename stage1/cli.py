@@ -226,7 +226,7 @@ def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
     return named
 
 
-#: Stages that load no model on files (pairs loads a tokenizer only for a pair that could be too long).
+#: Stages that train nothing: on files their config skips the lora/sft/dpo checks (PEFT and TRL import torch).
 DATA_STAGES = ("negatives", "pairs")
 
 
@@ -243,8 +243,6 @@ def _stage_on_files(args: argparse.Namespace) -> int:
 
     console = _console()
     quiet_libraries()
-    # the data stages train nothing: their config need not check lora/sft/dpo against PEFT and TRL,
-    # whose import pulls in torch (seconds) for a stage that reads and writes JSONL
     result = run_stage_on_files(stage, _config(args, check_training=stage not in DATA_STAGES), inputs, Path(args.out))
     console.print(f"[green]✓ {args.command}[/] wrote {args.out}")
     if isinstance(result, dict) and isinstance(result.get("counts"), dict):
