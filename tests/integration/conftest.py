@@ -33,3 +33,19 @@ def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     run_dir = folder / "runs" / "tiny"
     assert run_dir.is_dir()
     return run_dir, result
+
+
+@pytest.fixture(scope="module")
+def merged_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The session's tiny SFT run merged (tests/integration/tiny_training.py), per test module."""
+    from tests.integration.tiny_training import merged_run
+
+    return merged_run(tiny_model_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory) -> tuple[Path, Path]:
+    """Train and eval pairs files written from tiny_training's rows, per test module."""
+    from tests.integration.tiny_training import write_pairs
+
+    return write_pairs(tmp_path_factory.mktemp("pairs"))

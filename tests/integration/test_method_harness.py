@@ -13,10 +13,9 @@ evaluated on the SFT model is caught on the session's tiny run in test_harness_o
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from tiny_training import DPO_TRAIN_ARGS, LORA_ARGS, merged_run, sft_run, write_pairs
+from tiny_training import DPO_TRAIN_ARGS, LORA_ARGS, sft_run
 
 from stage1.core.method_checks import MethodCheckError
 from stage1.train.dpo import run_train_dpo
@@ -25,16 +24,6 @@ from stage1.train.settings import TrainingSettings
 pytestmark = pytest.mark.slow
 
 SETTINGS = TrainingSettings(min_optimizer_steps=0)
-
-
-@pytest.fixture(scope="module")
-def merged_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    return merged_run(tiny_model_dir, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def pair_files(tmp_path_factory) -> tuple[Path, Path]:
-    return write_pairs(tmp_path_factory.mktemp("pairs"))
 
 
 def _dpo(model_dir, pair_files, out, settings=SETTINGS, **kwargs):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_training import DPO_TRAIN_ARGS, LORA_ARGS, PAIR_KINDS, merged_run, pair_dicts, write_pairs
+from tiny_training import DPO_TRAIN_ARGS, LORA_ARGS, PAIR_KINDS, pair_dicts
 from transformers import TrainerCallback
 
 from stage1.core.errors import InputError, LineageError, TrainingError
@@ -24,16 +24,6 @@ from stage1.train.dpo import run_train_dpo
 from stage1.train.settings import TrainingSettings
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def merged_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    return merged_run(tiny_model_dir, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def pair_files(tmp_path_factory) -> tuple[Path, Path]:
-    return write_pairs(tmp_path_factory.mktemp("pairs"))
 
 
 @pytest.fixture(scope="module")
