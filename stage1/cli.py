@@ -14,8 +14,11 @@ import sys
 from pathlib import Path
 
 # The flags and the table of stages: light to import (no torch), so `--help` stays instant.
+from stage1.cli_files import cmd_check_leakage, cmd_score
+from stage1.cli_golden import after_evaluate, check_golden_flags
 from stage1.cli_parser import build_parser as build_command_line
-from stage1.config.presets import input_path
+from stage1.cli_parser import named_inputs
+from stage1.cli_tools import cmd_inspect, cmd_plan
 from stage1.core.env_numbers import check_environment, env_int
 from stage1.core.errors import ConfigError
 from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME
@@ -120,16 +123,12 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if getattr(args, "variants", None) is not None:
         names = [name.strip() for name in args.variants.split(",") if name.strip()]
         if not names:
-            from stage1.core.errors import ConfigError
-
             raise ConfigError(f"--variants {args.variants!r} names no variant", field="--variants",
                               hint="give comma-separated names from base_raw,base,sft,dpo,dpo_only (and the DPO arms dpo_rules,dpo_policy), or leave --variants out for all")
         args.set.append(f"eval.variants=[{', '.join(names)}]")
     if getattr(args, "dry_run", False):
         return _evaluate_dry_run(args)
-    if getattr(args, "against", None):
-        _golden_tolerance(args)
-        _check_golden(Path(args.against))  # before evaluating: a bad golden file would waste the whole run
+    check_golden_flags(args)  # before evaluating: a bad golden file would waste the whole run
     if args.inputs or args.out:
         return _stage_on_files(args)
     from stage1.io.layout import RunLayout
@@ -138,31 +137,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
     args.only = [stage, *STAGES_BY_NAME[stage].also]
     status = cmd_run(args)
     if args.command == "evaluate":
-        return _after_evaluate(args, RunLayout(args.run_dir).results, status)
+        return after_evaluate(args, RunLayout(args.run_dir).results, status)
     return status
-
-
-def _after_evaluate(args: argparse.Namespace, results: Path, status: int) -> int:
-    """Optionally save the run as a golden result, then compare against one (exit 1 on a regression)."""
-    if args.save_golden:
-        from stage1.eval.golden import save_golden
-
-        _console().print(f"golden result written to [bold]{save_golden(results, Path(args.save_golden))}[/]")
-    if args.against:
-        return _compare_golden(results, Path(args.against), args)
-    return status
-
-
-def _check_golden(golden_path: Path) -> None:
-    """Refuse a golden file ``_compare_golden`` could not use, before any evaluation runs.
-
-    Raises:
-        InputError: the file is missing, not a results JSON, or holds no evaluated item.
-    """
-    from stage1.eval.golden import load_golden
-
-    save = "save one from a good evaluation with `stage1 evaluate --save-golden GOLDEN.json`"
-    load_golden(golden_path, missing_hint=f"check the --against path, or {save}", save_hint=save)
 
 
 def _evaluate_dry_run(args: argparse.Namespace) -> int:
@@ -176,7 +152,7 @@ def _evaluate_dry_run(args: argparse.Namespace) -> int:
     console = _console()
     config = _config(args)
     training = config.training
-    layout = RunLayout(Path(dict(_named_inputs(args)).get("run", args.run_dir)), config.model.path)
+    layout = RunLayout(Path(dict(named_inputs(args)).get("run", args.run_dir)), config.model.path)
     out_dir = Path(args.out) if args.out else layout.stage_dir("eval")
     with _lock_of_run_holding(out_dir):
         report = run_evaluate(
@@ -209,23 +185,6 @@ def _lock_of_run_holding(out_dir: Path):
     return lock_for_output(out_dir)
 
 
-def _named_inputs(args: argparse.Namespace) -> dict[str, Path]:
-
-    named: dict[str, Path] = {}
-    for text in args.inputs or []:
-        name, sep, path = text.partition("=")
-        if not sep:
-            raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
-        if not path.strip():
-            raise ConfigError(f"names no file (--in {text!r})", field=f"--in {name}", hint=f"give --in {name}=PATH")
-        if name in named:
-            raise ConfigError(
-                f"--in {name}= is given twice ({named[name]} and {path})", field="--in", hint="give each input once"
-            )
-        named[name] = input_path(path)
-    return named
-
-
 #: Stages that train nothing: on files their config skips the lora/sft/dpo checks (PEFT and TRL import torch).
 DATA_STAGES = ("negatives", "pairs")
 
@@ -237,7 +196,7 @@ def _stage_on_files(args: argparse.Namespace) -> int:
     stage = STAGE_COMMANDS[args.command]
     if not args.out:
         raise ConfigError("--out is required with --in", field="--out")
-    inputs = _named_inputs(args)
+    inputs = named_inputs(args)
     check_stage_on_files(stage, inputs, Path(args.out))
     from stage1.console import quiet_libraries
 
@@ -250,103 +209,7 @@ def _stage_on_files(args: argparse.Namespace) -> int:
 
         console.print(counts_table(args.command, result["counts"]))
     if args.command == "evaluate":
-        return _after_evaluate(args, Path(args.out) / RESULTS_FILE, 0)
-    return 0
-
-
-def _golden_tolerance(args: argparse.Namespace):
-    """The drop rule of ``--against`` (``--golden-alpha``, ``--golden-min-drop``).
-
-    Raises:
-        ConfigError: a value out of range, naming the flag.
-    """
-    from stage1.eval.golden import GoldenTolerance
-
-    alpha, min_drop = getattr(args, "golden_alpha", 0.01), getattr(args, "golden_min_drop", 0.05)
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"must be in (0, 1), got {alpha}", field="--golden-alpha")
-    if not 0.0 <= min_drop < 1.0:
-        raise ConfigError(f"must be a rate in [0, 1) (0.05 = 5 points), got {min_drop}", field="--golden-min-drop")
-    return GoldenTolerance(alpha=alpha, min_drop=min_drop)
-
-
-def _compare_golden(results_path: Path, golden_path: Path, args: argparse.Namespace) -> int:
-    """Print every significant change against the golden result; exit 1 on a regression only."""
-    from stage1.eval.golden_changes import check_files
-
-    console = _console()
-    regressions, changes = check_files(results_path, golden_path, _golden_tolerance(args))
-    for change in changes:
-        console.print(f"[yellow]change[/]: {change}")
-    if not regressions:
-        console.print(f"[green]no significant regression against {golden_path}[/] ({len(changes)} other significant change(s))")
-        return 0
-    for regression in regressions:
-        console.print(f"[red]regression[/]: {regression}")
-    return 1
-
-
-def _inputs_named(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[str, list[Path]]:
-    """``--in NAME=PATH`` values by name; ``allowed`` maps each name to whether it may repeat.
-
-    Raises:
-        ConfigError: not NAME=PATH, an unknown name, a missing one, or a single one given twice.
-    """
-
-    named: dict[str, list[Path]] = {name: [] for name in allowed}
-    for text in args.inputs or []:
-        name, sep, path = text.partition("=")
-        if not sep:
-            raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
-        if not path.strip():
-            raise ConfigError(f"names no file (--in {text!r})", field=f"--in {name}", hint=f"give --in {name}=PATH")
-        if name not in allowed:
-            raise ConfigError(f"`{args.command}` reads no input named {name!r}", field="--in", hint=f"it takes: {', '.join(allowed)}")
-        if named[name] and not allowed[name]:
-            raise ConfigError(f"--in {name}= is given twice ({named[name][0]} and {path})", field="--in", hint="give it once")
-        named[name].append(input_path(path))
-    missing = [name for name, paths in named.items() if not paths]
-    if missing:
-        raise ConfigError(f"missing --in {'=, --in '.join(missing)}=", field="--in",
-                          hint=" ".join(f"--in {name}=FILE" for name in allowed))
-    return named
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    """Score responses generated anywhere with the evaluation's criteria and statistics."""
-    from stage1.eval.report import RichSummary
-    from stage1.eval.score import run_score
-
-    inputs = _inputs_named(args, {"items": False, "responses": False})
-    if args.against:
-        _golden_tolerance(args)
-        _check_golden(Path(args.against))  # before scoring: a bad golden file is an input error
-    config = _config(args, check_training=False)  # no torch: scoring trains nothing
-    out = Path(args.out)
-    results = run_score(config.section("eval"), items_path=inputs["items"][0], responses_path=inputs["responses"][0], out_dir=out)
-    console = _console()
-    console.print(RichSummary(results))
-    console.print(f"report: [bold]{out / 'report.md'}[/]  chart: [bold]{out / 'chart.png'}[/]")
-    if args.against:
-        return _compare_golden(out / "results.json", Path(args.against), args)
-    return 0
-
-
-def cmd_check_leakage(args: argparse.Namespace) -> int:
-    """The leakage gate on any training files; exit 1 listing the offenders when it finds any."""
-    from stage1.io.records import check_training_files
-
-    inputs = _inputs_named(args, {"train": True, "eval_items": False})
-    settings = _config(args, check_training=False).section("pairs").leakage
-    leaks, rows = check_training_files(inputs["eval_items"][0], inputs["train"], settings)
-    console = _console()
-    for leak in leaks:
-        console.print(f"[red]{leak.match}[/]: {leak.describe()}", soft_wrap=True, highlight=False)
-    items, files = inputs["eval_items"][0], ", ".join(f"{name} ({count} rows)" for name, count in rows.items())
-    if leaks:
-        console.print(f"[red]{len(leaks)} leak(s)[/] of {items} into {files}", highlight=False)
-        return 1
-    console.print(f"[green]no leak[/] of {items} into {files} (exact, n-gram and paraphrase rules)", highlight=False)
+        return after_evaluate(args, Path(args.out) / RESULTS_FILE, 0)
     return 0
 
 
@@ -367,8 +230,6 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stage1.cli_tools import cmd_inspect, cmd_plan
-
     handlers = {"run": cmd_run, "stage": cmd_stage, "score": cmd_score, "check-leakage": cmd_check_leakage,
                 "plan": cmd_plan, "build-tiny": cmd_build_tiny, "inspect": cmd_inspect}
     return build_command_line(handlers, __doc__.splitlines()[0])

@@ -10,7 +10,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from stage1.config.presets import DEFAULT_PRESET, PRESETS_DIR, shipped_pools
+from stage1.config.presets import DEFAULT_PRESET, PRESETS_DIR, input_path, shipped_pools
+from stage1.core.errors import ConfigError
 from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME, inputs_help
 
 DEFAULT_RUN_DIR = Path("runs/tiny")
@@ -130,3 +131,58 @@ def build_parser(handlers: dict[str, Handler], description: str) -> argparse.Arg
     _add_file_commands(commands, handlers)
     _add_tool_commands(commands, handlers)
     return parser
+
+
+# ---------------------------------------------------------------- the values of --in NAME=PATH
+
+
+def _split_input(text: str) -> tuple[str, str]:
+    """``NAME=PATH`` as its two halves.
+
+    Raises:
+        ConfigError: not NAME=PATH, or no path after the ``=``.
+    """
+    name, sep, path = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--in {text!r} is not NAME=PATH", field="--in")
+    if not path.strip():
+        raise ConfigError(f"names no file (--in {text!r})", field=f"--in {name}", hint=f"give --in {name}=PATH")
+    return name, path
+
+
+def named_inputs(args: argparse.Namespace) -> dict[str, Path]:
+    """A stage command's ``--in NAME=PATH`` values, one file per name (the stage checks the names).
+
+    Raises:
+        ConfigError: not NAME=PATH, or a name given twice.
+    """
+    named: dict[str, Path] = {}
+    for text in args.inputs or []:
+        name, path = _split_input(text)
+        if name in named:
+            raise ConfigError(
+                f"--in {name}= is given twice ({named[name]} and {path})", field="--in", hint="give each input once"
+            )
+        named[name] = input_path(path)
+    return named
+
+
+def inputs_by_name(args: argparse.Namespace, allowed: dict[str, bool]) -> dict[str, list[Path]]:
+    """A file command's ``--in NAME=PATH`` values by name; ``allowed`` maps each name to whether it may repeat.
+
+    Raises:
+        ConfigError: not NAME=PATH, an unknown name, a missing one, or a single one given twice.
+    """
+    named: dict[str, list[Path]] = {name: [] for name in allowed}
+    for text in args.inputs or []:
+        name, path = _split_input(text)
+        if name not in allowed:
+            raise ConfigError(f"`{args.command}` reads no input named {name!r}", field="--in", hint=f"it takes: {', '.join(allowed)}")
+        if named[name] and not allowed[name]:
+            raise ConfigError(f"--in {name}= is given twice ({named[name][0]} and {path})", field="--in", hint="give it once")
+        named[name].append(input_path(path))
+    missing = [name for name, paths in named.items() if not paths]
+    if missing:
+        raise ConfigError(f"missing --in {'=, --in '.join(missing)}=", field="--in",
+                          hint=" ".join(f"--in {name}=FILE" for name in allowed))
+    return named

@@ -183,7 +183,7 @@ def test_an_unreadable_input_is_reported_as_cannot_read_not_cannot_write(tmp_pat
     def refuse(args):
         raise PermissionError(errno.EACCES, "Permission denied", str(source))
 
-    monkeypatch.setattr("stage1.cli_tools.cmd_plan", refuse)
+    monkeypatch.setattr(cli, "cmd_plan", refuse)
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(source) else real_access(path, mode))
     assert cli.main(["plan"]) == EXIT_INPUT

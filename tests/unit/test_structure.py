@@ -38,9 +38,7 @@ MAX_FUNCTION_LINES = 50
 # ---------------------------------------------------------------- known exceptions (may only shrink)
 
 #: Files over MAX_FILE_LINES lines: path -> lines measured (a ceiling: the file may shrink, not grow).
-KNOWN_LONG_FILES: dict[str, int] = {
-    "stage1/cli.py": 439,
-}
+KNOWN_LONG_FILES: dict[str, int] = {}
 
 #: Functions over MAX_FUNCTION_LINES lines, docstring excluded: "path::qualified name" -> lines measured (a ceiling).
 KNOWN_LONG_FUNCTIONS: dict[str, int] = {
@@ -59,7 +57,7 @@ KNOWN_PART_CYCLES: list[tuple[str, ...]] = [
 ]
 
 #: Import statements inside function bodies that reach another stage1 module (pinned: it may only go down).
-KNOWN_DEFERRED_IMPORTS = 115
+KNOWN_DEFERRED_IMPORTS = 113
 
 
 # ---------------------------------------------------------------- the scanner
