@@ -32,20 +32,18 @@ def unknown_key_error(key: str, valid: typing.Iterable[str], section: str, sourc
 
 
 def _coerce(value: Any, annotation: Any, field: str, source: str | None) -> Any:
+    """``value`` checked against ``annotation`` (and converted where YAML gives another type: a list to a
+    tuple, ``1`` or ``"1e-3"`` to a float, a mapping to a nested settings dataclass).
+
+    Raises:
+        ConfigError: naming ``field`` and what was expected.
+    """
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if annotation is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, option, field, source)
-            except ConfigError as error:
-                errors.append(error)
-        raise errors[0] if errors else ConfigError("invalid value", path=source, field=field)
+        return _coerce_union(value, args, field, source)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"must be one of {', '.join(map(repr, args))}, got {value!r}", path=source, field=field)
@@ -64,24 +62,49 @@ def _coerce(value: Any, annotation: Any, field: str, source: str | None) -> Any:
             raise ConfigError(f"expected a mapping, got {type(value).__name__}", path=source, field=field)
         key_type, value_type = args or (Any, Any)
         return {_coerce(k, key_type, field, source): _coerce(v, value_type, f"{field}.{k}", source) for k, v in value.items()}
-    if annotation is float and isinstance(value, str):
-        try:
-            value = float(value)  # YAML 1.1 reads "1e-3" as a string
-        except ValueError:
-            pass
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:  # an int past 1.8e308
-            raise ConfigError(f"must be a finite number, got an integer of {len(str(abs(value)))} digits", path=source, field=field) from None
-    if annotation is float and isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"must be a finite number, got {value!r}", path=source, field=field)
+    if annotation is float:
+        value = _as_float(value, field, source)
     if annotation in (int, float, str, bool):
         if isinstance(value, bool) and annotation is not bool:
             raise ConfigError(f"expected {annotation.__name__}, got a boolean", path=source, field=field)
         if not isinstance(value, annotation):
             raise ConfigError(f"expected {annotation.__name__}, got {type(value).__name__} {value!r}", path=source, field=field)
-        return value
+    return value
+
+
+def _coerce_union(value: Any, options: tuple[Any, ...], field: str, source: str | None) -> Any:
+    """``value`` as the first of ``options`` that takes it (None when the union allows it); the first
+    option's error when none does."""
+    if value is None and type(None) in options:
+        return None
+    errors = []
+    for option in (a for a in options if a is not type(None)):
+        try:
+            return _coerce(value, option, field, source)
+        except ConfigError as error:
+            errors.append(error)
+    raise errors[0] if errors else ConfigError("invalid value", path=source, field=field)
+
+
+def _as_float(value: Any, field: str, source: str | None) -> Any:
+    """A float setting's value: a numeric string or an int as a float, a non-finite float refused;
+    anything else is returned for the type check to refuse.
+
+    Raises:
+        ConfigError: an int too large for a float, or an infinite or NaN float.
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value)  # YAML 1.1 reads "1e-3" as a string
+        except ValueError:
+            pass
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # an int past 1.8e308
+            raise ConfigError(f"must be a finite number, got an integer of {len(str(abs(value)))} digits", path=source, field=field) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, got {value!r}", path=source, field=field)
     return value
 
 

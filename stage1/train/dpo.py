@@ -34,13 +34,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from stage1.core.errors import InputError
+from stage1.core.errors import InputError, TrainingError
 from stage1.core.records import PreferencePair, RecordList, record_line
-from stage1.core.reward_metrics import chosen_drop_warning, log_prob_shift, summarize_by_group
+from stage1.core.reward_metrics import chosen_drop_warning, log_prob_shift, summarize_by_group, summarize_by_kind
+from stage1.hf.lora import build_lora_config, check_trained_modules
+from stage1.hf.models import check_quantization, eos_info, load_adapter, load_tokenizer
+from stage1.io.hashing import sha256_file
+from stage1.io.lineage import adapter_hash, read_lineage, weights_hash
+from stage1.io.manifest import library_versions
 from stage1.io.records import read_records
-from stage1.train.data import build_preference_rows
+from stage1.train import run
+from stage1.train.callbacks import NonFiniteLossGuard, quiet_trainer
+from stage1.train.data import PreferenceRows, build_preference_rows
+from stage1.train.dpo_checks import DPOMethodChecks
 from stage1.train.logprobs import completion_log_probs
+from stage1.train.reference_cache import TOKENIZER_FILES, cache_path, reference_key, reference_parts, reference_settings
 from stage1.train.settings import TrainingSettings
+from stage1.train.step_plan import log_step_plan, step_plan
+from stage1.train.trainer_config import check_effective_batch, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +64,6 @@ def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adap
     precomputed); an arm's key also names the source its pairs were taken from."""
     if not settings.precompute_reference:
         return None
-    from stage1.io.hashing import sha256_file
-    from stage1.io.lineage import adapter_hash, weights_hash
-    from stage1.io.manifest import library_versions
-    from stage1.train.reference_cache import (
-        TOKENIZER_FILES,
-        cache_path,
-        reference_key,
-        reference_parts,
-        reference_settings,
-    )
-
     adapter_config = None if sft_adapter is None else sft_adapter / "adapter_config.json"
     shared = {
         "model_hash": weights_hash(model_dir),
@@ -182,94 +182,150 @@ def run_train_dpo(
             (before training for the rows, the step-0 loss and nothing trainable; after it for the
             adapter's movement and the held-out margin; no manifest is written).
     """
-    from datasets import Dataset
-    from trl import DPOConfig
-
-    from stage1.core.errors import TrainingError
-    from stage1.hf.lora import build_lora_config, check_trained_modules
-    from stage1.hf.models import check_quantization, eos_info, load_adapter, load_tokenizer
-    from stage1.io.lineage import adapter_hash, read_lineage
-    from stage1.train import run
-    from stage1.train.callbacks import NonFiniteLossGuard, quiet_trainer
-    from stage1.train.dpo_checks import DPOMethodChecks
-    from stage1.train.dpo_trainer import PreTokenizedDPOTrainer
-    from stage1.train.step_plan import log_step_plan, step_plan
-    from stage1.train.trainer_config import check_effective_batch, resolve_device
-
-    out = Path(out_dir)
-    parent = read_lineage(model_dir, required=False)
-    if parent is not None:
-        check_quantization(parent.quantization, settings.quantization)
+    out, model_dir = Path(out_dir), Path(model_dir)
+    sft_adapter = None if sft_adapter_dir is None else Path(sft_adapter_dir)
+    parent = _checked_parent(model_dir, settings)
     device = resolve_device(settings)
-    if settings.precompute_reference:
+    if settings.precompute_reference:  # recorded with the user's keys: the run's DPOConfig holds it
         dpo_args = {**dict(dpo_args or {}), "precompute_ref_log_probs": True}
-    dpo_config = run.build_config(DPOConfig, dpo_args, "dpo", settings, device, out, seed)
+    dpo_config = dpo_trainer_config(settings, dpo_args, device, out, seed)
     batch = check_effective_batch(dpo_config, settings.dpo_target_effective_batch, section="dpo", target_field="dpo_target_effective_batch")
     lora_config = build_lora_config(lora_args, require_all_projections=settings.require_all_projections)
     tokenizer = load_tokenizer(model_dir)
     paths = {"train": Path(train_path), "eval": Path(eval_path)}
-    pairs = {split: read_arm_pairs(path, negative_source, split) for split, path in paths.items()}
-    prepared = {split: build_preference_rows(tokenizer, pairs[split], max_length=dpo_config.max_length, overlong=settings.overlong,
-                                             source=path) for split, path in paths.items()}
-    steps = step_plan(STAGE, len(prepared["train"].rows), dpo_config, batch.processes, settings.min_optimizer_steps,
-                      name=f"dpo_{negative_source}" if negative_source else "")
-    log_step_plan(steps, log)
-    model = run.load_model_for_training(model_dir, settings, device)
-    sft_adapter = None if sft_adapter_dir is None else Path(sft_adapter_dir)
-    if sft_adapter is not None:
-        check_quantization(read_lineage(sft_adapter).quantization, settings.quantization)
-        model = load_adapter(model, sft_adapter, expected_parent=model_dir, is_trainable=True)
-    cache = reference_cache_for(settings, model_dir=Path(model_dir), sft_adapter=sft_adapter,
-                                splits={"train": Path(train_path), "eval": Path(eval_path)}, dpo_config=dpo_config, out=out,
-                                negative_source=negative_source)
-    trainer = PreTokenizedDPOTrainer(
-        reference_cache=cache,
-        model=model, args=dpo_config, processing_class=tokenizer, peft_config=None if sft_adapter is not None else lora_config,
-        train_dataset=Dataset.from_list(prepared["train"].rows), eval_dataset=Dataset.from_list(prepared["eval"].rows),
-        callbacks=[NonFiniteLossGuard(), *callbacks],
-    )
-    quiet_trainer(trainer)
-    parent_kind = "sft_adapter" if sft_adapter is not None else (parent.kind if parent is not None else "base")
-    if sft_adapter is not None:
-        if "ref" not in trainer.model.peft_config:
-            raise TrainingError("TRL kept no frozen 'ref' copy of the SFT adapter: the reference would be the raw base")
-        moving = [name for name, param in trainer.model.named_parameters() if ".ref." in name and param.requires_grad]
-        if moving:
-            raise TrainingError(f"the reference adapter would train ({moving[0]}, ...): the reference must stay the SFT model")
-    started_from = {"sft_adapter": str(sft_adapter), "sft_adapter_hash": adapter_hash(sft_adapter)} if sft_adapter is not None else {}
+    pairs, prepared = _read_splits(tokenizer, paths, negative_source, dpo_config.max_length, settings.overlong)
+    steps = _logged_step_plan(len(prepared["train"].rows), dpo_config, batch.processes, settings, negative_source)
+    model = _load_policy(model_dir, settings, device, sft_adapter)
+    cache = reference_cache_for(settings, model_dir=model_dir, sft_adapter=sft_adapter, splits=paths, dpo_config=dpo_config,
+                                out=out, negative_source=negative_source)
+    trainer = _build_trainer(model, tokenizer, dpo_config, prepared, cache=cache, callbacks=callbacks,
+                             peft_config=None if sft_adapter is not None else lora_config)
+    origin = _origin(parent, sft_adapter, negative_source)
     facts = run.TrainingFacts(
-        stage=STAGE, settings=settings, model_dir=Path(model_dir), out_dir=out, seed=seed,
+        stage=STAGE, settings=settings, model_dir=model_dir, out_dir=out, seed=seed,
         user_args={"dpo": dict(dpo_args), "lora": dict(lora_args)}, resolved=run.resolved_args(dpo_config, lora_config),
-        data={"train": Path(train_path), "eval": Path(eval_path),
-              **({"sft_adapter": sft_adapter / "adapter_model.safetensors"} if sft_adapter is not None else {})},
+        data={**paths, **({"sft_adapter": sft_adapter / "adapter_model.safetensors"} if sft_adapter is not None else {})},
         eos=eos_info(model, tokenizer),
         trained_modules=check_trained_modules(trainer.model, lora_config, model.config.num_hidden_layers), batch=batch,
-        lineage_kind="dpo_adapter", lineage_extra={"parent_kind": parent_kind, "beta": dpo_config.beta, **started_from,
-                       **({"negative_source": negative_source} if negative_source is not None else {})},
+        lineage_kind="dpo_adapter", lineage_extra={**origin, "beta": dpo_config.beta},
     )
     method = DPOMethodChecks(settings, tokenizer, {split: (paths[split], pairs[split], prepared[split]) for split in paths})
     method.before_training(trainer)
     outcome = run.train(trainer, facts, resume=resume, stage_fingerprint=stage_fingerprint)
     counts, measured = _after_training(trainer, tokenizer, settings, dpo_config, prepared, method)
-    extra = {
-        **outcome,
-        **({"negative_source": negative_source} if negative_source is not None else {}),
-        "parent_kind": parent_kind,
-        **started_from,
-        **measured,
-        "step_plan": steps.to_dict(),
-        "reference": {"precomputed": bool(dpo_config.precompute_ref_log_probs),
-                      "cache": None if cache is None else {split: str(path) for split, path in cache["paths"].items()},
-                      "cache_hits": getattr(trainer, "stage1_reference_cache_hits", 0)},
-    }
+    extra = {**outcome, **origin, **measured, "step_plan": steps.to_dict(), "reference": _reference_record(dpo_config, cache, trainer)}
     return run.finish(trainer, facts, counts=counts, extra=extra)
+
+
+def dpo_trainer_config(settings: TrainingSettings, dpo_args: dict[str, Any], device: str, out: Path, seed: int):
+    """TRL's ``DPOConfig`` of the ``dpo:`` section (``beta`` and every other key as written), over the
+    stage's defaults, with the keys the stage owns (``run.build_config``)."""
+    from trl import DPOConfig  # trl imports torch: deferred to the stage's run
+
+    return run.build_config(DPOConfig, dpo_args, "dpo", settings, device, out, seed)
+
+
+def _build_trainer(model, tokenizer, dpo_config, prepared: dict[str, PreferenceRows], *, cache: dict[str, Any] | None,
+                   callbacks: tuple, peft_config):
+    """The DPO trainer on the prepared rows; continuing an adapter (no ``peft_config``), its frozen
+    reference copy is checked.
+
+    Raises:
+        TrainingError: see ``_check_frozen_reference``.
+    """
+    from datasets import Dataset  # datasets imports torch: deferred to the stage's run
+
+    from stage1.train.dpo_trainer import PreTokenizedDPOTrainer  # subclasses trl.DPOTrainer at import
+
+    trainer = PreTokenizedDPOTrainer(
+        reference_cache=cache,
+        model=model, args=dpo_config, processing_class=tokenizer, peft_config=peft_config,
+        train_dataset=Dataset.from_list(prepared["train"].rows), eval_dataset=Dataset.from_list(prepared["eval"].rows),
+        callbacks=[NonFiniteLossGuard(), *callbacks],
+    )
+    quiet_trainer(trainer)
+    if peft_config is None:
+        _check_frozen_reference(trainer.model)
+    return trainer
+
+
+def _checked_parent(model_dir: Path, settings: TrainingSettings):
+    """The lineage of the model DPO starts from (None for a base model).
+
+    Raises:
+        LineageError: a merged model trained with another quantisation than this run's.
+    """
+    parent = read_lineage(model_dir, required=False)
+    if parent is not None:
+        check_quantization(parent.quantization, settings.quantization)
+    return parent
+
+
+def _logged_step_plan(rows: int, dpo_config, processes: int, settings: TrainingSettings, negative_source: str | None):
+    """The optimizer steps this DPO will take (an arm's named after it), logged with any warning."""
+    steps = step_plan(STAGE, rows, dpo_config, processes, settings.min_optimizer_steps,
+                      name=f"dpo_{negative_source}" if negative_source else "")
+    log_step_plan(steps, log)
+    return steps
+
+
+def _read_splits(tokenizer, paths: dict[str, Path], negative_source: str | None, max_length: int | None,
+                 overlong: str) -> tuple[dict[str, RecordList], dict[str, PreferenceRows]]:
+    """Each split's pairs (an arm's source's only) and the rows the trainer is given."""
+    pairs = {split: read_arm_pairs(path, negative_source, split) for split, path in paths.items()}
+    prepared = {split: build_preference_rows(tokenizer, pairs[split], max_length=max_length, overlong=overlong, source=path)
+                for split, path in paths.items()}
+    return pairs, prepared
+
+
+def _load_policy(model_dir: Path, settings: TrainingSettings, device: str, sft_adapter: Path | None):
+    """The model DPO trains: the model in ``model_dir``, with the SFT adapter on it (trainable) when
+    DPO continues that adapter.
+
+    Raises:
+        LineageError: the SFT adapter was trained with another quantisation, or on another parent.
+    """
+    model = run.load_model_for_training(model_dir, settings, device)
+    if sft_adapter is None:
+        return model
+    check_quantization(read_lineage(sft_adapter).quantization, settings.quantization)
+    return load_adapter(model, sft_adapter, expected_parent=model_dir, is_trainable=True)
+
+
+def _check_frozen_reference(model) -> None:
+    """DPO continuing the SFT adapter needs TRL's frozen ``"ref"`` copy of it as the reference.
+
+    Raises:
+        TrainingError: TRL kept no such copy, or the copy would train.
+    """
+    if "ref" not in model.peft_config:
+        raise TrainingError("TRL kept no frozen 'ref' copy of the SFT adapter: the reference would be the raw base")
+    moving = [name for name, param in model.named_parameters() if ".ref." in name and param.requires_grad]
+    if moving:
+        raise TrainingError(f"the reference adapter would train ({moving[0]}, ...): the reference must stay the SFT model")
+
+
+def _origin(parent, sft_adapter: Path | None, negative_source: str | None) -> dict[str, Any]:
+    """What the adapter was trained from, for its lineage and the manifest: the parent's kind, the
+    SFT adapter continued (and its hash), and an arm's pair source."""
+    origin: dict[str, Any] = {"parent_kind": "sft_adapter" if sft_adapter is not None else (parent.kind if parent is not None else "base")}
+    if sft_adapter is not None:
+        origin.update(sft_adapter=str(sft_adapter), sft_adapter_hash=adapter_hash(sft_adapter))
+    if negative_source is not None:
+        origin["negative_source"] = negative_source
+    return origin
+
+
+def _reference_record(dpo_config, cache: dict[str, Any] | None, trainer) -> dict[str, Any]:
+    """How the reference log-probabilities were had: precomputed or not, the cache files, their hits."""
+    return {"precomputed": bool(dpo_config.precompute_ref_log_probs),
+            "cache": None if cache is None else {split: str(path) for split, path in cache["paths"].items()},
+            "cache_hits": getattr(trainer, "stage1_reference_cache_hits", 0)}
 
 
 def _after_training(trainer, tokenizer, settings: TrainingSettings, dpo_config, prepared: dict, method) -> tuple[dict, dict]:
     """The manifest's counts, and what was measured after training: the method checks (which raise
     under ``training.method_checks: error``), rewards on the eval pairs, the log-prob shifts."""
-    from stage1.core.reward_metrics import summarize_by_kind
-
     method_checks = method.after_training(trainer, max_length=dpo_config.max_length)
     chosen, rejected = pair_rewards(trainer.model, tokenizer, prepared["eval"].rows, dpo_config.beta, settings.reward_eval_batch_size)
     rewards = summarize_by_kind(prepared["eval"].kinds, chosen, rejected)

@@ -41,10 +41,7 @@ MAX_FUNCTION_LINES = 50
 KNOWN_LONG_FILES: dict[str, int] = {}
 
 #: Functions over MAX_FUNCTION_LINES lines, docstring excluded: "path::qualified name" -> lines measured (a ceiling).
-KNOWN_LONG_FUNCTIONS: dict[str, int] = {
-    "stage1/config/typed.py::_coerce": 52,
-    "stage1/train/dpo.py::run_train_dpo": 97,
-}
+KNOWN_LONG_FUNCTIONS: dict[str, int] = {}
 
 #: Import cycles between modules: each strongly connected component of the module graph, its members sorted.
 KNOWN_MODULE_CYCLES: list[tuple[str, ...]] = []
@@ -57,7 +54,7 @@ KNOWN_PART_CYCLES: list[tuple[str, ...]] = [
 ]
 
 #: Import statements inside function bodies that reach another stage1 module (pinned: it may only go down).
-KNOWN_DEFERRED_IMPORTS = 113
+KNOWN_DEFERRED_IMPORTS = 99
 
 
 # ---------------------------------------------------------------- the scanner
