@@ -47,11 +47,11 @@ def measure_eval(config_name: str, generate: bool) -> dict[str, float]:
     """Peak reserved memory (GiB) of loading the model and (``generate``) one evaluation batch."""
     import torch
 
-    from stage1.config.load import load_config
     from stage1.core.format import render_prompt
     from stage1.core.generation import GenerationSettings
     from stage1.hf.generation import TransformersBackend
     from stage1.hf.models import load_model, load_tokenizer
+    from stage1.stages.config import load_config
 
     config = load_config(config_name)
     evaluation, training = config.eval, config.training
@@ -69,7 +69,7 @@ def measure_sft_step(config_name: str, work: str) -> dict[str, float]:
     """Peak reserved memory (GiB) of one SFT optimizer step through ``run_train_sft``."""
     import torch
 
-    from stage1.config.load import load_config
+    from stage1.stages.config import load_config
     from stage1.train.sft import run_train_sft
 
     config = load_config(config_name)
@@ -100,7 +100,7 @@ def why_not_measured(config_name: str) -> str | None:
     """None when this machine can measure the preset; otherwise the reason, for the table."""
     import torch
 
-    from stage1.config.load import load_config
+    from stage1.stages.config import load_config
 
     if not torch.cuda.is_available():
         return "not measured (no GPU)"
@@ -112,9 +112,9 @@ def why_not_measured(config_name: str) -> str | None:
 
 def run(config_name: str = "qwen2.5-32b") -> dict[str, Any]:
     """Measure (when possible), print the table, and return the figures with the rows under ``rows``."""
-    from stage1.config.load import load_config
     from stage1.hf.memory_estimate import CUDA_CONTEXT_GIB
     from stage1.hf.memplan import plan_for_config
+    from stage1.stages.config import load_config
 
     plan = plan_for_config(load_config(config_name))
     planned = {name: plan.stage(name).total_gib - CUDA_CONTEXT_GIB for name in ("eval", "sft")}

@@ -22,6 +22,7 @@ from stage1.cli_tools import cmd_inspect, cmd_plan
 from stage1.core.env_numbers import check_environment, env_int
 from stage1.core.errors import ConfigError
 from stage1.stages import STAGE_COMMANDS, STAGES_BY_NAME
+from stage1.stages.config import load_config
 
 MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that use several processes
 # OS errors that mean "this output cannot be written here", reported in one line (exit 2): a full
@@ -37,8 +38,6 @@ def _console():
 
 
 def _config(args: argparse.Namespace, check_training: bool = True):
-    from stage1.config.load import load_config
-
     return load_config(args.config, args.set, check_training=check_training)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stage1.cli_golden import check_golden_flags, compare_golden
 from stage1.cli_parser import inputs_by_name
-from stage1.config.load import load_config
+from stage1.stages.config import load_config
 
 
 def _console():

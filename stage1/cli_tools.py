@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from stage1.cli_parser import DEFAULT_RUN_DIR
+from stage1.stages.config import load_config
 
 
 def _console():
@@ -22,8 +23,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     if args.gpu_gib is not None and not (math.isfinite(args.gpu_gib) and args.gpu_gib > 0):
         raise ConfigError(f"must be a finite number of GiB > 0, got {args.gpu_gib}", field="--gpu-gib", hint="e.g. --gpu-gib 80")
-    from stage1.config.load import load_config
-
     console = _console()
     config = load_config(args.config, args.set)
     plan = plan_for_config(config, gpu_gib=args.gpu_gib)

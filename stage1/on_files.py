@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stage1.config.load import PipelineConfig
 from stage1.io.run_dir import check_out_dir
 from stage1.io.run_lock import is_worker_rank, lock_for_output
 from stage1.io.temps import remove_stale_siblings, remove_stale_temps
 from stage1.stages import STAGES_BY_NAME, StageCall, check_stage_inputs
+from stage1.stages.config import PipelineConfig
 
 
 def check_stage_on_files(stage: str, inputs: dict[str, Path], out_dir: Path) -> None:

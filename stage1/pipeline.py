@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stage1.config.load import PipelineConfig, dump_config
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError, StaleUpstreamError
 from stage1.io.atomic import atomic_write_json, atomic_write_text
@@ -46,6 +45,7 @@ from stage1.stages import (
     StageSpec,
     former_settings,
 )
+from stage1.stages.config import PipelineConfig, dump_config
 
 log = logging.getLogger("stage1")
 

@@ -1,11 +1,13 @@
-"""The pipeline's configuration: YAML presets, dotted overrides, typed sections.
+"""Loading a configuration: YAML presets, dotted overrides, typed sections. Knows no stage.
 
-Sections and who owns their fields:
-- ``run``, ``model``, ``data``: this module (frozen dataclasses below);
-- ``sft_data``, ``negatives``, ``pairs``, ``training``, ``eval``: the stage modules' own settings;
-- ``lora``, ``sft``, ``dpo``: passed straight through to PEFT's ``LoraConfig`` and TRL's
-  ``SFTConfig``/``DPOConfig``. Their keys are checked against those dataclasses' fields, so every knob
-  TRL has is available without being declared twice here, and a typo is refused with the nearest name.
+What the sections are comes from a ``Schema`` handed in (``stage1.stages.config`` assembles the
+pipeline's from the stages' declarations):
+- ``run``, ``model``, ``data``: run-wide, typed by the frozen dataclasses below;
+- a ``TypedSection``: a frozen dataclass of settings a stage declares in its ``settings.py``;
+- a ``LibrarySection`` (``lora``, ``sft``, ``dpo``): passed straight through to a library's config
+  class (PEFT's ``LoraConfig``, TRL's ``SFTConfig``/``DPOConfig``). Its keys are checked against that
+  class's fields, so every knob the library has is available without being declared twice, and a
+  typo is refused with the nearest name.
 
 YAML is read with ``yaml.safe_load`` semantics (no tags, no code), as UTF-8, and a key given twice is
 refused; override values are parsed the same way. Values are range-checked here, so a config that
@@ -18,22 +20,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-import yaml
-
-from stage1.config.typed import settings_from_dict, settings_to_dict, unknown_key_error
-
-if TYPE_CHECKING:  # the stage settings are imported when a config is built (STAGE_SECTIONS)
-    from stage1.eval.settings import EvalSettings
-    from stage1.negatives.settings import NegativeSettings
-    from stage1.pairs.settings import PairSettings
-    from stage1.sft_data.settings import SFTDataSettings
-    from stage1.train.settings import TrainingSettings
 from stage1.config.overrides import Origins, apply_override, as_number, parse_override
 from stage1.config.presets import PATH_KEYS, POOLS_DIR, resolve_file_paths, resolve_preset
+from stage1.config.typed import settings_from_dict, unknown_key_error
 from stage1.config.yaml_lines import read_yaml
 from stage1.core.errors import ConfigError
 from stage1.io.layout import DEFAULT_LOG_FILE
@@ -69,154 +63,122 @@ class DataSettings:
     eval_items: str = str(POOLS_DIR / "eval" / "items.jsonl")  # held-out evaluation items (reference answers, constraints)
 
 
-# section name -> (module, class) of the stage that owns it; imported lazily so `--help` stays instant.
-STAGE_SECTIONS: dict[str, tuple[str, str]] = {
-    "sft_data": ("stage1.sft_data.settings", "SFTDataSettings"),
-    "negatives": ("stage1.negatives.settings", "NegativeSettings"),
-    "pairs": ("stage1.pairs.settings", "PairSettings"),
-    "training": ("stage1.train.settings", "TrainingSettings"),
-    "eval": ("stage1.eval.settings", "EvalSettings"),
-}
-LOCAL_SECTIONS: dict[str, type] = {"run": RunSettings, "model": ModelSettings, "data": DataSettings}
-PASSTHROUGH_SECTIONS: dict[str, tuple[str, str]] = {
-    "lora": ("peft", "LoraConfig"),
-    "sft": ("trl", "SFTConfig"),
-    "dpo": ("trl", "DPOConfig"),
-}
-# Keys the pipeline sets itself; a user value would be overwritten, so it is refused instead.
-PIPELINE_OWNED_KEYS = {"output_dir", "task_type"}
-ALL_SECTIONS = (*LOCAL_SECTIONS, *STAGE_SECTIONS, *PASSTHROUGH_SECTIONS)
+BASE_SECTIONS: dict[str, type] = {"run": RunSettings, "model": ModelSettings, "data": DataSettings}
 
 
 @dataclass(frozen=True)
-class PipelineConfig:
-    """Everything one run needs, resolved and typed: one field per section.
+class TypedSection:
+    """A section typed by a frozen dataclass of settings (a stage's, declared in its ``settings.py``).
 
-    The stage sections are typed by their stages' settings classes (``STAGE_SECTIONS``), imported when
-    a config is built so that ``--help`` stays instant.
+    Attributes:
+        follows: key -> the dotted setting whose value the key takes when the section leaves it out and
+            that setting is given with a value of the key's type (``seed`` follows ``run.seed``).
     """
 
-    run: RunSettings
-    model: ModelSettings
-    data: DataSettings
-    sft_data: SFTDataSettings
-    negatives: NegativeSettings
-    pairs: PairSettings
-    training: TrainingSettings
-    eval: EvalSettings
-    lora: dict[str, Any] = field(default_factory=dict)
-    sft: dict[str, Any] = field(default_factory=dict)
-    dpo: dict[str, Any] = field(default_factory=dict)
-    source: str | None = None
+    name: str
+    settings: type
+    follows: Mapping[str, str] = field(default_factory=dict)
 
-    def section(self, name: str) -> Any:
-        """A section by its YAML name (``"eval"``), for code that is handed the name."""
-        if name not in ALL_SECTIONS:
-            raise KeyError(name)
-        return getattr(self, name)
 
-    def to_dict(self) -> dict[str, Any]:
-        plain: dict[str, Any] = {name: settings_to_dict(getattr(self, name)) for name in (*LOCAL_SECTIONS, *STAGE_SECTIONS)}
-        plain.update({name: dict(getattr(self, name)) for name in PASSTHROUGH_SECTIONS})
-        return plain
+@dataclass(frozen=True)
+class LibrarySection:
+    """A section handed as written to a library's config class (``lora`` to PEFT, ``sft``/``dpo`` to TRL).
+
+    Attributes:
+        library: (module, class) of that config class, imported when the section is checked (PEFT and
+            TRL import torch, which commands that train nothing never need).
+        owned: keys the stage sets itself -> what to do instead: a user value would be overwritten,
+            so it is refused.
+        renamed: keys the library no longer has -> what replaced them (the hint of the refusal).
+        check_values: ranges and conversions of the values; returns the section as training reads it.
+    """
+
+    name: str
+    library: tuple[str, str]
+    owned: Mapping[str, str]
+    check_values: Callable[[dict[str, Any]], dict[str, Any]]
+    renamed: Mapping[str, str] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, dataclasses.Field]:
+        module, name = self.library
+        return {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module), name)) if f.init}
+
+
+#: A check across sections, given every typed section by name; raises a ConfigError naming its field.
+CrossCheck = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Every section of a configuration beyond ``run``, ``model`` and ``data``, and the checks across them.
+
+    Attributes:
+        base_checks: checks of ``run``, ``model`` and ``data`` alone, before the other sections are read.
+        checks: checks across the typed sections.
+        library_checks: checks that need the library sections checked (skipped with them).
+    """
+
+    sections: tuple[TypedSection, ...]
+    library: tuple[LibrarySection, ...]
+    base_checks: tuple[CrossCheck, ...] = ()
+    checks: tuple[CrossCheck, ...] = ()
+    library_checks: tuple[CrossCheck, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*BASE_SECTIONS, *(s.name for s in self.sections), *(s.name for s in self.library))
+
+    def shared_from(self) -> dict[str, str]:
+        """``section.key`` -> the setting it follows: an error about the first is about the second's value."""
+        return {f"{section.name}.{key}": source for section in self.sections for key, source in section.follows.items()}
 
 
 # ---------------------------------------------------------------- sections
 
 
-def _load_class(module: str, name: str) -> type:
-    return getattr(importlib.import_module(module), name)
-
-
-def passthrough_fields(section: str) -> dict[str, dataclasses.Field]:
-    module, name = PASSTHROUGH_SECTIONS[section]
-    return {f.name: f for f in dataclasses.fields(_load_class(module, name)) if f.init}
-
-
-def _stage_owned_keys(section: str) -> dict[str, str]:
-    """Keys of a passthrough section that the training stage sets itself (so they are refused here,
-    before any stage runs, instead of when training starts), with the setting to use instead."""
-    if section == "lora":
-        from stage1.hf.lora import LORA_OWNED
-
-        return {key: "the training stage sets it" for key in LORA_OWNED}
-    from stage1.train.trainer_config import OWNED_KEYS
-
-    return dict(OWNED_KEYS)
-
-
-def _check_passthrough(section: str, values: Any, origins: Origins) -> dict[str, Any]:
-    """A ``lora:``/``sft:``/``dpo:`` section with known keys, numbers where TRL/PEFT want numbers, and
-    the ranges of ``stage1.hf.lora.LORA_RULES`` / ``stage1.train.trainer_config.TRAINER_RULES``.
+def _check_library_section(section: LibrarySection, values: Any, origins: Origins) -> dict[str, Any]:
+    """A library section with known keys, none the stage owns, numbers where the library wants numbers,
+    and the section's own value checks.
 
     Raises:
         ConfigError: an unknown or stage-owned key, a wrong type, a value out of range.
     """
-    from stage1.hf.lora import check_lora_values
-    from stage1.train.trainer_config import RENAMED_KEYS, check_trainer_values
-
     if not isinstance(values, dict):
-        raise ConfigError("expected a mapping", field=section, **origins.of(section))
-    known = passthrough_fields(section)
-    owned = _stage_owned_keys(section)
+        raise ConfigError("expected a mapping", field=section.name, **origins.of(section.name))
+    known = section.fields()
     checked: dict[str, Any] = {}
     for key, value in values.items():
-        dotted = f"{section}.{key}"
+        dotted = f"{section.name}.{key}"
         where = origins.of(dotted)
-        if key in PIPELINE_OWNED_KEYS or key in owned:
-            raise ConfigError("is set by the pipeline", field=dotted, hint=owned.get(key) or "remove it", **where)
+        if key in section.owned:
+            raise ConfigError("is set by the pipeline", field=dotted, hint=section.owned[key], **where)
         if key not in known:
-            hint = RENAMED_KEYS.get(key) if section != "lora" else None
-            raise ConfigError("unknown key", field=dotted, hint=hint or unknown_key_error(key, known, section).hint, **where)
+            hint = section.renamed.get(key) or unknown_key_error(key, known, section.name).hint
+            raise ConfigError("unknown key", field=dotted, hint=hint, **where)
         checked[key] = value = as_number(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"must be a finite number, got {value!r}", field=dotted, **where)
-        default = known[key].default
-        if value is None and "None" in str(known[key].type):
-            continue
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"expected a boolean, got {value!r}", field=dotted, **where)
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"expected a number, got {value!r}", field=dotted, **where)
+        _check_library_value(dotted, value, known[key], where)
     try:
-        if section == "lora":
-            return check_lora_values(checked)
-        check_trainer_values(section, checked)
-    except ConfigError as error:
-        raise origins.locate(error) from None
-    return checked
-
-
-def _check_lora_plan(lora: dict[str, Any], training: Any, origins: Origins) -> None:
-    """Build PEFT's ``LoraConfig`` now, as the training stages will (cheap, and no global state), so its
-    own checks and ``training.require_all_projections`` stop the run before any stage.
-
-    Raises:
-        ConfigError: see ``stage1.hf.lora.build_lora_config``.
-    """
-    from stage1.hf.lora import build_lora_config
-
-    try:
-        build_lora_config(lora, require_all_projections=training.require_all_projections)
+        return section.check_values(checked)
     except ConfigError as error:
         raise origins.locate(error) from None
 
 
-def _check_dpo_arms(training: Any, negatives: Any, origins: Origins) -> None:
-    """Each DPO arm trains on its source's pairs of ``pairs/train.jsonl``: only a mixed run has pairs
-    of both sources (under ``rules`` or ``policy`` the one arm with pairs would repeat ``dpo``).
+def _check_library_value(dotted: str, value: Any, known: dataclasses.Field, where: dict[str, Any]) -> None:
+    """A finite number, a boolean where the library's default is one, a number where it is a number.
 
     Raises:
-        ConfigError: ``training.dpo_arms`` set while ``negatives.source`` is not ``mixed``.
+        ConfigError: naming the key and where its value came from.
     """
-    if training.dpo_arms and negatives.source != "mixed":
-        raise ConfigError(
-            f"trains each arm on its source's pairs, but negatives.source: {negatives.source} makes "
-            f"{negatives.source} pairs only", field="training.dpo_arms",
-            hint="set negatives.source: mixed (pairs from rules and from policy samples), or leave training.dpo_arms empty",
-            **origins.of("training.dpo_arms"),
-        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, got {value!r}", field=dotted, **where)
+    if value is None and "None" in str(known.type):
+        return
+    default = known.default
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f"expected a boolean, got {value!r}", field=dotted, **where)
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"expected a number, got {value!r}", field=dotted, **where)
 
 
 def _check_empty_paths(local: dict[str, Any], origins: Origins) -> None:
@@ -232,24 +194,6 @@ def _check_empty_paths(local: dict[str, Any], origins: Origins) -> None:
         if isinstance(value, str) and not value.strip():
             unset = "leave it out to build the tiny model" if dotted == "model.path" else "give a file"
             raise ConfigError(f"is empty ({value!r}): it names no file or folder", field=dotted, hint=unset, **origins.of(dotted))
-
-
-def _check_model_path(model: ModelSettings, origins: Origins) -> None:
-    """A ``model.path`` that exists must be a model folder stage1 can load. One that does not exist
-    yet passes: the memory plan is read before the weights are downloaded, and the stage that loads
-    the model reports it missing.
-
-    Raises:
-        ConfigError: a file, an adapter folder, no config.json or model_type, no safetensors weights.
-    """
-    if model.path is None or not Path(model.path).exists():
-        return
-    from stage1.hf.models import model_folder_problem
-
-    problem = model_folder_problem(Path(model.path))
-    if problem is not None:
-        message, hint = problem
-        raise ConfigError(f"{model.path}: {message}", field="model.path", hint=hint, **origins.of("model.path"))
 
 
 #: Seeds reach ``random.Random``, ``torch.manual_seed`` and numpy, and numpy takes only [0, 2**32 - 1].
@@ -275,99 +219,107 @@ def _check_seeds(data: dict[str, Any], origins: Origins) -> None:
                                   field=f"{section}.{key}", **origins.of(f"{section}.{key}"))
 
 
-def _with_shared_values(data: dict[str, Any], run_seed: int) -> dict[str, Any]:
-    """Fill values that one setting decides for several sections, unless a section sets its own.
-
-    ``run.seed`` becomes the seed of every stage that has one, so ``--set run.seed=7`` changes the
-    whole run; ``run.generation_backend`` chooses evaluation's backend too; ``pairs.max_length`` follows ``dpo.max_length``, so no pair is kept that DPO would
-    have to cut.
+def _with_shared_values(data: dict[str, Any], sections: tuple[TypedSection, ...]) -> dict[str, Any]:
+    """Fill the values one setting decides for several sections (``TypedSection.follows``), unless a
+    section sets its own: ``run.seed`` becomes the seed of every stage that has one, so ``--set
+    run.seed=7`` changes the whole run; ``run.generation_backend`` chooses evaluation's backend too;
+    ``pairs.max_length`` follows ``dpo.max_length``, so no pair is kept that DPO would have to cut.
     """
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
-    for section in ("sft_data", "negatives", "pairs", "eval"):
-        values = data.setdefault(section, {})
-        if isinstance(values, dict):
-            values.setdefault("seed", run_seed)
-    run_section = data.get("run") if isinstance(data.get("run"), dict) else {}
-    if isinstance(data["eval"], dict) and "generation_backend" in run_section:
-        data["eval"].setdefault("backend", run_section["generation_backend"])
-    dpo, pairs = data.get("dpo"), data.get("pairs")
-    if isinstance(dpo, dict) and isinstance(pairs, dict) and isinstance(dpo.get("max_length"), int):
-        pairs.setdefault("max_length", dpo["max_length"])
+    for section in sections:
+        if not section.follows:
+            continue
+        values = data.setdefault(section.name, {})
+        if not isinstance(values, dict):
+            continue
+        defaults = {f.name: f.default for f in dataclasses.fields(section.settings)}
+        for key, dotted in section.follows.items():
+            source, _, source_key = dotted.partition(".")
+            given = data.get(source) if isinstance(data.get(source), dict) else {}
+            if source_key in given and isinstance(given[source_key], type(defaults[key])):
+                values.setdefault(key, given[source_key])
     return data
 
 
-#: Settings ``_with_shared_values`` may fill from another: an error about the first is about the second's value.
-SHARED_FROM = {"pairs.max_length": "dpo.max_length"}
-
-
-def _blame_shared(error: ConfigError, raw: dict[str, Any], origins: Origins) -> ConfigError:
+def _blame_shared(error: ConfigError, raw: dict[str, Any], origins: Origins, shared_from: dict[str, str]) -> ConfigError:
     """``error`` about a value filled from another setting, placed where that setting's value came from."""
-    source = SHARED_FROM.get(error.field or "")
+    source = shared_from.get(error.field or "")
     section, _, key = (error.field or "").partition(".")
     if source is None or key in (raw.get(section) or {}):
         return error
     return ConfigError(f"{error.message} ({error.field} follows {source})", field=source, hint=error.hint, **origins.of(source))
 
 
-def build_config(
+def _typed(data: dict[str, Any], section: str, cls: type, origins: Origins) -> Any:
+    """One section typed by its dataclass, an error placed where its value came from."""
+    values = data.get(section) or {}
+    if not isinstance(values, dict):
+        raise ConfigError("expected a mapping", field=section, **origins.of(section))
+    try:
+        return settings_from_dict(cls, values, section=section, source=origins.source)
+    except ConfigError as error:
+        raise origins.locate(error) from None
+
+
+def build_sections(
     data: dict[str, Any],
+    schema: Schema,
     *,
     source: str | None = None,
     lines: dict[str, int] | None = None,
     overrides: dict[str, str] | None = None,
     check_training: bool = True,
-) -> PipelineConfig:
-    """Type and check every section of a raw config mapping.
+) -> dict[str, Any]:
+    """Type and check every section of a raw config mapping: section name -> its typed settings (a
+    library section as a dict), in the order of ``schema.names``.
 
     Args:
         lines: dotted key -> line in ``source``; overrides: dotted key -> the ``--set`` that set it.
             Together they place each error (``Origins``).
-        check_training: False keeps ``lora:``, ``sft:`` and ``dpo:`` as written, unchecked: checking
-            them imports PEFT and TRL (and so torch), which commands that train nothing never need.
+        check_training: False keeps the library sections as written, unchecked: checking them
+            imports PEFT and TRL (and so torch), which commands that train nothing never need.
 
     Raises:
         ConfigError: an unknown section or key, a wrong type, an impossible value.
     """
     origins = Origins(source, dict(lines or {}), dict(overrides or {}))
     for section in data:
-        if section not in ALL_SECTIONS:
-            error = unknown_key_error(section, ALL_SECTIONS, "", source)
+        if section not in schema.names:
+            error = unknown_key_error(section, schema.names, "", source)
             raise ConfigError("unknown section", field=section, hint=error.hint, **origins.of(section))
+    _check_seeds(data, origins)
+    base = {name: _typed(data, name, cls, origins) for name, cls in BASE_SECTIONS.items()}
+    _check_empty_paths(base, origins)
+    _run_checks(schema.base_checks, base, origins)
+    # Before the typed sections: pairs.max_length follows dpo.max_length (_with_shared_values).
+    library = {section.name: _check_library_section(section, data.get(section.name) or {}, origins) if check_training
+               else dict(data.get(section.name) or {}) for section in schema.library}
+    shared = _with_shared_values(data, schema.sections)
+    try:
+        typed = {section.name: _typed(shared, section.name, section.settings, origins) for section in schema.sections}
+    except ConfigError as error:
+        raise _blame_shared(error, data, origins, schema.shared_from()) from None
+    sections = {**base, **typed, **library}
+    _run_checks((*schema.checks, *(schema.library_checks if check_training else ())), sections, origins)
+    return sections
 
-    def typed(section: str, cls: type) -> Any:
-        values = data.get(section) or {}
-        if not isinstance(values, dict):
-            raise ConfigError("expected a mapping", field=section, **origins.of(section))
+
+def _run_checks(checks: tuple[CrossCheck, ...], sections: dict[str, Any], origins: Origins) -> None:
+    """Each check on the sections read so far, its error placed where its field's value came from."""
+    for check in checks:
         try:
-            return settings_from_dict(cls, values, section=section, source=source)
+            check(sections)
         except ConfigError as error:
             raise origins.locate(error) from None
 
-    _check_seeds(data, origins)
-    local = {name: typed(name, cls) for name, cls in LOCAL_SECTIONS.items()}
-    _check_empty_paths(local, origins)
-    _check_model_path(local["model"], origins)
-    # Before the stage sections: pairs.max_length follows dpo.max_length (_with_shared_values).
-    passthrough = {name: _check_passthrough(name, data.get(name) or {}, origins) if check_training else dict(data.get(name) or {})
-                   for name in PASSTHROUGH_SECTIONS}
-    raw = data
-    data = _with_shared_values(data, local["run"].seed)
-    try:
-        sections = {name: typed(name, _load_class(*where)) for name, where in STAGE_SECTIONS.items()}
-    except ConfigError as error:
-        raise _blame_shared(error, raw, origins) from None
-    if check_training:
-        _check_lora_plan(passthrough["lora"], sections["training"], origins)
-    _check_dpo_arms(sections["training"], sections["negatives"], origins)
-    return PipelineConfig(**local, **sections, **passthrough, source=source)
 
-
-def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *,
-                check_training: bool = True) -> PipelineConfig:
-    """Read a preset (name or file), apply ``KEY=VALUE`` overrides, and type everything.
+def load_sections(schema: Schema, preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *,
+                  check_training: bool = True) -> tuple[dict[str, Any], str]:
+    """Read a preset (name or file), apply ``KEY=VALUE`` overrides, and type everything: the sections
+    (``build_sections``) and the file they were read from.
 
     Raises:
-        ConfigError: see ``read_yaml``, ``parse_override`` and ``build_config``; an error about a
+        ConfigError: see ``read_yaml``, ``parse_override`` and ``build_sections``; an error about a
             value a ``--set`` gave names that ``--set`` argument instead of a line of the file.
     """
     path = resolve_preset(preset)
@@ -387,9 +339,5 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         for name in [name for name in set_by if name.startswith(f"{dotted}.")]:
             del set_by[name]  # a later --set of a whole value replaced them
         set_by[dotted] = text
-    return build_config(data, source=str(path), lines=lines, overrides=set_by, check_training=check_training)
-
-
-def dump_config(config: PipelineConfig) -> str:
-    """The resolved config as YAML, written into the run directory."""
-    return yaml.safe_dump(config.to_dict(), sort_keys=True, allow_unicode=True)
+    sections = build_sections(data, schema, source=str(path), lines=lines, overrides=set_by, check_training=check_training)
+    return sections, str(path)

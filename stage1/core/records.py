@@ -155,6 +155,12 @@ class Record:
         raise NotImplementedError
 
 
+def plain_fields(record: Any) -> dict[str, Any]:
+    """``record.to_dict()`` for a record whose fields are all plain values, without ``asdict``'s deep
+    copy (a third of the negatives stage's time at 100,000 examples)."""
+    return dict(vars(record))
+
+
 @dataclass(frozen=True)
 class InstructionRecord(Record):
     """One instruction from a pool. ``category`` is a free label used for grouping and reports.

@@ -13,6 +13,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
+from stage1.config.load import TypedSection
 from stage1.config.typed import settings_from_dict
 from stage1.core.errors import ConfigError
 from stage1.hf.generation import VLLMSettings
@@ -252,3 +253,8 @@ def settings_for_run(settings: EvalSettings, dpo_arms: Sequence[str] = ()) -> Ev
     if unowned:
         families[ARMS_FAMILY] = (*families.get(ARMS_FAMILY, ()), *unowned)
     return replace(settings, variants=variants, comparisons=(*settings.comparisons, *added), families=families)
+
+
+#: The ``eval:`` section of a configuration: its seed follows ``run.seed`` and its backend
+#: ``run.generation_backend``, unless it sets its own.
+SECTION = TypedSection("eval", EvalSettings, follows={"seed": "run.seed", "backend": "run.generation_backend"})

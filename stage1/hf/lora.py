@@ -11,6 +11,7 @@ import logging
 import re
 from typing import Any
 
+from stage1.config.load import LibrarySection
 from stage1.config.typed import RangeRules, check_ranges, is_number, is_whole, unknown_key_error
 from stage1.core.errors import ConfigError, TrainingError
 
@@ -167,3 +168,9 @@ def check_trained_modules(model, lora_config, num_layers: int) -> tuple[str, ...
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("LoRA trains %s in %d layers (%d parameters)", ", ".join(sorted(found)), num_layers, trainable)
     return tuple(sorted(found))
+
+
+#: The ``lora:`` section of a configuration: PEFT's ``LoraConfig`` as written, less the keys the
+#: training stage sets (``LORA_OWNED``).
+SECTION = LibrarySection("lora", ("peft", "LoraConfig"), owned={key: "the training stage sets it" for key in LORA_OWNED},
+                         check_values=check_lora_values)

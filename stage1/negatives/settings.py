@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from stage1.config.load import TypedSection
 from stage1.core.errors import ConfigError
 from stage1.core.records import NEGATIVE_KINDS
 from stage1.samples.settings import PolicySettings
@@ -83,3 +84,7 @@ class NegativeSettings:
         for name in ("max_repeats", "donor_pool_size", "attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"negatives.{name}")
+
+
+#: The ``negatives:`` section of a configuration; its seed follows ``run.seed`` unless it sets its own.
+SECTION = TypedSection("negatives", NegativeSettings, follows={"seed": "run.seed"})

@@ -15,7 +15,7 @@ from typing import Any
 
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import GateError, InputError
-from stage1.core.records import BadRows, RecordError, SFTExample
+from stage1.core.records import BadRows, RecordError, SFTExample, plain_fields
 from stage1.io.atomic import atomic_write_jsonl
 from stage1.io.layout import NEGATIVES_FILE
 from stage1.io.manifest import build_manifest, write_manifest
@@ -27,12 +27,6 @@ from stage1.negatives.settings import NegativeSettings
 STAGE = "negatives"
 log = logging.getLogger(__name__)
 _BLOOM_BITS = 1 << 23  # 1 MiB: false positives stay rare up to millions of ids, and only cost a re-read
-
-
-def plain_fields(record: Any) -> dict[str, Any]:
-    """``record.to_dict()`` for a record whose fields are all plain values, without ``asdict``'s deep
-    copy (a third of the stage's time at 100,000 examples)."""
-    return dict(vars(record))
 
 
 def stream_examples(source: Path, on_bad_rows: str, bad_rows: BadRows | None) -> Iterator[tuple[int, SFTExample]]:

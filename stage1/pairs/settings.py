@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from stage1.config.load import TypedSection
 from stage1.core.errors import ConfigError
 from stage1.core.leakage import LeakageSettings
 
@@ -37,3 +38,8 @@ class PairSettings:
             raise ConfigError(f"must be stop or warn, got {self.on_kind_floor!r}", field="pairs.on_kind_floor")
         if self.max_length < 2:
             raise ConfigError(f"must be at least 2, got {self.max_length}", field="pairs.max_length")
+
+
+#: The ``pairs:`` section of a configuration: its seed follows ``run.seed``, and its ``max_length``
+#: follows ``dpo.max_length`` (no pair is kept that DPO would have to cut), unless it sets its own.
+SECTION = TypedSection("pairs", PairSettings, follows={"seed": "run.seed", "max_length": "dpo.max_length"})

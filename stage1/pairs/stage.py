@@ -38,13 +38,12 @@ from typing import Any
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import GateError, InputError
 from stage1.core.masking import encode_text, sequence_length
-from stage1.core.records import BadRows, NegativeRecord, RecordError, SFTExample, check_unique_ids
+from stage1.core.records import BadRows, NegativeRecord, RecordError, SFTExample, check_unique_ids, plain_fields
 from stage1.io.atomic import atomic_write_jsonl
 from stage1.io.layout import PAIRS_EVAL_FILE as EVAL_FILE
 from stage1.io.layout import PAIRS_TRAIN_FILE as TRAIN_FILE
 from stage1.io.manifest import build_manifest, write_manifest
 from stage1.io.records import leakage_gate, read_records
-from stage1.negatives.stage import plain_fields
 from stage1.pairs.core import DROP_REASONS, build_pairs, kind_shortfalls, nfc_bytes
 from stage1.pairs.settings import PairSettings
 

@@ -33,7 +33,7 @@ from stage1.core.criteria import score_response
 from stage1.core.errors import InputError
 from stage1.core.eval_items import EvalItem, EvalResponse
 from stage1.core.format import STOP_END, render_completion, render_prompt
-from stage1.core.records import NegativeRecord, SFTExample, check_unique_ids, policy_kind
+from stage1.core.records import NegativeRecord, SFTExample, check_unique_ids, plain_fields, policy_kind
 from stage1.core.seeds import row_seed
 from stage1.core.text_keys import dedup_key
 from stage1.samples.settings import PolicySettings
@@ -222,7 +222,6 @@ def run_samples(
     from stage1.io.atomic import atomic_write_files, jsonl_bytes
     from stage1.io.manifest import build_manifest, write_manifest
     from stage1.io.records import read_records
-    from stage1.negatives.stage import plain_fields
 
     sft_source, out, model_dir = Path(sft_path), Path(out_dir), Path(model_dir)
     bad_rows = BadRows()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from stage1.config.load import TypedSection
 from stage1.core.errors import ConfigError
 from stage1.core.generation import GenerationSettings
 from stage1.core.leakage import LeakageSettings
@@ -39,3 +40,7 @@ class SFTDataSettings:
                 raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=f"sft_data.{name}")
         if self.num_fewshot < 0:
             raise ConfigError(f"must be 0 or more, got {self.num_fewshot}", field="sft_data.num_fewshot")
+
+
+#: The ``sft_data:`` section of a configuration; its seed follows ``run.seed`` unless it sets its own.
+SECTION = TypedSection("sft_data", SFTDataSettings, follows={"seed": "run.seed"})

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stage1.config.load import PipelineConfig
 from stage1.io.layout import RunLayout
+from stage1.stages.config import PipelineConfig
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from stage1.config.load import PipelineConfig
 from stage1.core.errors import ConfigError
 from stage1.io.layout import (
     ADAPTER_DIR,
@@ -26,6 +25,7 @@ from stage1.io.layout import (
     dpo_arm,
 )
 from stage1.stages import entries
+from stage1.stages.config import PipelineConfig
 from stage1.stages.spec import StageInput, StageSpec
 
 # ---------------------------------------------------------------- where inputs lie, what fingerprints cover

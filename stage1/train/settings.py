@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from stage1.config.load import TypedSection
 from stage1.config.typed import settings_from_dict, settings_to_dict
 from stage1.core.errors import ConfigError
 from stage1.hf.models import Quantization
@@ -108,3 +109,7 @@ class TrainingSettings:
             ConfigError: unknown key (naming the nearest valid one), wrong type, or impossible value.
         """
         return settings_from_dict(cls, data, section="training", source=source)
+
+
+#: The ``training:`` section of a configuration.
+SECTION = TypedSection("training", TrainingSettings)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stage1.config.load import LibrarySection
 from stage1.config.typed import RangeRules, check_ranges, is_number, is_whole
 from stage1.core.errors import ConfigError
 from stage1.hf.lora import check_known_keys
@@ -245,3 +246,17 @@ def check_effective_batch(args, target: int | None, *, section: str, target_fiel
             hint=fix,
         )
     return batch
+
+
+def _checked_values(section: str):
+    def check(values: dict[str, Any]) -> dict[str, Any]:
+        check_trainer_values(section, values)
+        return values
+
+    return check
+
+
+#: The ``sft:`` and ``dpo:`` sections of a configuration: TRL's ``SFTConfig`` and ``DPOConfig`` as
+#: written, less the keys the training stages set (``OWNED_KEYS``).
+SFT_SECTION = LibrarySection("sft", ("trl", "SFTConfig"), owned=OWNED_KEYS, renamed=RENAMED_KEYS, check_values=_checked_values("sft"))
+DPO_SECTION = LibrarySection("dpo", ("trl", "DPOConfig"), owned=OWNED_KEYS, renamed=RENAMED_KEYS, check_values=_checked_values("dpo"))

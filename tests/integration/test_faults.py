@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from stage1.config.load import load_config
 from stage1.io.journal import JOURNAL_NAME
 from stage1.pipeline import run_stage_on_files
+from stage1.stages.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261125  # decides where each kill lands

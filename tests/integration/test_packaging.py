@@ -60,7 +60,7 @@ def test_the_installed_package_runs_from_an_empty_folder(installed, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     where = _in_empty_folder(target, empty, "-c", (
-        "import json, stage1\nfrom stage1.config.load import load_config\nc = load_config('tiny')\n"
+        "import json, stage1\nfrom stage1.stages.config import load_config\nc = load_config('tiny')\n"
         "print(json.dumps({'package': stage1.__file__, 'pool': c.data.instructions}))"
     ))
     assert where.returncode == 0, where.stderr

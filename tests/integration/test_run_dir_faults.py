@@ -168,10 +168,10 @@ def test_forced_negatives_rerun_pairs_when_what_pairs_read_changed(copy, monkeyp
 def test_a_run_recorded_without_file_hashes_is_adopted(copy):
     """stage.json written before file hashes (format 1): each stage whose old fingerprint still
     matches is kept and hashed, none reruns; afterwards every record holds file hashes."""
-    from stage1.config.load import load_config
     from stage1.config.typed import settings_to_dict
     from stage1.io.run_dir import legacy_fingerprint, read_stage_record
     from stage1.pipeline import build_steps
+    from stage1.stages.config import load_config
 
     legacy: dict[str, str] = {}
     for step in build_steps(load_config(None), copy.run):

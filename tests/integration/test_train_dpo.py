@@ -212,7 +212,7 @@ def test_a_chosen_drop_beyond_the_limit_is_warned(merged_dir, pair_files, tmp_pa
 def test_the_sft_term_remedy_builds_a_trainer_with_both_losses(merged_dir, pair_files, tmp_path):
     """dpo.loss_type [sigmoid, sft] with weights [1, 0.5]: the step-0 loss is ln 2 plus half the
     chosen answers' mean token NLL, so it is above ln 2 (plain sigmoid gives exactly ln 2)."""
-    from stage1.config.load import load_config
+    from stage1.stages.config import load_config
 
     config = load_config("tiny", ["dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 0.5]"])
     assert config.dpo["loss_type"] == ["sigmoid", "sft"] and config.dpo["loss_weights"] == [1.0, 0.5]

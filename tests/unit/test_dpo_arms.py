@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from stage1.config.load import load_config
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError, InputError
 from stage1.core.eval_items import EvalResponse
 from stage1.core.format import render_completion, render_prompt
-from stage1.core.records import PreferencePair
+from stage1.core.records import PreferencePair, plain_fields
 from stage1.eval.report_markdown import render_markdown
 from stage1.eval.settings import (
     ARMS_FAMILY,
@@ -30,8 +29,8 @@ from stage1.eval.summary import summarise
 from stage1.io.atomic import atomic_write_jsonl
 from stage1.io.layout import RunLayout
 from stage1.io.records import read_eval_items, read_records
-from stage1.negatives.stage import plain_fields
 from stage1.pipeline import build_steps
+from stage1.stages.config import load_config
 from stage1.train.dpo import pairs_of_source, read_arm_pairs
 from stage1.train.settings import TrainingSettings
 

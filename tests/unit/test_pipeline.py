@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from stage1 import pipeline
-from stage1.config.load import load_config
 from stage1.io.layout import STAGE_FILE
 from stage1.io.run_dir import legacy_fingerprint, read_stage_record
+from stage1.stages.config import load_config
 
 
 class ThreeStages:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stage1.config.load import dump_config, load_config
 from stage1.config.overrides import parse_override
 from stage1.config.presets import PRESETS_DIR
 from stage1.core.errors import ConfigError
+from stage1.stages.config import dump_config, load_config
 
 
 def _write(tmp_path, text):
@@ -122,3 +122,24 @@ def test_keys_the_training_stage_owns_are_refused_at_load(tmp_path):
     assert "run.seed" in str(caught.value)
     with pytest.raises(ConfigError, match="lora.task_type"):
         load_config(_write(tmp_path, "lora:\n  task_type: SEQ_CLS\n"))
+
+
+def test_the_pipeline_config_has_one_field_per_section_of_the_schema():
+    """The schema is assembled from the stages' declarations; the typed config must hold each section."""
+    import dataclasses
+
+    from stage1.stages.config import SCHEMA, PipelineConfig
+
+    assert [f.name for f in dataclasses.fields(PipelineConfig) if f.name != "source"] == list(SCHEMA.names)
+
+
+def test_the_config_layer_imports_no_stage():
+    """``stage1.config`` knows how to load typed sections, not which ones: no stage module is imported by it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, stage1.config.load, stage1.config.typed, stage1.config.overrides\n"
+             "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('stage1.') and m.count('.') >= 1}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert set(eval(done.stdout)) <= {"config", "core", "io"}, done.stdout

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from stage1.config.load import load_config
 from stage1.core.errors import ConfigError
+from stage1.stages.config import load_config
 
 
 def _write(tmp_path, text, name="c.yaml"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stage1.config.load import load_config
+from stage1.stages.config import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
 SHARED = ("training.quantization", "training.dtype", "training.sft_handoff", "training.min_sft_gain_kept", "lora.r",

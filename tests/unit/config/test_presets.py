@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stage1.config.load import load_config
 from stage1.config.presets import POOLS_DIR, PRESETS_DIR, resolve_preset
+from stage1.stages.config import load_config
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-qlora", "qwen2.5-32b"])

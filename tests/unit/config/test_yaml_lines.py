@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from stage1.config.load import load_config
 from stage1.config.yaml_lines import MAX_EXPANDED_NODES, read_yaml
 from stage1.core.errors import ConfigError
+from stage1.stages.config import load_config
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n" for previous, name in zip("abcdefgh", "bcdefghi")

@@ -22,10 +22,10 @@ from stage1.core.records import (
     RecordError,
     SFTExample,
     check_unique_ids,
+    plain_fields,
 )
 from stage1.core.text_keys import dedup_key
 from stage1.io.records import read_records
-from stage1.negatives.stage import plain_fields
 from tests.strategies import format_text
 
 record_text = format_text.filter(lambda t: not SPECIAL_TOKEN_TEXT.search(t)).map(lambda t: check_text(t, "text"))

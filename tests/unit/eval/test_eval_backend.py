@@ -86,7 +86,7 @@ def test_a_max_model_len_setting_is_used_unless_a_prompt_would_not_fit():
 
 
 def test_vllm_sizing_is_a_checked_subsection_of_both_generation_stages():
-    from stage1.config.load import load_config
+    from stage1.stages.config import load_config
 
     config = load_config("qwen2.5-32b")
     assert config.section("sft_data").vllm.enable_prefix_caching is True, "few-shot prompts share their exemplars"

@@ -61,9 +61,9 @@ def test_pefts_parent_path_is_made_portable_in_the_adapter_files(tmp_path):
 
 def test_a_setting_only_dpo_reads_leaves_sft_and_merge_up_to_date(tmp_path):
     """`training.precompute_reference` (read by DPO only) used to mark SFT stale."""
-    from stage1.config.load import load_config
     from stage1.config.typed import settings_to_dict
     from stage1.pipeline import build_steps
+    from stage1.stages.config import load_config
 
     def settings(*overrides: str) -> dict[str, dict]:
         return {step.name: settings_to_dict(step.settings) for step in build_steps(load_config(None, list(overrides)), tmp_path)}
@@ -77,10 +77,10 @@ def test_a_setting_only_dpo_reads_leaves_sft_and_merge_up_to_date(tmp_path):
 
 def test_a_stage_recorded_under_the_former_rule_is_recognised(tmp_path):
     """A run whose SFT was fingerprinted with every training key stays up to date (no 32B retrain)."""
-    from stage1.config.load import load_config
     from stage1.config.typed import settings_to_dict
     from stage1.io.run_dir import StageRecord, fingerprint
     from stage1.pipeline import _recorded_under_former_rule, build_steps
+    from stage1.stages.config import load_config
 
     step = next(s for s in build_steps(load_config(None), tmp_path) if s.name == "sft")
     former = StageRecord("sft", fingerprint("sft", settings_to_dict(step.former), {}), ("adapter",), {}, {})

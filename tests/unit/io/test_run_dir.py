@@ -143,8 +143,8 @@ def test_only_the_main_process_of_a_distributed_launch_takes_the_lock(tmp_path, 
 )
 def test_an_unknown_stage_name_is_refused_before_anything_is_written(tmp_path, force, only, unknown, guess):
     """A typo in --force used to exit 0 and rerun nothing; it is a ConfigError (exit 2) naming every stage."""
-    from stage1.config.load import load_config
     from stage1.pipeline import STAGE_NAMES, run_pipeline
+    from stage1.stages.config import load_config
 
     with pytest.raises(ConfigError) as error:
         run_pipeline(load_config(None), tmp_path / "run", force=force, only=only)
@@ -158,7 +158,7 @@ def test_each_stage_is_told_its_fingerprint_and_whether_it_was_forced(tmp_path, 
     """Training stages resume only from checkpoints written under the fingerprint the pipeline
     hands them, and start over when forced; the fingerprint is the one stage.json records."""
     from stage1 import pipeline
-    from stage1.config.load import load_config
+    from stage1.stages.config import load_config
 
     calls: list[tuple[str, pipeline.StageRun]] = []
 
@@ -186,8 +186,8 @@ def test_each_stage_is_told_its_fingerprint_and_whether_it_was_forced(tmp_path, 
 
 def test_stage_names_are_the_steps_the_pipeline_builds(tmp_path):
     """``STAGE_NAMES`` is checked before any step exists; it must list exactly the built steps."""
-    from stage1.config.load import load_config
     from stage1.pipeline import STAGE_NAMES, build_steps
+    from stage1.stages.config import load_config
 
     arms = ("dpo_rules", "dpo_policy")
     mixed = build_steps(load_config(None, ["negatives.source=mixed", "training.dpo_arms=[rules,policy]"]), tmp_path / "run")
@@ -205,9 +205,9 @@ def test_stage_fingerprints_do_not_depend_on_where_the_settings_classes_live(tmp
     import dataclasses
     import json
 
-    from stage1.config.load import load_config
     from stage1.config.typed import settings_to_dict
     from stage1.pipeline import build_steps
+    from stage1.stages.config import load_config
 
     config = load_config(None)
     for step in build_steps(config, tmp_path / "run"):

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 from stage1 import cli
-from stage1.config.load import dump_config, load_config
 from stage1.core.errors import EXIT_INPUT
 from stage1.io.settings_record import settings_changes
+from stage1.stages.config import dump_config, load_config
 
 
 def _built_run(tmp_path: Path, *overrides: str) -> Path:

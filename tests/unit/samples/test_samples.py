@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from stage1.config.load import load_config
 from stage1.core.errors import ConfigError
 from stage1.core.format import STOP_END, STOP_MAX_TOKENS, STOP_RUNAWAY, render_completion, render_prompt
 from stage1.core.records import NegativeRecord, SFTExample
@@ -13,6 +12,7 @@ from stage1.pairs.settings import PairSettings
 from stage1.pairs.stage import build_pairs
 from stage1.samples.settings import PolicySettings
 from stage1.samples.stage import SKIP_REASONS, choose_pair, policy_negatives, sample_keys, sample_seeds, score_sample
+from stage1.stages.config import load_config
 
 EXAMPLE = SFTExample("7", "Name a primary colour.", "Red is a primary colour.", "general")
 ALL = PolicySettings().selection_criteria
