@@ -18,11 +18,11 @@ from stage1.config.typed import settings_from_dict
 from stage1.core.errors import ConfigError
 from stage1.hf.generation import VLLMSettings
 from stage1.hf.models import QUANTIZATIONS
-from stage1.io.layout import DPO_ARM_SOURCES, RunLayout, dpo_arm
+from stage1.io.layout import DPO_ARMS, DPO_ONLY, SOURCE_ARMS, RunLayout, source_arm
 
 #: The DPO arms' variants: each exists only in a run that trains it (``training.dpo_arms``).
-ARM_VARIANTS = tuple(dpo_arm(source) for source in DPO_ARM_SOURCES)
-VARIANT_NAMES = ("base_raw", "base", "sft", "dpo", "dpo_only", *ARM_VARIANTS)
+ARM_VARIANTS = tuple(arm.name for arm in SOURCE_ARMS)
+VARIANT_NAMES = ("base_raw", "base", "sft", *(arm.name for arm in DPO_ARMS))
 #: The Benjamini–Hochberg family of the comparisons a run with DPO arms adds (``settings_for_run``).
 ARMS_FAMILY = "pair_sources"
 BACKENDS = ("transformers", "vllm")
@@ -220,18 +220,18 @@ def variants_in_run(layout: RunLayout, quantization: str, sft_handoff: str = "me
         sft,
         dpo,
     ]
-    if layout.adapter("dpo_only").exists():
-        specs.append(VariantSpec("dpo_only", layout.model, adapter_dir=layout.adapter("dpo_only"), quantization=quantization))
-    for source in dpo_arms:
-        arm = dpo_arm(source)
-        specs.append(VariantSpec(arm, dpo.model_dir, adapter_dir=layout.adapter(arm), quantization=quantization, pairs_source=source))
+    baseline = [DPO_ONLY] if layout.adapter(DPO_ONLY.folder).exists() else []
+    for arm in (*baseline, *map(source_arm, dpo_arms)):  # each on its parent: the base, or SFT as dpo is
+        model_dir = layout.model if arm.parent == "base" else dpo.model_dir
+        specs.append(VariantSpec(arm.name, model_dir, adapter_dir=layout.adapter(arm.folder), quantization=quantization,
+                                 pairs_source=arm.pairs_source))
     return specs
 
 
 def arm_comparisons(dpo_arms: Sequence[str]) -> tuple[str, ...]:
     """What a run with DPO arms compares: each arm against SFT (its reference), then arm against
     arm in the order listed (``dpo_rules->dpo_policy``: what policy pairs give over rule-made ones)."""
-    arms = [dpo_arm(source) for source in dpo_arms]
+    arms = [source_arm(source).name for source in dpo_arms]
     return (*(f"sft->{arm}" for arm in arms), *(f"{before}->{after}" for before, after in combinations(arms, 2)))
 
 
@@ -241,7 +241,7 @@ def settings_for_run(settings: EvalSettings, dpo_arms: Sequence[str] = ()) -> Ev
     did before arms existed), and the arms' comparisons (``arm_comparisons``) are added to those
     configured, in their own family (``ARMS_FAMILY``) unless a family already lists them.
     """
-    trained = {dpo_arm(source) for source in dpo_arms}
+    trained = {source_arm(source).name for source in dpo_arms}
     variants = tuple(name for name in settings.variants if name not in ARM_VARIANTS or name in trained)
     configured = set(settings.comparison_pairs)
     in_family = {pair for members in settings.family_pairs.values() for pair in members}

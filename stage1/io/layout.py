@@ -7,7 +7,9 @@ everywhere, and an old run directory keeps working only while these names stay t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 #: Written last by every stage, after its weights and data: its presence proves the stage finished.
 MANIFEST = "manifest.json"
@@ -42,9 +44,47 @@ SCRATCH_NAMES = frozenset({CHECKPOINTS_DIR, GENERATIONS_DIR, JOURNAL_NAME, STALE
 DPO_ARM_SOURCES = ("rules", "policy")
 
 
-def dpo_arm(source: str) -> str:
-    """The stage, folder and evaluation variant of the DPO arm trained on ``source``'s pairs only."""
-    return f"dpo_{source}"
+
+
+@dataclass(frozen=True)
+class DPOArm:
+    """One DPO training a run can hold: ``dpo``, the DPO-only baseline, or an arm of ``training.dpo_arms``.
+
+    Attributes:
+        name: its stage, its folder in the run directory, and its evaluation variant.
+        pairs_source: the source of the only pairs it trains on (``rules``, ``policy``), None for all.
+        parent: the model it starts from and keeps as its reference: the SFT model, or the raw base.
+    """
+
+    name: str
+    pairs_source: str | None = None
+    parent: Literal["sft", "base"] = "sft"
+
+    @property
+    def folder(self) -> str:
+        return self.name
+
+    def trained_in(self, training: Any) -> bool:
+        """Whether a run with these ``training`` settings trains it (``dpo_only``, ``dpo_arms``)."""
+        if self.pairs_source is not None:
+            return self.pairs_source in training.dpo_arms
+        return self.parent == "sft" or bool(training.dpo_only)
+
+    def trained_in_run(self, config: Any) -> bool:
+        """``trained_in`` the run of a whole config."""
+        return self.trained_in(config.training)
+
+
+DPO = DPOArm("dpo")
+DPO_ONLY = DPOArm("dpo_only", parent="base")
+#: The arms of ``training.dpo_arms``: the same DPO as ``dpo``, each on one source's pairs only.
+SOURCE_ARMS = tuple(DPOArm(f"dpo_{source}", pairs_source=source) for source in DPO_ARM_SOURCES)
+DPO_ARMS = (DPO, DPO_ONLY, *SOURCE_ARMS)
+
+
+def source_arm(source: str) -> DPOArm:
+    """The DPO arm trained on ``source``'s pairs only."""
+    return next(arm for arm in SOURCE_ARMS if arm.pairs_source == source)
 
 
 #: Each stage's folder inside the run directory (the base model's only when it is built there).
@@ -56,9 +96,7 @@ STAGE_DIRS = {
     "negatives": "negatives",
     "samples": "samples",
     "pairs": "pairs",
-    "dpo": "dpo",
-    "dpo_only": "dpo_only",
-    **{dpo_arm(source): dpo_arm(source) for source in DPO_ARM_SOURCES},
+    **{arm.name: arm.folder for arm in DPO_ARMS},
     "eval": "eval",
 }
 

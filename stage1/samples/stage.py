@@ -34,7 +34,7 @@ from stage1.core.errors import InputError
 from stage1.core.eval_items import EvalItem, EvalResponse
 from stage1.core.format import STOP_END, render_completion, render_prompt
 from stage1.core.records import NegativeRecord, SFTExample, check_unique_ids, plain_fields, policy_kind
-from stage1.core.seeds import row_seed
+from stage1.core.seeds import sample_keys, sample_seeds
 from stage1.core.text_keys import dedup_key
 from stage1.samples.settings import PolicySettings
 
@@ -167,16 +167,6 @@ def policy_negatives(examples: Sequence[SFTExample], scored: dict[str, list[Scor
     return negatives, counts
 
 
-def sample_keys(examples: Sequence[SFTExample], k: int) -> list[tuple[str, int]]:
-    """(instruction id, sample number) of every sample, in prompt order."""
-    return [(example.id, number) for example in examples for number in range(k)]
-
-
-def sample_seeds(keys: Sequence[tuple[str, int]], settings: PolicySettings) -> list[int]:
-    """One seed per sample from what it is, so a resumed run draws the same text."""
-    return [row_seed(settings.seed, "policy", instruction_id, number) for instruction_id, number in keys]
-
-
 # ---------------------------------------------------------------- shell
 
 
@@ -187,9 +177,9 @@ def _generate(settings: PolicySettings, examples: list[SFTExample], model_dir: P
     from stage1.hf.backends import generate_journaled
     from stage1.hf.models import load_tokenizer
 
-    keys = sample_keys(examples, settings.k)
+    keys = sample_keys((example.id for example in examples), settings.k)
     prompts = [render_prompt(example.instruction) for example in examples for _ in range(settings.k)]
-    seeds = sample_seeds(keys, settings)
+    seeds = sample_seeds(keys, settings.seed, "policy")
     decoding = GenerationSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, do_sample=True,
                                   temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed)
     tokenizer = load_tokenizer(model_dir)
@@ -233,7 +223,7 @@ def run_samples(
     criteria = settings.selection_criteria
     scored: dict[str, list[ScoredSample]] = {example.id: [] for example in examples}
     for (instruction_id, number), generation, example in zip(
-        sample_keys(examples, settings.k), generations, (e for e in examples for _ in range(settings.k)), strict=True
+        sample_keys((example.id for example in examples), settings.k), generations, (e for e in examples for _ in range(settings.k)), strict=True
     ):
         scored[instruction_id].append(score_sample(example, number, generation.completion_text, generation.response,
                                                    generation.stop_reason, generation.runaway, generation.num_tokens, criteria))

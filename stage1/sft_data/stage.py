@@ -30,7 +30,7 @@ from stage1.core.errors import ConfigError, InputError
 from stage1.core.generation import Generation, build_fewshot_prompt
 from stage1.core.leakage import LeakageSettings
 from stage1.core.records import BadRows, InstructionRecord, SFTExample, check_unique_ids
-from stage1.core.seeds import row_seed
+from stage1.core.seeds import sample_keys, sample_seeds
 from stage1.core.splits import split_by_instruction
 from stage1.core.text_keys import dedup_key
 from stage1.hf.backends import generate_journaled
@@ -75,16 +75,6 @@ def build_prompts(
         prompt = build_fewshot_prompt(shots, record.instruction)
         prompts.extend((record, prompt) for _ in range(settings.samples_per_instruction))
     return prompts
-
-
-def sample_keys(instructions: Sequence[InstructionRecord], samples_per_instruction: int) -> list[tuple[str, int]]:
-    """(instruction id, sample number) of every generated row, in ``build_prompts`` order."""
-    return [(record.id, sample) for record in instructions for sample in range(samples_per_instruction)]
-
-
-def sample_seeds(keys: Sequence[tuple[str, int]], settings: SFTDataSettings) -> list[int]:
-    """One sampling seed per row from what the row is, so a resumed run draws the same text."""
-    return [row_seed(settings.seed, settings.generation.seed, instruction_id, sample) for instruction_id, sample in keys]
 
 
 def candidates_from_generations(
@@ -154,8 +144,8 @@ def _generate(
     """Generate every row not yet in the journal; return the candidates, the journal's path and counts."""
     prompted = build_prompts(instructions, exemplars, settings)
     prompts = [prompt for _, prompt in prompted]
-    keys = sample_keys(instructions, settings.samples_per_instruction)
-    seeds = sample_seeds(keys, settings)
+    keys = sample_keys((record.id for record in instructions), settings.samples_per_instruction)
+    seeds = sample_seeds(keys, settings.seed, settings.generation.seed)
     tokenizer = load_tokenizer(model_dir)
     generations, journal_path, counts = generate_journaled(
         out, model_dir, tokenizer, keys=keys, prompts=prompts, seeds=seeds, decoding=settings.generation,

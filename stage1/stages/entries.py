@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import ConfigError
-from stage1.io.layout import RunLayout
+from stage1.io.layout import DPO, DPO_ONLY, DPOArm, RunLayout
 from stage1.organism.build import build_organism  # light: torch is imported only when it trains
 from stage1.stages.spec import StageCall
 
@@ -110,22 +110,23 @@ def pairs(call: StageCall) -> Any:
     )
 
 
-def train_dpo_chain(call: StageCall, negative_source: str | None = None) -> Any:
+def train_dpo_chain(call: StageCall, arm: DPOArm = DPO) -> Any:
     """DPO after SFT: on the merged model, or (``sft_handoff: adapter``) continuing the SFT adapter on
-    the base; a DPO arm on ``negative_source``'s pairs only."""
+    the base; a DPO arm on its source's pairs only."""
     if call.config.training.sft_handoff != "adapter":
-        return train_dpo(call, negative_source=negative_source)
+        return train_dpo(call, arm=arm)
     if "sft_adapter" not in call.inputs:
         raise ConfigError("training.sft_handoff: adapter trains the SFT adapter on", field="--in",
                           hint="add --in sft_adapter=<run>/sft/adapter and --in model=<the base model>")
-    return train_dpo(call, sft_adapter_dir=call.inputs["sft_adapter"], negative_source=negative_source)
+    return train_dpo(call, sft_adapter_dir=call.inputs["sft_adapter"], arm=arm)
 
 
-def train_dpo_arm(source: str) -> Callable[[StageCall], Any]:
-    return lambda call: train_dpo_chain(call, negative_source=source)
+def train_dpo_arm(arm: DPOArm) -> Callable[[StageCall], Any]:
+    return lambda call: train_dpo_chain(call, arm=arm)
 
 
-def train_dpo(call: StageCall, sft_adapter_dir: Path | None = None, negative_source: str | None = None) -> Any:
+def train_dpo(call: StageCall, sft_adapter_dir: Path | None = None, arm: DPOArm = DPO_ONLY) -> Any:
+    """One DPO training into ``call.out_dir``; called alone, the DPO-only baseline (on the raw base)."""
     from stage1.train.dpo import run_train_dpo
 
     config = call.config
@@ -142,7 +143,7 @@ def train_dpo(call: StageCall, sft_adapter_dir: Path | None = None, negative_sou
         stage_fingerprint=call.run.fingerprint,
         callbacks=call.callbacks,
         sft_adapter_dir=sft_adapter_dir,
-        negative_source=negative_source,
+        negative_source=arm.pairs_source,
     )
 
 

@@ -10,7 +10,8 @@ from stage1.core.errors import ConfigError
 from stage1.io.layout import (
     ADAPTER_DIR,
     CHART_FILE,
-    DPO_ARM_SOURCES,
+    DPO_ARMS,
+    DPO_ONLY,
     MANIFEST,
     MODEL_WEIGHTS_FILE,
     NEGATIVES_FILE,
@@ -20,9 +21,11 @@ from stage1.io.layout import (
     RESULTS_FILE,
     SFT_HELDOUT_FILE,
     SFT_TRAIN_FILE,
+    SOURCE_ARMS,
     TOKENIZER_FILE,
+    DPOArm,
     RunLayout,
-    dpo_arm,
+    source_arm,
 )
 from stage1.stages import entries
 from stage1.stages.config import PipelineConfig
@@ -52,10 +55,11 @@ def _evaluated(layout: RunLayout, config: PipelineConfig) -> dict[str, Path]:
     its leakage gate checks the items against."""
     parts = {"model": layout.model, "merged": layout.merged, "dpo": layout.adapter("dpo"),
              "sft_train": layout.sft_train, "pairs_train": layout.pairs_train}
-    if config.training.dpo_only:
-        parts["dpo_only"] = layout.adapter("dpo_only")
+    if DPO_ONLY.trained_in(config.training):
+        parts[DPO_ONLY.name] = layout.adapter(DPO_ONLY.folder)
     for source in config.training.dpo_arms:
-        parts[dpo_arm(source)] = layout.adapter(dpo_arm(source))
+        arm = source_arm(source)
+        parts[arm.name] = layout.adapter(arm.folder)
     return parts
 
 
@@ -98,8 +102,8 @@ def _training_settings(section: str) -> Callable[[PipelineConfig], dict[str, Any
                            "seed": config.run.seed}
 
 
-def _dpo_arm_settings(source: str) -> Callable[[PipelineConfig], dict[str, Any]]:
-    return lambda config: {**_training_settings("dpo")(config), "negative_source": source}
+def _dpo_arm_settings(arm: DPOArm) -> Callable[[PipelineConfig], dict[str, Any]]:
+    return lambda config: {**_training_settings("dpo")(config), "negative_source": arm.pairs_source}
 
 
 def _pairs_settings(config: PipelineConfig) -> Any:
@@ -139,13 +143,13 @@ DPO_INPUTS = (
 )
 
 
-def _dpo_arm_spec(source: str) -> StageSpec:
+def _dpo_arm_spec(arm: DPOArm) -> StageSpec:
     """A DPO arm (``training.dpo_arms``): ``dpo`` again, from the same SFT model (its reference), on
-    ``source``'s pairs of each split only, into its own folder."""
+    one source's pairs of each split only, into its own folder."""
     return StageSpec(
-        dpo_arm(source), None, f"a DPO arm: the same DPO from the SFT model on the {source} pairs only (training.dpo_arms)",
-        outputs=(ADAPTER_DIR, MANIFEST), inputs=DPO_INPUTS, settings=_dpo_arm_settings(source), entry=entries.train_dpo_arm(source),
-        enabled=lambda config: source in config.training.dpo_arms,
+        arm.name, None, f"a DPO arm: the same DPO from the SFT model on the {arm.pairs_source} pairs only (training.dpo_arms)",
+        outputs=(ADAPTER_DIR, MANIFEST), inputs=DPO_INPUTS, settings=_dpo_arm_settings(arm), entry=entries.train_dpo_arm(arm),
+        enabled=arm.trained_in_run,
     )
 
 
@@ -231,22 +235,22 @@ STAGES: tuple[StageSpec, ...] = (
         "dpo", "train-dpo", "DPO from the SFT model, which is its reference (merged, or the SFT adapter trained on)",
         outputs=(ADAPTER_DIR, MANIFEST),
         inputs=DPO_INPUTS,
-        settings=_training_settings("dpo"), entry=entries.train_dpo_chain, also=("dpo_only", *map(dpo_arm, DPO_ARM_SOURCES)),
+        settings=_training_settings("dpo"), entry=entries.train_dpo_chain, also=tuple(arm.name for arm in DPO_ARMS[1:]),
     ),
     StageSpec(
-        "dpo_only", None, "the DPO-only baseline: the same DPO on the raw base",
+        DPO_ONLY.name, None, "the DPO-only baseline: the same DPO on the raw base",
         outputs=(ADAPTER_DIR, MANIFEST),
         inputs=(BASE_MODEL, *PAIR_FILES),
-        settings=_training_settings("dpo"), entry=entries.train_dpo, enabled=lambda config: config.training.dpo_only,
+        settings=_training_settings("dpo"), entry=entries.train_dpo, enabled=DPO_ONLY.trained_in_run,
     ),
-    *(_dpo_arm_spec(source) for source in DPO_ARM_SOURCES),
+    *map(_dpo_arm_spec, SOURCE_ARMS),
     StageSpec(
         "eval", "evaluate", "every variant on the held-out items, scored, compared, reported",
         outputs=(RESULTS_FILE, REPORT_FILE, CHART_FILE, MANIFEST),
         inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir,
                            parts=_evaluated), EVAL_ITEMS),
         settings=_eval_settings, entry=entries.evaluate,
-        upstream=("model", "sft_data", "merge", "pairs", "dpo", "dpo_only", *map(dpo_arm, DPO_ARM_SOURCES)),
+        upstream=("model", "sft_data", "merge", "pairs", *(arm.name for arm in DPO_ARMS)),
     ),
 )
 STAGES_BY_NAME = {spec.name: spec for spec in STAGES}

@@ -40,6 +40,7 @@ from stage1.core.reward_metrics import chosen_drop_warning, log_prob_shift, summ
 from stage1.hf.lora import build_lora_config, check_trained_modules
 from stage1.hf.models import check_quantization, eos_info, load_adapter, load_tokenizer
 from stage1.io.hashing import sha256_file
+from stage1.io.layout import source_arm
 from stage1.io.lineage import adapter_hash, read_lineage, weights_hash
 from stage1.io.manifest import library_versions
 from stage1.io.records import read_records
@@ -264,7 +265,7 @@ def _checked_parent(model_dir: Path, settings: TrainingSettings):
 def _logged_step_plan(rows: int, dpo_config, processes: int, settings: TrainingSettings, negative_source: str | None):
     """The optimizer steps this DPO will take (an arm's named after it), logged with any warning."""
     steps = step_plan(STAGE, rows, dpo_config, processes, settings.min_optimizer_steps,
-                      name=f"dpo_{negative_source}" if negative_source else "")
+                      name=source_arm(negative_source).name if negative_source else "")
     log_step_plan(steps, log)
     return steps
 

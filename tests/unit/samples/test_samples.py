@@ -8,10 +8,11 @@ import pytest
 from stage1.core.errors import ConfigError
 from stage1.core.format import STOP_END, STOP_MAX_TOKENS, STOP_RUNAWAY, render_completion, render_prompt
 from stage1.core.records import NegativeRecord, SFTExample
+from stage1.core.seeds import sample_keys, sample_seeds
 from stage1.pairs.settings import PairSettings
 from stage1.pairs.stage import build_pairs
 from stage1.samples.settings import PolicySettings
-from stage1.samples.stage import SKIP_REASONS, choose_pair, policy_negatives, sample_keys, sample_seeds, score_sample
+from stage1.samples.stage import SKIP_REASONS, choose_pair, policy_negatives, score_sample
 from stage1.stages.config import load_config
 
 EXAMPLE = SFTExample("7", "Name a primary colour.", "Red is a primary colour.", "general")
@@ -97,10 +98,10 @@ def test_policy_negatives_count_every_instruction_once():
 
 
 def test_sample_seeds_depend_on_what_the_sample_is():
-    keys = sample_keys([EXAMPLE], 3)
+    keys = sample_keys([EXAMPLE.id], 3)
     assert keys == [("7", 0), ("7", 1), ("7", 2)]
-    seeds = sample_seeds(keys, PolicySettings(seed=1))
-    assert len(set(seeds)) == 3 and seeds == sample_seeds(keys, PolicySettings(seed=1)) != sample_seeds(keys, PolicySettings(seed=2))
+    seeds = sample_seeds(keys, PolicySettings(seed=1).seed, "policy")
+    assert len(set(seeds)) == 3 and seeds == sample_seeds(keys, 1, "policy") != sample_seeds(keys, 2, "policy")
 
 
 def test_policy_settings_are_checked_at_load():
