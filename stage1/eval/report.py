@@ -8,12 +8,14 @@ canvas directly, so no global backend state is touched.
 from __future__ import annotations
 
 import io
+import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import InputError
 from stage1.eval.report_markdown import format_points, format_rate, render_markdown
-from stage1.io.atomic import atomic_write_bytes, atomic_write_text, dumps_json
+from stage1.io.atomic import atomic_write_bytes, atomic_write_chunks, atomic_write_text, dumps_json
 from stage1.io.layout import CHART_FILE as CHART_NAME
 from stage1.io.layout import REPORT_FILE as REPORT_NAME
 from stage1.io.layout import RESULTS_FILE as RESULTS_NAME
@@ -170,26 +172,67 @@ def render_chart_png(results: dict[str, Any]) -> bytes:
 _ITEMS_SLOT = "\x00items\x00"
 
 
+def item_line(item: dict[str, Any]) -> str:
+    """One entry of results.json's ``items`` as its compact line (sorted keys, the C encoder)."""
+    return json.dumps(item, ensure_ascii=False, sort_keys=True)
+
+
+#: Characters gathered before a piece of results.json is handed on (few writes, little held).
+CHUNK_CHARS = 1 << 16
+
+
+def _indented_pieces(results: dict[str, Any], item_lines: Iterable[str]) -> Iterator[str]:
+    """``dumps_json`` of ``results`` piece by piece (the standard library's indenting encoder is a
+    generator; ``json.dumps`` joins its pieces into one string), ``items`` taken from ``item_lines``."""
+    slot = json.dumps(_ITEMS_SLOT, ensure_ascii=False)
+    encoder = json.JSONEncoder(ensure_ascii=False, indent=2, sort_keys=True)
+    for piece in encoder.iterencode({**results, "items": _ITEMS_SLOT}):
+        if piece != slot:
+            yield piece
+            continue
+        first = True
+        for line in item_lines:
+            yield ("[\n    " if first else ",\n    ") + line
+            first = False
+        yield "[]" if first else "\n  ]"
+    yield "\n"
+
+
+def results_json_chunks(results: dict[str, Any], item_lines: Iterable[str]) -> Iterator[str]:
+    """results.json's text in pieces: sorted keys, indented, except that each entry of ``items`` (one
+    per evaluation item, with every variant's outcome: nearly all of the file on a sweep) is one
+    compact line, taken from ``item_lines`` (``results["items"]`` is not read). The standard library's
+    C encoder serialises only without indentation, and the indented form of those entries took most
+    of ``stage1 score``'s writing time; the file stays one JSON value. Nothing is joined whole: the
+    head of a sweep (its flips list item ids) is itself tens of megabytes as one string."""
+    gathered: list[str] = []
+    size = 0
+    for piece in _indented_pieces(results, item_lines):
+        gathered.append(piece)
+        size += len(piece)
+        if size >= CHUNK_CHARS:
+            yield "".join(gathered)
+            gathered, size = [], 0
+    yield "".join(gathered)
+
+
 def results_json(results: dict[str, Any]) -> str:
-    """results.json's text: sorted keys, indented, except that each entry of ``items`` (one per
-    evaluation item, with every variant's outcome: nearly all of the file on a sweep) is one compact
-    line. The standard library's C encoder serialises only without indentation, and the indented
-    form of those entries took most of ``stage1 score``'s writing time; the file stays one JSON value."""
-    import json
-
-    items = results.get("items")
-    if not isinstance(items, list) or not items:
+    """results.json's text (``results_json_chunks`` of ``results["items"]``; without items, all indented)."""
+    if not results.get("items"):
         return dumps_json(results)
-    head = dumps_json({**results, "items": _ITEMS_SLOT})
-    lines = ",\n".join("    " + json.dumps(item, ensure_ascii=False, sort_keys=True) for item in items)
-    return head.replace(json.dumps(_ITEMS_SLOT), "[\n" + lines + "\n  ]", 1)
+    return "".join(results_json_chunks(results, map(item_line, results.get("items") or [])))
 
 
-def write_reports(out_dir: str | Path, results: dict[str, Any]) -> dict[str, Path]:
-    """Write results.json, report.md and chart.png into ``out_dir`` (each atomically)."""
+def write_reports(out_dir: str | Path, results: dict[str, Any], *, item_lines: Iterable[str] | None = None) -> dict[str, Path]:
+    """Write results.json, report.md and chart.png into ``out_dir`` (each atomically).
+
+    ``item_lines``: the entries of results.json's ``items``, as ``item_line`` writes them, streamed into
+    the file (a sweep's items need not be held); ``results["items"]`` then holds only the rows
+    report.md shows (``report_markdown.shown_outcomes``)."""
     out = Path(out_dir)
+    lines = map(item_line, results.get("items") or []) if item_lines is None else item_lines
     return {
-        "results": atomic_write_text(out / RESULTS_NAME, results_json(results)),
+        "results": atomic_write_chunks(out / RESULTS_NAME, results_json_chunks(results, lines)),
         "report": atomic_write_text(out / REPORT_NAME, render_markdown(results)),
         "chart": atomic_write_bytes(out / CHART_NAME, render_chart_png(results)),
     }
