@@ -132,8 +132,34 @@ class RichSummary:
             yield rich_summary_table(self.results, chunk, two_line=True, caption=index == len(chunks) - 1)
 
 
+#: Up to this many variants the chart groups one bar per variant under each criterion; a sweep of
+#: more (checkpoints) is drawn as one line per criterion across the variants, on a canvas of fixed
+#: size (bars at 0.3 in each made a 97-variant sweep a 236-inch, 60 MB canvas that no one can read).
+MAX_BAR_VARIANTS = 16
+MAX_VARIANT_TICKS = 40
+
+
+def _png(figure) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _axes_setup(axes, results: dict[str, Any], subject: str) -> None:
+    axes.set_ylim(0, 1.25)  # headroom for the legend above the bars
+    axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    axes.set_yticklabels(["0%", "20%", "40%", "60%", "80%", "100%"])
+    axes.grid(axis="y", color="0.9", linewidth=0.8)
+    axes.set_axisbelow(True)
+    confidence = results.get("statistics", {}).get("confidence", 0.95)
+    axes.set_ylabel(f"rate ({confidence:.0%} Wilson interval)")
+    axes.set_title(f"stage1 evaluation on {results.get('num_items', '?')} items ({subject})")
+
+
 def render_chart_png(results: dict[str, Any]) -> bytes:
-    """A grouped bar chart: each criterion's rate per variant with its Wilson interval, as PNG bytes.
+    """A grouped bar chart: each criterion's rate per variant with its Wilson interval, as PNG bytes
+    (more than ``MAX_BAR_VARIANTS`` variants: ``render_sweep_png``).
 
     Each criterion's label gives its applicable n (the same for every variant: n/a is decided by the
     item); a 0% rate is a short hatched bar marked "0%", so it cannot be read as a missing variant.
@@ -142,6 +168,8 @@ def render_chart_png(results: dict[str, Any]) -> bytes:
     from matplotlib.figure import Figure
 
     criteria, variants = results["criteria"], results["variants"]
+    if len(variants) > MAX_BAR_VARIANTS:
+        return render_sweep_png(results)
     figure = Figure(figsize=(max(9.0, 0.3 * len(criteria) * max(1, len(variants)) + 3.0), 5.4), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
@@ -153,19 +181,38 @@ def render_chart_png(results: dict[str, Any]) -> bytes:
     first = results["rates"][variants[0]] if variants else {}
     axes.set_xticks(range(len(criteria)))
     axes.set_xticklabels([chart_label(name, first.get(name, {}).get("n", 0)) for name in criteria], fontsize=9)
-    axes.set_ylim(0, 1.25)  # headroom for the legend above the bars
-    axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    axes.set_yticklabels(["0%", "20%", "40%", "60%", "80%", "100%"])
-    axes.grid(axis="y", color="0.9", linewidth=0.8)
-    axes.set_axisbelow(True)
-    confidence = results.get("statistics", {}).get("confidence", 0.95)
-    axes.set_ylabel(f"rate ({confidence:.0%} Wilson interval)")
-    axes.set_title(f"stage1 evaluation on {results.get('num_items', '?')} items (n: items each criterion applies to)")
+    _axes_setup(axes, results, "n: items each criterion applies to")
     axes.legend(fontsize=9, loc="upper center", ncols=max(1, len(variants)), frameon=False)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _png(figure)
+
+
+def render_sweep_png(results: dict[str, Any]) -> bytes:
+    """Many variants: one line per criterion through its rate at each variant (in results order),
+    its Wilson interval a band; n/a leaves a gap. Fixed size whatever the number of variants."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    criteria, variants = results["criteria"], results["variants"]
+    figure = Figure(figsize=(14.0, 6.0), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    positions = list(range(len(variants)))
+    for index, name in enumerate(criteria):
+        cells = [results["rates"][variant][name] for variant in variants]
+        rates = [float("nan") if c["rate"] is None else c["rate"] for c in cells]
+        lows = [float("nan") if c["rate"] is None else c["low"] for c in cells]
+        highs = [float("nan") if c["rate"] is None else c["high"] for c in cells]
+        color = f"C{index % 10}"
+        label = chart_label(name, cells[0]["n"]).replace("\n", " ")
+        axes.plot(positions, rates, color=color, linewidth=1.2, marker="." if len(variants) <= 200 else None, label=label)
+        axes.fill_between(positions, lows, highs, color=color, alpha=0.12, linewidth=0)
+    step = max(1, -(-len(variants) // MAX_VARIANT_TICKS))
+    axes.set_xticks(positions[::step])
+    axes.set_xticklabels(variants[::step], rotation=90, fontsize=7)
+    axes.set_xlim(-0.5, len(variants) - 0.5)
+    _axes_setup(axes, results, f"{len(variants)} variants; n: items each criterion applies to")
+    axes.legend(fontsize=8, loc="upper center", ncols=4, frameon=False)
+    return _png(figure)
 
 
 #: Placeholder for the per-item list while the rest of results.json is indented.
