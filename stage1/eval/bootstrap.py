@@ -30,17 +30,18 @@ def _numpy_generator(seed: int) -> np.random.RandomState:
     return generator
 
 
-def fast_paired_bootstrap(before: Sequence[int | bool], after: Sequence[int | bool], *, samples: int, seed: int,
+def fast_paired_bootstrap(before: Sequence[int | bool] | np.ndarray, after: Sequence[int | bool] | np.ndarray, *, samples: int, seed: int,
                           confidence: float = 0.95) -> BootstrapResult:
-    """``paired_bootstrap(before, after, ...)``, the same result, drawn in numpy.
+    """``paired_bootstrap(before, after, ...)``, the same result, drawn in numpy (0/1 outcomes as
+    sequences or arrays).
 
     Raises:
         ValueError: as ``paired_bootstrap``.
     """
-    if len(before) != len(after) or not before or samples < 1:
-        return paired_bootstrap(before, after, samples=samples, seed=seed, confidence=confidence)  # its own errors
+    if len(before) != len(after) or len(before) == 0 or samples < 1:
+        return paired_bootstrap(list(before), list(after), samples=samples, seed=seed, confidence=confidence)  # its own errors
     n = len(before)
-    differences = np.fromiter((int(b) - int(a) for a, b in zip(before, after)), dtype=np.int8, count=n)
+    differences = np.asarray(after, dtype=np.int8) - np.asarray(before, dtype=np.int8)
     generator = _numpy_generator(seed)
     per_chunk = max(1, CHUNK_DRAWS // n)
     sums = []
@@ -49,7 +50,8 @@ def fast_paired_bootstrap(before: Sequence[int | bool], after: Sequence[int | bo
         # u * n lies in [0, n): truncating is floor, as random.choices takes it
         indices = (generator.random_sample((rows, n)) * float(n)).astype(np.intp)
         sums.append(differences.take(indices).sum(axis=1, dtype=np.int64))
-    lifts = sorted(int(total) / n for total in np.concatenate(sums))
+    # sums are integers below 2**53: as doubles exact, and the division rounds as Python's int / int does
+    lifts = (np.sort(np.concatenate(sums)) / n).tolist()
     alpha = 1 - confidence
     return BootstrapResult(lift=int(differences.sum()) / n, low=percentile(lifts, alpha / 2), high=percentile(lifts, 1 - alpha / 2),
                            samples=samples, seed=seed, confidence=confidence)

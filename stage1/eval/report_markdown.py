@@ -6,7 +6,7 @@ JSON cannot disagree (a test parses the tables back and compares). Pure: dict in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -245,24 +245,37 @@ def category_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def shown_flips(results: dict[str, Any], max_shown: int = MAX_FLIPS_SHOWN) -> Iterator[tuple[dict[str, Any], list[tuple[str, str]]]]:
+    """Each flip with a win or a loss, and the ``(outcome, item_id)`` rows the report shows of it."""
+    for flip in results["flips"]:
+        if flip["wins"] or flip["losses"]:
+            yield flip, [(outcome, item_id) for outcome, ids in (("win", flip["wins"]), ("loss", flip["losses"])) for item_id in ids[:max_shown]]
+
+
+def shown_outcomes(results: dict[str, Any], max_shown: int = MAX_FLIPS_SHOWN) -> dict[str, set[str]]:
+    """``{item_id: variants}``: the outcomes the flipped-items section quotes (all it reads of ``items``)."""
+    shown: dict[str, set[str]] = {}
+    for flip, rows in shown_flips(results, max_shown):
+        for _, item_id in rows:
+            shown.setdefault(item_id, set()).update((flip["before"], flip["after"]))
+    return shown
+
+
 def flips_section(results: dict[str, Any], max_shown: int = MAX_FLIPS_SHOWN) -> list[str]:
     by_id = {row["id"]: row for row in results["items"]}
     lines = ["## Flipped items", "", "Items whose verdict changed between the two models: wins went fail → pass, losses pass → fail."]
     current_pair = None
-    for flip in results["flips"]:
-        if not flip["wins"] and not flip["losses"]:
-            continue
+    for flip, shown in shown_flips(results, max_shown):
         pair = (flip["before"], flip["after"])
         if pair != current_pair:
             lines += ["", f"### {pair[0]} → {pair[1]}"]
             current_pair = pair
         lines += ["", f"#### {flip['criterion']}: {len(flip['wins'])} wins, {len(flip['losses'])} losses", ""]
         rows = []
-        for outcome, ids in (("win", flip["wins"]), ("loss", flip["losses"])):
-            for item_id in ids[:max_shown]:
-                row = by_id[item_id]
-                rows.append([outcome, item_id, cell_text(row["instruction"], 120),
-                             cell_text(row["outcomes"][pair[0]]["response"]), cell_text(row["outcomes"][pair[1]]["response"])])
+        for outcome, item_id in shown:
+            row = by_id[item_id]
+            rows.append([outcome, item_id, cell_text(row["instruction"], 120),
+                         cell_text(row["outcomes"][pair[0]]["response"]), cell_text(row["outcomes"][pair[1]]["response"])])
         lines += table(["", "id", "instruction", pair[0], pair[1]], rows)
         hidden = max(0, len(flip["wins"]) - max_shown) + max(0, len(flip["losses"]) - max_shown)
         if hidden:

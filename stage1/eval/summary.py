@@ -1,7 +1,7 @@
 """From scored responses to the numbers a report shows: rates, paired comparisons, flips.
 
-Pure: plain dicts of verdicts in, plain JSON-ready dicts out. The shape produced here is the
-``results.json`` schema (see docs/notes/evaluation.md); the Markdown report, the chart, the rich
+Pure: verdicts in (dicts, or the compact columns of ``stage1.eval.columns`` that every figure is
+computed from), plain JSON-ready dicts out. The shape produced here is the ``results.json`` schema (see docs/notes/evaluation.md); the Markdown report, the chart, the rich
 table and the golden comparison all read it.
 
 Rates leave n/a verdicts out of numerator and denominator (see stage1.core.criteria). A comparison uses
@@ -24,10 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from stage1.core.criteria import CRITERION_NAMES, Verdict, score_response
 from stage1.core.eval_items import EvalItem, EvalResponse
 from stage1.core.length_control import length_controlled, log_length_ratio
-from stage1.core.lengths import response_lengths, word_count
+from stage1.core.lengths import word_count
 from stage1.core.seeds import row_seed
 from stage1.core.stats import (
     DEFAULT_POWER,
@@ -36,9 +38,17 @@ from stage1.core.stats import (
     cohens_h,
     mcnemar,
     mcnemar_detectable_lift,
-    wilson_interval,
 )
 from stage1.eval.bootstrap import fast_paired_bootstrap  # the core's paired_bootstrap, drawn in numpy
+from stage1.eval.columns import (
+    NOT_APPLICABLE,
+    VerdictColumns,
+    column_flips,
+    column_lengths,
+    column_rates,
+    from_verdicts,
+    rate_from_counts,
+)
 
 RESULTS_SCHEMA = "stage1.eval.results/1"
 POOLED_CATEGORY = "other (pooled)"
@@ -68,24 +78,7 @@ def rate_cell(verdicts: Iterable[Verdict], confidence: float) -> dict[str, Any]:
     """Successes, applicable n, n/a count, rate (None when nothing applies) and Wilson interval."""
     values = list(verdicts)
     applicable = [v for v in values if v is not None]
-    successes = sum(1 for v in applicable if v)
-    low, high = wilson_interval(successes, len(applicable), confidence)
-    return {
-        "successes": successes,
-        "n": len(applicable),
-        "not_applicable": len(values) - len(applicable),
-        "rate": successes / len(applicable) if applicable else None,
-        "low": low,
-        "high": high,
-    }
-
-
-def rate_table(verdicts: Verdicts, item_ids: Sequence[str], confidence: float) -> dict[str, dict[str, Any]]:
-    """``{variant: {criterion: rate_cell}}`` over ``item_ids``."""
-    return {
-        variant: {name: rate_cell((by_item[i][name] for i in item_ids), confidence) for name in CRITERION_NAMES}
-        for variant, by_item in verdicts.items()
-    }
+    return rate_from_counts(sum(1 for v in applicable if v), len(applicable), len(values) - len(applicable), confidence)
 
 
 def category_cells(items: Sequence[EvalItem], min_items: int) -> tuple[dict[str, list[str]], list[str]]:
@@ -104,42 +97,33 @@ def category_cells(items: Sequence[EvalItem], min_items: int) -> tuple[dict[str,
     return cells, pooled
 
 
-def _discordance(a: Sequence[int], b: Sequence[int]) -> tuple[int, int]:
-    return sum(1 for x, y in zip(a, b) if not x and y), sum(1 for x, y in zip(a, b) if x and not y)
-
-
-def controlled_cell(ids: Sequence[str], before: Sequence[int], after: Sequence[int], ratio: Callable[[str], float]) -> dict[str, Any] | None:
+def controlled_cell(before: Sequence[int], after: Sequence[int], ratio: Callable[[int], float]) -> dict[str, Any] | None:
     """The comparison at equal response length (``stage1.core.length_control``): every discordant
-    item kept, its log length ratio a covariate. None when no item is discordant."""
-    wins = [ratio(i) for i, a, b in zip(ids, before, after) if b and not a]
-    losses = [ratio(i) for i, a, b in zip(ids, before, after) if a and not b]
-    result = length_controlled(len(ids), wins, losses)
+    item kept, its log length ratio (``ratio(position)``) a covariate. None when no item is discordant."""
+    wins = [ratio(k) for k, (a, b) in enumerate(zip(before, after)) if b and not a]
+    losses = [ratio(k) for k, (a, b) in enumerate(zip(before, after)) if a and not b]
+    result = length_controlled(len(before), wins, losses)
     if result is None:
         return None
     return {"lift": result.lift, "low": result.low, "high": result.high, "log_odds": result.log_odds, "se": result.se, "p_value": result.p_value,
             "length_slope": result.length_slope, "discordant": result.discordant}
 
 
-def compare_cell(
-    before: Mapping[str, Verdict], after: Mapping[str, Verdict], *, bootstrap_samples: int, seed: int, confidence: float,
-    ratio: Callable[[str], float] | None = None,
-) -> dict[str, Any]:
-    """One paired comparison of one criterion between two variants (``p_adjusted``, ``significant``
-    and ``detectable_lift`` filled in by ``compare_variants``, which knows the family).
-
-    ``ratio(item_id)`` is the item's log length ratio (after over before), for the length control.
-    """
-    ids = [i for i in before if before[i] is not None and after.get(i) is not None]
-    a = [int(bool(before[i])) for i in ids]
-    b = [int(bool(after[i])) for i in ids]
-    n01, n10 = _discordance(a, b)
-    cell: dict[str, Any] = {"n": len(ids), "n01": n01, "n10": n10, "wins": n01, "losses": n10}
-    if not ids:
+def paired_cell(before: np.ndarray, after: np.ndarray, *, bootstrap_samples: int, seed: int, confidence: float,
+                ratio: Callable[[int], float] | None = None) -> dict[str, Any]:
+    """One paired comparison of one criterion over the items where both verdicts apply (``before`` and
+    ``after``: 0/1 arrays, item by item); ``ratio(position)`` is that item's log length ratio (after
+    over before), for the length control. ``p_adjusted``, ``significant`` and ``detectable_lift`` are
+    filled in by ``compare_columns``, which knows the family."""
+    n = len(before)
+    n01, n10 = int(np.count_nonzero((before == 0) & (after == 1))), int(np.count_nonzero((before == 1) & (after == 0)))
+    cell: dict[str, Any] = {"n": n, "n01": n01, "n10": n10, "wins": n01, "losses": n10}
+    if not n:
         return {**cell, "rate_before": None, "rate_after": None, "lift": None, "cohens_h": None, "mcnemar": None, "bootstrap": None,
                 "detectable_lift": None, "detectable_lift_alpha": None, "length_controlled": None}
-    rate_before, rate_after = sum(a) / len(a), sum(b) / len(b)
+    rate_before, rate_after = int(before.sum()) / n, int(after.sum()) / n
     test = mcnemar(n01, n10)
-    boot = fast_paired_bootstrap(a, b, samples=bootstrap_samples, seed=seed, confidence=confidence)
+    boot = fast_paired_bootstrap(before, after, samples=bootstrap_samples, seed=seed, confidence=confidence)
     return {
         **cell,
         "rate_before": rate_before,
@@ -148,12 +132,20 @@ def compare_cell(
         "cohens_h": cohens_h(rate_before, rate_after),
         "mcnemar": {"statistic": test.statistic, "p_value": test.p_value, "method": test.method},
         "bootstrap": {"low": boot.low, "high": boot.high, "samples": boot.samples, "seed": boot.seed, "confidence": boot.confidence},
-        "length_controlled": None if ratio is None else controlled_cell(ids, a, b, ratio),
+        "length_controlled": None if ratio is None else controlled_cell(before.tolist(), after.tolist(), ratio),
     }
 
 
-def _ratio(before: Mapping[str, int], after: Mapping[str, int]) -> Callable[[str], float]:
-    return lambda item_id: log_length_ratio(before[item_id], after[item_id])
+def compare_cell(
+    before: Mapping[str, Verdict], after: Mapping[str, Verdict], *, bootstrap_samples: int, seed: int, confidence: float,
+    ratio: Callable[[str], float] | None = None,
+) -> dict[str, Any]:
+    """``paired_cell`` of two ``{item_id: verdict}`` columns; ``ratio(item_id)`` is the item's log length ratio."""
+    ids = [i for i in before if before[i] is not None and after.get(i) is not None]
+    a = np.array([int(bool(before[i])) for i in ids], dtype=np.int8)
+    b = np.array([int(bool(after[i])) for i in ids], dtype=np.int8)
+    by_position = None if ratio is None else (lambda k: ratio(ids[k]))
+    return paired_cell(a, b, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence, ratio=by_position)
 
 
 def adjust_family(cells: list[dict[str, Any]], q: float) -> None:
@@ -180,32 +172,31 @@ def family_of(pair: tuple[str, str], families: Mapping[str, Sequence[tuple[str, 
     return f"{pair[0]}->{pair[1]}"
 
 
-def compare_variants(
-    verdicts: Verdicts, pairs: Sequence[tuple[str, str]], *, q: float, bootstrap_samples: int, seed: int, confidence: float,
-    families: Mapping[str, Sequence[tuple[str, str]]] | None = None, words: Mapping[str, Mapping[str, int]] | None = None,
+def compare_columns(
+    columns: VerdictColumns, pairs: Sequence[tuple[str, str]], *, q: float, bootstrap_samples: int, seed: int, confidence: float,
+    families: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Every (pair, criterion) comparison with BH-adjusted p-values; pairs with a missing side are skipped.
 
     Benjamini–Hochberg runs within each family (``family_of``); ``families=None`` puts every
-    comparison in one. ``words[variant][item_id]`` (response word counts) adds the length-matched view.
+    comparison in one. The columns' word counts, where known, add the length-matched view.
 
     Returns ``(comparisons, skipped)``; ``skipped`` names each pair left out and why.
     """
     comparisons: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     for before, after in pairs:
-        absent = [name for name in (before, after) if name not in verdicts]
+        absent = [name for name in (before, after) if name not in columns.verdicts]
         if absent:
             skipped.append({"before": before, "after": after, "reason": f"not evaluated: {', '.join(absent)}"})
             continue
-        ratio = None if words is None else _ratio(words[before], words[after])
         family = family_of((before, after), families)
-        for name in CRITERION_NAMES:
-            column_before = {i: v[name] for i, v in verdicts[before].items()}
-            column_after = {i: v[name] for i, v in verdicts[after].items()}
+        for k, name in enumerate(CRITERION_NAMES):
+            old, new = columns.verdicts[before][:, k], columns.verdicts[after][:, k]
+            rows = np.flatnonzero((old != NOT_APPLICABLE) & (new != NOT_APPLICABLE))
+            ratio = None if columns.words is None else _ratio(columns.words[before], columns.words[after], rows)
             cell_seed = row_seed(seed, before, after, name, bits=64)  # 64 bits: the pinned bootstrap intervals
-            cell = compare_cell(column_before, column_after, bootstrap_samples=bootstrap_samples, seed=cell_seed, confidence=confidence,
-                                ratio=ratio)
+            cell = paired_cell(old[rows], new[rows], bootstrap_samples=bootstrap_samples, seed=cell_seed, confidence=confidence, ratio=ratio)
             comparisons.append({"before": before, "after": after, "criterion": name, "family": family, **cell})
     for family in dict.fromkeys(c["family"] for c in comparisons):
         adjust_family([c for c in comparisons if c["family"] == family], q)
@@ -215,49 +206,44 @@ def compare_variants(
     return comparisons, skipped
 
 
-def variant_lengths(responses: Mapping[str, Mapping[str, EvalResponse]]) -> dict[str, dict[str, Any]]:
-    """Mean and median response length per variant, in words and (where generated here) tokens."""
+def _ratio(before: np.ndarray, after: np.ndarray, rows: np.ndarray) -> Callable[[int], float]:
+    """The log length ratio of the item at a position among ``rows``."""
+    return lambda position: log_length_ratio(int(before[rows[position]]), int(after[rows[position]]))
+
+
+def compare_variants(
+    verdicts: Verdicts, pairs: Sequence[tuple[str, str]], *, q: float, bootstrap_samples: int, seed: int, confidence: float,
+    families: Mapping[str, Sequence[tuple[str, str]]] | None = None, words: Mapping[str, Mapping[str, int]] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """``compare_columns`` of ``verdicts[variant][item_id][criterion]``; ``words[variant][item_id]``
+    (response word counts) adds the length-matched view."""
+    item_ids = list(dict.fromkeys(i for by_item in verdicts.values() for i in by_item))
+    columns = from_verdicts(verdicts, item_ids, words=words)
+    return compare_columns(columns, pairs, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence, families=families)
+
+
+def response_outcome(response: EvalResponse, verdicts: Mapping[str, Verdict]) -> dict[str, Any]:
+    """One variant's entry in an item's ``outcomes``: its response, stop reason and verdicts."""
     return {
-        variant: response_lengths([word_count(r.response) for r in by_item.values()], [r.num_tokens for r in by_item.values()])
-        for variant, by_item in responses.items()
+        "prompt": response.prompt,
+        "response": response.response,
+        "completion_text": response.completion_text,
+        "stop_reason": response.stop_reason,
+        "runaway": response.runaway,
+        "num_tokens": response.num_tokens,
+        "criteria": dict(verdicts),
     }
 
 
-def flipped_items(verdicts: Verdicts, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """For each compared pair and criterion, the item ids that went fail→pass (wins) and pass→fail (losses)."""
-    flips = []
-    for before, after in pairs:
-        if before not in verdicts or after not in verdicts:
-            continue
-        for name in CRITERION_NAMES:
-            wins, losses = [], []
-            for item_id, verdict in verdicts[before].items():
-                old, new = verdict[name], verdicts[after][item_id][name]
-                if old is None or new is None or old == new:
-                    continue
-                (wins if new else losses).append(item_id)
-            flips.append({"before": before, "after": after, "criterion": name, "wins": wins, "losses": losses})
-    return flips
+def item_row(item: EvalItem, outcomes: dict[str, Any]) -> dict[str, Any]:
+    """An entry of results.json's ``items``: id, instruction, category and every variant's outcome."""
+    return {"id": item.id, "instruction": item.instruction, "category": item.category, "outcomes": outcomes}
 
 
 def item_rows(items: Sequence[EvalItem], responses: Mapping[str, Mapping[str, EvalResponse]], verdicts: Verdicts) -> list[dict[str, Any]]:
     """Per item: id, instruction, category, and per variant its response, stop reason and verdicts."""
-    rows = []
-    for item in items:
-        outcomes = {}
-        for variant, by_item in responses.items():
-            response = by_item[item.id]
-            outcomes[variant] = {
-                "prompt": response.prompt,
-                "response": response.response,
-                "completion_text": response.completion_text,
-                "stop_reason": response.stop_reason,
-                "runaway": response.runaway,
-                "num_tokens": response.num_tokens,
-                "criteria": dict(verdicts[variant][item.id]),
-            }
-        rows.append({"id": item.id, "instruction": item.instruction, "category": item.category, "outcomes": outcomes})
-    return rows
+    return [item_row(item, {variant: response_outcome(by_item[item.id], verdicts[variant][item.id]) for variant, by_item in responses.items()})
+            for item in items]
 
 
 def summarise(
@@ -281,31 +267,50 @@ def summarise(
     """
     verdicts = score_variants(items, responses)
     item_ids = [item.id for item in items]
-    cells, pooled = category_cells(items, min_category_items)
     words = {variant: {i: word_count(r.response) for i, r in by_item.items()} for variant, by_item in responses.items()}
-    comparisons, skipped_pairs = compare_variants(
-        verdicts, pairs, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence, families=families, words=words
-    )
+    tokens = {variant: {i: r.num_tokens for i, r in by_item.items()} for variant, by_item in responses.items()}
+    columns = from_verdicts(verdicts, item_ids, words=words, tokens=tokens)
+    summary = summarise_columns(items, columns, pairs=pairs, confidence=confidence, q=q, bootstrap_samples=bootstrap_samples, seed=seed,
+                                min_category_items=min_category_items, families=families)
+    return {**summary, "items": item_rows(items, responses, verdicts)}
+
+
+def summarise_columns(
+    items: Sequence[EvalItem],
+    columns: VerdictColumns,
+    *,
+    pairs: Sequence[tuple[str, str]],
+    confidence: float,
+    q: float,
+    bootstrap_samples: int,
+    seed: int,
+    min_category_items: int,
+    families: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> dict[str, Any]:
+    """``summarise`` but ``items``, from verdict columns over ``items`` (in their order)."""
+    cells, pooled = category_cells(items, min_category_items)
+    position = {item_id: k for k, item_id in enumerate(columns.item_ids)}
+    comparisons, skipped_pairs = compare_columns(columns, pairs, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence,
+                                                 families=families)
     named = {family_of(pair, families): [] for pair in pairs}
     for pair in pairs:
         named[family_of(pair, families)].append(f"{pair[0]}->{pair[1]}")
     return {
         "schema": RESULTS_SCHEMA,
         "criteria": list(CRITERION_NAMES),
-        "variants": list(responses),
+        "variants": columns.variants,
         "num_items": len(items),
-        "items": item_rows(items, responses, verdicts),
-        "rates": rate_table(verdicts, item_ids, confidence),
+        "rates": column_rates(columns, confidence),
         "categories": {
             "min_items": min_category_items,
             "pooled": pooled,
             "sizes": {cell: len(ids) for cell, ids in cells.items()},
-            "rates": {cell: rate_table(verdicts, ids, confidence) for cell, ids in cells.items()},
+            "rates": {cell: column_rates(columns, confidence, np.array([position[i] for i in ids], dtype=np.intp)) for cell, ids in cells.items()},
         },
         "comparisons": comparisons,
         "skipped_comparisons": skipped_pairs,
-        "flips": flipped_items(verdicts, pairs),
-        "lengths": variant_lengths(responses),
+        "flips": column_flips(columns, pairs),
+        "lengths": column_lengths(columns),
         "statistics": {"confidence": confidence, "q": q, "bootstrap_samples": bootstrap_samples, "seed": seed, "significance": "p_adjusted <= q",
                        "families": named, "power": DEFAULT_POWER, "detectable_lift_alpha": DETECTABLE_ALPHA_RULE},
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 #: Files that decide the tokenizer (``AutoTokenizer`` reads these, and ``config.json`` for the model type).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.json", "merges.txt", "tokenizer.model")
+#: Copied with the tokenizer files into a model folder made from another (a merged model).
+COPIED_FILES = (*TOKENIZER_FILES, "chat_template.jinja")
 #: What TRL's trainers set on a tokenizer when asked to (``pad_token``, ``eos_token``, ``chat_template_path``).
 MUTABLE = ("pad_token", "eos_token", "chat_template", "padding_side", "truncation_side", "model_max_length")
 
@@ -60,6 +63,23 @@ def cached_tokenizer(folder: Path, trust_remote_code: bool, load: Callable[[], A
     loads += 1
     _cache[key] = (tokenizer, _state(tokenizer))
     return tokenizer
+
+
+def copy_tokenizer_files(source: Path, target: Path) -> list[str]:
+    """Copy ``source``'s tokenizer files into ``target`` byte for byte; the names copied.
+
+    A model folder made from another (the merged model) gets the same bytes rather than the
+    tokenizer re-saved: ``save_pretrained`` rewrites the files (key order, defaults of the running
+    transformers), so the copy would be a second cache entry and a second build in one process. The
+    tokenizer is the same either way: ``load_tokenizer`` drops the chat template and sets the pad
+    token on whatever it reads.
+    """
+    copied = []
+    for name in COPIED_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+            copied.append(name)
+    return copied
 
 
 def clear() -> None:

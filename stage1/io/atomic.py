@@ -129,6 +129,17 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_chunks(path: str | Path, chunks: Iterable[str]) -> Path:
+    """Write text given in pieces atomically, each encoded and written as it comes (not held whole)."""
+    target = Path(path)
+
+    def write(handle: BinaryIO) -> None:
+        for chunk in chunks:
+            handle.write(chunk.encode("utf-8"))
+
+    return _rename_into_place(_write_temp(target, write), target)
+
+
 def dumps_json(value: Any) -> str:
     """Stable JSON: sorted keys, UTF-8 kept as is, a trailing newline."""
     return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True) + "\n"

@@ -30,6 +30,7 @@ from stage1.core.format import render_completion, render_prompt
 from stage1.core.masking import encode_text
 from stage1.core.records import SFTExample
 from stage1.hf.models import eos_info, free_model, load_adapter, load_model, load_tokenizer
+from stage1.hf.tokenizer_cache import copy_tokenizer_files
 from stage1.io.atomic import atomic_write_json
 from stage1.io.folders import MODEL_FOLDER_FILES, atomic_folder
 from stage1.io.lineage import (
@@ -330,7 +331,8 @@ def merge_and_save(settings: TrainingSettings, model_dir: Path, adapter_dir: Pat
     # Written whole into a temporary sibling and swapped in: a full disk leaves the previous folder, never half a model.
     with atomic_folder(out, needed_bytes=needed, drop=MODEL_FOLDER_FILES) as staged:
         merged.save_pretrained(str(staged), safe_serialization=True, max_shard_size="5GB")
-        tokenizer.save_pretrained(str(staged))
+        if not copy_tokenizer_files(model_dir, staged):  # the base's bytes: one tokenizer build per process
+            tokenizer.save_pretrained(str(staged))
     free_model(merged)
     fidelity = None
     if rows:

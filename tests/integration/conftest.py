@@ -11,6 +11,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# ``python cli.py ARGS`` as Python runs a script (its folder first on sys.path, run as __main__),
+# then one last stderr line with the tokenizers asked for and built in that process.
+CLI_COUNTING_TOKENIZERS = """
+import runpy, sys
+from pathlib import Path
+sys.argv = sys.argv[1:]
+sys.path.insert(0, str(Path(sys.argv[0]).parent))
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    from stage1.hf import tokenizer_cache
+    print(f"TOKENIZERS requested {tokenizer_cache.requests} built {tokenizer_cache.loads}", file=sys.stderr)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +37,12 @@ def ending_model(tiny_model_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """``python /path/to/cli.py run`` in an empty folder outside the checkout: the tiny default,
-    written to ``./runs/tiny`` there. Read-only for tests: copy it before changing a file."""
+    written to ``./runs/tiny`` there, its stderr ending with the run's tokenizer builds
+    (``CLI_COUNTING_TOKENIZERS``). Read-only for tests: copy it before changing a file."""
     folder = tmp_path_factory.mktemp("empty-user-folder")
     assert ROOT not in folder.resolve().parents and not any(folder.iterdir())
     env = {**os.environ, "COLUMNS": "200"}
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "run"], cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "-c", CLI_COUNTING_TOKENIZERS, str(ROOT / "cli.py"), "run"], cwd=folder, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = folder / "runs" / "tiny"
     assert run_dir.is_dir()

@@ -43,6 +43,19 @@ def test_run_produces_a_report_and_training_helps(tiny_run):
 
 
 @pytest.mark.slow
+def test_one_tiny_run_builds_the_tokenizer_once(tiny_run):
+    """Every stage asks for the tokenizer, and the merged model holds the base's tokenizer files byte
+    for byte: one build in the whole run (the cache is keyed by the files' content)."""
+    run_dir, result = tiny_run
+    counts = result.stderr.strip().splitlines()[-1].split()
+    assert counts[0] == "TOKENIZERS", result.stderr[-2000:]
+    requested, built = int(counts[2]), int(counts[4])
+    assert requested >= 5 and built == 1, (requested, built)
+    base, merged = run_dir / "model", run_dir / "merged"
+    assert (merged / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
+
+
+@pytest.mark.slow
 def test_requests_that_should_be_declined_flow_from_the_pools_to_the_report(tiny_run):
     """The pools' refusal_expected rows reach SFT (kept as refusals), negatives (compliance, no
     refusals) and evaluation (scored by refuses_when_expected, n/a for no_unwarranted_refusal)."""

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench import commands
-from stage1.eval.score import read_responses
+from stage1.eval.score_stream import read_scored
 from stage1.io.records import read_eval_items
 
 
@@ -15,8 +15,9 @@ def test_the_responses_answer_every_item_once_per_variant(tmp_path):
     path = tmp_path / "responses.jsonl"
     count = commands.write_responses(path, 3 * 1024 + 5)
     items = read_eval_items(commands.ITEMS)
-    responses = read_responses(path, items)
-    assert count == 3 * len(items) and len(responses) == 3 and all(len(by_item) == len(items) for by_item in responses.values())
+    with read_scored(path, items) as scored:  # refuses a variant that skips an item or answers one twice
+        columns = scored.columns
+    assert count == 3 * len(items) and len(columns.variants) == 3 and all(len(v) == len(items) for v in columns.verdicts.values())
 
 
 def test_the_training_rows_are_distinct_instructions(tmp_path):

@@ -405,3 +405,22 @@ def test_results_json_is_the_results_with_one_item_per_line(results):
     assert len(item_lines) == len(results["items"]) > 0
     assert results_json(results) == text, "the same results, the same bytes"
     assert results_json({**results, "items": []}) == dumps_json({**results, "items": []})
+
+
+def test_a_sweep_of_many_variants_is_one_line_per_criterion_on_a_canvas_of_fixed_size(results):
+    """Up to MAX_BAR_VARIANTS variants the bar chart widens with them; past it every sweep gets the
+    same canvas (a line per criterion through the variants), so its memory does not grow with them."""
+    import struct
+
+    from stage1.eval.report import MAX_BAR_VARIANTS, render_chart_png
+
+    def size(variants: int) -> tuple[int, int]:
+        names = [f"ckpt{k:03d}" for k in range(variants)]
+        sweep = {**results, "variants": names, "rates": {name: results["rates"]["base"] for name in names}}
+        png = render_chart_png(sweep)
+        assert png[:4] == b"\x89PNG"
+        return struct.unpack(">II", png[16:24])
+
+    assert size(MAX_BAR_VARIANTS)[0] > size(MAX_BAR_VARIANTS // 2)[0]
+    assert size(MAX_BAR_VARIANTS + 1) == size(97) == size(400)
+    assert size(97)[0] < size(MAX_BAR_VARIANTS)[0] * 2
