@@ -146,11 +146,13 @@ def train_dpo(call: StageCall, sft_adapter_dir: Path | None = None, negative_sou
     )
 
 
-def evaluate(call: StageCall) -> Any:
+def evaluate(call: StageCall, layout: RunLayout | None = None) -> Any:
+    """Evaluation of the run's variants; ``layout``: a further training seed's view of the run
+    (``RunLayout.for_seed``), whose own trained models are evaluated."""
     from stage1.eval.settings import settings_for_run, variants_in_run
     from stage1.eval.stage import run_evaluate
 
-    layout = RunLayout(call.inputs["run"], call.config.model.path)
+    layout = layout or RunLayout(call.inputs["run"], call.config.model.path)
     training = call.config.training
     return run_evaluate(
         settings_for_run(call.config.eval, training.dpo_arms),
@@ -159,3 +161,13 @@ def evaluate(call: StageCall) -> Any:
         out_dir=call.out_dir,
         training_paths=[layout.sft_train, layout.pairs_train],
     )
+
+
+def seeds(call: StageCall) -> Any:
+    """Every training seed's evaluation of the run (``training.seeds``), read together."""
+    from stage1.eval.seeds import run_seed_report
+
+    config = call.config
+    layout = RunLayout(call.inputs["run"], config.model.path)
+    results = {seed: (layout if seed == config.run.seed else layout.for_seed(seed)).results for seed in config.training.seeds}
+    return run_seed_report(results, call.out_dir, config.eval.confidence)
