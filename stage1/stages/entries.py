@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import ConfigError
+from stage1.eval.seeds import run_seed_report  # light: statistics and files, no torch
 from stage1.io.layout import RunLayout
 from stage1.organism.build import build_organism  # light: torch is imported only when it trains
 from stage1.stages.spec import StageCall
@@ -165,8 +166,6 @@ def evaluate(call: StageCall, layout: RunLayout | None = None) -> Any:
 
 def seeds(call: StageCall) -> Any:
     """Every training seed's evaluation of the run (``training.seeds``), read together."""
-    from stage1.eval.seeds import run_seed_report
-
     config = call.config
     layout = RunLayout(call.inputs["run"], config.model.path)
     results = {seed: (layout if seed == config.run.seed else layout.for_seed(seed)).results for seed in config.training.seeds}
