@@ -39,13 +39,13 @@ from stage1.io.settings_record import refuse_changed_settings
 from stage1.io.temps import remove_stale_temps
 from stage1.stages import (
     STAGE_NAMES,
-    STAGES,
     StageCall,
     StageRun,
     StageSpec,
     former_settings,
 )
 from stage1.stages.config import PipelineConfig, dump_config
+from stage1.stages.seeds import planned_stages
 
 log = logging.getLogger("stage1")
 
@@ -65,6 +65,13 @@ class Step:
     reads: dict[str, Path] = field(default_factory=dict)
     #: its settings as the previous release fingerprinted them (``stages.former_settings``), or None
     former: Any = None
+    #: the table's stage it runs, which ``--force`` and ``only`` name too ("" = ``name``): a further
+    #: training seed's step ``seed-1/sft`` runs ``sft``
+    stage: str = ""
+
+    def is_named(self, names: Iterable[str]) -> bool:
+        """Whether ``names`` names this step or the stage it runs."""
+        return self.name in names or (self.stage or self.name) in names
 
 
 @dataclass
@@ -88,34 +95,38 @@ def _external(path: Path, label: str) -> Path:
     return path
 
 
-def step_for(spec: StageSpec, config: PipelineConfig, layout: RunLayout, built: Iterable[str], callbacks: tuple = ()) -> Step:
+def step_for(spec: StageSpec, config: PipelineConfig, layout: RunLayout, built: Iterable[str], callbacks: tuple = (),
+             rename: Callable[[str], str] = str) -> Step:
     """The step that runs ``spec`` inside the run directory ``layout``.
 
     Args:
         built: the stages that are part of this run (an upstream stage that is not, such as ``model``
             under a ``model.path``, is left out of the fingerprint).
+        rename: the step name of a stage as this step sees it (a further training seed's own steps:
+            ``PlannedStage.rename``).
     """
     built = set(built)
     inputs = {item.name: item.in_run(layout, config) for item in spec.inputs}
     external = {item.name: _external(inputs[item.name], item.name) for item in spec.inputs if item.is_external(config)}
     named = [item.stage for item in spec.inputs if item.stage] + list(spec.upstream)
-    upstream = tuple(dict.fromkeys(name for name in named if name in built and name != spec.name))
+    upstream = tuple(dict.fromkeys(rename(name) for name in named if name in built and name != spec.name))
     out_dir = layout.stage_dir(spec.name)
     reads = {name: path for item in spec.inputs for name, path in item.reads(layout, config).items()}
 
     def action(run: StageRun) -> Any:
         return spec.entry(StageCall(config, inputs, out_dir, run, callbacks))
 
-    return Step(spec.name, out_dir, spec.outputs, spec.settings(config), upstream, external, action, reads,
-                former_settings(spec.name, config))
+    name = rename(spec.name)
+    return Step(name, out_dir, spec.outputs, spec.settings(config), upstream, external, action, reads,
+                former_settings(spec.name, config) if name == spec.name else None, spec.name)
 
 
 def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) -> list[Step]:
-    """The whole pipeline as steps, from ``STAGES``. Stage modules are imported when a step runs."""
-    layout = RunLayout(run_dir, config.model.path)
-    enabled = [spec for spec in STAGES if spec.enabled(config)]
-    built = [spec.name for spec in enabled]
-    return [step_for(spec, config, layout, built, callbacks) for spec in enabled]
+    """The whole pipeline as steps, from ``STAGES`` (and each further training seed's, ``stages.seeds``).
+    Stage modules are imported when a step runs."""
+    planned = planned_stages(config, RunLayout(run_dir, config.model.path))
+    built = [stage.spec.name for stage in planned]
+    return [step_for(stage.spec, stage.config, stage.layout, built, callbacks, stage.rename) for stage in planned]
 
 
 def preflight(config: PipelineConfig) -> None:
@@ -186,7 +197,7 @@ def run_pipeline(
             on_locked()
         legacy: dict[str, str] = {}  # format-1 fingerprints of stages adopted in this run
         for step in steps:
-            if only is None or step.name in only:
+            if only is None or step.is_named(only):
                 report.outcomes.append(_run_step(step, layout, hashes, force, legacy, on_stage))
     return report
 
@@ -194,7 +205,8 @@ def run_pipeline(
 def _checked_steps(config: PipelineConfig, run_dir: Path, only: tuple[str, ...] | None, force: tuple[str, ...],
                    callbacks: tuple) -> list[Step]:
     """The run's steps, once everything that needs no lock is checked (nothing is created here)."""
-    check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all"))
+    seed_steps = [stage.name for stage in planned_stages(config, RunLayout(run_dir, config.model.path)) if stage.prefix]
+    check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all", *seed_steps))
     check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
     check_run_dir(run_dir)
     check_log_file(run_dir, config.run.log_file)
@@ -218,7 +230,7 @@ def _run_step(
         learn_record(hashes, record, step.out_dir, step.reads)
     reads = {name: hashes.snapshot(path, NOT_READ) for name, path in step.reads.items()}
     expected = fingerprint(step.name, settings_to_dict(step.settings), reads)
-    forced = "all" in force or step.name in force
+    forced = "all" in force or step.is_named(force)
     reason = "--force" if forced else stale_reason(step.out_dir, record, expected, reads, step.reads, hashes)
     if reason is not None and not forced and _adoptable(step, record, layout, legacy):
         legacy[step.name] = record.fingerprint
@@ -255,13 +267,14 @@ def _needed_upstream(steps: list[Step], only: tuple[str, ...]) -> set[str]:
     """The stages of this run that the stages in ``only`` read from, directly or further up."""
     by_name = {step.name: step for step in steps}
     needed: set[str] = set()
-    pending = [name for name in only if name in by_name]
+    chosen = {step.name for step in steps if step.is_named(only)}
+    pending = list(chosen)
     while pending:
         for upstream in by_name[pending.pop()].upstream:
             if upstream in by_name and upstream not in needed:
                 needed.add(upstream)
                 pending.append(upstream)
-    return needed - set(only)
+    return needed - chosen
 
 
 def _refuse_missing_run_dir(steps: list[Step], only: tuple[str, ...], run_dir: Path) -> None:

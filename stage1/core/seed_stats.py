@@ -8,7 +8,11 @@ effects): ``var(seed means) / S + var(item means) / I``, sample variances of the
 over items and of the per-item means over seeds. It counts the interaction term twice, so it errs
 on the wide side. The interval is the mean ± ``t`` times its square root, ``t`` with Satterthwaite's
 degrees of freedom for the two terms (about ``S − 1`` when training noise dominates: with few seeds
-it is estimated from few values; about ``I − 1`` when the seeds agree), clipped to [−1, 1]. Pooling the ``S·I`` pairs as independent
+it is estimated from few values; about ``I − 1`` when the seeds agree), clipped to [−1, 1]. The
+test of "no lift" is the same statistic: ``t = mean / sqrt(variance)`` against Student's t with
+those degrees of freedom (``t_two_sided_p``, exact for whole degrees of freedom), so the p-value is
+below ``1 − confidence`` exactly when the interval leaves 0 out (up to the quantile's approximation
+in the third decimal). Pooling the ``S·I`` pairs as independent
 (one McNemar on all of them) treats training noise as if it were item noise and is too narrow;
 ``tests/unit/core/test_seed_stats.py`` shows both by seeded simulation.
 
@@ -49,10 +53,40 @@ def t_quantile(p: float, df: int) -> float:
     return z + sum(term / df ** (power + 1) for power, term in enumerate(terms))
 
 
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom: the closed form for whole
+    degrees of freedom (Abramowitz & Stegun 26.7.3 and 26.7.4), a finite sum of ``df / 2`` terms.
+
+    Raises:
+        ValueError: ``df < 1`` or ``t`` not a number.
+    """
+    if df < 1:
+        raise ValueError(f"df must be at least 1, got {df}")
+    if math.isnan(t):
+        raise ValueError("t must be a number")
+    if math.isinf(t):
+        return 0.0
+    theta = math.atan(abs(t) / math.sqrt(df))
+    cos2 = math.cos(theta) ** 2
+    if df % 2 == 1:
+        term, total = math.cos(theta), 0.0 if df == 1 else math.cos(theta)
+        for k in range(3, df - 1, 2):  # cos θ (1 + 2/3 cos²θ + 2·4/(3·5) cos⁴θ + ...), up to cos^(df-2) θ
+            term *= cos2 * (k - 1) / k
+            total += term
+        inside = 2 / math.pi * (theta + math.sin(theta) * total)
+    else:
+        term = total = 1.0
+        for k in range(2, df - 1, 2):  # 1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ..., up to cos^(df-2) θ
+            term *= cos2 * (k - 1) / k
+            total += term
+        inside = math.sin(theta) * total
+    return min(1.0, max(0.0, 1.0 - inside))
+
+
 @dataclass(frozen=True)
 class SeedLift:
     """A lift over seeds and items: the mean, each seed's lift, their spread (sample sd), and the
-    interval that accounts for both (see the module docstring)."""
+    interval and two-sided p-value of "no lift" that account for both (see the module docstring)."""
 
     lift: float
     per_seed: tuple[float, ...]
@@ -61,6 +95,8 @@ class SeedLift:
     high: float
     seeds: int
     items: int
+    p_value: float = 1.0
+    df: int = 1
 
 
 def _variance(values: Sequence[float]) -> float:
@@ -86,9 +122,15 @@ def seed_lift(before: Sequence[Sequence[int | bool]], after: Sequence[Sequence[i
     per_item = [sum(d[s][i] for s in range(seeds)) / seeds for i in range(items)]
     lift = sum(per_seed) / seeds
     seed_term, item_term = _variance(per_seed) / seeds, _variance(per_item) / items
-    half = t_quantile(1 - (1 - confidence) / 2, _degrees_of_freedom(seed_term, seeds, item_term, items)) * math.sqrt(seed_term + item_term)
+    df = _degrees_of_freedom(seed_term, seeds, item_term, items)
+    error = math.sqrt(seed_term + item_term)
+    half = t_quantile(1 - (1 - confidence) / 2, df) * error
+    if error > 0:
+        p_value = t_two_sided_p(lift / error, df)
+    else:  # every seed and item moved the same way: no noise to test against
+        p_value = 1.0 if lift == 0 else 0.0
     return SeedLift(lift=lift, per_seed=per_seed, spread=math.sqrt(_variance(per_seed)), low=max(-1.0, lift - half),
-                    high=min(1.0, lift + half), seeds=seeds, items=items)
+                    high=min(1.0, lift + half), seeds=seeds, items=items, p_value=p_value, df=df)
 
 
 def _degrees_of_freedom(seed_term: float, seeds: int, item_term: float, items: int) -> int:

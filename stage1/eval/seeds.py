@@ -10,7 +10,12 @@ the spread and an interval that accounts for both the items and the seeds
 (``stage1.core.seed_stats.seed_lift``). A single run's McNemar test sees item noise only: a lift
 that one seed shows and the next does not is training noise.
 
-The aggregation (``seed_summary``, ``seed_markdown``) is pure; ``main`` reads and writes.
+Inside one run, ``training.seeds`` does the same without separate runs: the ``seeds`` stage
+(``run_seed_report``) reads the evaluation of every training seed of the run and writes
+``<run>/seeds/seeds.json`` and ``seeds.md``.
+
+The aggregation (``seed_summary``, ``seed_markdown``) is pure; ``main`` and ``run_seed_report`` read
+and write.
 """
 
 from __future__ import annotations
@@ -24,11 +29,16 @@ from typing import Any
 
 from stage1.core.errors import InputError
 from stage1.core.seed_stats import seed_lift
+from stage1.core.stats import benjamini_hochberg
 from stage1.eval.report import load_results
 from stage1.io.atomic import atomic_write_json, atomic_write_text
-from stage1.io.layout import RESULTS_FILE
+from stage1.io.layout import RESULTS_FILE, SEEDS_JSON, SEEDS_MD
+from stage1.io.manifest import build_manifest, write_manifest
 
-SEEDS_SCHEMA = "stage1.eval.seeds/1"
+STAGE = "seeds"
+SEEDS_SCHEMA = "stage1.eval.seeds/2"
+DEFAULT_FAMILY = "all"  # a comparison that names no family (results written before families existed)
+DEFAULT_Q = 0.05  # the false discovery rate when the runs' results do not say theirs
 
 
 def _verdicts(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -51,33 +61,62 @@ def _mean_spread(values: Sequence[float]) -> dict[str, Any]:
     return {"per_seed": list(values), "mean": mean, "spread": spread}
 
 
-def seed_summary(results: Sequence[dict[str, Any]], confidence: float = 0.95) -> dict[str, Any]:
+def _lift_cells(results: Sequence[dict[str, Any]], confidence: float) -> list[dict[str, Any]]:
+    """One cell per configured comparison and criterion: the lift over seeds and items on the items
+    where the criterion applies to both variants in every seed."""
+    criteria, verdicts = results[0]["criteria"], [_verdicts(r) for r in results]
+    families = {(c["before"], c["after"]): c.get("family", DEFAULT_FAMILY) for c in results[0]["comparisons"]}
+    cells = []
+    for (before_name, after_name), family in families.items():
+        for criterion in criteria:
+            ids = [i for i in verdicts[0] if all(v[i][name][criterion] is not None for v in verdicts for name in (before_name, after_name))]
+            if len(ids) < 2:
+                continue
+            before = [[bool(v[i][before_name][criterion]) for i in ids] for v in verdicts]
+            after = [[bool(v[i][after_name][criterion]) for i in ids] for v in verdicts]
+            lift = seed_lift(before, after, confidence)
+            cells.append({"before": before_name, "after": after_name, "criterion": criterion, "family": family, "n": len(ids),
+                          "lift": lift.lift, "per_seed": list(lift.per_seed), "spread": lift.spread, "low": lift.low,
+                          "high": lift.high, "excludes_zero": lift.low > 0 or lift.high < 0, "df": lift.df, "p_value": lift.p_value})
+    return cells
+
+
+def _adjust(cells: list[dict[str, Any]], q: float) -> None:
+    """Benjamini–Hochberg over each family's cells, as one run's report does with McNemar's p-values."""
+    for family in dict.fromkeys(cell["family"] for cell in cells):
+        members = [cell for cell in cells if cell["family"] == family]
+        rejected, adjusted = benjamini_hochberg([cell["p_value"] for cell in members], q)
+        for cell, significant, value in zip(members, rejected, adjusted):
+            cell["p_adjusted"], cell["significant"] = value, significant
+
+
+def seed_summary(results: Sequence[dict[str, Any]], confidence: float = 0.95, seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Rates and lifts of several runs' ``results.json`` (one per seed), read together.
 
+    Each lift gets the interval and p-value of ``seed_lift`` (items and seeds), adjusted by
+    Benjamini–Hochberg within the comparison's family at the runs' own ``q`` (``statistics.q``).
+
+    Args:
+        seeds: the training seed of each run, for the report (None: not known).
+
     Raises:
-        ValueError: fewer than 2 runs, or runs on other items, variants or criteria.
+        ValueError: fewer than 2 runs, runs on other items, variants or criteria, or ``seeds`` of
+            another length than ``results``.
     """
     if len(results) < 2:
         raise ValueError(f"need at least 2 runs (one per seed), got {len(results)}")
+    if seeds is not None and len(seeds) != len(results):
+        raise ValueError(f"{len(seeds)} seeds named for {len(results)} runs")
     _check_same(results)
     criteria, variants = results[0]["criteria"], results[0]["variants"]
     rates = {v: {c: _mean_spread([r["rates"][v][c]["rate"] for r in results]) for c in criteria
                  if all(r["rates"][v][c]["rate"] is not None for r in results)} for v in variants}
-    verdicts = [_verdicts(r) for r in results]
-    comparisons = []
-    for pair in dict.fromkeys((c["before"], c["after"]) for c in results[0]["comparisons"]):
-        for criterion in criteria:
-            ids = [i for i, by_variant in verdicts[0].items() if by_variant[pair[0]][criterion] is not None]
-            if len(ids) < 2:
-                continue
-            before = [[bool(v[i][pair[0]][criterion]) for i in ids] for v in verdicts]
-            after = [[bool(v[i][pair[1]][criterion]) for i in ids] for v in verdicts]
-            lift = seed_lift(before, after, confidence)
-            comparisons.append({"before": pair[0], "after": pair[1], "criterion": criterion, "n": len(ids), "lift": lift.lift,
-                                "per_seed": list(lift.per_seed), "spread": lift.spread, "low": lift.low, "high": lift.high,
-                                "excludes_zero": lift.low > 0 or lift.high < 0})
-    return {"schema": SEEDS_SCHEMA, "seeds": len(results), "confidence": confidence, "criteria": criteria, "variants": variants,
-            "num_items": len(verdicts[0]), "rates": rates, "comparisons": comparisons}
+    q = results[0].get("statistics", {}).get("q", DEFAULT_Q)
+    comparisons = _lift_cells(results, confidence)
+    _adjust(comparisons, q)
+    return {"schema": SEEDS_SCHEMA, "seeds": len(results), "seed_values": None if seeds is None else list(seeds),
+            "confidence": confidence, "q": q, "criteria": criteria, "variants": variants,
+            "num_items": len(results[0]["items"]), "rates": rates, "comparisons": comparisons}
 
 
 def _pts(value: float) -> str:
@@ -85,9 +124,12 @@ def _pts(value: float) -> str:
 
 
 def seed_markdown(summary: dict[str, Any], sources: Sequence[str]) -> str:
-    """``seeds.md``: the rates and lifts as mean ± spread over seeds, with each seed's value."""
+    """``seeds.md``: the rates and lifts as mean ± spread over seeds, with each seed's value, the
+    interval over items and seeds, and the test of no lift after Benjamini–Hochberg."""
     level = f"{summary['confidence']:.0%}"
-    lines = ["# Evaluation across seeds", "", f"{summary['seeds']} runs, one per seed, on the same {summary['num_items']} items: "
+    named = summary.get("seed_values")
+    which = f"seeds {', '.join(map(str, named))}" if named else "one per seed"
+    lines = ["# Evaluation across seeds", "", f"{summary['seeds']} trainings ({which}) on the same {summary['num_items']} items: "
              + ", ".join(f"`{source}`" for source in sources) + ".", "", "## Rates (mean ± spread over seeds)", ""]
     header = ["criterion", *summary["variants"]]
     lines += ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
@@ -96,16 +138,40 @@ def seed_markdown(summary: dict[str, Any], sources: Sequence[str]) -> str:
         lines.append("| " + " | ".join([criterion] + ["—" if c is None else f"{100 * c['mean']:.1f}% ± {100 * c['spread']:.1f}"
                                                        for c in cells]) + " |")
     lines += ["", "## Lifts (points)", "",
-              f"Mean over seeds ± spread (sample sd of the seeds' lifts); the {level} interval accounts for the items and the "
-              "seeds drawn (crossed design, t with seeds − 1 degrees of freedom), so a lift one seed shows and another does "
-              "not stays inside it.", "",
-              f"| before → after | criterion | n | lift ± spread | each seed | {level} interval | excludes 0 |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+              f"Mean over seeds ± spread (sample sd of the seeds' lifts); the {level} interval and the p-value account for the "
+              "items and the seeds drawn (crossed design, t with Satterthwaite's degrees of freedom, `df`), so a lift one seed "
+              "shows and another does not stays inside it. `p adj.`: Benjamini–Hochberg within each family at "
+              f"q = {summary.get('q', DEFAULT_Q)}; significant when `p adj.` <= q.", "",
+              f"| before → after | criterion | n | lift ± spread | each seed | {level} interval | df | p | p adj. | significant |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in summary["comparisons"]:
         lines.append(f"| {c['before']} → {c['after']} | {c['criterion']} | {c['n']} | {_pts(c['lift'])} ± {100 * c['spread']:.1f} | "
-                     f"{', '.join(_pts(v) for v in c['per_seed'])} | [{_pts(c['low'])}, {_pts(c['high'])}] | "
-                     f"{'yes' if c['excludes_zero'] else 'no'} |")
+                     f"{', '.join(_pts(v) for v in c['per_seed'])} | [{_pts(c['low'])}, {_pts(c['high'])}] | {c['df']} | "
+                     f"{c['p_value']:.3g} | {c['p_adjusted']:.3g} | {'yes' if c['significant'] else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+def run_seed_report(results: dict[int, Path], out_dir: Path, confidence: float = 0.95) -> dict[str, Any]:
+    """The ``seeds`` stage: every training seed's ``results.json`` of one run, read together into
+    ``seeds.json`` and ``seeds.md`` in ``out_dir``, then the manifest.
+
+    Args:
+        results: training seed -> that seed's ``results.json``, in the order of ``training.seeds``.
+
+    Raises:
+        InputError: a results file is missing or unreadable.
+        ValueError: the seeds were evaluated on other items, variants or criteria.
+    """
+    out_dir = Path(out_dir)
+    summary = seed_summary([load_results(path) for path in results.values()], confidence, seeds=list(results))
+    outputs = {"seeds_json": atomic_write_json(out_dir / SEEDS_JSON, summary),
+               "seeds_md": atomic_write_text(out_dir / SEEDS_MD, seed_markdown(summary, [str(p) for p in results.values()]))}
+    counts = {"seeds": summary["seeds"], "items": summary["num_items"], "comparisons": len(summary["comparisons"]),
+              "significant": sum(c["significant"] for c in summary["comparisons"])}
+    manifest = build_manifest(STAGE, config={"seeds": list(results), "confidence": confidence}, seed=None,
+                              inputs={f"results_seed_{seed}": path for seed, path in results.items()}, outputs=outputs, counts=counts)
+    write_manifest(out_dir, manifest)  # last: its presence says the stage finished
+    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,8 +44,6 @@ SCRATCH_NAMES = frozenset({CHECKPOINTS_DIR, GENERATIONS_DIR, JOURNAL_NAME, STALE
 DPO_ARM_SOURCES = ("rules", "policy")
 
 
-
-
 @dataclass(frozen=True)
 class DPOArm:
     """One DPO training a run can hold: ``dpo``, the DPO-only baseline, or an arm of ``training.dpo_arms``.
@@ -87,6 +85,19 @@ def source_arm(source: str) -> DPOArm:
     return next(arm for arm in SOURCE_ARMS if arm.pairs_source == source)
 
 
+#: The stages trained (and evaluated) once per training seed (``training.seeds``); the data stages
+#: and the base model are the run's, shared by every seed.
+SEEDED_STAGES = ("sft", "merge", *(arm.name for arm in DPO_ARMS), "eval")
+SEEDS_DIR = "seeds"  # every further seed's folder, and the report across seeds
+SEEDS_JSON = "seeds.json"
+SEEDS_MD = "seeds.md"
+
+
+def seed_folder(seed: int) -> str:
+    """The folder, inside ``seeds/``, of a further training seed's stages (``seed-1``)."""
+    return f"seed-{seed}"
+
+
 #: Each stage's folder inside the run directory (the base model's only when it is built there).
 STAGE_DIRS = {
     "model": "model",
@@ -98,6 +109,7 @@ STAGE_DIRS = {
     "pairs": "pairs",
     **{arm.name: arm.folder for arm in DPO_ARMS},
     "eval": "eval",
+    "seeds": f"{SEEDS_DIR}/summary",  # beside the seeds' folders: its record covers its own files only
 }
 
 
@@ -164,6 +176,10 @@ class RunLayout:
     def results(self) -> Path:
         return self.stage_dir("eval") / RESULTS_FILE
 
+    def for_seed(self, seed: int) -> RunLayout:
+        """The run as a further training seed sees it (``SeedLayout``)."""
+        return SeedLayout(self.run_dir, self.model_path, seed)
+
     @property
     def report(self) -> Path:
         return self.stage_dir("eval") / REPORT_FILE
@@ -183,3 +199,25 @@ class RunLayout:
     @property
     def lock(self) -> Path:
         return self.run_dir / LOCK_FILE
+
+
+class SeedLayout(RunLayout):
+    """A further training seed's view of a run (``training.seeds``): its trained and evaluated
+    stages (``SEEDED_STAGES``) in ``seeds/seed-<s>/``, everything else the run's own.
+
+    Args:
+        seed: the training seed.
+    """
+
+    def __init__(self, run_dir: str | Path, model_path: str | Path | None, seed: int):
+        super().__init__(run_dir, model_path)
+        self.seed = seed
+
+    @property
+    def seed_dir(self) -> Path:
+        return self.run_dir / SEEDS_DIR / seed_folder(self.seed)
+
+    def stage_dir(self, stage: str) -> Path:
+        if stage in SEEDED_STAGES:
+            return self.seed_dir / STAGE_DIRS[stage]
+        return super().stage_dir(stage)

@@ -21,7 +21,7 @@ def check_log_file(run_dir: Path, relative: str) -> Path:
     """
     resolved = inside_run_dir(run_dir, relative, "run.log_file")
     parts = resolved.relative_to(Path(run_dir).resolve()).parts
-    taken = set(STAGE_DIRS.values()) | {CONFIG_FILE, TIMINGS_FILE, LOCK_FILE}
+    taken = {Path(folder).parts[0] for folder in STAGE_DIRS.values()} | {CONFIG_FILE, TIMINGS_FILE, LOCK_FILE}
     if not parts or parts[0] in taken:
         raise ConfigError(
             f"log file {relative!r} would be written into {parts[0] if parts else 'the run directory itself'}, "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import ConfigError
+from stage1.eval.seeds import run_seed_report  # light: statistics and files, no torch
 from stage1.io.layout import DPO, DPO_ONLY, DPOArm, RunLayout
 from stage1.organism.build import build_organism  # light: torch is imported only when it trains
 from stage1.stages.spec import StageCall
@@ -147,11 +148,13 @@ def train_dpo(call: StageCall, sft_adapter_dir: Path | None = None, arm: DPOArm 
     )
 
 
-def evaluate(call: StageCall) -> Any:
+def evaluate(call: StageCall, layout: RunLayout | None = None) -> Any:
+    """Evaluation of the run's variants; ``layout``: a further training seed's view of the run
+    (``RunLayout.for_seed``), whose own trained models are evaluated."""
     from stage1.eval.settings import settings_for_run, variants_in_run
     from stage1.eval.stage import run_evaluate
 
-    layout = RunLayout(call.inputs["run"], call.config.model.path)
+    layout = layout or RunLayout(call.inputs["run"], call.config.model.path)
     training = call.config.training
     return run_evaluate(
         settings_for_run(call.config.eval, training.dpo_arms),
@@ -160,3 +163,11 @@ def evaluate(call: StageCall) -> Any:
         out_dir=call.out_dir,
         training_paths=[layout.sft_train, layout.pairs_train],
     )
+
+
+def seeds(call: StageCall) -> Any:
+    """Every training seed's evaluation of the run (``training.seeds``), read together."""
+    config = call.config
+    layout = RunLayout(call.inputs["run"], config.model.path)
+    results = {seed: (layout if seed == config.run.seed else layout.for_seed(seed)).results for seed in config.training.seeds}
+    return run_seed_report(results, call.out_dir, config.eval.confidence)

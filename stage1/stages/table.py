@@ -19,6 +19,8 @@ from stage1.io.layout import (
     PAIRS_TRAIN_FILE,
     REPORT_FILE,
     RESULTS_FILE,
+    SEEDS_JSON,
+    SEEDS_MD,
     SFT_HELDOUT_FILE,
     SFT_TRAIN_FILE,
     SOURCE_ARMS,
@@ -153,6 +155,11 @@ def _dpo_arm_spec(arm: DPOArm) -> StageSpec:
     )
 
 
+def _seed_results(layout: RunLayout, config: PipelineConfig) -> dict[str, Path]:
+    """Each training seed's ``results.json``: the run's own for ``run.seed``, ``seeds/seed-<s>/`` for the others."""
+    return {f"seed_{seed}": (layout if seed == config.run.seed else layout.for_seed(seed)).results for seed in config.training.seeds}
+
+
 def _model_settings(config: PipelineConfig) -> dict[str, Any]:
     """The tiny model's seed, and its kind when it is the organism (a random-weight run keeps the
     fingerprint it had before the organism existed)."""
@@ -250,7 +257,15 @@ STAGES: tuple[StageSpec, ...] = (
         inputs=(StageInput("run", "a run directory holding the variants' models", lambda layout, config: layout.run_dir,
                            parts=_evaluated), EVAL_ITEMS),
         settings=_eval_settings, entry=entries.evaluate,
-        upstream=("model", "sft_data", "merge", "pairs", *(arm.name for arm in DPO_ARMS)),
+        upstream=("model", "sft_data", "merge", "pairs", *(arm.name for arm in DPO_ARMS)), also=("seeds",),
+    ),
+    StageSpec(
+        "seeds", None, "every training seed's evaluation read together: rates and lifts as mean and spread over seeds (training.seeds)",
+        outputs=(SEEDS_JSON, SEEDS_MD, MANIFEST),
+        inputs=(StageInput("run", "a run directory holding each training seed's evaluation", lambda layout, config: layout.run_dir,
+                           parts=_seed_results),),
+        settings=lambda config: {"seeds": config.training.seeds, "confidence": config.eval.confidence}, entry=entries.seeds,
+        upstream=("eval",), enabled=lambda config: len(config.training.seeds) > 1,
     ),
 )
 STAGES_BY_NAME = {spec.name: spec for spec in STAGES}

@@ -18,6 +18,7 @@ from stage1.io.layout import DPO_ARM_SOURCES
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 MERGE_MODES = ("16bit",)
 SFT_HANDOFFS = ("merge", "adapter")
+MAX_SEED = 2**32 - 1  # seeds reach numpy, which takes [0, 2**32 - 1] (config.load.SEED_RANGE)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TrainingSettings:
     step0_loss_tolerance: float = 0.01  # the step-0 DPO loss of each checked pair must be ln 2 within this (policy == reference at step 0)
     min_heldout_margin: float | None = 0.0  # nats: the eval pairs' mean margin over the reference, scored from the pairs file, must end above this (None: recorded, not checked)
     dpo_arms: tuple[str, ...] = ()  # pair sources (rules, policy) each trained alone by a DPO arm of its own on the same SFT model (needs negatives.source: mixed); () = no arms
+    seeds: tuple[int, ...] = ()  # training seeds: SFT, hand-off, DPO, DPO-only and evaluation once per seed, read together in seeds/ (run.seed's in the run's own folders); () = run.seed alone
 
     def __post_init__(self):
         for name in ("target_effective_batch", "dpo_target_effective_batch"):
@@ -92,13 +94,18 @@ class TrainingSettings:
                                   hint=f"each arm is one of: {', '.join(DPO_ARM_SOURCES)}")
         if len(set(self.dpo_arms)) != len(self.dpo_arms):
             raise ConfigError("a pair source is listed twice", field="training.dpo_arms", hint="list each source once")
+        for seed in self.seeds:
+            if not 0 <= seed <= MAX_SEED:
+                raise ConfigError(f"must be in [0, 2**32 - 1] (numpy's seed range), got {seed}", field="training.seeds")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("a seed is listed twice", field="training.seeds", hint="list each training seed once")
 
     def recorded(self) -> dict[str, Any]:
-        """The settings as every training stage records and fingerprints them: all but ``dpo_arms``,
-        which says how many DPO trainings a run holds, not how any one of them trains (adding arms to
-        a run leaves the stages it had up to date, and their files as they were)."""
+        """The settings as every training stage records and fingerprints them: all but ``dpo_arms``
+        and ``seeds``, which say how many trainings a run holds, not how any one of them trains (adding
+        arms or seeds to a run leaves the stages it had up to date, and their files as they were)."""
         plain = settings_to_dict(self)
-        del plain["dpo_arms"]
+        del plain["dpo_arms"], plain["seeds"]
         return plain
 
     @classmethod

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from stage1.eval.seeds import main, seed_markdown, seed_summary
+from stage1.eval.seeds import _adjust, main, seed_markdown, seed_summary
 
 CRITERIA = ["stopped_with_end", "on_topic"]
 
@@ -72,3 +72,35 @@ def test_main_writes_seeds_json_and_markdown(tmp_path):
     assert main([*paths, "--out", str(tmp_path / "out")]) == 0
     written = json.loads((tmp_path / "out" / "seeds.json").read_text(encoding="utf-8"))
     assert written["seeds"] == 2 and (tmp_path / "out" / "seeds.md").read_text(encoding="utf-8").startswith("# Evaluation across seeds")
+
+
+def test_each_lift_is_tested_and_adjusted_within_its_family_at_the_runs_q():
+    """p-values from the seed-and-item test, Benjamini–Hochberg within each family (as one run's
+    report does), at the q the runs were evaluated with; a family of one cell is not adjusted."""
+    rng = random.Random(6)
+    runs = [_results(rng, shift) for shift in (0.35, 0.3, 0.4)]
+    for run in runs:
+        run["statistics"] = {"q": 0.1}
+        run["comparisons"] = [{"before": "base", "after": "sft", "criterion": c, "family": "study"} for c in CRITERIA]
+    summary = seed_summary(runs, seeds=[0, 1, 2])
+    assert summary["q"] == 0.1 and summary["seed_values"] == [0, 1, 2]
+    cells = {c["criterion"]: c for c in summary["comparisons"]}
+    ranked = sorted(cells.values(), key=lambda c: c["p_value"])
+    assert ranked[0]["p_adjusted"] == pytest.approx(min(1.0, 2 * ranked[0]["p_value"], ranked[1]["p_value"]))
+    assert ranked[1]["p_adjusted"] == pytest.approx(ranked[1]["p_value"])
+    for cell in cells.values():
+        assert cell["significant"] == (cell["p_adjusted"] <= 0.1) and cell["family"] == "study"
+    assert cells["stopped_with_end"]["significant"], "a 35-point lift on every seed is found"
+    cells = [{"family": family, "p_value": p} for family, p in (("a", 0.01), ("a", 0.04), ("b", 0.03))]
+    _adjust(cells, 0.05)
+    assert [c["p_adjusted"] for c in cells] == pytest.approx([0.02, 0.04, 0.03]), "family b is its own"
+    with pytest.raises(ValueError, match="2 seeds named for 3 runs"):
+        seed_summary(runs, seeds=[0, 1])
+
+
+def test_an_item_is_counted_only_where_the_criterion_applies_in_every_seed():
+    rng = random.Random(7)
+    runs = [_results(rng, 0.1) for _ in range(2)]
+    runs[1]["items"][1]["outcomes"]["sft"]["criteria"]["stopped_with_end"] = None
+    cell = next(c for c in seed_summary(runs)["comparisons"] if c["criterion"] == "stopped_with_end")
+    assert cell["n"] == 59

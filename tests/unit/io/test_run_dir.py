@@ -190,12 +190,15 @@ def test_stage_names_are_the_steps_the_pipeline_builds(tmp_path):
     from stage1.stages.config import load_config
 
     arms = ("dpo_rules", "dpo_policy")
-    mixed = build_steps(load_config(None, ["negatives.source=mixed", "training.dpo_arms=[rules,policy]"]), tmp_path / "run")
-    assert tuple(step.name for step in mixed) == STAGE_NAMES  # mixed negatives and both DPO arms build every stage
+    every = ["negatives.source=mixed", "training.dpo_arms=[rules,policy]", "training.seeds=[0, 1]"]
+    mixed = build_steps(load_config(None, every), tmp_path / "run")
+    # mixed negatives, both DPO arms and two seeds build every stage (a further seed's steps run the seeded stages again)
+    assert tuple(dict.fromkeys(step.stage for step in mixed)) == STAGE_NAMES
+    assert {step.stage for step in mixed if step.name != step.stage} == {"sft", "merge", "dpo", "dpo_only", *arms, "eval"}
     default = tuple(step.name for step in build_steps(load_config(None, []), tmp_path / "run"))
-    assert default == tuple(name for name in STAGE_NAMES if name not in ("samples", *arms))  # rule-made negatives need no samples
+    assert default == tuple(name for name in STAGE_NAMES if name not in ("samples", *arms, "seeds"))  # rule-made negatives need no samples
     policy = tuple(step.name for step in build_steps(load_config(None, ["negatives.source=policy"]), tmp_path / "run"))
-    assert policy == tuple(name for name in STAGE_NAMES if name not in ("negatives", *arms))
+    assert policy == tuple(name for name in STAGE_NAMES if name not in ("negatives", *arms, "seeds"))
     assert STAGE_NAMES.index("merge") < STAGE_NAMES.index("samples") < STAGE_NAMES.index("pairs")
 
 
