@@ -245,6 +245,21 @@ def category_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def slice_section(results: dict[str, Any]) -> list[str]:
+    """Each slice's rates and paired comparisons (``eval/slices.py``), or nothing when no item has a slice."""
+    if not results.get("slices"):
+        return []
+    confidence = results["statistics"]["confidence"]
+    lines = ["## By slice", "", "Items marked with a slice, and the rest, each with the rates and the paired comparisons of the"
+             " whole set (Benjamini–Hochberg within the slice). `new_wording`: instructions phrased unlike the training"
+             " templates; a gap to `rest` is what the model memorised rather than learned."]
+    for name, cell in results["slices"].items():
+        lines += ["", f"### {name} ({cell['size']} items)", ""] + rates_table(cell["rates"], results["variants"], results["criteria"])
+        if cell["comparisons"]:
+            lines += [""] + comparisons_table(cell["comparisons"], confidence)
+    return lines
+
+
 def flips_section(results: dict[str, Any], max_shown: int = MAX_FLIPS_SHOWN) -> list[str]:
     by_id = {row["id"]: row for row in results["items"]}
     lines = ["## Flipped items", "", "Items whose verdict changed between the two models: wins went fail → pass, losses pass → fail."]
@@ -364,6 +379,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     if results.get("pair_lengths"):
         lines += [""] + pair_length_section(results["pair_lengths"])
     lines += [""] + category_section(results)
+    lines += ([""] + slice_section(results)) if results.get("slices") else []
     lines += [""] + flips_section(results)
     dpo = dpo_training_section(results)
     lines += [""] + dpo if dpo else []

@@ -22,6 +22,7 @@ every discordant item kept): a lift that vanishes there came with a change of le
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from stage1.core.criteria import CRITERION_NAMES, Verdict, score_response
@@ -39,6 +40,7 @@ from stage1.core.stats import (
     wilson_interval,
 )
 from stage1.eval.bootstrap import fast_paired_bootstrap  # the core's paired_bootstrap, drawn in numpy
+from stage1.eval.slices import slice_results
 
 RESULTS_SCHEMA = "stage1.eval.results/1"
 POOLED_CATEGORY = "other (pooled)"
@@ -286,6 +288,8 @@ def summarise(
     comparisons, skipped_pairs = compare_variants(
         verdicts, pairs, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence, families=families, words=words
     )
+    compare = partial(compare_variants, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence, families=families)
+    slices = slice_results(items, verdicts, words, pairs, confidence=confidence, compare=compare, rates=rate_table)
     named = {family_of(pair, families): [] for pair in pairs}
     for pair in pairs:
         named[family_of(pair, families)].append(f"{pair[0]}->{pair[1]}")
@@ -303,6 +307,7 @@ def summarise(
             "rates": {cell: rate_table(verdicts, ids, confidence) for cell, ids in cells.items()},
         },
         "comparisons": comparisons,
+        **({"slices": slices} if slices else {}),
         "skipped_comparisons": skipped_pairs,
         "flips": flipped_items(verdicts, pairs),
         "lengths": variant_lengths(responses),
