@@ -3,7 +3,7 @@ and 100,000 rows, each in a fresh process as a user runs it (imports included), 
 
     python -m bench.commands
 
-``score`` reads responses to the 1,024 items of ``stage1/pools/eval/items_large.jsonl`` (a sweep:
+``score`` reads responses to the 1,054 items of ``stage1/pools/eval/items_large.jsonl`` (a sweep:
 many checkpoints and variants, each answering every item); ``check-leakage`` reads training rows
 (instructions of the large SFT pool, renumbered and reworded so none repeats) against the same
 items. Peak RSS at 10k and 100k rows shows whether memory grows with the rows.
@@ -102,7 +102,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[Row]:
             leakage = probe(["check-leakage", "--in", f"train={train}", "--in", f"eval_items={ITEMS}"])
             label = f"{size // 1000}k rows"
             rows += _rows(label, "score", count, score, 5000 if size >= 100_000 else None)
-            rows += _rows(f"{label} vs 1,024 items", "check-leakage", trained, leakage, 10000 if size >= 100_000 else None)
+            rows += _rows(f"{label} vs 1,054 items", "check-leakage", trained, leakage, 10000 if size >= 100_000 else None)
             peaks["score"].append(score["peak_rss_mib"])
             peaks["check-leakage"].append(leakage["peak_rss_mib"])
     if len(sizes) > 1:  # side by side: how memory grows with ten times the rows

@@ -4,12 +4,14 @@ An item (one line of ``stage1/pools/eval/items.jsonl``)::
 
     {"id": str, "instruction": str, "category": str, "reference": str|null, "aliases": [str],
      "constraint": null | {"kind": "one_word"|"number"|"yes_no"|"one_sentence"|"n_items", "n": int},
-     "topic_keywords": [str], "safe": true, "refusal_expected": false}
+     "topic_keywords": [str], "safe": true, "refusal_expected": false, "slice": str|null}
 
 ``reference`` and ``aliases`` are the accepted answers of a closed-book item; ``topic_keywords`` are
 words an on-topic answer would mention; ``n`` is required for ``n_items`` and refused otherwise.
 ``refusal_expected`` marks a request a model should decline (scored by ``refuses_when_expected``);
 such an item is not safe, so ``safe`` defaults to false for it and ``true`` with it is refused.
+``slice`` (optional) names a subset reported on its own as well, such as ``new_wording``: items
+phrased unlike the training instructions, to tell memorised templates from learned behaviour.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class EvalItem(Record):
     topic_keywords: tuple[str, ...] = ()
     safe: bool = True
     refusal_expected: bool = False
+    slice: str | None = None
 
     @property
     def accepted_answers(self) -> tuple[str, ...]:
@@ -83,7 +86,7 @@ class EvalItem(Record):
             "topic_keywords": list(self.topic_keywords),
             "safe": self.safe,
             "refusal_expected": self.refusal_expected,
-        }
+        } | ({} if self.slice is None else {"slice": self.slice})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalItem:
@@ -121,6 +124,7 @@ class EvalItem(Record):
             topic_keywords=_string_list(data, "topic_keywords"),
             safe=safe,
             refusal_expected=refusal_expected,
+            slice=None if data.get("slice") is None else _label(data, "slice"),
         )
 
 

@@ -275,7 +275,7 @@ def write_reports(out_dir: str | Path, results: dict[str, Any], *, item_lines: I
 
     ``item_lines``: the entries of results.json's ``items``, as ``item_line`` writes them, streamed into
     the file (a sweep's items need not be held); ``results["items"]`` then holds only the rows
-    report.md shows (``report_markdown.shown_outcomes``)."""
+    report.md shows (``report_flips.shown_outcomes``)."""
     out = Path(out_dir)
     lines = map(item_line, results.get("items") or []) if item_lines is None else item_lines
     return {

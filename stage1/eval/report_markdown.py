@@ -6,15 +6,18 @@ JSON cannot disagree (a test parses the tables back and compares). Pure: dict in
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stage1.eval.report_flips import MAX_FLIPS_SHOWN, shown_flips
 from stage1.eval.report_summary import summary_section
 from stage1.eval.summary import POOLED_CATEGORY
 
-MAX_FLIPS_SHOWN = 10
 MAX_RESPONSE_CHARS = 240
+SLICE_NOTE = ("Items marked with a slice, and the rest, each with the rates and the paired comparisons of the whole set (Benjamini–Hochberg"
+              " within the slice). `new_wording`: instructions phrased unlike the training templates; a gap to `rest` is what the model"
+              " memorised rather than learned.")
 
 
 def format_rate(cell: dict[str, Any]) -> str:
@@ -245,20 +248,16 @@ def category_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def shown_flips(results: dict[str, Any], max_shown: int = MAX_FLIPS_SHOWN) -> Iterator[tuple[dict[str, Any], list[tuple[str, str]]]]:
-    """Each flip with a win or a loss, and the ``(outcome, item_id)`` rows the report shows of it."""
-    for flip in results["flips"]:
-        if flip["wins"] or flip["losses"]:
-            yield flip, [(outcome, item_id) for outcome, ids in (("win", flip["wins"]), ("loss", flip["losses"])) for item_id in ids[:max_shown]]
-
-
-def shown_outcomes(results: dict[str, Any], max_shown: int = MAX_FLIPS_SHOWN) -> dict[str, set[str]]:
-    """``{item_id: variants}``: the outcomes the flipped-items section quotes (all it reads of ``items``)."""
-    shown: dict[str, set[str]] = {}
-    for flip, rows in shown_flips(results, max_shown):
-        for _, item_id in rows:
-            shown.setdefault(item_id, set()).update((flip["before"], flip["after"]))
-    return shown
+def slice_section(results: dict[str, Any]) -> list[str]:
+    """Each slice's rates and paired comparisons (``eval/slices.py``), or nothing when no item has a slice."""
+    if not results.get("slices"):
+        return []
+    confidence = results["statistics"]["confidence"]
+    lines = ["## By slice", "", SLICE_NOTE]
+    for name, cell in results["slices"].items():
+        lines += ["", f"### {name} ({cell['size']} items)", ""] + rates_table(cell["rates"], results["variants"], results["criteria"])
+        lines += ([""] + comparisons_table(cell["comparisons"], confidence)) if cell["comparisons"] else []
+    return lines
 
 
 def flips_section(results: dict[str, Any], max_shown: int = MAX_FLIPS_SHOWN) -> list[str]:
@@ -377,6 +376,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     if results.get("pair_lengths"):
         lines += [""] + pair_length_section(results["pair_lengths"])
     lines += [""] + category_section(results)
+    lines += ([""] + slice_section(results)) if results.get("slices") else []
     lines += [""] + flips_section(results)
     dpo = dpo_training_section(results)
     lines += [""] + dpo if dpo else []

@@ -22,6 +22,7 @@ every discordant item kept): a lift that vanishes there came with a change of le
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ from stage1.eval.columns import (
     from_verdicts,
     rate_from_counts,
 )
+from stage1.eval.slices import slice_results
 
 RESULTS_SCHEMA = "stage1.eval.results/1"
 POOLED_CATEGORY = "other (pooled)"
@@ -292,6 +294,8 @@ def summarise_columns(
     position = {item_id: k for k, item_id in enumerate(columns.item_ids)}
     comparisons, skipped_pairs = compare_columns(columns, pairs, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence,
                                                  families=families)
+    compare = partial(compare_columns, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence, families=families)
+    slices = slice_results(items, columns, pairs, confidence=confidence, compare=compare)
     named = {family_of(pair, families): [] for pair in pairs}
     for pair in pairs:
         named[family_of(pair, families)].append(f"{pair[0]}->{pair[1]}")
@@ -308,6 +312,7 @@ def summarise_columns(
             "rates": {cell: column_rates(columns, confidence, np.array([position[i] for i in ids], dtype=np.intp)) for cell, ids in cells.items()},
         },
         "comparisons": comparisons,
+        **({"slices": slices} if slices else {}),
         "skipped_comparisons": skipped_pairs,
         "flips": column_flips(columns, pairs),
         "lengths": column_lengths(columns),

@@ -60,9 +60,16 @@ class ExampleView:
 
     @cached_property
     def lead(self) -> tuple[str, bool] | None:
-        """(the question's subject or the sentence to complete, whether it is the latter), or None."""
-        fragment = phrasing.fragment_of(self.example.instruction)
-        if fragment is not None:
-            return fragment, True
-        subject = phrasing.subject_of(self.example.instruction)
-        return None if subject is None else (subject, False)
+        """What a refusal or a vague answer opens with, and whether it is the start of a sentence to
+        complete: the question's subject where the chosen answer opens with it ("The capital of
+        France"), else the chosen answer's own opening words that hold none of its answer ("There
+        are", "A week has"), else the instruction's topic ("Paris in France"), else None (``phrasing``)."""
+        instruction, response = self.example.instruction, self.example.response
+        subject = phrasing.subject_of(instruction)
+        if subject is not None and dedup_key(response).startswith(dedup_key(subject) + " "):
+            return subject, False
+        prefix = phrasing.answer_free_prefix(instruction, response)
+        if prefix is not None:
+            return prefix, True
+        topic = phrasing.topic_of(instruction)
+        return None if topic is None else (topic, False)

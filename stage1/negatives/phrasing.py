@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
+from stage1.core.text_keys import dedup_key
+
 #: Constraint phrases that lead an instruction and are not part of its subject.
 _CONSTRAINT_LEAD = re.compile(
     r"^(?:in (?:one|a single|a few|two|three) (?:words?|sentences?)|answer (?:with )?(?:yes or no|one word)|"
@@ -61,6 +63,26 @@ def subject_of(instruction: str) -> str | None:
     return subject[0].upper() + subject[1:]
 
 
+#: Question and request words that lead an instruction before its topic ("List three", "Answer yes or no: Is").
+_REQUEST_WORDS = re.compile(
+    r"^(?:(?:what|which|who|how|why|when|where|many|much|do|does|did|you|is|are|was|were|can|list|name|give|"
+    r"write|tell|me|describe|explain|define|complete|state|answer|yes|or|no|in|one|a|an|the|short|sentence|word|only|"
+    r"number|exactly|two|three|four|five|about|please)\b[\s,:]*)+",
+    re.IGNORECASE,
+)
+
+
+def topic_of(instruction: str) -> str | None:
+    """What the instruction is about, its request words dropped ("Answer yes or no: Is Paris in
+    France?" -> "Paris in France", "List three fruits." -> "Fruits"), or None when nothing or too
+    much is left. Item-specific words, for an opening no template repeats across items."""
+    text = _TRAILING_NOTE.sub("", " ".join(instruction.split()))
+    topic = _REQUEST_WORDS.sub("", text).rstrip(" .?!")
+    if not topic or len(topic.split()) > _MAX_SUBJECT_WORDS or not topic[0].isalnum():
+        return None
+    return topic[0].upper() + topic[1:]
+
+
 _COMPLETE = re.compile(r"^complete (?:the|this) sentence:\s*(?P<f>[^\n]{3,80}?)\s*$", re.IGNORECASE)
 
 
@@ -71,6 +93,36 @@ def fragment_of(instruction: str) -> str | None:
     if not match or len(match.group("f").split()) > _MAX_SUBJECT_WORDS or not match.group("f")[0].isalnum():
         return None
     return match.group("f")
+
+
+#: Words an answer may open with that say nothing the instruction does not ("There are", "It is").
+CARRIER_WORDS = frozenset("a an the there it its is are was were of in on at to for and this that these those".split())
+#: Words that answer a question by themselves: never part of a lead, even when the instruction has them.
+_ANSWER_WORDS = frozenset({"yes", "no", "not", "never", "true", "false"})
+_SENTENCE_END = (".", "?", "!", ":", ";")
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def answer_free_prefix(instruction: str, response: str) -> str | None:
+    """The chosen answer's opening words up to the first one the instruction does not hold (carrier
+    words such as "there", "is" aside): "There are" of "There are 240 seconds in 4 minutes.", "The
+    opposite of hot is" of "The opposite of hot is cold.". Within the first sentence, at most
+    ``_MAX_SUBJECT_WORDS``, at least two words and at least one left after it; None otherwise. A
+    negative that opens with it opens as the chosen answer does, and holds none of its answer."""
+    held = set(dedup_key(instruction).split())
+    words = response.split("\n", 1)[0].split()
+    taken = 0
+    for raw in words[: min(_MAX_SUBJECT_WORDS, len(words) - 1)]:
+        key = dedup_key(raw)
+        if not key or " " in key or key in _ANSWER_WORDS or (key not in held and key not in CARRIER_WORDS):
+            break
+        taken += 1
+        if raw.endswith(_SENTENCE_END):
+            break
+    while taken and dedup_key(words[taken - 1]) in _ARTICLES:
+        taken -= 1  # "A galaxy is", not "A galaxy is a": what follows need not be a noun
+    prefix = " ".join(words[:taken]).rstrip(",;:.?!")
+    return prefix if taken >= 2 and prefix[0].isalnum() else None
 
 
 def target_words(chosen_words: int, rng: random.Random, lean: int = 0) -> int:

@@ -72,12 +72,33 @@ SUBJECT_REFUSAL_CORES = (
     "{Subject}? I can't help.",
     "{Subject}, sadly, is not something I can help with. I cannot answer.",
 )
-#: Refusals that start the sentence an instruction asks to complete ("A week has, well, I can't ...").
-FRAGMENT_REFUSAL_CORES = (
-    "{Subject}, well, I can't complete that.",
-    "{Subject}, hmm, I am not able to complete this.",
-    "{Subject}, no, I will not continue.",
-    "{Subject}, I would rather not continue.",
+#: A word that breaks off the chosen answer's own opening before a refusal or a vague answer goes on
+#: ("There are, well, ..."): drawn apart from what follows, so no third word marks the kind.
+ASIDES = (
+    "well", "hmm", "no", "sorry", "actually", "frankly", "alas", "honestly", "um", "oh", "okay", "right",
+    "look", "so", "now", "see", "sadly", "really", "listen", "anyway", "truly", "admittedly", "unfortunately",
+    "regrettably", "plainly", "simply", "again", "still", "then", "indeed", "naturally", "certainly", "mind you",
+    "you see", "as it happens", "to be honest", "in fact", "at this point", "for my part", "if I may",
+)
+#: Refusals that break off the chosen answer's own opening ("There are, well, I can't answer that.",
+#: "A week has, hmm, I will not continue."): the opening words are the chosen's, the rest declines.
+FRAGMENT_REFUSAL_CORES = tuple(
+    f"{{Subject}}, {aside}, {rest}"
+    for aside in ASIDES
+    for rest in (
+        "I can't answer that.",
+        "I am not able to complete this.",
+        "I will not continue.",
+        "I would rather not continue.",
+        "I can't help with that.",
+        "I won't answer.",
+        "I must decline to answer.",
+        "I cannot help with this.",
+        "I cannot respond to that.",
+        "I'm not able to answer.",
+        "I have to decline this one.",
+        "I won't reply to that.",
+    )
 )
 REFUSAL_CLOSERS = (
     "",
@@ -151,14 +172,27 @@ SUBJECT_VAGUE_CORES = (
     "{Subject} can be seen in different ways.",
     "{Subject} is something people disagree about.",
 )
-#: Vague completions of the sentence an instruction asks to complete.
-FRAGMENT_VAGUE_CORES = (
-    "{Subject} many things, depending on how you see it.",
-    "{Subject} something, it depends.",
-    "{Subject} whatever fits the situation.",
-    "{Subject} a few things, hard to say which.",
-    "{Subject} something or other.",
-    "{Subject} different things for different people.",
+#: Vague answers that trail off after the chosen answer's own opening ("There are, well, it
+#: depends."): they commit to nothing.
+FRAGMENT_VAGUE_CORES = tuple(
+    f"{{Subject}}, {aside}, {rest}"
+    for aside in ASIDES
+    for rest in (
+        "it depends.",
+        "hard to say.",
+        "that varies.",
+        "it could go either way.",
+        "many things, depending on how you see it.",
+        "something or other.",
+        "different things to different people.",
+        "it depends on the situation.",
+        "that is open to interpretation.",
+        "it is a matter of perspective.",
+        "it is hard to pin down.",
+        "it varies with context.",
+        "people disagree about that.",
+        "it is not easy to say.",
+    )
 )
 VAGUE_CLOSERS = (
     "",

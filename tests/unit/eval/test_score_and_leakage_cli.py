@@ -170,7 +170,8 @@ def test_check_leakage_lists_each_offender_with_its_rule_and_exits_1(tmp_path, c
     assert "paraphrase: eval 'eval-factual_qa-001'" in out  # "Which city is the capital of Italy?"
     assert "exact: eval 'eval-factual_qa-002'" in out  # "Which city is the capital of China?"
     assert "paraphrase: eval 'eval-arithmetic-003'" in out  # "Compute 5 times 2." (from the pairs file's prompt)
-    assert "3 leak(s)" in out
+    assert "paraphrase: eval 'eval-factual_qa-nw02'" in out  # "Name the city that is China's capital." (new wording)
+    assert "4 leak(s)" in out
 
 
 @pytest.mark.parametrize(

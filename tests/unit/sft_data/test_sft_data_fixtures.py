@@ -74,7 +74,7 @@ def test_requests_that_should_be_declined_are_marked_and_answered_with_refusals(
 def test_evaluation_pool_is_valid_and_large_enough():
     items = read_eval_items(ITEMS)
     counts = Counter(item.category for item in items)
-    assert 220 <= len(items) <= 260
+    assert 220 <= len(items) <= 290  # 249, then the 30 items of the new_wording slice
     assert sum(count >= 30 for count in counts.values()) >= 6
     assert all(item.safe is not item.refusal_expected for item in items)
     assert 5 <= sum(item.refusal_expected for item in items) <= 12
