@@ -15,10 +15,10 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
-from stage1.stages.config import PipelineConfig
 from stage1.core.errors import ConfigError
 from stage1.io.layout import SEEDED_STAGES, RunLayout, seed_folder
 from stage1.stages import entries
+from stage1.stages.config import PipelineConfig
 from stage1.stages.spec import StageSpec
 from stage1.stages.table import STAGES
 

@@ -11,12 +11,12 @@ import random
 import pytest
 
 from stage1 import pipeline
-from stage1.stages.config import load_config
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError
 from stage1.io.layout import RunLayout, SeedLayout
 from stage1.pipeline import build_steps
 from stage1.stages import entries
+from stage1.stages.config import load_config
 from stage1.stages.seeds import planned_stages
 from stage1.train.settings import TrainingSettings
 from tests.unit.eval.test_seed_evaluations import _results
