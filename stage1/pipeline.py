@@ -303,6 +303,7 @@ def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: C
         StaleUpstreamError: naming the upstream stage, the file, and the command that rebuilds it.
     """
     needed = _needed_upstream(steps, only)
+    readers = ", ".join(name for name in only if any(step.name == name for step in steps)) or ", ".join(only)  # the enabled ones
     for step in steps:
         if step.name not in needed:
             continue
@@ -315,7 +316,7 @@ def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: C
         reason = stale_reason(step.out_dir, record, expected, reads, step.reads, hashes)
         if reason is not None:
             raise StaleUpstreamError(
-                f"stage {step.name}, which {', '.join(only)} reads, is not up to date: {reason}",
+                f"stage {step.name}, which {readers} reads, is not up to date: {reason}",
                 path=step.out_dir.parent,
                 hint=f"rebuild it first, with the run's own settings: `stage1 run --run-dir {step.out_dir.parent} "
                      f"--config {step.out_dir.parent / CONFIG_FILE}`",
