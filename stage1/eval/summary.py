@@ -292,9 +292,8 @@ def summarise_columns(
     """``summarise`` but ``items``, from verdict columns over ``items`` (in their order)."""
     cells, pooled = category_cells(items, min_category_items)
     position = {item_id: k for k, item_id in enumerate(columns.item_ids)}
-    comparisons, skipped_pairs = compare_columns(columns, pairs, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence,
-                                                 families=families)
     compare = partial(compare_columns, q=q, bootstrap_samples=bootstrap_samples, seed=seed, confidence=confidence, families=families)
+    comparisons, skipped_pairs = compare(columns, pairs)
     slices = slice_results(items, columns, pairs, confidence=confidence, compare=compare)
     named = {family_of(pair, families): [] for pair in pairs}
     for pair in pairs:
