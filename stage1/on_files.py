@@ -9,8 +9,9 @@ from typing import Any
 
 from stage1.io.run_dir import check_out_dir
 from stage1.io.run_lock import is_worker_rank, lock_for_output
+from stage1.io.stage_spec import StageCall
 from stage1.io.temps import remove_stale_siblings, remove_stale_temps
-from stage1.stages import STAGES_BY_NAME, StageCall, check_stage_inputs
+from stage1.stages import STAGES_BY_NAME, check_stage_inputs
 from stage1.stages.config import PipelineConfig
 
 

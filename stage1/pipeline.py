@@ -36,16 +36,12 @@ from stage1.io.run_dir import (
 )
 from stage1.io.run_lock import is_worker_rank
 from stage1.io.settings_record import refuse_changed_settings
+from stage1.io.stage_spec import StageCall, StageRun, StageSpec
 from stage1.io.temps import remove_stale_temps
-from stage1.stages import (
-    STAGE_NAMES,
-    StageCall,
-    StageRun,
-    StageSpec,
-    former_settings,
-)
+from stage1.stages import STAGE_NAMES
 from stage1.stages.config import PipelineConfig, dump_config
 from stage1.stages.seeds import planned_stages
+from stage1.train.spec import former_settings
 
 log = logging.getLogger("stage1")
 
@@ -63,7 +59,7 @@ class Step:
     action: Callable[[StageRun], Any]
     #: the files and folders whose content the stage reads, by input name
     reads: dict[str, Path] = field(default_factory=dict)
-    #: its settings as the previous release fingerprinted them (``stages.former_settings``), or None
+    #: its settings as the previous release fingerprinted them (``train.spec.former_settings``), or None
     former: Any = None
     #: the table's stage it runs, which ``--force`` and ``only`` name too ("" = ``name``): a further
     #: training seed's step ``seed-1/sft`` runs ``sft``

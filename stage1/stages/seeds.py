@@ -16,10 +16,10 @@ import functools
 from dataclasses import dataclass
 
 from stage1.core.errors import ConfigError
+from stage1.eval import spec as eval_spec
 from stage1.io.layout import SEEDED_STAGES, RunLayout, seed_folder
-from stage1.stages import entries
+from stage1.io.stage_spec import StageSpec
 from stage1.stages.config import PipelineConfig
-from stage1.stages.spec import StageSpec
 from stage1.stages.table import STAGES
 
 
@@ -86,6 +86,6 @@ def _seed_stages(config: PipelineConfig, layout: RunLayout, enabled: list[StageS
         if spec.name not in SEEDED_STAGES:
             continue
         if spec.name == "eval":  # the seed's own models, not the run's
-            spec = dataclasses.replace(spec, entry=functools.partial(entries.evaluate, layout=seed_layout))
+            spec = dataclasses.replace(spec, entry=functools.partial(eval_spec.evaluate, layout=seed_layout))
         stages.append(PlannedStage(spec, seed_config, seed_layout, f"{seed_folder(seed)}/"))
     return stages

@@ -49,14 +49,13 @@ from stage1.train.callbacks import NonFiniteLossGuard, quiet_trainer
 from stage1.train.data import PreferenceRows, build_preference_rows
 from stage1.train.dpo_checks import DPOMethodChecks
 from stage1.train.logprobs import completion_log_probs
+from stage1.train.names import DPO as STAGE
 from stage1.train.reference_cache import TOKENIZER_FILES, cache_path, reference_key, reference_parts, reference_settings
 from stage1.train.settings import TrainingSettings
 from stage1.train.step_plan import log_step_plan, step_plan
 from stage1.train.trainer_config import check_effective_batch, resolve_device
 
 log = logging.getLogger(__name__)
-
-STAGE = "dpo"
 
 
 def reference_cache_for(settings: TrainingSettings, *, model_dir: Path, sft_adapter: Path | None, splits: dict[str, Path],

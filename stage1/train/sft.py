@@ -23,13 +23,12 @@ from stage1.io.records import read_records
 from stage1.train import run
 from stage1.train.callbacks import NonFiniteLossGuard, quiet_trainer
 from stage1.train.data import SFTRows, build_sft_rows
+from stage1.train.names import SFT as STAGE
 from stage1.train.settings import TrainingSettings
 from stage1.train.step_plan import log_step_plan, step_plan
 from stage1.train.trainer_config import check_effective_batch, resolve_device
 
 log = logging.getLogger(__name__)
-
-STAGE = "sft"
 
 
 def build_sft_trainer(*, model, tokenizer, rows: list[dict], sft_config, lora_config, callbacks=()):

@@ -13,9 +13,10 @@ import pytest
 from stage1 import pipeline
 from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError
+from stage1.eval import spec as eval_spec
 from stage1.io.layout import RunLayout, SeedLayout
+from stage1.io.stage_spec import StageCall
 from stage1.pipeline import build_steps
-from stage1.stages import entries
 from stage1.stages.config import load_config
 from stage1.stages.seeds import planned_stages
 from stage1.train.settings import TrainingSettings
@@ -87,10 +88,10 @@ def test_each_further_seed_trains_and_evaluates_again_into_its_own_folder(tmp_pa
 def test_a_further_seeds_evaluation_scores_that_seeds_models():
     planned = planned_stages(load_config(None, ["training.seeds=[0, 3]"], check_training=False), RunLayout("/r"))
     evaluation = next(stage for stage in planned if stage.name == "seed-3/eval")
-    assert isinstance(evaluation.spec.entry, functools.partial) and evaluation.spec.entry.func is entries.evaluate
+    assert isinstance(evaluation.spec.entry, functools.partial) and evaluation.spec.entry.func is eval_spec.evaluate
     assert evaluation.spec.entry.keywords["layout"].stage_dir("dpo") == RunLayout("/r").run_dir / "seeds/seed-3/dpo"
     own = next(stage for stage in planned if stage.name == "eval")
-    assert own.spec.entry is entries.evaluate and own.config.run.seed == 0 and evaluation.config.run.seed == 3
+    assert own.spec.entry is eval_spec.evaluate and own.config.run.seed == 0 and evaluation.config.run.seed == 3
 
 
 def test_force_and_only_name_a_stage_for_every_seed_or_one_seeds_step(tmp_path):
@@ -113,7 +114,7 @@ def test_the_seeds_stage_reads_every_seeds_results_in_the_lists_order(tmp_path):
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(results), encoding="utf-8")
     out = layout.stage_dir("seeds")
-    manifest = entries.seeds(entries.StageCall(config, {"run": tmp_path}, out))
+    manifest = eval_spec.seeds(StageCall(config, {"run": tmp_path}, out))
     summary = json.loads((out / "seeds.json").read_text(encoding="utf-8"))
     assert summary["seed_values"] == [5, 0, 2] and manifest["counts"]["seeds"] == 3
     assert summary["rates"]["sft"]["stopped_with_end"]["per_seed"] == [

@@ -1,16 +1,25 @@
 """What a stage declares: the inputs it reads, the outputs it leaves, the settings its fingerprint
-covers, its entry point, and what an entry point is handed (``StageCall``). The table of stages
-(``stage1.stages.table``) is made of these."""
+covers, its entry point, and what an entry point is handed (``StageCall``); and the one input several
+stages read that no stage makes (``EVAL_ITEMS``).
+
+Each stage's folder declares its stages with these in its ``spec.py`` (``stage1/negatives/spec.py``);
+the table of stages (``stage1.stages.table``) lists them in run order. They live here, below the stage
+folders, so that a stage's ``spec.py`` need not import ``stage1.stages`` (which imports every stage
+folder). The config they are handed is ``stage1.stages.config.PipelineConfig``, named for type checkers
+only.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stage1.io.layout import RunLayout
-from stage1.stages.config import PipelineConfig
+
+if TYPE_CHECKING:  # the stages' config, assembled above the stage folders from their sections
+    from stage1.stages.config import PipelineConfig
 
 
 @dataclass(frozen=True)
@@ -113,3 +122,14 @@ class StageSpec:
     @property
     def optional_inputs(self) -> tuple[str, ...]:
         return tuple(spec.name for spec in self.inputs if not spec.required)
+
+
+def data_file(key: str) -> Callable[[RunLayout, PipelineConfig], Path]:
+    """Where a file the user owns lies: the ``data.<key>`` setting."""
+    return lambda layout, config: Path(getattr(config.data, key))
+
+
+EVAL_ITEMS = StageInput(
+    "eval_items", "held-out evaluation items (the shipped ones: --in eval_items=items): the leakage gate checks against them",
+    data_file("eval_items"), external=True,
+)
