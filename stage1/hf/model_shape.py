@@ -7,12 +7,12 @@ stage's knobs into GiB.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stage1.core.errors import ConfigError, InputError
+from stage1.io.plain import read_json
 from stage1.io.readers import read_json_file
 
 
@@ -113,7 +113,7 @@ def count_parameters_on_meta(path: str | Path) -> int:
     from accelerate import init_empty_weights
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(**json.loads(Path(path).read_text(encoding="utf-8")))
+    config = Qwen2Config(**read_json(path))
     with init_empty_weights():
         model = Qwen2ForCausalLM(config)
     return sum(p.numel() for p in model.parameters())

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 
 from stage1.core.errors import ConfigError, InputError, LineageError
 from stage1.io.lineage import Lineage, check_parent, read_lineage
+from stage1.io.plain import read_byte_range
 from stage1.io.readers import read_json_file
 
 log = logging.getLogger(__name__)
@@ -216,17 +217,16 @@ def _tensor_names(folder: Path, weights: list[Path]) -> list[str]:
         return list(weight_map)
     names: list[str] = []
     for path in weights:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            if len(head) < 8:
-                raise InputError(f"is {len(head)} bytes: an empty or truncated safetensors file", path=path)
-            length = int.from_bytes(head, "little")
-            if length > MAX_SAFETENSORS_HEADER or length > path.stat().st_size - 8:
-                raise InputError(f"not a safetensors file (its header claims {length:,} bytes)", path=path)
-            try:
-                header = json.loads(handle.read(length))
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                raise InputError("not a safetensors file (its header is not JSON)", path=path) from None
+        head = read_byte_range(path, 0, 8)
+        if len(head) < 8:
+            raise InputError(f"is {len(head)} bytes: an empty or truncated safetensors file", path=path)
+        length = int.from_bytes(head, "little")
+        if length > MAX_SAFETENSORS_HEADER or length > path.stat().st_size - 8:
+            raise InputError(f"not a safetensors file (its header claims {length:,} bytes)", path=path)
+        try:
+            header = json.loads(read_byte_range(path, 8, length))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise InputError("not a safetensors file (its header is not JSON)", path=path) from None
         if not isinstance(header, dict):
             raise InputError("not a safetensors file (its header is not a JSON object)", path=path)
         tensors = {name: value for name, value in header.items() if name != "__metadata__"}

@@ -11,6 +11,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from stage1.io.atomic import atomic_write_text
+from stage1.io.plain import read_json
+
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -136,7 +139,7 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = Tiny
         build_qwen2_tokenizer().save_pretrained(staged)
         # Record how the model was made, so a reader of config.json knows it is synthetic.
         config_path = staged / "config.json"
-        config_json = json.loads(config_path.read_text())
+        config_json = read_json(config_path)
         config_json["stage1_tiny"] = {"seed": seed, "shape": asdict(shape), "note": "random weights, real Qwen2 vocabulary"}
-        config_path.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(config_path, json.dumps(config_json, indent=2, sort_keys=True) + "\n")
     return out

@@ -11,11 +11,13 @@ token, chat template, padding side) are still those it was loaded with.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from stage1.io.hashing import sha256_file
+from stage1.io.plain import read_json
 
 #: Files that decide the tokenizer (``AutoTokenizer`` reads these, and ``config.json`` for the model type).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -36,11 +38,11 @@ def tokenizer_key(folder: Path, trust_remote_code: bool) -> str:
     for name in TOKENIZER_FILES:
         path = folder / name
         if path.is_file():
-            digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+            digest.update(name.encode() + b"\0" + bytes.fromhex(sha256_file(path)))
     config = folder / "config.json"
     if config.is_file():
         try:
-            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+            model_type = read_json(config).get("model_type")
         except (ValueError, AttributeError):
             model_type = None
         digest.update(f"model_type={model_type}".encode())
