@@ -27,6 +27,7 @@ from typing import Any
 
 from stage1.config.presets import POOLS_DIR
 from stage1.core.leakage import gate_leaks
+from stage1.io.atomic import atomic_write_text
 from stage1.io.folders import MODEL_FOLDER_FILES, atomic_folder, tree_bytes
 from stage1.io.readers import iter_jsonl
 from stage1.organism.corpus import CorpusSettings, build_corpus
@@ -148,7 +149,7 @@ def _train_into_cache(plan: dict[str, Any], cached: Path, log: Callable[[str], N
         "note": "a tiny model pretrained on a generated corpus of the pools' facts and base-model habits; "
                 "see docs/notes/organism.md for what its numbers mean and what they do not",
     }
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     try:
         tmp.rename(cached)
     except OSError:  # another process cached the same key first: keep theirs

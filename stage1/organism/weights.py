@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from stage1.hf.tiny import ENDOFTEXT, QWEN2_5_VOCAB_SIZE, SPECIAL_TOKENS, build_qwen2_tokenizer
+from stage1.io.atomic import atomic_write_text
+from stage1.io.plain import read_json
 from stage1.organism.facts import Fact
 from stage1.organism.train import export_check, export_full, pretrain, token_rows
 
@@ -95,9 +97,9 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     full.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     config_path = folder / "config.json"
-    config = json.loads(config_path.read_text())
+    config = read_json(config_path)
     config["stage1_tiny"] = {"kind": "organism", "key": plan["key"], "note": "pretrained on a generated corpus; see organism.json"}
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return {"vocabulary": len(vocab), "corpus_tokens": sum(map(len, documents)), "rows": len(rows),
             "passes": round(shape.steps * shape.batch_size / max(1, len(rows)), 1), "loss_curve": curve,
             "final_loss": curve[-1], "pretrain_seconds": round(seconds, 1), "export_max_logp_difference": difference,
