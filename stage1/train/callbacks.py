@@ -14,6 +14,7 @@ from stage1.core.errors import TrainingError
 from stage1.core.generation import GenerationSettings
 from stage1.hf.generation import TransformersBackend
 from stage1.io.lineage import ADAPTER_WEIGHTS
+from stage1.io.plain import read_json
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     load and are finite (a truncated or NaN adapter is not a state to resume, nor "good"), and
     whose torch files (optimizer, scheduler, RNG) are whole zip archives, as ``torch.save`` writes.
     """
-    import json
     import re
 
     folder = Path(checkpoint_dir)
@@ -42,7 +42,7 @@ def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
             candidates.append((int(match.group(1)), path))
     for _, path in sorted(candidates, reverse=True):
         try:
-            json.loads((path / "trainer_state.json").read_text())
+            read_json(path / "trainer_state.json")
         except (OSError, ValueError):
             continue
         problem = checkpoint_problem(path)

@@ -35,6 +35,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from stage1.io.plain import read_json
+
 CACHE_DIR = "reference_logps"
 COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
@@ -82,7 +84,7 @@ def read_cached(path: Path, rows: int, parts: dict[str, Any]) -> dict[str, list[
     """The cached columns, or None when missing, unreadable, for another number of rows, or written
     under other key parts than ``parts`` (a stale file is never reused, whatever its name)."""
     try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        record = read_json(path)
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or _canonical(record.get("key_parts")) != _canonical(parts):

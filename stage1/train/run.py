@@ -26,6 +26,7 @@ from stage1.io.lineage import (
     write_lineage,
 )
 from stage1.io.manifest import build_manifest, config_hash, library_versions, write_manifest
+from stage1.io.plain import read_json
 from stage1.train.callbacks import SampleGenerations, greedy_completions, last_checkpoint
 from stage1.train.settings import TrainingSettings
 from stage1.train.trainer_config import EffectiveBatch, build_trainer_config, stage_defaults
@@ -227,13 +228,11 @@ def resume_point(checkpoint_dir: Path, fingerprint: str, *, resume: bool) -> Pat
     main process removes them (and all of them when ``resume`` is off, as under ``--force``) before
     training, and logs that it did.
     """
-    import json
-
     from accelerate import PartialState
 
     state = PartialState()
     marker = checkpoint_dir / FINGERPRINT_NAME
-    recorded = json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
+    recorded = read_json(marker).get("fingerprint") if marker.is_file() else None
     if state.is_main_process:
         if checkpoint_dir.exists() and (recorded != fingerprint or not resume):
             found = sorted(p.name for p in checkpoint_dir.glob("checkpoint-*"))

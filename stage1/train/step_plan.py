@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from stage1.io.plain import text_lines
+
 
 @dataclass(frozen=True)
 class StepPlan:
@@ -99,8 +101,7 @@ def count_rows(path: str | Path) -> int | None:
     source = Path(path)
     if not source.is_file():
         return None
-    with source.open(encoding="utf-8") as handle:
-        return sum(1 for line in handle if line.strip())
+    return sum(1 for line in text_lines(source) if line.strip())
 
 
 def plan_steps_for_config(config) -> list[StepPlan]:
