@@ -20,6 +20,7 @@ from stage1.config.typed import settings_to_dict
 from stage1.core.errors import ConfigError, StaleUpstreamError
 from stage1.io.atomic import atomic_write_json, atomic_write_text
 from stage1.io.layout import CONFIG_FILE, RunLayout
+from stage1.io.plain import read_json
 from stage1.io.run_dir import (
     NOT_READ,
     ContentHashes,
@@ -364,11 +365,10 @@ def check_stage_names(names: tuple[str, ...], *, field: str, allowed: tuple[str,
 
 def _record_timing(layout: RunLayout, stage: str, seconds: float) -> None:
     """Append the stage's wall time and the process's peak memory so far to ``timings.json``."""
-    import json
     import resource
 
     path = layout.timings
-    timings = json.loads(path.read_text()) if path.exists() else {}
+    timings = read_json(path) if path.exists() else {}
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     timings[stage] = {"seconds": round(seconds, 2), "peak_rss_mib": round(max(own, children) / 1024, 1)}

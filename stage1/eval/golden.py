@@ -26,7 +26,6 @@ disappears is then visible even when no single variant dropped far enough to fai
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from stage1.core.stats import is_significant, mcnemar
 from stage1.eval.report import load_results
 from stage1.eval.summary import summarise, verdicts_from_results
 from stage1.io.atomic import atomic_write_json, atomic_write_jsonl
+from stage1.io.plain import read_json
 from stage1.io.readers import iter_jsonl
 from stage1.io.records import read_eval_items, read_records
 
@@ -259,7 +259,7 @@ def score_fixture(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, A
 def read_fixture_expectations(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     folder = Path(folder)
     rows = [row for _, row in iter_jsonl(folder / SCORES_FILE)]
-    return rows, json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return rows, read_json(folder / SUMMARY_FILE)
 
 
 def write_fixture_expectations(folder: str | Path) -> None:

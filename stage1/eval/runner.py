@@ -19,7 +19,6 @@ as a LoRA request after the same lineage check, nf4 as bitsandbytes in-flight qu
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
@@ -36,6 +35,7 @@ from stage1.core.eval_items import EvalItem, EvalResponse
 from stage1.core.format import render_prompt
 from stage1.eval.settings import VariantSpec
 from stage1.io.atomic import atomic_write_json
+from stage1.io.plain import read_json
 
 CHILD_STDERR_TAIL = 4000
 PARENT_PID_ENV = "STAGE1_EVAL_PARENT_PID"
@@ -147,7 +147,7 @@ def load_vllm_variant(spec: VariantSpec, *, dtype: str, seed: int, parent_hash: 
             raise LineageError(f"{spec.adapter_dir} was made from {lineage.parent_path}, not from {spec.model_dir}")
         if parent_hash is None:
             check_parent(lineage, spec.model_dir)
-        lora_rank = int(json.loads((spec.adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))["r"])
+        lora_rank = int(read_json(spec.adapter_dir / "adapter_config.json")["r"])
     sizing = VLLMSettings(**(vllm or {}))
     length = vllm_max_model_len(longest_prompt_tokens(tokenizer, prompts or []), max_new_tokens, sizing.max_model_len)
     check_engine_fits(spec.model_dir, spec.quantization, dtype, sizing, length, lora_rank, "eval")
@@ -292,7 +292,7 @@ def run_job_in_subprocess(job: dict[str, Any], job_path: Path, guard: MemoryGuar
             f"variant {job['spec']['name']}: the evaluation subprocess exited with status {completed.returncode}:\n"
             + completed.stderr[-CHILD_STDERR_TAIL:]
         )
-    record = json.loads(Path(job["out_path"]).read_text(encoding="utf-8"))
+    record = read_json(job["out_path"])
     record["memory"]["released"] = guard.wait_for_release(job["spec"]["name"], started)
     return record
 
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parent = os.environ.get(PARENT_PID_ENV)
     exit_with_parent(parse_ascii_int(parent) if parent else None)  # ASCII only: int("²") raises
-    job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    job = read_json(args[0])
     try:
         run_job(job)
     except Stage1Error as error:

@@ -37,6 +37,7 @@ from stage1.io.atomic import atomic_write_json
 from stage1.io.hashing import sha256_file, sha256_tree
 from stage1.io.layout import GENERATIONS_DIR
 from stage1.io.manifest import build_manifest, config_hash, write_manifest
+from stage1.io.plain import read_json
 from stage1.io.records import leakage_gate_on_files, read_eval_items
 
 log = logging.getLogger(__name__)
@@ -163,13 +164,11 @@ def _job(spec: VariantSpec, described: dict[str, Any], items: list[EvalItem], se
 
 def _finished(job: dict[str, Any]) -> dict[str, Any] | None:
     """The record of an earlier run of exactly this job, if one was written."""
-    import json
-
     path = Path(job["out_path"])
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = read_json(path)
     except (OSError, ValueError):
         return None
     return record if record.get("fingerprint") == job["fingerprint"] else None
@@ -232,15 +231,13 @@ DPO_TRAINING_KEYS = ("beta", "reward_accuracy", "reward_margin", "logp_shift", "
 def dpo_training_facts(variants: Sequence[VariantSpec]) -> dict[str, dict[str, Any]]:
     """For each variant with an adapter, the DPO diagnostics its training manifest holds (the
     manifest beside the adapter folder); a variant without such a manifest is left out."""
-    import json
-
     facts: dict[str, dict[str, Any]] = {}
     for spec in variants:
         if spec.adapter_dir is None:
             continue
         path = spec.adapter_dir.parent / "manifest.json"
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
+            manifest = read_json(path)
         except (OSError, ValueError):
             continue
         if "logp_shift" in manifest:
@@ -253,11 +250,9 @@ def _pair_sources(dpo_manifest: dict[str, Any]) -> dict[str, Any] | None:
     """Where the DPO training pairs' rejecteds came from, and which criteria chose the policy ones
     (from the pairs manifest beside the training file), or None when it cannot be read. A DPO arm
     trained on one source's pairs only: its own counts say how many (``arm_source`` names it)."""
-    import json
-
     train = dpo_manifest.get("inputs", {}).get("train")
     try:
-        pairs = json.loads((Path(train).parent / "manifest.json").read_text(encoding="utf-8")) if train else None
+        pairs = read_json(Path(train).parent / "manifest.json") if train else None
     except (OSError, ValueError):
         return None
     if not pairs or pairs.get("stage") != "pairs":
