@@ -11,6 +11,11 @@ cycle, so that the check is green on the tree as it is and still catches every c
 - a listed violation that is gone (the file was split, the cycle broken) fails too, until its entry is
   deleted: the list only shrinks, and it stays true.
 
+Only ``stage1/io/`` opens files: a call outside it to ``open(...)``, ``os.open``/``os.fdopen``, a
+``.open(...)`` method, or ``Path.read_text``/``write_text``/``read_bytes``/``write_bytes`` fails, unless
+listed with its reason (``.open`` on a name imported from ``stage1.io``, such as
+``GenerationJournal.open``, is an io/ call and does not count).
+
 The number of imports inside function bodies that reach other stage1 modules (a deferred import hides
 a dependency from the top of the file, and is how cycles are hidden) is pinned the same way.
 
@@ -48,6 +53,12 @@ KNOWN_MODULE_CYCLES: list[tuple[str, ...]] = []
 
 #: Import cycles between the package's top-level parts (its folders and top-level modules), the same way.
 KNOWN_PART_CYCLES: list[tuple[str, ...]] = []
+
+#: Calls outside stage1/io/ that open a file and cannot move there: "path::call" -> why (may only shrink).
+KNOWN_FILE_OPENERS: dict[str, str] = {}
+
+#: The methods that open a file (besides the builtin ``open``): Path's readers and writers, ``x.open``, ``os.fdopen``.
+FILE_METHODS = ("open", "fdopen", "read_text", "write_text", "read_bytes", "write_bytes")
 
 #: Import statements inside function bodies that reach another stage1 module (pinned: it may only go down).
 KNOWN_DEFERRED_IMPORTS = 81
@@ -197,6 +208,32 @@ def import_edges(modules: dict[str, Module]) -> list[Edge]:
     return edges
 
 
+def _io_names(module: Module, package: str) -> set[str]:
+    """Names the module imports from its package's ``io`` part: their ``.open`` is an io/ call."""
+    io = f"{package}.io"
+    return {alias.asname or alias.name for node in ast.walk(module.tree) if isinstance(node, ast.ImportFrom)
+            and (node.module == io or (node.module or "").startswith(f"{io}.")) for alias in node.names}
+
+
+def file_opens(modules: dict[str, Module], package: str = PACKAGE) -> dict[str, list[int]]:
+    """Calls that open a file in modules outside the package's ``io`` part: ``"path::call"`` -> its lines."""
+    found: dict[str, list[int]] = {}
+    for module in modules.values():
+        if part_of(module.name) == "io":
+            continue
+        io_names = _io_names(module, package)
+        for node in ast.walk(module.tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            opens = isinstance(func, ast.Name) and func.id == "open"
+            if isinstance(func, ast.Attribute) and func.attr in FILE_METHODS:
+                opens = not (func.attr == "open" and isinstance(func.value, ast.Name) and func.value.id in io_names)
+            if opens:
+                found.setdefault(f"{module.path}::{ast.unparse(func)}", []).append(node.lineno)
+    return found
+
+
 def deferred_imports(edges: list[Edge]) -> list[str]:
     """Import statements in function bodies that reach another package module, as ``module:line``."""
     return sorted({f"{edge.source}:{edge.line}" for edge in edges if edge.deferred and edge.how == "import"})
@@ -284,6 +321,7 @@ def measure(root: Path = ROOT, package: str = PACKAGE) -> dict[str, object]:
         "module_cycles": strongly_connected(module_graph(edges)),
         "part_cycles": strongly_connected(part_graph(edges)),
         "deferred_imports": deferred_imports(edges),
+        "file_opens": file_opens(modules, package),
     }
 
 
@@ -303,6 +341,18 @@ SNIPPETS = {
         + "        x = 1\n" * (MAX_FUNCTION_LINES - 1)
         + "\n\ndef short():\n    \"\"\"Docstring.\"\"\"\n" + "    x = 1\n" * (MAX_FUNCTION_LINES - 1)
         + "\n\ndef outer():\n    def inner():\n" + "        x = 1\n" * MAX_FUNCTION_LINES
+    ),
+}
+
+
+FILE_SNIPPETS = {
+    "pkg/__init__.py": "",
+    "pkg/io/__init__.py": "",
+    "pkg/io/files.py": "class Journal:\n    @classmethod\n    def open(cls, path):\n        return open(path)\n",
+    "pkg/d.py": (
+        "import os\nfrom pathlib import Path\nfrom pkg.io.files import Journal\n\n"
+        "def f(p):\n    Path(p).read_text()\n    p.write_bytes(b'')\n    with open(p) as h:\n        h.read()\n"
+        "    os.fdopen(3)\n    p.open()\n    p.open('rb')\n    Journal.open(p)\n    print(p)\n"
     ),
 }
 
@@ -335,6 +385,12 @@ def test_the_scanner_follows_deferred_relative_and_by_name_imports_but_not_type_
     assert found["module_cycles"] == [("pkg.a.one", "pkg.b.two")]
     assert found["part_cycles"] == [("a", "b")]
     assert found["deferred_imports"] == ["pkg.a.one:4", "pkg.b.two:4"]  # json is not the package's
+
+
+def test_the_scanner_finds_file_opens_outside_io_but_not_io_calls(tmp_path):
+    found = measure(_write(tmp_path, FILE_SNIPPETS), "pkg")["file_opens"]
+    assert found == {"pkg/d.py::Path(p).read_text": [6], "pkg/d.py::p.write_bytes": [7], "pkg/d.py::open": [8],
+                     "pkg/d.py::os.fdopen": [10], "pkg/d.py::p.open": [11, 12]}
 
 
 def test_a_known_list_fails_on_a_new_a_grown_and_a_gone_entry():
@@ -383,6 +439,13 @@ def test_deferred_imports_of_package_modules_only_go_down(measured):
     assert count >= KNOWN_DEFERRED_IMPORTS, f"lower KNOWN_DEFERRED_IMPORTS to {count}"
 
 
+def test_only_io_opens_files(measured):
+    """A file is read or written through stage1/io/ (atomic writes, strict readers, io.plain), not in place."""
+    found = measured["file_opens"]
+    assert [f"{call} (line {', '.join(map(str, lines))})" for call, lines in found.items() if call not in KNOWN_FILE_OPENERS] == []
+    assert [f"{call}: no longer there, delete its entry" for call in KNOWN_FILE_OPENERS if call not in found] == []
+
+
 def test_the_test_suite_runs_without_xdist():
     """tests/conftest.py registers xdist's scheduler hook as optional: without xdist, pytest still runs."""
     command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "--collect-only", "-q",
@@ -401,6 +464,7 @@ def _report(found: dict[str, object]) -> str:
     lines += [f"  {name}: {size}" for name, size in sorted(found["long_functions"].items())]
     lines += [f"module cycles: {len(found['module_cycles'])}"] + [f"  {' <-> '.join(c)}" for c in found["module_cycles"]]
     lines += [f"part cycles: {len(found['part_cycles'])}"] + [f"  {' <-> '.join(c)}" for c in found["part_cycles"]]
+    lines += [f"file opens outside io/: {len(found['file_opens'])}"] + [f"  {call}" for call in sorted(found["file_opens"])]
     lines += [f"deferred imports of stage1 modules: {len(deferred)} (in {len({d.rsplit(':', 1)[0] for d in deferred})} modules)"]
     return "\n".join(lines)
 
