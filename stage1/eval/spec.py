@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stage1.eval import stage as eval_stage  # looked up when the entry runs: tests stand in for run_evaluate
 from stage1.eval.seeds import STAGE as SEEDS
 from stage1.eval.seeds import run_seed_report
 from stage1.eval.settings import settings_for_run, variants_in_run
-from stage1.eval.stage import STAGE, run_evaluate
+from stage1.eval.stage import STAGE
 from stage1.io.layout import (
     CHART_FILE,
     DPO_ARMS,
@@ -62,7 +63,7 @@ def evaluate(call: StageCall, layout: RunLayout | None = None) -> Any:
     (``RunLayout.for_seed``), whose own trained models are evaluated."""
     layout = layout or RunLayout(call.inputs["run"], call.config.model.path)
     training = call.config.training
-    return run_evaluate(
+    return eval_stage.run_evaluate(
         settings_for_run(call.config.eval, training.dpo_arms),
         variants=variants_in_run(layout, training.quantization, training.sft_handoff, training.dpo_arms),
         items_path=call.inputs["eval_items"],

@@ -16,8 +16,8 @@ from stage1.organism.spec import BASE_MODEL
 from stage1.pairs.spec import STAGE as PAIRS
 from stage1.sft_data.spec import STAGE as SFT_DATA
 from stage1.sft_data.spec import sft_train
+from stage1.train import merge as merge_stage  # looked up when the entry runs: tests stand in for run_merge
 from stage1.train.merge import STAGE as MERGE
-from stage1.train.merge import run_handoff, run_merge
 from stage1.train.names import DPO, SFT
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def merge(call: StageCall) -> Any:
     if (keep_adapter or training.quantization != "none") and "sft_train" not in call.inputs:
         raise ConfigError("the SFT model handed on must be checked against its training rows", field="--in",
                           hint="add --in sft_train=<run>/sft_data/train.jsonl")
-    handoff = run_handoff if keep_adapter else run_merge
+    handoff = merge_stage.run_handoff if keep_adapter else merge_stage.run_merge
     return handoff(training, model_dir=call.inputs["model"], adapter_dir=call.inputs["adapter"], out_dir=call.out_dir,
                    sft_train_path=call.inputs.get("sft_train"), eval_dtype=call.config.eval.dtype)
 

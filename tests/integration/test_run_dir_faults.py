@@ -146,9 +146,9 @@ def test_forced_negatives_rerun_pairs_when_what_pairs_read_changed(copy, monkeyp
     """`--force negatives` used to leave pairs up to date even when the negatives it read had changed."""
     assert copy.run_cli("--force", "negatives") == {"negatives"}  # the same bytes again: pairs still matches
 
-    import stage1.negatives
+    import stage1.negatives.stage
 
-    real = stage1.negatives.run_negatives
+    real = stage1.negatives.stage.run_negatives
 
     def fewer_negatives(*args, out_dir, **kwargs):
         result = real(*args, out_dir=out_dir, **kwargs)
@@ -156,7 +156,7 @@ def test_forced_negatives_rerun_pairs_when_what_pairs_read_changed(copy, monkeyp
         path.write_text("".join(path.read_text().splitlines(keepends=True)[:-5]))
         return result
 
-    monkeypatch.setattr(stage1.negatives, "run_negatives", fewer_negatives)
+    monkeypatch.setattr(stage1.negatives.stage, "run_negatives", fewer_negatives)
     pairs_train = (copy.run / "pairs" / "train.jsonl").read_bytes()
     ran = copy.run_cli("--force", "negatives")
     expected = {"negatives", "pairs", "dpo", "dpo_only"}  # DPO reads both pair files
