@@ -85,19 +85,15 @@ DPO_INPUTS = (
 def train_sft(call: StageCall) -> Any:
     from stage1.train.sft import run_train_sft  # torch, transformers, PEFT and TRL: imported when SFT runs
 
-    config = call.config
-    return run_train_sft(
-        config.training,
-        model_dir=call.inputs["model"],
-        train_path=call.inputs["train"],
-        out_dir=call.out_dir,
-        sft_args=dict(config.sft),
-        lora_args=dict(config.lora),
-        seed=config.run.seed,
-        resume=not call.run.forced,
-        stage_fingerprint=call.run.fingerprint,
-        callbacks=call.callbacks,
-    )
+    return run_train_sft(call.config.training, sft_args=dict(call.config.sft), **_training_call(call))
+
+
+def _training_call(call: StageCall) -> dict[str, Any]:
+    """What every training stage is handed: its model and training rows, its folder, the LoRA
+    settings, the seed, whether it resumes, its fingerprint and the callbacks."""
+    return {"model_dir": call.inputs["model"], "train_path": call.inputs["train"], "out_dir": call.out_dir,
+            "lora_args": dict(call.config.lora), "seed": call.config.run.seed, "resume": not call.run.forced,
+            "stage_fingerprint": call.run.fingerprint, "callbacks": call.callbacks}
 
 
 def merge(call: StageCall) -> Any:
@@ -130,22 +126,8 @@ def train_dpo(call: StageCall, sft_adapter_dir: Path | None = None, arm: DPOArm 
     """One DPO training into ``call.out_dir``; called alone, the DPO-only baseline (on the raw base)."""
     from stage1.train.dpo import run_train_dpo  # torch, transformers, PEFT and TRL: imported when DPO runs
 
-    config = call.config
-    return run_train_dpo(
-        config.training,
-        model_dir=call.inputs["model"],
-        train_path=call.inputs["train"],
-        eval_path=call.inputs["eval"],
-        out_dir=call.out_dir,
-        dpo_args=dict(config.dpo),
-        lora_args=dict(config.lora),
-        seed=config.run.seed,
-        resume=not call.run.forced,
-        stage_fingerprint=call.run.fingerprint,
-        callbacks=call.callbacks,
-        sft_adapter_dir=sft_adapter_dir,
-        negative_source=arm.pairs_source,
-    )
+    return run_train_dpo(call.config.training, eval_path=call.inputs["eval"], dpo_args=dict(call.config.dpo),
+                         sft_adapter_dir=sft_adapter_dir, negative_source=arm.pairs_source, **_training_call(call))
 
 
 # ---------------------------------------------------------------- the declarations
