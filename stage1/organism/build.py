@@ -35,7 +35,7 @@ from stage1.organism.facts import Fact, facts_of_pools
 from stage1.organism.train import OrganismShape
 from stage1.organism.weights import train_and_save
 
-ORGANISM_VERSION = 1  # bump when the code that turns the corpus into weights changes meaning
+ORGANISM_VERSION = 2  # bump when the code that turns the corpus into weights changes meaning (2: the format's unwritten tokens held apart)
 MANIFEST_FILE = "organism.json"
 SFT_POOL = POOLS_DIR / "sft" / "instructions.jsonl"
 EVAL_POOL = POOLS_DIR / "eval" / "items.jsonl"
@@ -84,7 +84,7 @@ def organism_plan(seed: int = 0, shape: OrganismShape | None = None) -> dict[str
     documents, info = build_corpus(facts, corpus_settings)
     extra = [str(row.get(field, "")) for row in train_rows + eval_items for field in ("instruction", "response")] + [FORMAT_TEXT]
     key = _key(documents, extra, corpus_settings, shape)
-    return {"facts": facts, "unread": unread, "documents": documents, "corpus": info, "extra_texts": extra,
+    return {"facts": facts, "unread": unread, "documents": documents, "corpus": info, "extra_texts": extra, "format_text": FORMAT_TEXT,
             "eval_items": eval_items, "shape": shape, "corpus_settings": corpus_settings, "key": key}
 
 

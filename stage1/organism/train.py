@@ -79,12 +79,16 @@ def _config(shape: OrganismShape, vocab: int, eos: int):
     )
 
 
-def pretrain(rows: list[list[int]], vocab: int, others: int, shape: OrganismShape, eos: int, log=None):
+def pretrain(rows: list[list[int]], vocab: int, others: int, shape: OrganismShape, eos: int, log=None,
+             held_apart: Sequence[int] = ()):
     """Train the small model on ``rows`` (compact ids; id ``vocab - 1`` is the "other" row, never a
     target) and return it with the loss curve (mean loss per 50 steps).
 
     Args:
         others: how many real tokens the "other" row stands for (``log(others)`` is added to its logit).
+        held_apart: compact ids left out of the softmax (the format's tokens the corpus never writes):
+            their rows keep their own initial values instead of being pushed down together with every
+            other unwritten token, so SFT can raise ``END`` without raising them all.
     """
     import torch
 
@@ -98,6 +102,7 @@ def pretrain(rows: list[list[int]], vocab: int, others: int, shape: OrganismShap
         generator = torch.Generator().manual_seed(shape.seed)
         bias = torch.zeros(vocab)
         bias[-1] = math.log(others)
+        bias[list(held_apart)] = -1e9
         curve, window = [], []
         for step in range(shape.steps):
             for group in optimizer.param_groups:

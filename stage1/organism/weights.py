@@ -84,7 +84,9 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     try:
         log(f"organism: pretraining {shape.steps} steps on {len(rows)} rows of {shape.seq_len} tokens "
             f"({len(vocab)}-token vocabulary)")
-        small, curve = pretrain(rows, len(vocab) + 1, others, shape, compact[eos],
+        written = {token for document in documents for token in document}
+        held_apart = [compact[t] for t in tokenizer(plan["format_text"], add_special_tokens=False)["input_ids"] if t not in written]
+        small, curve = pretrain(rows, len(vocab) + 1, others, shape, compact[eos], held_apart=held_apart,
                                 log=lambda step, loss: log(f"organism: step {step}/{shape.steps} loss {loss:.3f}"))
         seconds = time.perf_counter() - started
         full = export_full(small, vocab, QWEN2_5_VOCAB_SIZE, shape, eos)
