@@ -17,6 +17,7 @@ from pathlib import Path
 from stage1.cli_files import cmd_check_leakage, cmd_score
 from stage1.cli_golden import after_evaluate, check_golden_flags
 from stage1.cli_parser import build_parser as build_command_line
+from stage1.cli_parser import console as _console
 from stage1.cli_parser import named_inputs
 from stage1.cli_tools import cmd_inspect, cmd_plan
 from stage1.core.env_numbers import check_environment, env_int
@@ -30,11 +31,6 @@ MULTI_PROCESS_COMMANDS = ("train-sft", "train-dpo")  # the only commands that us
 # network or container file systems, where plain permissions give EACCES).
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
-
-def _console():
-    from rich.console import Console
-
-    return Console()
 
 
 def _config(args: argparse.Namespace, check_training: bool = True):

@@ -8,14 +8,9 @@ import argparse
 from pathlib import Path
 
 from stage1.cli_golden import check_golden_flags, compare_golden
+from stage1.cli_parser import console as _console
 from stage1.cli_parser import inputs_by_name
 from stage1.stages.config import load_config
-
-
-def _console():
-    from rich.console import Console  # rich's import is deferred: `--help` answers without it
-
-    return Console()
 
 
 def cmd_score(args: argparse.Namespace) -> int:

@@ -6,13 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stage1.cli_parser import console as _console
 from stage1.core.errors import ConfigError
-
-
-def _console():
-    from rich.console import Console  # rich's import is deferred: `--help` answers without it
-
-    return Console()
 
 
 def check_golden_flags(args: argparse.Namespace) -> None:

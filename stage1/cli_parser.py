@@ -18,6 +18,13 @@ DEFAULT_RUN_DIR = Path("runs/tiny")
 Handler = Callable[[argparse.Namespace], int]
 
 
+def console():
+    """The console every command prints to (rich's import is deferred: `--help` answers without it)."""
+    from rich.console import Console
+
+    return Console()
+
+
 def preset_names() -> list[str]:
     """The shipped presets' names (``--config NAME``): every ``*.yaml`` in the presets folder."""
     return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))

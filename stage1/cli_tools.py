@@ -7,13 +7,8 @@ import math
 from pathlib import Path
 
 from stage1.cli_parser import DEFAULT_RUN_DIR
+from stage1.cli_parser import console as _console
 from stage1.stages.config import load_config
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
