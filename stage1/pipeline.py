@@ -41,7 +41,7 @@ from stage1.io.stage_spec import StageCall, StageRun, StageSpec
 from stage1.io.temps import remove_stale_temps
 from stage1.stages import STAGE_NAMES
 from stage1.stages.config import PipelineConfig, dump_config
-from stage1.stages.seeds import planned_stages
+from stage1.stages.seeds import PlannedStage, planned_stages
 from stage1.train.spec import former_settings
 
 log = logging.getLogger("stage1")
@@ -118,10 +118,10 @@ def step_for(spec: StageSpec, config: PipelineConfig, layout: RunLayout, built: 
                 former_settings(spec.name, config) if name == spec.name else None, spec.name)
 
 
-def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = ()) -> list[Step]:
-    """The whole pipeline as steps, from ``STAGES`` (and each further training seed's, ``stages.seeds``).
-    Stage modules are imported when a step runs."""
-    planned = planned_stages(config, RunLayout(run_dir, config.model.path))
+def build_steps(config: PipelineConfig, run_dir: Path, callbacks: tuple = (), planned: list[PlannedStage] | None = None) -> list[Step]:
+    """The whole pipeline as steps, from ``STAGES`` (and each further training seed's, ``stages.seeds``);
+    ``planned``: ``planned_stages`` of this config and run, when the caller has it already."""
+    planned = planned_stages(config, RunLayout(run_dir, config.model.path)) if planned is None else planned
     built = [stage.spec.name for stage in planned]
     return [step_for(stage.spec, stage.config, stage.layout, built, callbacks, stage.rename) for stage in planned]
 
@@ -202,12 +202,13 @@ def run_pipeline(
 def _checked_steps(config: PipelineConfig, run_dir: Path, only: tuple[str, ...] | None, force: tuple[str, ...],
                    callbacks: tuple) -> list[Step]:
     """The run's steps, once everything that needs no lock is checked (nothing is created here)."""
-    seed_steps = [stage.name for stage in planned_stages(config, RunLayout(run_dir, config.model.path)) if stage.prefix]
+    planned = planned_stages(config, RunLayout(run_dir, config.model.path))
+    seed_steps = [stage.name for stage in planned if stage.prefix]
     check_stage_names(force, field="--force", allowed=(*STAGE_NAMES, "all", *seed_steps))
     check_stage_names(only or (), field="only", allowed=STAGE_NAMES)
     check_run_dir(run_dir)
     check_log_file(run_dir, config.run.log_file)
-    steps = build_steps(config, run_dir, callbacks)
+    steps = build_steps(config, run_dir, callbacks, planned)
     if only is not None:
         _refuse_missing_run_dir(steps, only, run_dir)
     return steps
@@ -284,9 +285,16 @@ def _refuse_missing_run_dir(steps: list[Step], only: tuple[str, ...], run_dir: P
     """
     if not run_dir.exists() and _needed_upstream(steps, only):
         raise ConfigError(
-            f"no such run directory: {', '.join(only)} reads what earlier stages wrote there", path=run_dir, field="--run-dir",
+            f"no such run directory: {_readers(steps, only)} reads what earlier stages wrote there", path=run_dir, field="--run-dir",
             hint=f"check the path, or build the run first with `python cli.py run --run-dir {run_dir}`",
         )
+
+
+def _readers(steps: list[Step], only: tuple[str, ...]) -> str:
+    """The stages of ``only`` this run has, for a message (``evaluate`` also names ``seeds``, which a
+    run without ``training.seeds`` does not have)."""
+    planned = {step.name for step in steps}
+    return ", ".join(name for name in only if name in planned)
 
 
 def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: ContentHashes) -> None:
@@ -300,7 +308,6 @@ def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: C
         StaleUpstreamError: naming the upstream stage, the file, and the command that rebuilds it.
     """
     needed = _needed_upstream(steps, only)
-    readers = ", ".join(name for name in only if any(step.name == name for step in steps)) or ", ".join(only)  # the enabled ones
     for step in steps:
         if step.name not in needed:
             continue
@@ -313,7 +320,7 @@ def _refuse_damaged_upstream(steps: list[Step], only: tuple[str, ...], hashes: C
         reason = stale_reason(step.out_dir, record, expected, reads, step.reads, hashes)
         if reason is not None:
             raise StaleUpstreamError(
-                f"stage {step.name}, which {readers} reads, is not up to date: {reason}",
+                f"stage {step.name}, which {_readers(steps, only)} reads, is not up to date: {reason}",
                 path=step.out_dir.parent,
                 hint=f"rebuild it first, with the run's own settings: `stage1 run --run-dir {step.out_dir.parent} "
                      f"--config {step.out_dir.parent / CONFIG_FILE}`",
