@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stage1.config.load import TypedSection
+from stage1.config.load import SEED_RANGE, TypedSection
 from stage1.config.typed import settings_from_dict, settings_to_dict
 from stage1.core.errors import ConfigError
 from stage1.hf.models import Quantization
@@ -18,7 +18,6 @@ from stage1.io.layout import DPO_ARM_SOURCES
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 MERGE_MODES = ("16bit",)
 SFT_HANDOFFS = ("merge", "adapter")
-MAX_SEED = 2**32 - 1  # seeds reach numpy, which takes [0, 2**32 - 1] (config.load.SEED_RANGE)
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ class TrainingSettings:
         if len(set(self.dpo_arms)) != len(self.dpo_arms):
             raise ConfigError("a pair source is listed twice", field="training.dpo_arms", hint="list each source once")
         for seed in self.seeds:
-            if not 0 <= seed <= MAX_SEED:
+            if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
                 raise ConfigError(f"must be in [0, 2**32 - 1] (numpy's seed range), got {seed}", field="training.seeds")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("a seed is listed twice", field="training.seeds", hint="list each training seed once")
