@@ -33,10 +33,6 @@ def encode_verdicts(verdicts: Mapping[str, Verdict] | None) -> list[int]:
     return [NOT_APPLICABLE if verdicts[name] is None else int(bool(verdicts[name])) for name in CRITERION_NAMES]
 
 
-def decode_verdict(value: int) -> Verdict:
-    return None if value == NOT_APPLICABLE else value == PASS
-
-
 @dataclass
 class VerdictColumns:
     """Per variant (in the order the variants came): ``verdicts`` (items × criteria), ``words`` and
@@ -87,13 +83,10 @@ def column_rate(column: np.ndarray, confidence: float) -> dict[str, Any]:
     return rate_from_counts(successes, n, len(column) - n, confidence)
 
 
-def column_rates(columns: VerdictColumns, confidence: float, rows: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
-    """``{variant: {criterion: rate cell}}`` over the items at ``rows`` (default: all)."""
-    table = {}
-    for variant, verdicts in columns.verdicts.items():
-        chosen = verdicts if rows is None else verdicts[rows]
-        table[variant] = {name: column_rate(chosen[:, k], confidence) for k, name in enumerate(CRITERION_NAMES)}
-    return table
+def column_rates(columns: VerdictColumns, confidence: float) -> dict[str, dict[str, Any]]:
+    """``{variant: {criterion: rate cell}}`` over the columns' items (``take`` for a subset)."""
+    return {variant: {name: column_rate(verdicts[:, k], confidence) for k, name in enumerate(CRITERION_NAMES)}
+            for variant, verdicts in columns.verdicts.items()}
 
 
 def column_flips(columns: VerdictColumns, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:

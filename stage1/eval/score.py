@@ -30,7 +30,7 @@ from stage1.config.typed import settings_to_dict
 from stage1.core.eval_items import stratified_sample
 from stage1.eval.report import write_reports
 from stage1.eval.report_flips import shown_outcomes
-from stage1.eval.score_stream import RESPONSE_FIELDS, read_scored, response_from_row  # noqa: F401  (re-exported)
+from stage1.eval.score_stream import read_scored
 from stage1.eval.settings import EvalSettings
 from stage1.eval.stage import PROMPT_FORMAT
 from stage1.eval.summary import summarise_columns

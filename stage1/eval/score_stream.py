@@ -63,12 +63,6 @@ class OutcomeSpool:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> OutcomeSpool:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
 
 class _Variant:
     """One variant's columns over every item of the file, filled as its rows come."""
@@ -94,9 +88,9 @@ class ScoredResponses:
 
     def item_lines(self, items: Sequence[EvalItem]) -> Iterator[str]:
         """Each item's entry of results.json's ``items`` (``report.item_line``), read from the spool."""
-        variants = sorted(self.columns.variants)  # as json.dumps(sort_keys=True) orders the outcomes
+        keys = {v: json.dumps(v, ensure_ascii=False) for v in sorted(self.columns.variants)}  # sorted as json.dumps(sort_keys=True) orders them
         for position, item in enumerate(items):
-            outcomes = ", ".join(f"{json.dumps(v, ensure_ascii=False)}: {self.outcome_text(v, position)}" for v in variants)
+            outcomes = ", ".join(f"{key}: {self.outcome_text(v, position)}" for v, key in keys.items())
             empty = item_line(item_row(item, {}))  # "outcomes" sorts last: the line ends with '"outcomes": {}}'
             yield empty[:-2] + outcomes + "}}"
 
@@ -152,9 +146,9 @@ def _add_row(variant: _Variant, item: EvalItem, response, spool: OutcomeSpool, p
     variant.spooled[position] = spool.add(json.dumps(response_outcome(response, verdicts), ensure_ascii=False, sort_keys=True))
 
 
-def _read_rows(path: Path, items: Sequence[EvalItem], kept: set[str], spool: OutcomeSpool) -> dict[str, _Variant]:
-    """Every row checked and recorded; the rows of ``kept`` items scored and spooled."""
-    position = {item.id: k for k, item in enumerate(items)}
+def _read_rows(path: Path, items: Sequence[EvalItem], position: dict[str, int], kept: set[str], spool: OutcomeSpool) -> dict[str, _Variant]:
+    """Every row checked and recorded (``position``: each item's index in ``items``); the rows of
+    ``kept`` items scored and spooled."""
     variants: dict[str, _Variant] = {}
     for line, row in iter_rows(path):
         try:
@@ -194,15 +188,15 @@ def read_scored(path: str | Path, items: Sequence[EvalItem], kept: Sequence[Eval
             without a response to some item, or no rows.
     """
     source, kept = Path(path), list(items if kept is None else kept)
+    position = {item.id: k for k, item in enumerate(items)}
     spool = OutcomeSpool()
     try:
-        variants = _read_rows(source, items, {item.id for item in kept}, spool)
+        variants = _read_rows(source, items, position, {item.id for item in kept}, spool)
         _check_complete(source, items, variants)
     except BaseException:
         spool.close()
         raise
     spool.finish()
-    position = {item.id: k for k, item in enumerate(items)}
     rows = np.array([position[item.id] for item in kept], dtype=np.intp)
     columns = VerdictColumns([item.id for item in kept], {name: v.verdicts[rows] for name, v in variants.items()},
                              {name: v.words[rows] for name, v in variants.items()}, {name: v.tokens[rows] for name, v in variants.items()})

@@ -308,7 +308,7 @@ def summarise_columns(
             "min_items": min_category_items,
             "pooled": pooled,
             "sizes": {cell: len(ids) for cell, ids in cells.items()},
-            "rates": {cell: column_rates(columns, confidence, np.array([position[i] for i in ids], dtype=np.intp)) for cell, ids in cells.items()},
+            "rates": {cell: column_rates(columns.take([position[i] for i in ids]), confidence) for cell, ids in cells.items()},
         },
         "comparisons": comparisons,
         **({"slices": slices} if slices else {}),

@@ -112,9 +112,6 @@ class StageSpec:
     also: tuple[str, ...] = ()
     enabled: Callable[[PipelineConfig], bool] = field(default=lambda config: True)
 
-    def input(self, name: str) -> StageInput:
-        return next(spec for spec in self.inputs if spec.name == name)
-
     @property
     def required_inputs(self) -> tuple[str, ...]:
         return tuple(spec.name for spec in self.inputs if spec.required)
