@@ -31,13 +31,13 @@ from stage1.core.errors import InputError
 from stage1.core.seed_stats import seed_lift
 from stage1.core.stats import benjamini_hochberg
 from stage1.eval.report import load_results
+from stage1.eval.summary import DEFAULT_FAMILY  # also the family of a comparison written before families existed
 from stage1.io.atomic import atomic_write_json, atomic_write_text
 from stage1.io.layout import RESULTS_FILE, SEEDS_JSON, SEEDS_MD
 from stage1.io.manifest import build_manifest, write_manifest
 
 STAGE = "seeds"
 SEEDS_SCHEMA = "stage1.eval.seeds/2"
-DEFAULT_FAMILY = "all"  # a comparison that names no family (results written before families existed)
 DEFAULT_Q = 0.05  # the false discovery rate when the runs' results do not say theirs
 
 

@@ -53,9 +53,14 @@ def _eval_settings(config: PipelineConfig) -> Any:
     return settings_for_run(config.eval, config.training.dpo_arms)
 
 
-def _seed_results(layout: RunLayout, config: PipelineConfig) -> dict[str, Path]:
+def _results_by_seed(layout: RunLayout, config: PipelineConfig) -> dict[int, Path]:
     """Each training seed's ``results.json``: the run's own for ``run.seed``, ``seeds/seed-<s>/`` for the others."""
-    return {f"seed_{seed}": (layout if seed == config.run.seed else layout.for_seed(seed)).results for seed in config.training.seeds}
+    return {seed: (layout if seed == config.run.seed else layout.for_seed(seed)).results for seed in config.training.seeds}
+
+
+def _seed_results(layout: RunLayout, config: PipelineConfig) -> dict[str, Path]:
+    """``_results_by_seed`` as the seeds stage's named input parts."""
+    return {f"seed_{seed}": path for seed, path in _results_by_seed(layout, config).items()}
 
 
 def evaluate(call: StageCall, layout: RunLayout | None = None) -> Any:
@@ -76,8 +81,7 @@ def seeds(call: StageCall) -> Any:
     """Every training seed's evaluation of the run (``training.seeds``), read together."""
     config = call.config
     layout = RunLayout(call.inputs["run"], config.model.path)
-    results = {seed: (layout if seed == config.run.seed else layout.for_seed(seed)).results for seed in config.training.seeds}
-    return run_seed_report(results, call.out_dir, config.eval.confidence)
+    return run_seed_report(_results_by_seed(layout, config), call.out_dir, config.eval.confidence)
 
 
 STAGES = (

@@ -70,7 +70,7 @@ def planned_stages(config: PipelineConfig, layout: RunLayout) -> list[PlannedSta
     enabled = [spec for spec in STAGES if spec.enabled(config)]
     planned: list[PlannedStage] = []
     for spec in enabled:
-        if spec.name == "seeds":
+        if spec.name == eval_spec.SEEDS:
             planned += [stage for seed in config.training.seeds if seed != config.run.seed
                         for stage in _seed_stages(config, layout, enabled, seed)]
         planned.append(PlannedStage(spec, config, layout))
@@ -85,7 +85,7 @@ def _seed_stages(config: PipelineConfig, layout: RunLayout, enabled: list[StageS
     for spec in enabled:
         if spec.name not in SEEDED_STAGES:
             continue
-        if spec.name == "eval":  # the seed's own models, not the run's
+        if spec.name == eval_spec.STAGE:  # the seed's own models, not the run's
             spec = dataclasses.replace(spec, entry=functools.partial(eval_spec.evaluate, layout=seed_layout))
         stages.append(PlannedStage(spec, seed_config, seed_layout, f"{seed_folder(seed)}/"))
     return stages
