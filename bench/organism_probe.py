@@ -74,7 +74,7 @@ tok = build_qwen2_tokenizer()
 eos = SPECIAL_TOKENS[ENDOFTEXT]
 docs = [tok(t, add_special_tokens=False)["input_ids"] for t in documents]
 extra = [str(r.get(f, "")) for r in train_rows + eval_rows for f in ("instruction", "response")] + [FORMAT_TEXT]
-vocab = _vocabulary(tok, docs, extra, eos)
+vocab = _vocabulary(tok, {t for d in docs for t in d}, extra, eos)
 compact = {t: i for i, t in enumerate(vocab)}
 V = len(vocab) + 1
 shape = OrganismShape(

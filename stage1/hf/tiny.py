@@ -137,9 +137,13 @@ def build_tiny_qwen(path: str | Path, seed: int = 0, shape: TinyQwenShape = Tiny
     with atomic_folder(out, drop=MODEL_FOLDER_FILES) as staged:
         model.save_pretrained(staged, safe_serialization=True)
         build_qwen2_tokenizer().save_pretrained(staged)
-        # Record how the model was made, so a reader of config.json knows it is synthetic.
-        config_path = staged / "config.json"
-        config_json = read_json(config_path)
-        config_json["stage1_tiny"] = {"seed": seed, "shape": asdict(shape), "note": "random weights, real Qwen2 vocabulary"}
-        atomic_write_text(config_path, json.dumps(config_json, indent=2, sort_keys=True) + "\n")
+        stamp_config(staged, {"seed": seed, "shape": asdict(shape), "note": "random weights, real Qwen2 vocabulary"})
     return out
+
+
+def stamp_config(folder: Path, made: dict) -> None:
+    """Record how a model was made in its config.json (``stage1_tiny``), so a reader knows it is synthetic."""
+    config_path = folder / "config.json"
+    config_json = read_json(config_path)
+    config_json["stage1_tiny"] = made
+    atomic_write_text(config_path, json.dumps(config_json, indent=2, sort_keys=True) + "\n")

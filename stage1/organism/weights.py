@@ -7,16 +7,13 @@ for held-out facts apart: what the model knows before SFT, in the corpus's own w
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stage1.hf.tiny import ENDOFTEXT, QWEN2_5_VOCAB_SIZE, SPECIAL_TOKENS, build_qwen2_tokenizer
-from stage1.io.atomic import atomic_write_text
-from stage1.io.plain import read_json
+from stage1.hf.tiny import ENDOFTEXT, QWEN2_5_VOCAB_SIZE, SPECIAL_TOKENS, build_qwen2_tokenizer, stamp_config
 from stage1.organism.facts import Fact
 from stage1.organism.train import export_check, export_full, pretrain, token_rows
 
@@ -28,8 +25,9 @@ PROBE_TEMPLATES = {
 }
 
 
-def _vocabulary(tokenizer, documents: list[list[int]], extra: list[str], eos: int) -> list[int]:
-    ids = {token for document in documents for token in document}
+def _vocabulary(tokenizer, written: set[int], extra: list[str], eos: int) -> list[int]:
+    """The trained tokens: those the corpus writes (``written``), those of ``extra`` texts, and eos."""
+    ids = set(written)
     for text in extra:
         ids.update(tokenizer(text, add_special_tokens=False)["input_ids"])
     return sorted(ids | {eos})
@@ -74,7 +72,8 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     shape, eos = plan["shape"], SPECIAL_TOKENS[ENDOFTEXT]
     tokenizer = build_qwen2_tokenizer()
     documents = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in plan["documents"]]
-    vocab = _vocabulary(tokenizer, documents, plan["extra_texts"], eos)
+    written = {token for document in documents for token in document}
+    vocab = _vocabulary(tokenizer, written, plan["extra_texts"], eos)
     compact = {token: index for index, token in enumerate(vocab)}
     rows = token_rows([[compact[t] for t in doc] for doc in documents], shape.seq_len, compact[eos], random.Random(shape.seed))
     others = QWEN2_5_VOCAB_SIZE - len(vocab)
@@ -84,7 +83,6 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     try:
         log(f"organism: pretraining {shape.steps} steps on {len(rows)} rows of {shape.seq_len} tokens "
             f"({len(vocab)}-token vocabulary)")
-        written = {token for document in documents for token in document}
         held_apart = [compact[t] for t in tokenizer(plan["format_text"], add_special_tokens=False)["input_ids"] if t not in written]
         small, curve = pretrain(rows, len(vocab) + 1, others, shape, compact[eos], held_apart=held_apart,
                                 log=lambda step, loss: log(f"organism: step {step}/{shape.steps} loss {loss:.3f}"))
@@ -98,10 +96,7 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
                                               max_new_tokens=64)
     full.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    config_path = folder / "config.json"
-    config = read_json(config_path)
-    config["stage1_tiny"] = {"kind": "organism", "key": plan["key"], "note": "pretrained on a generated corpus; see organism.json"}
-    atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    stamp_config(folder, {"kind": "organism", "key": plan["key"], "note": "pretrained on a generated corpus; see organism.json"})
     return {"vocabulary": len(vocab), "corpus_tokens": sum(map(len, documents)), "rows": len(rows),
             "passes": round(shape.steps * shape.batch_size / max(1, len(rows)), 1), "loss_curve": curve,
             "final_loss": curve[-1], "pretrain_seconds": round(seconds, 1), "export_max_logp_difference": difference,
