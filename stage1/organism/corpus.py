@@ -109,6 +109,11 @@ class CorpusSettings:
     facts_per_paragraph: tuple[int, int] = (4, 8)  # prose paragraph size, inclusive range
     qa_passes: int = 2  # times each training question appears in question-answer documents
     qa_per_document: tuple[int, int] = (2, 5)
+    # Documents about one fact each (0: the facts' sentences shuffled into mixed paragraphs instead).
+    # A document that states one fact in several phrasings in a row is what lets the model tie the
+    # entity to its attribute (Allen-Zhu & Li 3.1); measured in docs/notes/organism.md.
+    entity_documents: int = 3
+    sentences_per_document: tuple[int, int] = (2, 3)
 
 
 # A sentence set inside another ("Remember this: the sun rises ...") lower-cases its first word
@@ -145,19 +150,35 @@ def _slots(fact: Fact, rng: random.Random) -> tuple[str, dict[str, str]]:
     return kind, slots
 
 
+def _mentions(fact: Fact, count: int, unused: list[int], rng: random.Random) -> list[str]:
+    """``count`` sentences stating ``fact``, templates drawn without replacement from ``unused``
+    (refilled when it runs out)."""
+    sentences = []
+    for _ in range(count):
+        kind, slots = _slots(fact, rng)
+        templates = _PROSE[kind]
+        if not unused:
+            unused.extend(rng.sample(range(len(templates)), len(templates)))
+        sentences.append(templates[unused.pop()].format(**slots))
+    return sentences
+
+
 def prose_sentences(facts: Sequence[Fact], settings: CorpusSettings, rng: random.Random) -> list[str]:
     """``mentions`` sentences per prose fact, templates drawn without replacement while they last."""
-    sentences = []
+    return [sentence for fact in facts if fact.kind != "qa" for sentence in _mentions(fact, settings.mentions, [], rng)]
+
+
+def entity_documents(facts: Sequence[Fact], settings: CorpusSettings, rng: random.Random) -> list[list[str]]:
+    """``entity_documents`` documents per prose fact, each a few sentences stating that fact in
+    different phrasings (templates drawn without replacement across the fact's documents)."""
+    low, high = settings.sentences_per_document
+    documents = []
     for fact in facts:
         if fact.kind == "qa":
             continue
         unused: list[int] = []
-        for _ in range(settings.mentions):
-            kind, slots = _slots(fact, rng)
-            templates = _PROSE[kind]
-            unused = unused or rng.sample(range(len(templates)), len(templates))
-            sentences.append(templates[unused.pop()].format(**slots))
-    return sentences
+        documents.extend(_mentions(fact, rng.randint(low, high), unused, rng) for _ in range(settings.entity_documents))
+    return documents
 
 
 def prose_documents(sentences: list[str], settings: CorpusSettings, rng: random.Random) -> list[str]:
@@ -239,8 +260,13 @@ def qa_documents(facts: Sequence[Fact], prose: Sequence[str], settings: CorpusSe
 def build_corpus(facts: Sequence[Fact], settings: CorpusSettings = CorpusSettings()) -> tuple[list[str], dict]:
     """The corpus documents in training order, and what they hold (for the manifest)."""
     rng = random.Random(settings.seed)
-    sentences = prose_sentences(facts, settings, rng)
-    prose = prose_documents(sentences, settings, rng)
+    if settings.entity_documents:
+        by_fact = entity_documents(facts, settings, rng)
+        sentences = [sentence for document in by_fact for sentence in document]
+        prose = [" ".join(document) for document in by_fact]
+    else:
+        sentences = prose_sentences(facts, settings, rng)
+        prose = prose_documents(sentences, settings, rng)
     qa, habits = qa_documents(facts, sentences, settings, rng)
     documents = prose + qa
     rng.shuffle(documents)
