@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # optionalhook: without it pytest aborts with PluginValidationError ("unknown hook") when xdist is
 # absent or disabled (`pytest -p no:xdist`), before a single test runs.
+# The session-scoped runs (tests/integration/conftest.py): the files that use one run on one worker.
+# A file names one of them at most (the organism's tests are apart from the random run's).
+SHARED_RUNS = ("organism_run", "tiny_run")
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """With ``--dist loadscope`` (scripts/test.sh): every file that uses the session's tiny run on one
-    worker, so it is built once; each other integration file's tests together, so their module
+    """With ``--dist loadscope`` (scripts/test.sh): every file that uses one of the session's shared
+    runs on one worker, so each is built once; each other integration file's tests together, so their module
     fixtures train once; unit tests spread one by one.
 
     Written here because xdist's own ``--dist loadgroup`` does not group under pytest 9 (it renames
@@ -40,13 +46,19 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     tests = Path(__file__).resolve().parent
-    shared = {path.relative_to(config.rootpath).as_posix() for path in tests.rglob("test_*.py") if "tiny_run" in path.read_text()}
+    shared = {}
+    for path in tests.rglob("test_*.py"):
+        text = path.read_text()
+        for fixture in SHARED_RUNS:
+            if re.search(rf"\b{fixture}\b", text):
+                shared[path.relative_to(config.rootpath).as_posix()] = fixture
+                break
 
     class SharedRunScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             if path in shared:
-                return "tiny_run"
+                return shared[path]
             return path if path.startswith("tests/integration/") else nodeid
 
     return SharedRunScheduling(config, log)

@@ -34,19 +34,33 @@ def ending_model(tiny_model_dir, tmp_path_factory) -> Path:
     return build_ending_model(tiny_model_dir, tmp_path_factory.mktemp("ending") / "model")
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """``python /path/to/cli.py run`` in an empty folder outside the checkout: the tiny default,
-    written to ``./runs/tiny`` there, its stderr ending with the run's tokenizer builds
-    (``CLI_COUNTING_TOKENIZERS``). Read-only for tests: copy it before changing a file."""
-    folder = tmp_path_factory.mktemp("empty-user-folder")
+def _run_in_an_empty_folder(tmp_path_factory, name: str, *args: str, timeout: int) -> tuple[Path, subprocess.CompletedProcess]:
+    folder = tmp_path_factory.mktemp(name)
     assert ROOT not in folder.resolve().parents and not any(folder.iterdir())
     env = {**os.environ, "COLUMNS": "200"}
-    result = subprocess.run([sys.executable, "-c", CLI_COUNTING_TOKENIZERS, str(ROOT / "cli.py"), "run"], cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "-c", CLI_COUNTING_TOKENIZERS, str(ROOT / "cli.py"), "run", *args], cwd=folder, env=env,
+                            capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = folder / "runs" / "tiny"
     assert run_dir.is_dir()
     return run_dir, result
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``python /path/to/cli.py run --config tiny-random`` in an empty folder outside the checkout:
+    the pipeline on random weights (plumbing), written to ``./runs/tiny`` there, its stderr ending
+    with the run's tokenizer builds (``CLI_COUNTING_TOKENIZERS``). Read-only for tests: copy it
+    before changing a file, and give ``--config tiny-random`` to a command on the copy (the run
+    refuses settings other than its own)."""
+    return _run_in_an_empty_folder(tmp_path_factory, "empty-user-folder", "--config", "tiny-random", timeout=900)
+
+
+@pytest.fixture(scope="session")
+def organism_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``python /path/to/cli.py run``, the README's main command, in an empty folder: the tiny
+    default on the model organism (built once into ``$STAGE1_CACHE`` or read from it). Read-only."""
+    return _run_in_an_empty_folder(tmp_path_factory, "empty-organism-folder", timeout=2400)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def test_a_forced_real_merge_in_a_copied_run_reruns_merge_only(tiny_run, tmp_pat
     present = {stage: folder for stage, folder in STAGE_DIRS.items() if (run / folder / STAGE_FILE).exists()}
     before = {stage: (run / folder / STAGE_FILE).stat().st_mtime_ns for stage, folder in present.items()}
     merged_before = {p.name: p.read_bytes() for p in (run / "merged").iterdir() if p.name not in (STAGE_FILE, "manifest.json")}
-    assert cli.main(["run", "--run-dir", str(run), "--force", "merge"]) == 0
+    assert cli.main(["run", "--run-dir", str(run), "--config", "tiny-random", "--force", "merge"]) == 0
     after = {stage: (run / folder / STAGE_FILE).stat().st_mtime_ns for stage, folder in present.items()}
     assert {stage for stage in present if after[stage] != before[stage]} == {"merge"}
     merged_after = {p.name: p.read_bytes() for p in (run / "merged").iterdir() if p.name not in (STAGE_FILE, "manifest.json")}

@@ -72,8 +72,8 @@ def _mean_response_nll(model, rows: list) -> tuple[float, int]:
     return total / tokens, tokens
 
 
-def test_sft_lowers_the_heldout_response_loss(tiny_run):
-    run_dir, _ = tiny_run
+def test_sft_lowers_the_heldout_response_loss(organism_run):
+    run_dir, _ = organism_run
     variants = _variants(run_dir)
     examples = read_records(RunLayout(run_dir).sft_heldout, SFTExample)
     assert len(examples) >= 4, f"too few held-out rows to measure: {len(examples)}"
@@ -89,8 +89,8 @@ def test_sft_lowers_the_heldout_response_loss(tiny_run):
     assert gain >= MIN_SFT_GAIN_SHARE * losses["base"], losses
 
 
-def test_dpo_raises_the_heldout_margin_over_sft(tiny_run):
-    run_dir, _ = tiny_run
+def test_dpo_raises_the_heldout_margin_over_sft(organism_run):
+    run_dir, _ = organism_run
     variants = _variants(run_dir)
     sft, dpo = variants["sft"], variants["dpo"]
     # file_margins' reference is the model with its adapter disabled: the SFT model only when DPO's
@@ -107,8 +107,8 @@ def test_dpo_raises_the_heldout_margin_over_sft(tiny_run):
     assert mean > 0, margins
 
 
-def test_sft_stops_at_end_where_the_base_does_not(tiny_run):
-    run_dir, _ = tiny_run
+def test_sft_stops_at_end_where_the_base_does_not(organism_run):
+    run_dir, _ = organism_run
     results = json.loads(RunLayout(run_dir).results.read_text())
     q = results["statistics"]["q"]
     [cell] = [c for c in results["comparisons"]
@@ -120,3 +120,29 @@ def test_sft_stops_at_end_where_the_base_does_not(tiny_run):
     assert rates["base"] < rates["sft"], rates
     assert cell["lift"] > 0 and cell["p_adjusted"] is not None and cell["p_adjusted"] <= q, cell
     assert cell["significant"], cell
+
+
+# What each negative kind teaches against, by the criterion that scores it: unwarranted refusal,
+# format violation (a missing END, a runaway), factually incorrect, off-topic.
+DPO_TARGETS = ("no_unwarranted_refusal", "stopped_with_end", "no_runaway", "factually_correct", "on_topic")
+
+
+def _cells(results: dict, before: str, after: str) -> dict[str, dict]:
+    return {c["criterion"]: c for c in results["comparisons"] if (c["before"], c["after"]) == (before, after)}
+
+
+def test_the_default_run_tells_the_methods_story(organism_run):
+    """On the organism (the tiny default): base -> SFT gains significantly on the stop and on facts,
+    and SFT answers in non-degenerate text; SFT -> DPO loses nothing significantly and gains
+    significantly on a criterion its negatives target; the DPO-only baseline is evaluated beside it."""
+    run_dir, _ = organism_run
+    results = json.loads(RunLayout(run_dir).results.read_text())
+    sft, dpo = _cells(results, "base", "sft"), _cells(results, "sft", "dpo")
+    for name, cell in [*(("base->sft " + k, v) for k, v in sft.items()), *(("sft->dpo " + k, v) for k, v in dpo.items())]:
+        print(f"{name}: {cell['rate_before']:.3f} -> {cell['rate_after']:.3f}, adjusted p {cell['p_adjusted']}")
+    for criterion in ("stopped_with_end", "factually_correct"):
+        assert sft[criterion]["significant"] and sft[criterion]["lift"] > 0, sft[criterion]
+    assert results["rates"]["sft"]["not_degenerate"]["rate"] >= 0.8
+    assert not [c for c in dpo.values() if c["significant"] and c["lift"] < 0], "DPO made SFT significantly worse"
+    assert [k for k in DPO_TARGETS if dpo[k]["significant"] and dpo[k]["lift"] > 0], "no significant DPO gain on a target"
+    assert "dpo_only" in results["rates"]

@@ -90,7 +90,7 @@ def test_dpo_reward_accuracy_on_its_eval_split(tiny_run):
 def test_second_run_skips_every_stage(tiny_run):
     run_dir, _ = tiny_run
     before = {stage: (run_dir / stage / "stage.json").stat().st_mtime_ns for stage in ("sft_data", "sft", "dpo", "eval")}
-    again = _cli("run", "--run-dir", str(run_dir))
+    again = _cli("run", "--run-dir", str(run_dir), "--config", "tiny-random")
     assert again.returncode == 0, again.stderr[-3000:]
     for stage in ALL_STAGES:
         assert f"{stage}: up to date" in again.stdout, f"{stage} was not skipped:\n{again.stdout[-3000:]}"
@@ -105,7 +105,7 @@ def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     resumed.mkdir()
     for stage in ("model", "sft_data"):
         shutil.copytree(run_dir / stage, resumed / stage)
-    command = [sys.executable, str(ROOT / "cli.py"), "train-sft", "--run-dir", str(resumed), "--set", "sft.save_steps=4"]
+    command = [sys.executable, str(ROOT / "cli.py"), "train-sft", "--run-dir", str(resumed), "--config", "tiny-random", "--set", "sft.save_steps=4"]
     process = subprocess.Popen(command, cwd=ELSEWHERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = resumed / "sft" / "checkpoints"
     deadline = time.monotonic() + 300
@@ -118,7 +118,7 @@ def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     process.wait()
     assert not (resumed / "sft" / "stage.json").exists()
     saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    finished = _cli("train-sft", "--run-dir", str(resumed), "--set", "sft.save_steps=4")
+    finished = _cli("train-sft", "--run-dir", str(resumed), "--config", "tiny-random", "--set", "sft.save_steps=4")
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert (resumed / "sft" / "adapter").is_dir() and (resumed / "sft" / "stage.json").is_file()
     manifest = json.loads((resumed / "sft" / "manifest.json").read_text())
@@ -138,7 +138,7 @@ def test_forced_training_starts_over_and_a_finished_one_adds_no_step(tiny_run, t
     for stage in ("model", "sft_data", "sft"):
         shutil.copytree(run_dir / stage, again / stage)
     steps = json.loads((run_dir / "sft" / "manifest.json").read_text())["counts"]["steps"]
-    forced = _cli("train-sft", "--run-dir", str(again), "--force", "sft")
+    forced = _cli("train-sft", "--run-dir", str(again), "--config", "tiny-random", "--force", "sft")
     assert forced.returncode == 0, forced.stderr[-3000:]
     manifest = json.loads((again / "sft" / "manifest.json").read_text())
     assert manifest["resumed_from"] is None and manifest["counts"]["steps"] == steps
@@ -147,7 +147,7 @@ def test_forced_training_starts_over_and_a_finished_one_adds_no_step(tiny_run, t
         torch.testing.assert_close(tensor, reference[name], rtol=1e-5, atol=1e-6)
 
     (again / "sft" / "stage.json").unlink()  # as if killed after the last checkpoint, before the stage was marked done
-    finished = _cli("train-sft", "--run-dir", str(again))
+    finished = _cli("train-sft", "--run-dir", str(again), "--config", "tiny-random")
     assert finished.returncode == 0, finished.stderr[-3000:]
     manifest = json.loads((again / "sft" / "manifest.json").read_text())
     assert Path(manifest["resumed_from"]).name == f"checkpoint-{steps}" and manifest["counts"]["steps"] == steps
@@ -163,10 +163,12 @@ def test_an_unknown_stage_in_force_exits_2_naming_the_stages(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_run_matches_its_golden_result(tiny_run):
-    """CI's regression check: the tiny default against fixtures/golden/tiny_run.json, through the CLI."""
+def test_tiny_random_run_matches_its_golden_result(tiny_run):
+    """The plumbing's regression check: the random-weight run against fixtures/golden/tiny_random_run.json,
+    through the CLI (the organism's own golden is checked in test_organism_run.py)."""
     run_dir, _ = tiny_run
-    result = _cli("evaluate", "--run-dir", str(run_dir), "--against", str(ROOT / "fixtures" / "golden" / "tiny_run.json"))
+    result = _cli("evaluate", "--run-dir", str(run_dir), "--config", "tiny-random", "--against",
+                  str(ROOT / "fixtures" / "golden" / "tiny_random_run.json"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "no significant regression" in result.stdout
 

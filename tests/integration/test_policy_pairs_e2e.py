@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 
 POOL = Path(__file__).resolve().parents[2] / "stage1" / "pools" / "sft" / "instructions.jsonl"
 
-# Small: a quarter of the pool (every fourth row, so every category stays), two samples of 8 tokens,
+# Small: the random-weight tiny model (plumbing), a quarter of the pool (every fourth row, so every category stays), two samples of 8 tokens,
 # no DPO-only baseline, short training, 30 evaluation items.
-SMALL = ["--set", "negatives.policy.k=2", "--set", "negatives.policy.max_new_tokens=8", "--set", "training.dpo_only=false",
+SMALL = ["--config", "tiny-random", "--set", "negatives.policy.k=2", "--set", "negatives.policy.max_new_tokens=8", "--set", "training.dpo_only=false",
          "--set", "sft.max_steps=20", "--set", "dpo.max_steps=3", "--set", "eval.limit=30",
          # 3 DPO steps on random weights test the arms' plumbing, not the method: the held-out margin
          # check may read a tiny negative margin, so the method checks warn here (their own tests

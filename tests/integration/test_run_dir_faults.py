@@ -43,7 +43,7 @@ class RunCopy:
         """`cli.main(["run", ...])` on the copy; the stages whose stage.json it rewrote."""
         before = self.stamps()
         self.calls.clear()
-        assert cli.main(["run", "--run-dir", str(self.run), *extra]) == 0
+        assert cli.main(["run", "--run-dir", str(self.run), "--config", "tiny-random", *extra]) == 0
         after = self.stamps()
         return {stage for stage in before if after[stage] != before[stage]}
 
@@ -121,7 +121,7 @@ def test_nan_bytes_in_the_merged_weights_rerun_merge_and_evaluate_alone_refuses_
     data[middle : middle + 400_000] = b"\xff" * 400_000
     weights.write_bytes(bytes(data))
     eval_before = (copy.run / "eval" / "results.json").read_bytes()
-    assert cli.main(["evaluate", "--run-dir", str(copy.run), "--force", "eval"]) == 2
+    assert cli.main(["evaluate", "--run-dir", str(copy.run), "--config", "tiny-random", "--force", "eval"]) == 2
     err = capsys.readouterr().err
     assert "stage merge, which eval reads, is not up to date" in err and str(weights) in err
     assert copy.calls == [] and (copy.run / "eval" / "results.json").read_bytes() == eval_before
@@ -174,7 +174,7 @@ def test_a_run_recorded_without_file_hashes_is_adopted(copy):
     from stage1.stages.config import load_config
 
     legacy: dict[str, str] = {}
-    for step in build_steps(load_config(None), copy.run):
+    for step in build_steps(load_config("tiny-random"), copy.run):
         upstream = {name: legacy[name] for name in step.upstream}
         legacy[step.name] = legacy_fingerprint(step.name, settings_to_dict(step.settings), upstream, step.external)
         record = {"stage": step.name, "fingerprint": legacy[step.name], "outputs": list(step.outputs)}

@@ -31,7 +31,7 @@ def test_a_second_seed_trains_only_itself_and_the_report_reads_both(tiny_run, tm
     shutil.copytree(run_dir, copy)  # copy2: modification times kept, so the records still match
     # eval.limit keeps the two evaluations cheap (the run's own evaluation reruns for it, nothing else).
     sets = ["--set", "training.seeds=[0, 1]", "--set", "eval.limit=40"]
-    result = _cli("run", "--run-dir", str(copy), *sets, "--force", "seeds", cwd=tmp_path)
+    result = _cli("run", "--run-dir", str(copy), "--config", "tiny-random", *sets, "--force", "seeds", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for stage in ("model", "sft_data", "sft", "merge", "negatives", "pairs", "dpo", "dpo_only"):
         assert f"✓ {stage}: up to date" in result.stdout, f"{stage} retrained:\n{result.stdout[-3000:]}"
@@ -59,7 +59,7 @@ def test_a_second_seed_trains_only_itself_and_the_report_reads_both(tiny_run, tm
     markdown = (copy / "seeds" / "summary" / "seeds.md").read_text()
     assert "seeds 0, 1" in markdown and "| sft → dpo | stopped_with_end |" in markdown
 
-    again = _cli("run", "--run-dir", str(copy), *sets, cwd=tmp_path)
+    again = _cli("run", "--run-dir", str(copy), "--config", "tiny-random", *sets, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     for stage in (*SEEDED, "seeds"):
         name = stage if stage == "seeds" else f"seed-1/{stage}"

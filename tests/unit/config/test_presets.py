@@ -10,7 +10,7 @@ from stage1.config.presets import POOLS_DIR, PRESETS_DIR, resolve_preset
 from stage1.stages.config import load_config
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny-qlora", "qwen2.5-32b"])
+@pytest.mark.parametrize("name", ["tiny", "tiny-random", "tiny-qlora", "qwen2.5-32b"])
 def test_the_shipped_presets_name_pools_that_exist_from_any_folder(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config(name)
@@ -18,6 +18,14 @@ def test_the_shipped_presets_name_pools_that_exist_from_any_folder(name, tmp_pat
         assert Path(path).is_absolute() and Path(path).is_file(), path
         assert POOLS_DIR in Path(path).parents
     assert resolve_preset(name) == PRESETS_DIR / f"{name}.yaml"
+
+
+def test_the_default_is_the_organism_and_tiny_random_keeps_random_weights():
+    """`stage1 run` runs on the model organism; the random-weight model is a preset of its own."""
+    assert load_config(None).model.tiny == "organism" and load_config(None).model.path is None
+    random = load_config("tiny-random")
+    assert random.model.tiny == "random" and random.model.path is None
+    assert load_config("tiny-qlora").model.tiny == "random"
 
 
 def test_the_32b_architecture_file_resolves_beside_its_preset(tmp_path, monkeypatch):
