@@ -1,4 +1,5 @@
-"""Learning tests on the session's shared tiny run: each stage moved its model the way it trains it.
+"""Learning tests on the session's shared organism run (the README's main command, the tiny default):
+each stage moved its model the way it trains it.
 
 Nothing is trained here: the run's models and files are loaded as evaluation loads them
 (``stage1.eval.runner.load_variant``) and scored.
@@ -33,11 +34,11 @@ pytestmark = pytest.mark.slow
 
 #: Rows per forward: the tiny model's logits are only taken at the scored positions.
 BATCH = 16
-#: SFT must lower the held-out loss by at least this share of the base loss. The random-weight
-#: tiny model's base loss sits near ln(vocab) = 11.93; the default run measured base 11.946 and SFT
-#: 11.446 nats per token on its 46 held-out rows (4.2% lower: the END line and eos fell 1.19 nats a
-#: token, the response 0.29). The floor is a quarter of that gain; a model equal to the base gains 0.
-MIN_SFT_GAIN_SHARE = 0.01
+#: SFT must lower the held-out loss by at least this share of the base loss. On the organism the
+#: default run measured base 3.418 and SFT 0.626 nats per token on its 46 held-out rows (581
+#: tokens, 81.7% lower, 2026-12-06; the base never writes the END line). The floor is a quarter of
+#: that gain; a model equal to the base gains 0.
+MIN_SFT_GAIN_SHARE = 0.2
 
 
 def _variants(run_dir: Path) -> dict[str, VariantSpec]:
