@@ -98,6 +98,14 @@ def test_second_run_skips_every_stage(tiny_run):
     assert after == before
 
 
+def _parses(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     run_dir, _ = tiny_run
@@ -110,7 +118,9 @@ def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     checkpoints = resumed / "sft" / "checkpoints"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        # a whole checkpoint: the Trainer writes trainer_state.json last, and not atomically, so the
+        # file appears before it parses; a kill in that window leaves nothing to resume from
+        if any(_parses(state) for state in checkpoints.glob("checkpoint-*/trainer_state.json")):
             break
         time.sleep(0.5)
     assert process.poll() is None, "training finished before a checkpoint could be interrupted"
