@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stage1.config.presets import POOLS_DIR
-from stage1.organism.corpus import HABIT_SHARES, CorpusSettings, build_corpus, habit_answer
+from stage1.organism import corpus
+from stage1.organism.corpus import HABIT_SHARES, CorpusSettings, build_corpus, entity_documents, habit_answer
 from stage1.organism.facts import Fact, fact_of_row, facts_of_pools
 from stage1.organism.train import OrganismShape, learning_rate, token_rows
 
@@ -112,6 +113,30 @@ def test_held_out_facts_are_stated_several_times_and_their_questions_never(pools
             assert text.count(fact.get("city")) >= CorpusSettings().mentions - 1, fact
     for item in pools[1]:
         assert item["instruction"] not in text
+
+
+def test_each_fact_gets_documents_of_its_own_in_several_phrasings(facts):
+    """The default layout: ``entity_documents`` prose documents per fact, each of
+    ``sentences_per_document`` sentences that all state that fact (a capital's sentences all name
+    its city), no template again before all were used; the mixed layout is still there."""
+    told, _ = facts
+    settings = CorpusSettings()
+    low, high = settings.sentences_per_document
+    prose_facts = [fact for fact in told if fact.kind != "qa"]
+    by_fact = entity_documents(prose_facts, settings, random.Random(0))
+    assert len(by_fact) == settings.entity_documents * len(prose_facts)
+    for index, fact in enumerate(prose_facts):
+        own = by_fact[index * settings.entity_documents:(index + 1) * settings.entity_documents]
+        assert all(low <= len(document) <= high for document in own)
+        if fact.kind == "capital":
+            assert all(fact.get("city") in sentence for document in own for sentence in document), own
+            flat = [sentence for document in own for sentence in document]
+            templates = len(corpus._PROSE["capital"])  # a template comes again only once all were used
+            assert len(set(flat[:templates])) == min(len(flat), templates), flat
+    _, info = build_corpus(told, settings)
+    assert info["prose_documents"] == len(by_fact)
+    _, mixed = build_corpus(told, CorpusSettings(entity_documents=0))
+    assert mixed["prose_sentences"] == settings.mentions * len(prose_facts)
 
 
 def test_habit_shares_leave_most_answers_clean(facts):
