@@ -43,29 +43,11 @@ train_rows, eval_rows = _read_jsonl(SFT_POOL), _read_jsonl(EVAL_POOL)
 facts, unread = facts_of_pools(train_rows, eval_rows)
 rng = random.Random(0)
 
-
-def entity_docs(facts, rng):
-    lo, hi = map(int, a.sents.split(","))
-    docs = []
-    for fact in facts:
-        if fact.kind == "qa":
-            continue
-        unused = []
-        for _ in range(a.docs):
-            ss = []
-            for _ in range(rng.randint(lo, hi)):
-                kind, slots = C._slots(fact, rng)
-                templates = C._PROSE[kind]
-                unused = unused or rng.sample(range(len(templates)), len(templates))
-                ss.append(templates[unused.pop()].format(**slots))
-            docs.append(" ".join(ss))
-    return docs
-
-
-if a.variant == "base":
-    documents, info = C.build_corpus(facts, C.CorpusSettings())
+if a.variant == "base":  # the mixed paragraphs the organism was first built from
+    documents, info = C.build_corpus(facts, C.CorpusSettings(entity_documents=0))
 else:
-    prose = entity_docs(facts, rng)
+    layout = C.CorpusSettings(entity_documents=a.docs, sentences_per_document=tuple(map(int, a.sents.split(","))))
+    prose = [" ".join(document) for document in C.entity_documents(facts, layout, rng)]
     sentences = C.prose_sentences(facts, C.CorpusSettings(), rng)
     qa, habits = C.qa_documents(facts, sentences, C.CorpusSettings(qa_passes=a.qa_passes), rng)
     documents = prose + qa

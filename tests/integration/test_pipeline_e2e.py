@@ -98,16 +98,10 @@ def test_second_run_skips_every_stage(tiny_run):
     assert after == before
 
 
-def _parses(path: Path) -> bool:
-    try:
-        json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
+    from stage1.train.callbacks import last_checkpoint
+
     run_dir, _ = tiny_run
     resumed = tmp_path / "run"
     resumed.mkdir()
@@ -118,9 +112,10 @@ def test_killed_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     checkpoints = resumed / "sft" / "checkpoints"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        # a whole checkpoint: the Trainer writes trainer_state.json last, and not atomically, so the
-        # file appears before it parses; a kill in that window leaves nothing to resume from
-        if any(_parses(state) for state in checkpoints.glob("checkpoint-*/trainer_state.json")):
+        # a checkpoint the training would resume from: the Trainer writes trainer_state.json last,
+        # and not atomically, so the file appears before it is whole; a kill in that window leaves
+        # nothing to resume from
+        if last_checkpoint(checkpoints) is not None:
             break
         time.sleep(0.5)
     assert process.poll() is None, "training finished before a checkpoint could be interrupted"
