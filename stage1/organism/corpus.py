@@ -105,8 +105,8 @@ class CorpusSettings:
     """How much corpus: every field is part of the organism's cache key."""
 
     seed: int = 0
-    mentions: int = 6  # prose sentences per fact, each from another template where the kind has enough
-    facts_per_paragraph: tuple[int, int] = (4, 8)  # prose paragraph size, inclusive range
+    mentions: int = 6  # mixed layout (entity_documents 0): prose sentences per fact, each from another template
+    facts_per_paragraph: tuple[int, int] = (4, 8)  # mixed layout: paragraph size, inclusive range
     qa_passes: int = 2  # times each training question appears in question-answer documents
     qa_per_document: tuple[int, int] = (2, 5)
     # Documents about one fact each (0: the facts' sentences shuffled into mixed paragraphs instead).
