@@ -12,6 +12,7 @@ from typing import Any
 
 from stage1.core.errors import TrainingError
 from stage1.core.format import render_prompt
+from stage1.hf import cpu_lm_head
 from stage1.hf.models import EosInfo, load_model
 from stage1.io.atomic import atomic_write_json
 from stage1.io.folders import atomic_folder
@@ -63,6 +64,7 @@ def load_model_for_training(model_dir: str | Path, settings: TrainingSettings, d
         device_map = {"": PartialState().local_process_index} if device == "cuda" else "cpu"
     model = load_model(model_dir, quantization=settings.quantization, dtype=settings.dtype, device_map=device_map)
     if device == "cpu":
+        cpu_lm_head.tune_for_cpu()
         for module in model.modules():
             if getattr(module, "support_avx512bf16_for_cpu", False):
                 module.support_avx512bf16_for_cpu = False
