@@ -29,18 +29,19 @@ class DonorPool:
     def __init__(self, size: int, seed: int):
         self.size = size
         self._rng = random.Random(f"{seed}:donors")
-        self._seen: Counter[str] = Counter()
+        self.seen: Counter[str] = Counter()
         self._reservoirs: dict[str, list[SFTExample]] = {}
         self.donors: list[SFTExample] = []
         self.by_category: dict[str, list[int]] = {}
+        self.shares: dict[str, float] = {}  # each category's balanced share of off-topic pairs (see balanced_shares)
 
     def offer(self, example: SFTExample) -> None:
         pool = self._reservoirs.setdefault(example.category, [])
-        self._seen[example.category] += 1
+        self.seen[example.category] += 1
         if len(pool) < self.size:
             pool.append(example)
             return
-        slot = self._rng.randrange(self._seen[example.category])
+        slot = self._rng.randrange(self.seen[example.category])
         if slot < self.size:
             pool[slot] = example
 
@@ -56,6 +57,7 @@ class DonorPool:
                 self.by_category.setdefault(category, []).append(len(self.donors))
                 self.donors.append(example)
         self._reservoirs = {}
+        self.shares = balanced_shares(self.seen)
         return self
 
     @classmethod
@@ -68,6 +70,32 @@ class DonorPool:
             if not example.refusal_expected:
                 pool.offer(example)
         return pool.freeze()
+
+
+def balanced_shares(counts: Counter[str]) -> dict[str, float]:
+    """Each category's weight in off-topic pairs: its share of the pool, capped at ``1 / k``.
+
+    Why: an off-topic rejected is another category's answer, so when one category dominates a pool
+    (the larger shipped pool is 65% arithmetic) the chosen answers open like that category and the
+    rejected ones do not, and a reader of openings alone separates them (0.86 on that pool). With
+    the categories of the off-topic pairs' chosen answers weighted ``w_c = min(p_c, 1/k)``
+    (``accept_share``) and donors drawn with the same weights, both sides of the pairs come from
+    nearly the same mix of categories. Pure.
+    """
+    total = sum(counts.values())
+    if not total:
+        return {}
+    cap = 1.0 / len(counts)
+    return {category: min(count / total, cap) for category, count in sorted(counts.items())}
+
+
+def accept_share(shares: dict[str, float], counts: Counter[str], category: str) -> float:
+    """The probability an example of ``category`` takes an off-topic negative: ``w_c / p_c`` (1 for a
+    category at or under its cap)."""
+    total = sum(counts.values())
+    if not total or category not in shares or not counts[category]:
+        return 1.0
+    return min(1.0, shares[category] * total / counts[category])
 
 
 class DonorUses:
@@ -86,12 +114,17 @@ class DonorUses:
                 self._category_of[slot] = category
                 self._position[slot] = position
 
-    def draw(self, rng: random.Random, other_than: str | None = None) -> int | None:
-        """A free donor's slot: a category drawn uniformly (``other_than`` excluded), then a donor in it."""
+    def draw(self, rng: random.Random, other_than: str | None = None, weighted: bool = False) -> int | None:
+        """A free donor's slot: a category (``other_than`` excluded) drawn uniformly, or with the
+        pool's balanced shares when ``weighted``, then a donor in it."""
         categories = [category for category in self._categories if category != other_than and self._free[category]]
         if not categories:
             return None
-        free = self._free[rng.choice(categories)]
+        if weighted and self.pool.shares:
+            category = rng.choices(categories, [self.pool.shares.get(c, 0.0) or 1e-9 for c in categories])[0]
+        else:
+            category = rng.choice(categories)
+        free = self._free[category]
         return free[rng.randrange(len(free))]
 
     def use(self, slot: int) -> None:

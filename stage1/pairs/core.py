@@ -264,7 +264,9 @@ def _borrows_eval_text(
     it also means a pair's own answer is never eval text). Compared on ``dedup_key`` text, the key
     of the splits and of the leakage gate's exact match: the whole rejected (an off-topic negative
     is a donor's whole completion); for a runaway, each piece before and after the
-    ``Instruction:`` and ``Response:`` lines it adds (the format refuses such lines in real text);
+    ``Instruction:`` and ``Response:`` lines it adds (the format refuses such lines in real text),
+    whole or as consecutive words (a borrowed "In one word, what is the capital of Egypt?" holds the
+    eval instruction "What is the capital of Egypt?");
     and any run of words inside double quotes (a refusal quoting its own instruction, which may
     hold an eval instruction: "In one word, what is ..." holds "What is ...").
 
@@ -284,9 +286,9 @@ def _borrows_eval_text(
             borrowing.add(index)
         elif _TAG_SPLIT.search(pair.rejected):
             text = pair.rejected.removesuffix("\n" + END_MARKER)
-            if any(dedup_key(piece) in eval_text for piece in _TAG_SPLIT.split(text)):
+            if any(_holds_eval_text(dedup_key(piece), eval_text) for piece in _TAG_SPLIT.split(text)):
                 borrowing.add(index)
-        elif '"' in pair.rejected and any(_quotes(dedup_key(quoted), eval_text) for quoted in _QUOTED.findall(pair.rejected)):
+        elif '"' in pair.rejected and any(_holds_eval_text(dedup_key(quoted), eval_text) for quoted in _QUOTED.findall(pair.rejected)):
             borrowing.add(index)
     return borrowing
 
@@ -294,9 +296,10 @@ def _borrows_eval_text(
 _QUOTED = re.compile(r'"([^"\n]+)"')
 
 
-def _quotes(quoted_key: str, eval_text: set[str]) -> bool:
-    """Whether a quoted piece (a refusal quoting its own instruction) holds eval text as consecutive
-    words: "In one word, what is the capital of Turkey?" holds "What is the capital of Turkey?"."""
+def _holds_eval_text(quoted_key: str, eval_text: set[str]) -> bool:
+    """Whether a piece of a rejected (a runaway's borrowed instruction or answer, a refusal's quote
+    of its own instruction) holds eval text as consecutive words: "In one word, what is the capital
+    of Turkey?" holds "What is the capital of Turkey?"."""
     words = quoted_key.split()
     return any(" ".join(words[i:j]) in eval_text for i in range(len(words)) for j in range(i + 1, len(words) + 1))
 

@@ -424,17 +424,17 @@ def test_stage_refuses_bad_rows_naming_file_line_and_field(tmp_path):
 
 
 def _skewed_pool() -> list[SFTExample]:
-    """300 two-word answers in one category; two other categories of 100 each, a fifth of them one
-    word and the rest thirteen: off-topic donors for the first category are mostly longer."""
-    examples = [SFTExample(f"a{i}", f"Name item {i}.", f"Item {i}.", "alpha") for i in range(300)]
-    for category in ("beta", "gamma"):
-        for i in range(100):
-            answer = f"Value{i}{category}." if i % 5 == 0 else f"This is a long {category} answer number {i} with many extra words in it."
-            examples.append(SFTExample(f"{category}{i}", f"Describe {category} {i}.", answer, category))
+    """400 two-word answers in one category, 100 in another, a fifth of them one word and the rest
+    thirteen: off-topic donors for the first category are mostly longer. (The first is 80% of the
+    pool, so it takes off-topic negatives at its balanced share, ``donors.balanced_shares``.)"""
+    examples = [SFTExample(f"a{i}", f"Name item {i}.", f"Item {i}.", "alpha") for i in range(400)]
+    for i in range(100):
+        answer = f"Valueb{i}." if i % 5 == 0 else f"This is a long beta answer number {i} with many extra words in it."
+        examples.append(SFTExample(f"b{i}", f"Describe beta {i}.", answer, "beta"))
     return examples
 
 
-def _off_topic_longer_score(band) -> float:
+def _off_topic_longer_score(band) -> tuple[float, int]:
     from stage1.core.lengths import length_by_kind
 
     mix = NegativeMix(unwarranted_refusal=0.0, format_violation=0.0, factually_incorrect=0.0, off_topic=1.0, verbose_vague=0.0)
@@ -443,15 +443,17 @@ def _off_topic_longer_score(band) -> float:
     by_id = {example.id: example for example in examples}
     measured = length_by_kind((n.kind, render_completion(by_id[n.instruction_id].response), n.completion) for n in negatives)
     assert counts.to_dict()["length_band"]["by_kind"]["off_topic"]["longer_score"] == pytest.approx(measured["off_topic"]["longer_score"])
-    assert len(negatives) == len(examples)  # the band chooses among candidates; it makes no fewer negatives
-    return measured["off_topic"]["longer_score"]
+    assert 0 < len(negatives) <= len(examples)
+    return measured["off_topic"]["longer_score"], len(negatives)
 
 
 def test_the_length_band_keeps_off_topic_rejecteds_from_being_the_longer_one():
     """Without the band the off-topic rejected is the longer one in over 60% of pairs (ties half);
     with [0.45, 0.55] the share stays inside."""
-    assert _off_topic_longer_score(None) > 0.6
-    assert 0.45 <= _off_topic_longer_score((0.45, 0.55)) <= 0.55
+    (unbanded, made), (banded, made_in_band) = _off_topic_longer_score(None), _off_topic_longer_score((0.45, 0.55))
+    assert unbanded > 0.6
+    assert 0.45 <= banded <= 0.55
+    assert abs(made_in_band - made) <= 0.02 * made  # the band chooses among candidates; it costs no negatives
 
 
 def test_the_length_band_steers_every_kind():
