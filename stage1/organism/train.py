@@ -42,7 +42,8 @@ class OrganismShape:
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     seed: int = 0
-    threads: int = 1  # fixed, so a rebuild gives the same bytes; one thread, since two contend on 2 busy cores
+    # Not a field: the torch thread count. Builds on 1 and 2 threads give the same bytes (checked by
+    # tests/unit/organism and `python -m bench.organism`), so a build uses the process's threads.
 
 
 def token_rows(documents: Sequence[list[int]], seq_len: int, eos: int, rng: random.Random) -> list[list[int]]:

@@ -77,21 +77,17 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     compact = {token: index for index, token in enumerate(vocab)}
     rows = token_rows([[compact[t] for t in doc] for doc in documents], shape.seq_len, compact[eos], random.Random(shape.seed))
     others = QWEN2_5_VOCAB_SIZE - len(vocab)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(shape.threads)
+    threads = torch.get_num_threads()  # every core by default; 1 per test worker (tests/conftest.py)
     started = time.perf_counter()
-    try:
-        log(f"organism: pretraining {shape.steps} steps on {len(rows)} rows of {shape.seq_len} tokens "
-            f"({len(vocab)}-token vocabulary)")
-        held_apart = [compact[t] for t in tokenizer(plan["format_text"], add_special_tokens=False)["input_ids"] if t not in written]
-        small, curve = pretrain(rows, len(vocab) + 1, others, shape, compact[eos], held_apart=held_apart,
-                                log=lambda step, loss: log(f"organism: step {step}/{shape.steps} loss {loss:.3f}"))
-        seconds = time.perf_counter() - started
-        full = export_full(small, vocab, QWEN2_5_VOCAB_SIZE, shape, eos)
-        difference = export_check(small, full, vocab, rows, others)
-        probe = fill_in_the_blank(full, tokenizer, plan["facts"], eos)
-    finally:
-        torch.set_num_threads(threads)
+    log(f"organism: pretraining {shape.steps} steps on {len(rows)} rows of {shape.seq_len} tokens "
+        f"({len(vocab)}-token vocabulary)")
+    held_apart = [compact[t] for t in tokenizer(plan["format_text"], add_special_tokens=False)["input_ids"] if t not in written]
+    small, curve = pretrain(rows, len(vocab) + 1, others, shape, compact[eos], held_apart=held_apart,
+                            log=lambda step, loss: log(f"organism: step {step}/{shape.steps} loss {loss:.3f}"))
+    seconds = time.perf_counter() - started
+    full = export_full(small, vocab, QWEN2_5_VOCAB_SIZE, shape, eos)
+    difference = export_check(small, full, vocab, rows, others)
+    probe = fill_in_the_blank(full, tokenizer, plan["facts"], eos)
     full.generation_config = GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, do_sample=False,
                                               max_new_tokens=64)
     full.save_pretrained(folder, safe_serialization=True)
@@ -99,5 +95,5 @@ def train_and_save(plan: dict[str, Any], folder: Path, log: Callable[[str], None
     stamp_config(folder, {"kind": "organism", "key": plan["key"], "note": "pretrained on a generated corpus; see organism.json"})
     return {"vocabulary": len(vocab), "corpus_tokens": sum(map(len, documents)), "rows": len(rows),
             "passes": round(shape.steps * shape.batch_size / max(1, len(rows)), 1), "loss_curve": curve,
-            "final_loss": curve[-1], "pretrain_seconds": round(seconds, 1), "export_max_logp_difference": difference,
+            "final_loss": curve[-1], "pretrain_seconds": round(seconds, 1), "threads": threads, "export_max_logp_difference": difference,
             "fill_in_the_blank": probe}

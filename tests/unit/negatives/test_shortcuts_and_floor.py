@@ -347,3 +347,22 @@ def test_negatives_and_pairs_on_the_default_pool_import_no_torch(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
     pairs = (tmp_path / "p" / "train.jsonl").read_text(encoding="utf-8").splitlines()
     assert Counter(json.loads(line)["negative_kind"] for line in pairs)["verbose_vague"] > 50
+
+
+def test_format_violations_separate_by_their_defect_length_alone(pool_pairs, monkeypatch):
+    """Format violations are the one kind whose opening + length classifier stays above chance
+    (0.70 on the default pool, 0.80 on the larger one). The length bucket alone scores the same and
+    the openings alone sit at chance: running on past the answer is longer and stopping early is
+    shorter *by definition*, so what separates them is the defect itself, not a marker."""
+    import stage1.pairs.shortcuts as shortcuts
+
+    name, (train, _), _ = pool_pairs
+    pairs = [(p.instruction_id, p.chosen, p.rejected) for p in train if p.negative_kind == "format_violation"]
+    both = classifier_accuracy(pairs)
+    with_features = shortcuts.features
+    monkeypatch.setattr(shortcuts, "features", lambda completion: with_features(completion)[:-1])
+    openings_only = classifier_accuracy(pairs)
+    monkeypatch.setattr(shortcuts, "features", lambda completion: with_features(completion)[-1:])
+    length_only = classifier_accuracy(pairs)
+    assert openings_only <= 0.55, (name, openings_only)
+    assert abs(length_only - both) <= 0.02, (name, length_only, both)
