@@ -209,15 +209,16 @@ def _stage_on_files(args: argparse.Namespace) -> int:
 
 
 def cmd_build_tiny(args: argparse.Namespace) -> int:
-    from stage1.hf.tiny import build_tiny_qwen
     from stage1.io.hashing import sha256_file
     from stage1.io.temps import remove_stale_siblings
+    from stage1.organism.spec import build_tiny
 
     with _lock_of_run_holding(args.out):
         remove_stale_siblings(args.out)  # what a killed build-tiny left beside its folder
-        out = build_tiny_qwen(args.out, seed=args.seed)
+        out = build_tiny(args.out, args.kind, args.seed, log=lambda message: _console().print(message))
     digest = sha256_file(out / "model.safetensors")[:16]
-    _console().print(f"tiny Qwen2 written to [bold]{out}[/] (weights sha256 {digest}…)")
+    name = "the model organism" if args.kind == "organism" else "tiny Qwen2"
+    _console().print(f"{name} written to [bold]{out}[/] (weights sha256 {digest}…)")
     return 0
 
 

@@ -111,9 +111,12 @@ def _add_tool_commands(commands, handlers: dict[str, Handler]) -> None:
     plan.add_argument("--gpu-gib", type=float, default=None, help="GPU memory to plan for (default: from the preset)")
     plan.set_defaults(handler=handlers["plan"])
 
-    build = commands.add_parser("build-tiny", help="build the tiny offline Qwen2 model")
+    build = commands.add_parser("build-tiny", help="build the tiny offline Qwen2 model (random weights, or the organism)")
     build.add_argument("--out", type=Path, default=DEFAULT_RUN_DIR / "model", help="the model folder to write (default: %(default)s)")
-    build.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)")
+    build.add_argument("--kind", choices=("random", "organism"), default="random",
+                       help="random weights (seconds), or the model organism the tiny preset runs on, pretrained on the "
+                            "pools' facts (about 2 minutes on 2 cores, or copied from $STAGE1_CACHE) (default: %(default)s)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the random weights, or of the organism's corpus and training (default: %(default)s)")
     _add_debug(build)
     build.set_defaults(handler=handlers["build-tiny"])
 

@@ -35,11 +35,16 @@ def _model_settings(config: PipelineConfig) -> dict[str, Any]:
     return settings
 
 
+def build_tiny(out_dir: str | Path, kind: str, seed: int, log=None) -> Path:
+    """The tiny model of ``kind`` (``random`` or ``organism``) written to ``out_dir``: the stage's
+    and ``stage1 build-tiny``'s one way to build it."""
+    if kind == "organism":
+        return build_organism(out_dir, seed=seed, log=log or logging.getLogger("stage1.organism").info)
+    return build_tiny_qwen(out_dir, seed=seed)
+
+
 def build_model(call: StageCall) -> Any:
-    model = call.config.model
-    if model.tiny == "organism":
-        return build_organism(call.out_dir, seed=model.tiny_seed, log=logging.getLogger("stage1.organism").info)
-    return build_tiny_qwen(call.out_dir, seed=model.tiny_seed)
+    return build_tiny(call.out_dir, call.config.model.tiny, call.config.model.tiny_seed)
 
 
 STAGES = (

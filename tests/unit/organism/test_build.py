@@ -72,3 +72,19 @@ def test_a_corpus_that_asks_an_evaluation_question_stops_the_build():
 def test_cache_root_follows_the_environment(tmp_path):
     assert organism_build.cache_root({"STAGE1_CACHE": str(tmp_path)}) == tmp_path
     assert organism_build.cache_root({"XDG_CACHE_HOME": "/x"}).as_posix() == "/x/stage1"
+
+
+@pytest.mark.slow
+def test_build_tiny_builds_the_organism_when_asked(tmp_path, cache, monkeypatch, capsys):
+    """``stage1 build-tiny --kind organism`` writes the organism (the tiny preset's model) through the
+    same builder as the run's ``model`` stage; without ``--kind`` it stays the random model."""
+    from stage1 import cli
+
+    small = organism_build.organism_plan(0, SMALL)
+    monkeypatch.setattr(organism_build, "organism_plan", lambda seed=0, shape=None: small)
+    assert cli.main(["build-tiny", "--kind", "organism", "--out", str(tmp_path / "organism")]) == 0
+    manifest = json.loads((tmp_path / "organism" / "organism.json").read_text())
+    assert manifest["key"] == small["key"] and (cache / "organism" / small["key"]).is_dir()
+    assert "the model organism written to" in capsys.readouterr().out
+    assert cli.main(["build-tiny", "--out", str(tmp_path / "random")]) == 0
+    assert not (tmp_path / "random" / "organism.json").exists() and (tmp_path / "random" / "model.safetensors").is_file()
