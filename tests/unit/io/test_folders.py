@@ -127,7 +127,7 @@ def test_a_full_disk_outside_a_model_folder_names_the_file_and_the_space_left(tm
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "model" / "config.json"))
 
-    monkeypatch.setattr("stage1.hf.tiny.build_tiny_qwen", full)
+    monkeypatch.setattr("stage1.organism.spec.build_tiny_qwen", full)  # the name build-tiny calls
     assert cli.main(["build-tiny", "--out", str(tmp_path / "model")]) == EXIT_INPUT
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write {tmp_path / 'model' / 'config.json'}: No space left on device (")
