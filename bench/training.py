@@ -98,7 +98,9 @@ def ours_dpo(model_dir: str, data: dict[str, str], out: str) -> dict[str, float]
     from stage1.train.dpo import run_train_dpo
     from stage1.train.settings import TrainingSettings
 
-    manifest = run_train_dpo(TrainingSettings(), model_dir=model_dir, train_path=data["pairs_train"], eval_path=data["pairs_eval"],
+    # The runtime method checks are recorded, not enforced: 8 DPO steps on random weights measure
+    # throughput, and their held-out margin is noise (-0.03 nats), which an enforced check would stop.
+    manifest = run_train_dpo(TrainingSettings(method_checks="warn"), model_dir=model_dir, train_path=data["pairs_train"], eval_path=data["pairs_eval"],
                              out_dir=out, dpo_args=DPO_ARGS, lora_args=LORA)
     history = json.loads((Path(out) / "log_history.json").read_text())
     return {"tokens": _tokens(history), "seconds": manifest["train_seconds"], "peak_rss_mib": _peak_rss_mib()}
@@ -110,7 +112,7 @@ def ours_dpo_reference(model_dir: str, data: dict[str, str], out: str, precomput
     from stage1.train.settings import TrainingSettings
 
     started = time.perf_counter()
-    manifest = run_train_dpo(TrainingSettings(precompute_reference=precompute, min_optimizer_steps=0), model_dir=model_dir,
+    manifest = run_train_dpo(TrainingSettings(precompute_reference=precompute, min_optimizer_steps=0, method_checks="warn"), model_dir=model_dir,
                              train_path=data["pairs_train"], eval_path=data["pairs_eval"], out_dir=out, dpo_args=DPO_ARGS, lora_args=LORA)
     wall = time.perf_counter() - started
     history = json.loads((Path(out) / "log_history.json").read_text())
