@@ -65,7 +65,7 @@ from stage1.negatives import format_violation as fv
 from stage1.negatives import phrasing, templates
 from stage1.negatives.candidate import Built, ExampleView
 from stage1.negatives.counts import LengthBand, NegativeCounts
-from stage1.negatives.donors import DonorPool, DonorUses, accept_share
+from stage1.negatives.donors import DonorPool, DonorUses
 from stage1.negatives.mix import KindPlanner, ShareKeeper
 from stage1.negatives.repeats import RepeatCounter, cells
 from stage1.negatives.settings import NegativeSettings
@@ -281,8 +281,9 @@ class NegativeMaker:
 
     def _off_topic(self, ex: ExampleView) -> Built | None:
         """Another category's answer; an example of a category over its balanced share takes one only
-        at ``accept_share`` (``donors.balanced_shares`` says why)."""
-        if self.rng.random() >= accept_share(self.donors.shares, self.donors.seen, ex.example.category):
+        at ``DonorPool.accept`` (``donors.balanced_shares`` says why); a declined request's category
+        lends no donor and is not capped."""
+        if self.rng.random() >= self.donors.accept.get(ex.example.category, 1.0):
             return None
         for _ in range(self.settings.attempts):
             slot = self.donor_uses.draw(self.rng, other_than=ex.example.category, weighted=True)

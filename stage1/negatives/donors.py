@@ -29,19 +29,20 @@ class DonorPool:
     def __init__(self, size: int, seed: int):
         self.size = size
         self._rng = random.Random(f"{seed}:donors")
-        self.seen: Counter[str] = Counter()
+        self._seen: Counter[str] = Counter()
         self._reservoirs: dict[str, list[SFTExample]] = {}
         self.donors: list[SFTExample] = []
         self.by_category: dict[str, list[int]] = {}
         self.shares: dict[str, float] = {}  # each category's balanced share of off-topic pairs (see balanced_shares)
+        self.accept: dict[str, float] = {}  # the probability an example of each category takes an off-topic negative
 
     def offer(self, example: SFTExample) -> None:
         pool = self._reservoirs.setdefault(example.category, [])
-        self.seen[example.category] += 1
+        self._seen[example.category] += 1
         if len(pool) < self.size:
             pool.append(example)
             return
-        slot = self._rng.randrange(self.seen[example.category])
+        slot = self._rng.randrange(self._seen[example.category])
         if slot < self.size:
             pool[slot] = example
 
@@ -57,7 +58,8 @@ class DonorPool:
                 self.by_category.setdefault(category, []).append(len(self.donors))
                 self.donors.append(example)
         self._reservoirs = {}
-        self.shares = balanced_shares(self.seen)
+        self.shares = balanced_shares(self._seen)
+        self.accept = {category: accept_share(self.shares, self._seen, category) for category in self._seen}
         return self
 
     @classmethod
@@ -120,8 +122,8 @@ class DonorUses:
         categories = [category for category in self._categories if category != other_than and self._free[category]]
         if not categories:
             return None
-        if weighted and self.pool.shares:
-            category = rng.choices(categories, [self.pool.shares.get(c, 0.0) or 1e-9 for c in categories])[0]
+        if weighted:  # every category with donors has a share above 0
+            category = rng.choices(categories, [self.pool.shares[c] for c in categories])[0]
         else:
             category = rng.choice(categories)
         free = self._free[category]

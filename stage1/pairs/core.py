@@ -296,11 +296,11 @@ def _borrows_eval_text(
 _QUOTED = re.compile(r'"([^"\n]+)"')
 
 
-def _holds_eval_text(quoted_key: str, eval_text: set[str]) -> bool:
+def _holds_eval_text(key: str, eval_text: set[str]) -> bool:
     """Whether a piece of a rejected (a runaway's borrowed instruction or answer, a refusal's quote
     of its own instruction) holds eval text as consecutive words: "In one word, what is the capital
     of Turkey?" holds "What is the capital of Turkey?"."""
-    words = quoted_key.split()
+    words = key.split()
     return any(" ".join(words[i:j]) in eval_text for i in range(len(words)) for j in range(i + 1, len(words) + 1))
 
 
