@@ -1,0 +1,129 @@
+"""How much of the organism's factual score is the evaluation's wording: the same SFT model asked
+the same held-out facts twice, once in the evaluation pool's words and once in the words SFT was
+trained on. Not part of the pipeline; docs/notes/organism.md gives its figures.
+
+    python -m bench.organism_wording --run-dir runs/tiny [--variant sft] [--work /tmp/wording]
+
+The evaluation pool asks every fact in a wording no SFT row uses ("Which city is the capital of
+Italy?", where SFT's rows say "What is the capital of France?"): the leakage gate refuses an
+evaluation item that paraphrases a training row, so every factual item is also a test of a wording
+SFT never saw. This asks the items whose fact a template reads (capitals, sums, conversions,
+antonyms, completions; the format items left out of both sides) in the SFT pool's own wording as
+well, and prints correct answers by kind for both, on the same items and the same model; and,
+beside them, what the run's base model (the organism) stores: the manifest's fill-in-the-blank probe
+("The capital of Italy is" -> "Rome") by kind of fact, for facts SFT trains on and held-out ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from stage1.organism.facts import fact_of_row
+
+# The SFT pool's wording of each kind (stage1/pools/sft/instructions.jsonl).
+SFT_WORDING = {
+    "capital": "What is the capital of {country}?",
+    "arithmetic": "What is {a} {op} {b}?",
+    "conversion": "How many {target} are in {amount} {unit}?",
+    "antonym": "What is the opposite of {word}?",
+}
+_COMPLETION = re.compile(r"^(?:Finish this sentence|Say how this sentence ends): ")
+
+
+def reworded(items: Iterable[Mapping[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """(the items as the evaluation words them, the same items in the SFT pool's wording): the
+    factual items of the fact categories whose fact a template reads, format items left out."""
+    asked, sft = [], []
+    for item in items:
+        if item.get("category") == "format_constraint" or item.get("refusal_expected"):
+            continue
+        fact = fact_of_row(item, "heldout")
+        if fact is None or not item.get("reference"):
+            continue
+        if fact.kind in SFT_WORDING:
+            instruction = SFT_WORDING[fact.kind].format(**dict(fact.slots))
+        elif fact.kind == "completion":
+            instruction = _COMPLETION.sub("Complete the sentence: ", str(item["instruction"]))
+        else:
+            continue
+        asked.append(dict(item))
+        sft.append({**item, "instruction": instruction})
+    return asked, sft
+
+
+def correct_by_kind(results: Mapping[str, Any], variant: str) -> tuple[Counter, Counter]:
+    """(correct answers, items) by category, from an evaluation's ``results.json``."""
+    correct, total = Counter(), Counter()
+    for item in results["items"]:
+        verdict = item["outcomes"][variant]["criteria"]["factually_correct"]
+        if verdict is not None:
+            total[item["category"]] += 1
+            correct[item["category"]] += bool(verdict)
+    return correct, total
+
+
+def stored_by_kind(model_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """Fill-in-the-blank hits and probes by (kind, source) on the organism in ``model_dir``."""
+    from transformers import AutoModelForCausalLM
+
+    from stage1.hf.tiny import ENDOFTEXT, SPECIAL_TOKENS, build_qwen2_tokenizer
+    from stage1.organism.build import organism_plan
+    from stage1.organism.weights import fill_in_the_blank
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer, eos = build_qwen2_tokenizer(), SPECIAL_TOKENS[ENDOFTEXT]
+    facts = [fact for fact in organism_plan()["facts"] if fact.kind != "qa"]
+    table = {}
+    for kind in sorted({fact.kind for fact in facts}):
+        for source in ("train", "heldout"):
+            group = [fact for fact in facts if fact.kind == kind and fact.source == source]
+            share = fill_in_the_blank(model, tokenizer, group, eos).get(source) if group else None
+            if share is not None:
+                table[(kind, source)] = (round(share * len(group)), len(group))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    from stage1 import cli
+    from stage1.organism.build import EVAL_POOL, _read_jsonl
+
+    parser = argparse.ArgumentParser(prog="python -m bench.organism_wording")
+    parser.add_argument("--run-dir", required=True, help="a finished run (its merged SFT model is evaluated)")
+    parser.add_argument("--variant", default="sft")
+    parser.add_argument("--work", default="runs/wording", help="where the two item files and evaluations go")
+    args = parser.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for name, rows in zip(("evaluation wording", "SFT wording"), reworded(_read_jsonl(EVAL_POOL))):
+        slug = name.split()[0].lower()
+        items = work / f"{slug}.jsonl"
+        items.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        status = cli.main(["evaluate", "--in", f"run={args.run_dir}", "--in", f"eval_items={items}",
+                           "--out", str(work / slug), "--variants", args.variant, "--force"])
+        if status:
+            return status
+        tables[name] = correct_by_kind(json.loads((work / slug / "results.json").read_text()), args.variant)
+    print(f"{'category':22s}" + "".join(f"{name:>22s}" for name in tables))
+    (_, total), *_ = tables.values()
+    for category in sorted(total):
+        print(f"{category:22s}" + "".join(f"{c[category]:>17d} / {t[category]:<2d}" for c, t in tables.values()))
+    print(f"{'all':22s}" + "".join(f"{sum(c.values()):>12d} / {sum(t.values())} ({100 * sum(c.values()) / sum(t.values()):.1f}%)"
+                                   for c, t in tables.values()))
+    print("\nstored by the organism (fill-in-the-blank on its base model): kind, facts SFT trains on, held-out facts")
+    stored = stored_by_kind(Path(args.run_dir) / "model")
+    for kind in sorted({kind for kind, _ in stored}):
+        cells = [f"{stored[(kind, source)][0]:>4d} / {stored[(kind, source)][1]:<3d}" if (kind, source) in stored else " " * 10
+                 for source in ("train", "heldout")]
+        print(f"{kind:22s}" + "".join(f"{cell:>22s}" for cell in cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""bench.organism_wording asks the same held-out facts in the SFT pool's own wording: every reworded
+item keeps its fact and reference, takes a wording an SFT row uses, and is no training row."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+from bench.organism_wording import correct_by_kind, reworded
+from stage1.config.presets import POOLS_DIR
+from stage1.organism.facts import fact_of_row
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _shape(instruction: str) -> str:
+    return re.sub(r"\d+", "N", " ".join(instruction.split()[:3]))
+
+
+def test_each_reworded_item_keeps_its_fact_in_a_wording_sft_uses():
+    train, items = _rows(POOLS_DIR / "sft" / "instructions.jsonl"), _rows(POOLS_DIR / "eval" / "items.jsonl")
+    asked, sft = reworded(items)
+    assert len(asked) == len(sft) >= 140
+    train_shapes = {_shape(row["instruction"]) for row in train}
+    train_instructions = {row["instruction"] for row in train}
+    kinds = Counter()
+    for before, after in zip(asked, sft):
+        assert {k: v for k, v in before.items() if k != "instruction"} == {k: v for k, v in after.items() if k != "instruction"}
+        assert _shape(before["instruction"]) not in train_shapes  # the evaluation's wording is new to SFT
+        assert _shape(after["instruction"]) in train_shapes, after["instruction"]
+        assert after["instruction"] not in train_instructions  # a held-out fact, not a training row
+        fact = fact_of_row(before, "heldout")
+        assert fact_of_row(after, "heldout").key == fact.key  # the same fact, read back from the new words
+        kinds[fact.kind] += 1
+    assert set(kinds) == {"capital", "arithmetic", "conversion", "antonym", "completion"}
+
+
+def test_correct_answers_are_counted_by_category():
+    results = {"items": [
+        {"category": "a", "outcomes": {"sft": {"criteria": {"factually_correct": True}}}},
+        {"category": "a", "outcomes": {"sft": {"criteria": {"factually_correct": False}}}},
+        {"category": "b", "outcomes": {"sft": {"criteria": {"factually_correct": None}}}},
+    ]}
+    correct, total = correct_by_kind(results, "sft")
+    assert (correct, total) == (Counter({"a": 1}), Counter({"a": 2}))
