@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from stage1.organism.facts import fact_of_row
+from stage1.organism.facts import fact_of_row, facts_of_pools
 
 # The SFT pool's wording of each kind (stage1/pools/sft/instructions.jsonl).
 SFT_WORDING = {
@@ -57,8 +57,10 @@ def reworded(items: Iterable[Mapping[str, Any]]) -> tuple[list[dict], list[dict]
     return asked, sft
 
 
-def correct_by_kind(results: Mapping[str, Any], variant: str) -> tuple[Counter, Counter]:
-    """(correct answers, items) by category, from an evaluation's ``results.json``."""
+def correct_by_category(results: Mapping[str, Any], variant: str) -> tuple[Counter, Counter]:
+    """(correct answers, items) by category, from an evaluation's ``results.json``. Counted from its
+    items: its ``categories`` rates pool every category under ``min_items`` (30), and the capitals (27)
+    and completions (15) are what this compares."""
     correct, total = Counter(), Counter()
     for item in results["items"]:
         verdict = item["outcomes"][variant]["criteria"]["factually_correct"]
@@ -73,12 +75,12 @@ def stored_by_kind(model_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
     from transformers import AutoModelForCausalLM
 
     from stage1.hf.tiny import ENDOFTEXT, SPECIAL_TOKENS, build_qwen2_tokenizer
-    from stage1.organism.build import organism_plan
+    from stage1.organism.build import EVAL_POOL, SFT_POOL, _read_jsonl
     from stage1.organism.weights import fill_in_the_blank
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer, eos = build_qwen2_tokenizer(), SPECIAL_TOKENS[ENDOFTEXT]
-    facts = [fact for fact in organism_plan()["facts"] if fact.kind != "qa"]
+    facts = [fact for fact in facts_of_pools(_read_jsonl(SFT_POOL), _read_jsonl(EVAL_POOL))[0] if fact.kind != "qa"]
     table = {}
     for kind in sorted({fact.kind for fact in facts}):
         for source in ("train", "heldout"):
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                            "--out", str(work / slug), "--variants", args.variant, "--force"])
         if status:
             return status
-        tables[name] = correct_by_kind(json.loads((work / slug / "results.json").read_text()), args.variant)
+        tables[name] = correct_by_category(json.loads((work / slug / "results.json").read_text()), args.variant)
     print(f"{'category':22s}" + "".join(f"{name:>22s}" for name in tables))
     (_, total), *_ = tables.values()
     for category in sorted(total):

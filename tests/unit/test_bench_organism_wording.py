@@ -7,7 +7,7 @@ import json
 import re
 from collections import Counter
 
-from bench.organism_wording import correct_by_kind, reworded
+from bench.organism_wording import correct_by_category, reworded
 from stage1.config.presets import POOLS_DIR
 from stage1.organism.facts import fact_of_row
 
@@ -44,5 +44,5 @@ def test_correct_answers_are_counted_by_category():
         {"category": "a", "outcomes": {"sft": {"criteria": {"factually_correct": False}}}},
         {"category": "b", "outcomes": {"sft": {"criteria": {"factually_correct": None}}}},
     ]}
-    correct, total = correct_by_kind(results, "sft")
+    correct, total = correct_by_category(results, "sft")
     assert (correct, total) == (Counter({"a": 1}), Counter({"a": 2}))
