@@ -64,9 +64,18 @@ def _first_sentence(text: str) -> str:
     return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
 
 
-def _arithmetic(match: re.Match, answer: str | None, source: str) -> Fact:
-    a, operation, b = int(match["a"]), match["op"], int(match["b"])
-    return _fact("arithmetic", source, a=a, op=operation, b=b, result=OPERATIONS[operation](a, b))
+def _arithmetic_with(operation: str | None) -> Callable[[re.Match, str | None, str], Fact]:
+    """The builder of a sum whose operation is ``operation`` (None: the pattern's ``op`` group, as in
+    "What is 2 plus 3?"; a wording such as "Multiply 4 by 5." names it by its verb)."""
+
+    def build(match: re.Match, answer: str | None, source: str) -> Fact:
+        a, op, b = int(match["a"]), operation or match["op"], int(match["b"])
+        return _fact("arithmetic", source, a=a, op=op, b=b, result=OPERATIONS[op](a, b))
+
+    return build
+
+
+_arithmetic = _arithmetic_with(None)
 
 
 def _capital(match: re.Match, answer: str | None, source: str) -> Fact | None:
@@ -123,14 +132,21 @@ _PARSERS: tuple[tuple[str, re.Pattern, Callable], ...] = tuple(
     (category, re.compile(pattern), builder)
     for category, pattern, builder in (
         ("factual_qa", r"^(?:What|Which city) is the capital of (?P<country>[^?]+)\?$", _capital),
+        ("factual_qa", r"^Name the city that is (?P<country>.+)'s capital\.$", _capital),
         ("format_constraint", r"^In one word, what is the capital of (?P<country>[^?]+)\?$", _capital),
         ("format_constraint", r"^Using a single word, name the capital of (?P<country>[^.]+)\.$", _capital),
         ("arithmetic", r"^(?:What is|Compute) (?P<a>\d+) (?P<op>plus|minus|times) (?P<b>\d+)[?.]$", _arithmetic),
         ("format_constraint", r"^(?:Give only the number|Reply with just the number): what is (?P<a>\d+) (?P<op>plus|minus|times) (?P<b>\d+)\?$", _arithmetic),
         ("conversions", r"^How many (?P<target>\w+) are in (?P<amount>\d+) (?P<unit>\w+)\?$", _conversion),
+        ("arithmetic", r"^Add (?P<a>\d+) and (?P<b>\d+)\.$", _arithmetic_with("plus")),
+        ("arithmetic", r"^Take (?P<b>\d+) away from (?P<a>\d+)\.$", _arithmetic_with("minus")),
+        ("arithmetic", r"^Multiply (?P<a>\d+) by (?P<b>\d+)\.$", _arithmetic_with("times")),
         ("conversions", r"^Convert (?P<amount>\d+) (?P<unit>\w+) to (?P<target>\w+)\.$", _conversion),
+        ("conversions", r"^(?P<amount>\d+) (?P<unit>\w+) equal how many (?P<target>\w+)\?$", _conversion),
         ("antonyms", r"^(?:What is|Give) the opposite of (?P<word>[\w-]+)[?.]$", _antonym),
-        ("sentence_completion", r"^(?:Complete the sentence|Finish this sentence): (?P<start>.+)$", _completion),
+        ("antonyms", r"^Which word means the reverse of (?P<word>[\w-]+)\?$", _antonym),
+        ("sentence_completion", r"^(?:Complete the sentence|Finish this sentence|Say how this sentence ends): (?P<start>.+)$",
+         _completion),
         ("definitions", r"^Define (?P<term>[^.]+)\.$", _definition),
         ("lists", r"^List (?:two|three|four) (?P<group>[^.]+?)(?: as a numbered list)?\.$", _members),
         ("format_constraint", r"^Name exactly two (?P<group>[^.]+)\.$", _members),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -71,16 +70,28 @@ def test_every_answerable_evaluation_item_of_the_fact_categories_is_a_fact(pools
     told, unread = facts
     answers = {fact.key for fact in told}
     for item in items:
-        if item.get("slice") == "new_wording":
-            assert fact_of_row(item, "heldout") is None, item["instruction"]  # a known fact reworded, not a new one
-        elif item["category"] in ("arithmetic", "conversions", "antonyms", "sentence_completion"):
+        if item["category"] in ("arithmetic", "conversions", "antonyms", "sentence_completion") or item.get("slice") == "new_wording":
             fact = fact_of_row(item, "heldout")
             assert fact is not None and fact.key in answers, item["instruction"]
             if fact.kind in ("arithmetic", "conversion"):
                 assert fact.get("result") == item["reference"].replace(",", "")
-    reworded = Counter(f"heldout:{item['category']}" for item in items if item.get("slice") == "new_wording")
-    assert set(unread) <= {"heldout:factual_qa", "heldout:format_constraint"} | set(reworded)
-    assert all(unread[name] >= count for name, count in reworded.items())
+    assert set(unread) <= {"heldout:factual_qa", "heldout:format_constraint"}
+
+
+def test_a_reworded_item_names_the_fact_its_familiar_wording_names(pools, facts):
+    """The `new_wording` slice asks known facts in other wordings ("Name the city that is Italy's
+    capital."): each reads back as a fact the organism is told already, so the slice adds no fact
+    and is not counted among the facts the organism was never told."""
+    _, items = pools
+    told, unread = facts
+    familiar = {fact_of_row(item, "heldout").key for item in items
+                if item.get("slice") != "new_wording" and fact_of_row(item, "heldout") is not None}
+    reworded = [item for item in items if item.get("slice") == "new_wording"]
+    assert len(reworded) == 30
+    assert all(fact_of_row(item, "heldout").key in familiar for item in reworded)
+    assert len({fact.key for fact in told}) == len(told)
+    assert sum(unread.values()) == sum(1 for item in items if fact_of_row(item, "heldout") is None
+                                       and not item.get("refusal_expected"))
 
 
 def test_sums_are_computed_and_agree_with_references(pools):
