@@ -12,6 +12,12 @@ antonyms, completions; the format items left out of both sides) in the SFT pool'
 well, and prints correct answers by kind for both, on the same items and the same model; and,
 beside them, what the run's base model (the organism) stores: the manifest's fill-in-the-blank probe
 ("The capital of Italy is" -> "Rome") by kind of fact, for facts SFT trains on and held-out ones.
+
+Last, where the answers in the evaluation's wording go wrong: for the held-out capitals, antonyms and
+completions, the SFT model is given the evaluation's prompt and the opening of an answer as its SFT
+rows write it ("Instruction: Give the opposite of big.\nResponse: The opposite of"), and counts
+whether it goes on with the question's own entity (" big") by greedy decoding; and, given the whole
+fragment ("... The opposite of big is"), whether it goes on with the reference ("small").
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ SFT_WORDING = {
     "antonym": "What is the opposite of {word}?",
 }
 _COMPLETION = re.compile(r"^(?:Finish this sentence|Say how this sentence ends): ")
+_MODEL_DIRS = {"sft": "merged", "base": "model"}  # a run's model folder for each variant the copy probe runs on
+# The opening of an SFT row's answer, and the fragment it goes on to (the completions' are their own start).
+_OPENINGS = {"capital": ("The capital of", "The capital of {country} is", "country", "city"),
+             "antonym": ("The opposite of", "The opposite of {word} is", "word", "opposite")}
 
 
 def reworded(items: Iterable[Mapping[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -68,6 +78,55 @@ def correct_by_category(results: Mapping[str, Any], variant: str) -> tuple[Count
             total[item["category"]] += 1
             correct[item["category"]] += bool(verdict)
     return correct, total
+
+
+def copy_probes(items: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """For each held-out capital, antonym and completion item in the evaluation's wording: its kind,
+    its prompt, the opening of an answer and the entity that must follow it, the fragment up to the
+    answer and the answer's first word (pure)."""
+    from stage1.core.format import render_prompt
+
+    probes = []
+    for item in items:
+        fact = fact_of_row(item, "heldout") if item.get("reference") else None
+        if fact is None or item.get("category") == "format_constraint":
+            continue
+        slots = dict(fact.slots)
+        if fact.kind in _OPENINGS:
+            opening, fragment, entity, answer = _OPENINGS[fact.kind]
+            entity, fragment, answer = slots[entity], fragment.format(**slots), slots[answer]
+        elif fact.kind == "completion":
+            opening, entity = slots["start"].split(" ", 1)  # the whole fragment must be copied
+            fragment, answer = slots["start"], slots["sentence"][len(slots["start"]):]
+        else:
+            continue
+        probes.append({"kind": fact.kind, "prompt": render_prompt(str(item["instruction"])), "opening": opening,
+                       "entity": entity, "fragment": fragment, "answer": answer.split()[0].strip(".,")})
+    return probes
+
+
+def copy_and_complete(model_dir: Path, probes: list[dict[str, str]]) -> dict[str, list[int]]:
+    """By kind: [goes on with the entity after the opening, goes on with the answer after the fragment, probes]."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from stage1.hf.tiny import build_qwen2_tokenizer
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir).eval(), build_qwen2_tokenizer()
+
+    def goes_on(text: str, words: str) -> bool:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        return tokenizer.decode(out[0, ids.shape[1]:]).strip().lower().startswith(words.lower())
+
+    table: dict[str, list[int]] = {}
+    for probe in probes:
+        row = table.setdefault(probe["kind"], [0, 0, 0])
+        row[0] += goes_on(f"{probe['prompt']} {probe['opening']}", probe["entity"])
+        row[1] += goes_on(f"{probe['prompt']} {probe['fragment']}", probe["answer"])
+        row[2] += 1
+    return table
 
 
 def stored_by_kind(model_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
@@ -124,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{stored[(kind, source)][0]:>4d} / {stored[(kind, source)][1]:<3d}" if (kind, source) in stored else " " * 10
                  for source in ("train", "heldout")]
         print(f"{kind:22s}" + "".join(f"{cell:>22s}" for cell in cells))
+    print(f"\nthe {args.variant} model in the evaluation's wording: kind, goes on with the question's entity after "
+          "the answer's opening, goes on with the answer after the whole fragment")
+    if args.variant not in _MODEL_DIRS:
+        print(f"(only for {' or '.join(_MODEL_DIRS)})")
+        return 0
+    variant_dir = Path(args.run_dir) / _MODEL_DIRS[args.variant]
+    for kind, (copied, completed, total) in sorted(copy_and_complete(variant_dir, copy_probes(_read_jsonl(EVAL_POOL))).items()):
+        print(f"{kind:22s}{copied:>17d} / {total:<2d}{completed:>17d} / {total:<2d}")
     return 0
 
 

@@ -7,7 +7,7 @@ import json
 import re
 from collections import Counter
 
-from bench.organism_wording import correct_by_category, reworded
+from bench.organism_wording import copy_probes, correct_by_category, reworded
 from stage1.config.presets import POOLS_DIR
 from stage1.organism.facts import fact_of_row
 
@@ -46,3 +46,21 @@ def test_correct_answers_are_counted_by_category():
     ]}
     correct, total = correct_by_category(results, "sft")
     assert (correct, total) == (Counter({"a": 1}), Counter({"a": 2}))
+
+
+def test_copy_probes_open_an_answer_as_sft_rows_do_and_name_the_entity_that_follows():
+    items = _rows(POOLS_DIR / "eval" / "items.jsonl")
+    probes = copy_probes(items)
+    by_kind = Counter(probe["kind"] for probe in probes)
+    assert set(by_kind) == {"capital", "antonym", "completion"} and min(by_kind.values()) >= 15
+    for probe in probes:
+        # the fragment is the opening followed by the entity, and the reference begins with the answer
+        assert probe["fragment"].startswith(f"{probe['opening']} {probe['entity']}")
+        assert probe["prompt"].startswith("Instruction: ") and probe["prompt"].endswith("\nResponse:")
+        instruction = probe["prompt"][len("Instruction: "):-len("\nResponse:")]
+        assert probe["entity"] in instruction  # what must be copied is in the question
+    italy = next(p for p in probes if p["prompt"] == "Instruction: Which city is the capital of Italy?\nResponse:")
+    assert (italy["opening"], italy["entity"], italy["fragment"], italy["answer"]) == (
+        "The capital of", "Italy", "The capital of Italy is", "Rome")
+    sheep = next(p for p in probes if "A baby sheep is called a" in p["prompt"] and p["prompt"].startswith("Instruction: Finish"))
+    assert (sheep["opening"], sheep["entity"], sheep["answer"]) == ("A", "baby sheep is called a", "lamb")
