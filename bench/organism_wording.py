@@ -3,6 +3,7 @@ the same held-out facts twice, once in the evaluation pool's words and once in t
 trained on. Not part of the pipeline; docs/notes/organism.md gives its figures.
 
     python -m bench.organism_wording --run-dir runs/tiny [--variant sft] [--work /tmp/wording]
+    python -m bench.organism_wording --model <model folder>   # the copy probe alone, on any model
 
 The evaluation pool asks every fact in a wording no SFT row uses ("Which city is the capital of
 Italy?", where SFT's rows say "What is the capital of France?"): the leakage gate refuses an
@@ -30,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from stage1.organism.build import EVAL_POOL, _read_jsonl
 from stage1.organism.facts import fact_of_row, facts_of_pools
 
 # The SFT pool's wording of each kind (stage1/pools/sft/instructions.jsonl).
@@ -134,7 +136,7 @@ def stored_by_kind(model_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
     from transformers import AutoModelForCausalLM
 
     from stage1.hf.tiny import ENDOFTEXT, SPECIAL_TOKENS, build_qwen2_tokenizer
-    from stage1.organism.build import EVAL_POOL, SFT_POOL, _read_jsonl
+    from stage1.organism.build import SFT_POOL
     from stage1.organism.weights import fill_in_the_blank
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -152,13 +154,17 @@ def stored_by_kind(model_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     from stage1 import cli
-    from stage1.organism.build import EVAL_POOL, _read_jsonl
 
     parser = argparse.ArgumentParser(prog="python -m bench.organism_wording")
-    parser.add_argument("--run-dir", required=True, help="a finished run (its merged SFT model is evaluated)")
+    parser.add_argument("--run-dir", help="a finished run (its merged SFT model is evaluated)")
+    parser.add_argument("--model", help="only the copy probe, on this model folder (a built organism, a merged model)")
     parser.add_argument("--variant", default="sft")
     parser.add_argument("--work", default="runs/wording", help="where the two item files and evaluations go")
     args = parser.parse_args(argv)
+    if args.model:
+        return print_copy_probe(Path(args.model), _read_jsonl(EVAL_POOL), args.model)
+    if not args.run_dir:
+        parser.error("give --run-dir, or --model for the copy probe alone")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     tables = {}
@@ -183,13 +189,16 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{stored[(kind, source)][0]:>4d} / {stored[(kind, source)][1]:<3d}" if (kind, source) in stored else " " * 10
                  for source in ("train", "heldout")]
         print(f"{kind:22s}" + "".join(f"{cell:>22s}" for cell in cells))
-    print(f"\nthe {args.variant} model in the evaluation's wording: kind, goes on with the question's entity after "
-          "the answer's opening, goes on with the answer after the whole fragment")
     if args.variant not in _MODEL_DIRS:
-        print(f"(only for {' or '.join(_MODEL_DIRS)})")
+        print(f"\n(the copy probe runs on {' or '.join(_MODEL_DIRS)} only)")
         return 0
-    variant_dir = Path(args.run_dir) / _MODEL_DIRS[args.variant]
-    for kind, (copied, completed, total) in sorted(copy_and_complete(variant_dir, copy_probes(_read_jsonl(EVAL_POOL))).items()):
+    return print_copy_probe(Path(args.run_dir) / _MODEL_DIRS[args.variant], _read_jsonl(EVAL_POOL), f"the {args.variant} model")
+
+
+def print_copy_probe(model_dir: Path, items: list[dict], name: str) -> int:
+    print(f"\n{name} in the evaluation's wording: kind, goes on with the question's entity after the answer's "
+          "opening, goes on with the answer after the whole fragment")
+    for kind, (copied, completed, total) in sorted(copy_and_complete(model_dir, copy_probes(items)).items()):
         print(f"{kind:22s}{copied:>17d} / {total:<2d}{completed:>17d} / {total:<2d}")
     return 0
 

@@ -7,6 +7,8 @@ import json
 import re
 from collections import Counter
 
+import pytest
+
 from bench.organism_wording import copy_probes, correct_by_category, reworded
 from stage1.config.presets import POOLS_DIR
 from stage1.organism.facts import fact_of_row
@@ -64,3 +66,15 @@ def test_copy_probes_open_an_answer_as_sft_rows_do_and_name_the_entity_that_foll
         "The capital of", "Italy", "The capital of Italy is", "Rome")
     sheep = next(p for p in probes if "A baby sheep is called a" in p["prompt"] and p["prompt"].startswith("Instruction: Finish"))
     assert (sheep["opening"], sheep["entity"], sheep["answer"]) == ("A", "baby sheep is called a", "lamb")
+
+
+@pytest.mark.slow  # greedy generation for every probe, twice (about 13 s on 2 cores)
+def test_the_copy_probe_alone_runs_on_a_model_folder_and_counts_every_probe(tiny_model_dir, capsys):
+    from bench.organism_wording import main
+
+    assert main(["--model", str(tiny_model_dir)]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in (["antonym"], ["capital"], ["completion"])]
+    totals = Counter(probe["kind"] for probe in copy_probes(_rows(POOLS_DIR / "eval" / "items.jsonl")))
+    assert {line[0]: int(line[3]) for line in lines} == totals  # "kind copied / total completed / total"
+    for line in lines:
+        assert 0 <= int(line[1]) <= int(line[3]) and 0 <= int(line[4]) <= int(line[6]) == int(line[3])
