@@ -40,6 +40,16 @@ _SERIES_SPLIT = re.compile(
     r"(\s*(?:,(?=\s|$)|;|/|\(|\))\s*(?:(?:and|or|nor|either)\s+)?|\s+(?:and|or|nor)\s+)", re.IGNORECASE
 )
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
+#: A sum restated in the answer names its operands, not its result: "80 minus 80 is 108." does not
+#: answer 80, nor "Taking 22 away from 24 leaves 24." 22. Each such expression reads as "it" before
+#: answers are sought (after number words are read as digits), so only what it is said to make counts.
+_NUMBER = r"\d+(?:\.\d+)?"
+_EXPRESSION = re.compile(
+    rf"\b{_NUMBER}(?: (?:plus|minus|times|multiplied by|divided by) {_NUMBER})+\b"
+    rf"|\b(?:taking|take|subtracting|subtract) {_NUMBER} (?:away )?from {_NUMBER}\b"
+    rf"|\b(?:adding|add) {_NUMBER} to {_NUMBER}\b|\b{_NUMBER} groups of {_NUMBER}\b",
+    re.IGNORECASE,
+)
 
 
 Answers = tuple[frozenset[str], tuple[tuple[str, ...], ...]]  # one-word forms, multi-word token sequences
@@ -160,7 +170,8 @@ def commits_to_answer(text: str, accepted: tuple[str, ...]) -> bool:
     """True when ``text`` commits to one of ``accepted`` and to no competing candidate.
 
     Number words are read as digits on both sides ("one hundred" names 100), and a one-word answer
-    in its regular inflections ("closing" names "closed"). Per sentence (``_sentence_commits``): a
+    in its regular inflections ("closing" names "closed"); the numbers of a sum restated in the text
+    are its operands, not answers ("80 minus 80 is 108." does not name 80). Per sentence (``_sentence_commits``): a
     negated mention ("It is not Rome", "Not 33", "Rome is not the capital") or a hedged one ("Rome
     or Milan", "Milan, Turin, Rome or Naples", "Possibly Rome, possibly Milan") does not commit.
     A list whose items are bare candidates, one holding the answer and another not, is a hedge
@@ -170,7 +181,7 @@ def commits_to_answer(text: str, accepted: tuple[str, ...]) -> bool:
     33." for 67; "It is not Rome; it is Milan." for Milan).
     """
     answers = answer_forms(tuple(accepted))
-    text = digits_for_number_words(text)
+    text = _EXPRESSION.sub("it", digits_for_number_words(text))
     if _lists_rivals(text, answers):
         return False
     committed_at = None

@@ -51,6 +51,33 @@ def test_words_that_are_not_one_number_stay_words(text):
     assert digits_for_number_words(text) == text
 
 
+@pytest.mark.parametrize(("text", "reference", "commits"), [
+    ("80 minus 80 is 108.", "80", False),  # "Compute 8 times 10.": 80 is only an operand
+    ("50 minus 60 is 17. Taking 50 away from 60 leaves 5.", "50", False),
+    ("Taking 22 away from 24 leaves 24.", "22", False),
+    ("Adding 40 to 60 gives 90.", "60", False),
+    ("4 groups of 12 make 40.", "12", False),
+    ("2 plus 3 plus 4 is 10.", "4", False),
+    ("Eight times ten is eighty.", "10", False),
+    ("8 times 10 is 80.", "80", True),  # the result still counts
+    ("24 minus 12 is 12.", "12", True),  # an operand equal to the result: the result counts
+    ("Taking 2 away from 24 leaves 22.", "22", True),
+    ("It is 80, because 8 times 10 is 80.", "80", True),
+    ("The answer is 7.", "7", True),
+])
+def test_the_numbers_of_a_restated_sum_are_operands_not_answers(text, reference, commits):
+    assert commits_to_answer(text, (reference,)) is commits
+
+
+@given(a=st.integers(0, 999), b=st.integers(0, 999), op=st.sampled_from(["plus", "minus", "times"]))
+def test_a_sum_names_its_result_and_never_an_operand_alone(a, b, op):
+    result = {"plus": a + b, "minus": a - b, "times": a * b}[op]
+    text = f"{a} {op} {b} is {result}."
+    assert commits_to_answer(text, (str(result),))
+    for operand in {a, b} - {result}:
+        assert not commits_to_answer(text, (str(operand),))
+
+
 def test_an_answer_in_number_words_names_a_reference_in_digits_and_the_other_way_round():
     assert commits_to_answer("Sixty plus forty equals one hundred.", ("100",))
     assert commits_to_answer("It is 100.", ("one hundred",))
