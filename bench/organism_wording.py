@@ -31,8 +31,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from stage1.io.layout import RunLayout
 from stage1.organism.build import EVAL_POOL, _read_jsonl
 from stage1.organism.facts import fact_of_row, facts_of_pools
+from stage1.organism.weights import PROBE_TEMPLATES
 
 # The SFT pool's wording of each kind (stage1/pools/sft/instructions.jsonl).
 SFT_WORDING = {
@@ -42,10 +44,11 @@ SFT_WORDING = {
     "antonym": "What is the opposite of {word}?",
 }
 _COMPLETION = re.compile(r"^(?:Finish this sentence|Say how this sentence ends): ")
-_MODEL_DIRS = {"sft": "merged", "base": "model"}  # a run's model folder for each variant the copy probe runs on
-# The opening of an SFT row's answer, and the fragment it goes on to (the completions' are their own start).
-_OPENINGS = {"capital": ("The capital of", "The capital of {country} is", "country", "city"),
-             "antonym": ("The opposite of", "The opposite of {word} is", "word", "opposite")}
+_STAGES = {"sft": "merge", "base": "model"}  # the run stage whose folder holds each variant the copy probe runs on
+# Kinds whose answer opens as the fill-in-the-blank probe's fragment does ("The capital of {country} is",
+# as SFT's rows answer); the completions' fragment is their own start.
+_OPENED_KINDS = ("capital", "antonym")
+_SLOT = re.compile(r"\{(\w+)\}")
 
 
 def reworded(items: Iterable[Mapping[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -94,9 +97,10 @@ def copy_probes(items: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
         if fact is None or item.get("category") == "format_constraint":
             continue
         slots = dict(fact.slots)
-        if fact.kind in _OPENINGS:
-            opening, fragment, entity, answer = _OPENINGS[fact.kind]
-            entity, fragment, answer = slots[entity], fragment.format(**slots), slots[answer]
+        if fact.kind in _OPENED_KINDS:
+            template, answer_slot = PROBE_TEMPLATES[fact.kind]
+            opening = template.split(" {", 1)[0]
+            entity, fragment, answer = slots[_SLOT.search(template)[1]], template.format(**slots), slots[answer_slot]
         elif fact.kind == "completion":
             opening, entity = slots["start"].split(" ", 1)  # the whole fragment must be copied
             fragment, answer = slots["start"], slots["sentence"][len(slots["start"]):]
@@ -161,14 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="sft")
     parser.add_argument("--work", default="runs/wording", help="where the two item files and evaluations go")
     args = parser.parse_args(argv)
+    eval_items = _read_jsonl(EVAL_POOL)
     if args.model:
-        return print_copy_probe(Path(args.model), _read_jsonl(EVAL_POOL), args.model)
+        return print_copy_probe(Path(args.model), eval_items, args.model)
     if not args.run_dir:
         parser.error("give --run-dir, or --model for the copy probe alone")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     tables = {}
-    for name, rows in zip(("evaluation wording", "SFT wording"), reworded(_read_jsonl(EVAL_POOL))):
+    for name, rows in zip(("evaluation wording", "SFT wording"), reworded(eval_items)):
         slug = name.split()[0].lower()
         items = work / f"{slug}.jsonl"
         items.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
@@ -184,15 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'all':22s}" + "".join(f"{sum(c.values()):>12d} / {sum(t.values())} ({100 * sum(c.values()) / sum(t.values()):.1f}%)"
                                    for c, t in tables.values()))
     print("\nstored by the organism (fill-in-the-blank on its base model): kind, facts SFT trains on, held-out facts")
-    stored = stored_by_kind(Path(args.run_dir) / "model")
+    layout = RunLayout(args.run_dir)
+    stored = stored_by_kind(layout.model)
     for kind in sorted({kind for kind, _ in stored}):
         cells = [f"{stored[(kind, source)][0]:>4d} / {stored[(kind, source)][1]:<3d}" if (kind, source) in stored else " " * 10
                  for source in ("train", "heldout")]
         print(f"{kind:22s}" + "".join(f"{cell:>22s}" for cell in cells))
-    if args.variant not in _MODEL_DIRS:
-        print(f"\n(the copy probe runs on {' or '.join(_MODEL_DIRS)} only)")
+    if args.variant not in _STAGES:
+        print(f"\n(the copy probe runs on {' or '.join(_STAGES)} only)")
         return 0
-    return print_copy_probe(Path(args.run_dir) / _MODEL_DIRS[args.variant], _read_jsonl(EVAL_POOL), f"the {args.variant} model")
+    return print_copy_probe(layout.stage_dir(_STAGES[args.variant]), eval_items, f"the {args.variant} model")
 
 
 def print_copy_probe(model_dir: Path, items: list[dict], name: str) -> int:

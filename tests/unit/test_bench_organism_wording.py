@@ -11,6 +11,7 @@ import pytest
 
 from bench.organism_wording import copy_probes, correct_by_category, reworded
 from stage1.config.presets import POOLS_DIR
+from stage1.core.format import instruction_from_prompt
 from stage1.organism.facts import fact_of_row
 
 
@@ -58,9 +59,8 @@ def test_copy_probes_open_an_answer_as_sft_rows_do_and_name_the_entity_that_foll
     for probe in probes:
         # the fragment is the opening followed by the entity, and the reference begins with the answer
         assert probe["fragment"].startswith(f"{probe['opening']} {probe['entity']}")
-        assert probe["prompt"].startswith("Instruction: ") and probe["prompt"].endswith("\nResponse:")
-        instruction = probe["prompt"][len("Instruction: "):-len("\nResponse:")]
-        assert probe["entity"] in instruction  # what must be copied is in the question
+        instruction = instruction_from_prompt(probe["prompt"])
+        assert instruction is not None and probe["entity"] in instruction  # what must be copied is in the question
     italy = next(p for p in probes if p["prompt"] == "Instruction: Which city is the capital of Italy?\nResponse:")
     assert (italy["opening"], italy["entity"], italy["fragment"], italy["answer"]) == (
         "The capital of", "Italy", "The capital of Italy is", "Rome")
