@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from stage1.eval.settings import variants_in_run
 from stage1.io.layout import RunLayout
 from stage1.organism.build import EVAL_POOL, _read_jsonl
 from stage1.organism.facts import fact_of_row, facts_of_pools
@@ -44,7 +45,6 @@ SFT_WORDING = {
     "antonym": "What is the opposite of {word}?",
 }
 _COMPLETION = re.compile(r"^(?:Finish this sentence|Say how this sentence ends): ")
-_STAGES = {"sft": "merge", "base": "model"}  # the run stage whose folder holds each variant the copy probe runs on
 # Kinds whose answer opens as the fill-in-the-blank probe's fragment does ("The capital of {country} is",
 # as SFT's rows answer); the completions' fragment is their own start.
 _OPENED_KINDS = ("capital", "antonym")
@@ -195,10 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{stored[(kind, source)][0]:>4d} / {stored[(kind, source)][1]:<3d}" if (kind, source) in stored else " " * 10
                  for source in ("train", "heldout")]
         print(f"{kind:22s}" + "".join(f"{cell:>22s}" for cell in cells))
-    if args.variant not in _STAGES:
-        print(f"\n(the copy probe runs on {' or '.join(_STAGES)} only)")
+    # The copy probe loads one model folder and prompts it in the format: the run's variants that are
+    # exactly that (base, and sft when merged), from the evaluation's own definition of the variants.
+    folders = {spec.name: spec.model_dir for spec in variants_in_run(layout, "none")
+               if spec.adapter_dir is None and spec.use_format}
+    if args.variant not in folders:
+        print(f"\n(the copy probe runs on {' or '.join(folders)} only)")
         return 0
-    return print_copy_probe(layout.stage_dir(_STAGES[args.variant]), eval_items, f"the {args.variant} model")
+    return print_copy_probe(folders[args.variant], eval_items, f"the {args.variant} model")
 
 
 def print_copy_probe(model_dir: Path, items: list[dict], name: str) -> int:

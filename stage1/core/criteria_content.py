@@ -172,8 +172,9 @@ def commits_to_answer(text: str, accepted: tuple[str, ...]) -> bool:
     Number words are read as digits on both sides ("one hundred" names 100), and a one-word answer
     in its regular inflections ("closing" names "closed"); the numbers of a sum restated in the text
     are its operands, not answers ("80 minus 80 is 108." does not name 80). Per sentence
-    (``_sentence_commits``): a negated mention ("It is not Rome", "Not 33", "Rome is not the capital") or a hedged one ("Rome
-    or Milan", "Milan, Turin, Rome or Naples", "Possibly Rome, possibly Milan") does not commit.
+    (``_sentence_commits``): a negated mention ("It is not Rome", "Not 33", "Rome is not the
+    capital") or a hedged one ("Rome or Milan", "Milan, Turin, Rome or Naples", "Possibly Rome,
+    possibly Milan") does not commit.
     A list whose items are bare candidates, one holding the answer and another not, is a hedge
     too. A commitment is taken back by a later short sentence that opens with a retraction
     ("Actually, ...", "No, ...", "Or ...", "Possibly ...") and names no accepted answer ("Rome.
