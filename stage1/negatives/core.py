@@ -23,7 +23,7 @@ the refusal weight by ``ShareKeeper`` (``share_kind``), so a pool with a few suc
 the declared mix and the other examples' plans are unchanged.
 
 A planned negative that fails ``attempts`` times, or whose kind does not apply (nothing factual
-to change, no example of another category, every string it could make used up), is counted under
+to change, no other example to borrow an answer from, every string it could make used up), is counted under
 ``not_applicable`` and never replaced by a canned sentence. The shortfall is made up on later
 examples (``mix.ShareKeeper``): an example tries a kind that is behind its share of the output in
 place of a planned kind that is ahead, and builds the planned kind if that does not apply either,
@@ -280,15 +280,22 @@ class NegativeMaker:
         return Built(render_completion(templates.vague_from_index(index)), "template", ("vague", index))
 
     def _off_topic(self, ex: ExampleView) -> Built | None:
-        """Another category's answer; an example of a category over its balanced share takes one only
-        at ``DonorPool.accept`` (``donors.balanced_shares`` says why); a declined request's category
+        """Another example's answer: of the same category (``off_topic_from: same_category``: it opens
+        as the chosen answer does and answers a question of the same kind about something else), or
+        of another category, where an example of a category over its balanced share takes one only
+        at ``DonorPool.accept`` (``donors.balanced_shares`` says why). A declined request's category
         lends no donor and is not capped."""
-        if self.rng.random() >= self.donors.accept.get(ex.example.category, 1.0):
+        category = ex.example.category
+        within = self.settings.off_topic_from == "same_category"
+        if not within and self.rng.random() >= self.donors.accept.get(category, 1.0):
             return None
         for _ in range(self.settings.attempts):
-            slot = self.donor_uses.draw(self.rng, other_than=ex.example.category, weighted=True)
+            if within:
+                slot = self.donor_uses.draw_within(self.rng, category)
+            else:
+                slot = self.donor_uses.draw(self.rng, other_than=category, weighted=True)
             if slot is None:
-                return None  # one category only, or every donor of the others is used up
+                return None  # no other donor of that category (or no other category), or all used up
             donor = self.donors.donors[slot]
             if dedup_key(donor.instruction) != ex.instruction_key:
                 completion = render_completion(donor.response)

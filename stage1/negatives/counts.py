@@ -101,11 +101,12 @@ def _why(kind: str, counts: NegativeCounts) -> str:
     return f"{why}; candidates refused: {reasons}" if reasons else f"{why} (the builder made no candidate)"
 
 
-def kind_shortfalls(counts: NegativeCounts, weights: dict[str, float], floor: float, share_of: dict[str, str]) -> list[str]:
+def kind_shortfalls(counts: NegativeCounts, weights: dict[str, float], floor: float, share_of: dict[str, str],
+                    hints: dict[str, str] | None = None) -> list[str]:
     """One message per kind of the mix (weight > 0, at least ``FLOOR_MIN_PLANNED`` planned) that made
     fewer than ``floor`` times the negatives the mix planned for it, saying why (items it could not serve, candidates refused and
-    for what). ``share_of`` maps a produced kind to the mix weight it counts against (compliance on
-    a declined request spends the refusal share)."""
+    for what) and ending with the kind's entry in ``hints``, if any. ``share_of`` maps a produced kind
+    to the mix weight it counts against (compliance on a declined request spends the refusal share)."""
     planned: Counter[str] = Counter()
     produced: Counter[str] = Counter()
     for kind, n in counts.planned.items():
@@ -116,6 +117,7 @@ def kind_shortfalls(counts: NegativeCounts, weights: dict[str, float], floor: fl
     for kind, weight in weights.items():
         if weight <= 0 or planned[kind] < FLOOR_MIN_PLANNED or produced[kind] >= floor * planned[kind]:
             continue
+        hint = (hints or {}).get(kind)
         messages.append(f"{kind}: {produced[kind]} of {planned[kind]} planned negatives made "
-                        f"(floor {floor:.0%}): {_why(kind, counts)}")
+                        f"(floor {floor:.0%}): {_why(kind, counts)}" + (f" ({hint})" if hint else ""))
     return messages

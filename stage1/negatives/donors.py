@@ -129,6 +129,11 @@ class DonorUses:
         free = self._free[category]
         return free[rng.randrange(len(free))]
 
+    def draw_within(self, rng: random.Random, category: str) -> int | None:
+        """A free donor's slot of ``category`` itself (``negatives.off_topic_from: same_category``), or None."""
+        free = self._free.get(category)
+        return free[rng.randrange(len(free))] if free else None
+
     def use(self, slot: int) -> None:
         self.uses[slot] += 1
         if self.uses[slot] == self.limit:  # swap it out of its free list: O(1)

@@ -12,6 +12,7 @@ from stage1.core.records import NEGATIVE_KINDS
 from stage1.samples.settings import PolicySettings
 
 NEGATIVE_SOURCE_CHOICES = ("rules", "policy", "mixed")
+OFF_TOPIC_FROM_CHOICES = ("same_category", "other_categories")
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class NegativeMix:
     unwarranted_refusal: float = 0.2  # declines a safe request (a compliant opening on a request marked refusal_expected)
     format_violation: float = 0.2  # no END, a runaway, a mid-sentence cut, or an ignored constraint
     factually_incorrect: float = 0.2  # the chosen answer with one fact changed
-    off_topic: float = 0.2  # another category's chosen answer
+    off_topic: float = 0.2  # another example's chosen answer (off_topic_from: of its own category or another)
     verbose_vague: float = 0.2  # many words, no answer
 
     def __post_init__(self) -> None:
@@ -56,6 +57,10 @@ class NegativeSettings:
     seed: int = 0  # every choice derives from it; the global random state is never read
     max_repeats: int = 10  # how often one templated or borrowed rejected string may be used
     donor_pool_size: int = 1024  # answers kept per category (seeded reservoir) for off-topic and runaway negatives
+    # Whose answer an off-topic negative borrows: another example of the same category (a question of
+    # the same kind about something else: "The capital of Spain is Madrid." for France) or of
+    # another category ("2 plus 2 is 4." for France), the categories then balanced.
+    off_topic_from: Literal["same_category", "other_categories"] = "same_category"
     attempts: int = 4  # tries per planned negative before it counts as not applicable
     # For every kind: keep "rejected longer than chosen" (ties half) within [low, high] per kind by
     # preferring candidates of matching length; null turns it off.
@@ -79,6 +84,9 @@ class NegativeSettings:
             raise ConfigError(f"must be in [0, 1], got {self.kind_floor}", field="negatives.kind_floor", hint="0 turns the floor off")
         if self.on_kind_floor not in ("stop", "warn"):
             raise ConfigError(f"must be stop or warn, got {self.on_kind_floor!r}", field="negatives.on_kind_floor")
+        if self.off_topic_from not in OFF_TOPIC_FROM_CHOICES:
+            raise ConfigError(f"must be one of {', '.join(OFF_TOPIC_FROM_CHOICES)}, got {self.off_topic_from!r}",
+                              field="negatives.off_topic_from")
         if not 0.0 <= self.policy_share <= 1.0:
             raise ConfigError(f"must be in [0, 1], got {self.policy_share}", field="negatives.policy_share")
         for name in ("max_repeats", "donor_pool_size", "attempts"):

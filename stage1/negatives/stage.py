@@ -26,6 +26,13 @@ from stage1.negatives.settings import NegativeSettings
 
 STAGE = "negatives"
 log = logging.getLogger(__name__)
+#: What to try when off-topic negatives fall short, by ``negatives.off_topic_from``.
+_HINTS = {
+    "same_category": {"off_topic": "it borrows another answer of the item's own category: a category of one "
+                                   "example lends it none; negatives.off_topic_from: other_categories borrows across categories"},
+    "other_categories": {"off_topic": "it borrows another category's answer: a pool of one category lends it none; "
+                                      "negatives.off_topic_from: same_category borrows within the category"},
+}
 _BLOOM_BITS = 1 << 23  # 1 MiB: false positives stay rare up to millions of ids, and only cost a re-read
 
 
@@ -119,7 +126,7 @@ def run_negatives(
         yield from (plain_fields(negative) for negative in negatives)
         # Checked before the file is renamed into place: a stop leaves nothing behind.
         weights = dict(zip(settings.mix.kinds(), settings.mix.weights()))
-        shortfalls.extend(kind_shortfalls(counts, weights, settings.kind_floor, {COMPLIED: REFUSAL}))
+        shortfalls.extend(kind_shortfalls(counts, weights, settings.kind_floor, {COMPLIED: REFUSAL}, _HINTS[settings.off_topic_from]))
         if shortfalls and settings.on_kind_floor == "stop":
             raise GateError("negatives: a kind of the mix fell below its floor (negatives.kind_floor): " + "; ".join(shortfalls))
 

@@ -361,18 +361,48 @@ def test_not_applicable_is_counted_never_filled_with_a_canned_sentence():
     assert counts.not_applicable == Counter({"factually_incorrect": 1, "off_topic": 1})
 
 
-def test_off_topic_comes_from_another_category_and_is_not_inside_the_answer():
+OFF_TOPIC_ONLY = NegativeMix(off_topic=1.0, unwarranted_refusal=0, format_violation=0, factually_incorrect=0, verbose_vague=0)
+
+
+def test_off_topic_from_other_categories_is_not_inside_the_answer():
     examples = [
         SFTExample(id="q", instruction="Is the sun a star?", response="Yes, it is.", category="a"),
         SFTExample(id="d1", instruction="Is ice cold?", response="Yes.", category="b"),
         SFTExample(id="d2", instruction="What is 2 plus 2?", response="2 plus 2 is 4.", category="b"),
         SFTExample(id="d3", instruction="Is fire hot?", response="Yes.", category="a"),
     ]
-    mix = NegativeMix(off_topic=1.0, unwarranted_refusal=0, format_violation=0, factually_incorrect=0, verbose_vague=0)
     for seed in range(20):
-        negatives, _ = _negatives(examples, NegativeSettings(per_example=1, mix=mix, seed=seed))
+        settings = NegativeSettings(per_example=1, mix=OFF_TOPIC_ONLY, seed=seed, off_topic_from="other_categories")
+        negatives, _ = _negatives(examples, settings)
         mine = [n for n in negatives if n.instruction_id == "q"]
         assert all(n.source_instruction_id == "d2" for n in mine), mine
+
+
+def test_off_topic_from_the_same_category_answers_another_question_of_its_kind():
+    """The default: "The capital of Spain is Madrid." for France, never another category's answer,
+    never the example's own, and not applicable where the category has no other donor."""
+    examples = [
+        SFTExample(id="fr", instruction="What is the capital of France?", response="The capital of France is Paris.", category="capitals"),
+        SFTExample(id="es", instruction="What is the capital of Spain?", response="The capital of Spain is Madrid.", category="capitals"),
+        SFTExample(id="it", instruction="What is the capital of Italy?", response="The capital of Italy is Rome.", category="capitals"),
+        SFTExample(id="sum", instruction="What is 2 plus 2?", response="2 plus 2 is 4.", category="sums"),
+    ]
+    category = {e.id: e.category for e in examples}
+    made = Counter()
+    for seed in range(20):
+        negatives, counts = _negatives(examples, NegativeSettings(per_example=1, mix=OFF_TOPIC_ONLY, seed=seed))
+        for negative in negatives:
+            assert negative.source_instruction_id != negative.instruction_id
+            assert category[negative.source_instruction_id] == category[negative.instruction_id], negative
+            made[negative.instruction_id] += 1
+        assert "sum" not in {n.instruction_id for n in negatives}  # its category lends it nothing
+        assert counts.not_applicable["off_topic"] >= 1
+    assert set(made) == {"fr", "es", "it"}
+
+
+def test_off_topic_from_must_be_one_of_its_choices():
+    with pytest.raises(ConfigError, match="negatives.off_topic_from"):
+        NegativeSettings(off_topic_from="any")
 
 
 # ---------------------------------------------------------------- the stage
@@ -425,8 +455,9 @@ def test_stage_refuses_bad_rows_naming_file_line_and_field(tmp_path):
 
 def _skewed_pool() -> list[SFTExample]:
     """400 two-word answers in one category, 100 in another, a fifth of them one word and the rest
-    thirteen: off-topic donors for the first category are mostly longer. (The first is 80% of the
-    pool, so it takes off-topic negatives at its balanced share, ``donors.balanced_shares``.)"""
+    thirteen: off-topic donors of another category (``off_topic_from: other_categories``) for the
+    first category are mostly longer. (The first is 80% of the pool, so it takes off-topic negatives
+    at its balanced share, ``donors.balanced_shares``.)"""
     examples = [SFTExample(f"a{i}", f"Name item {i}.", f"Item {i}.", "alpha") for i in range(400)]
     for i in range(100):
         answer = f"Valueb{i}." if i % 5 == 0 else f"This is a long beta answer number {i} with many extra words in it."
@@ -439,7 +470,8 @@ def _off_topic_longer_score(band) -> tuple[float, int]:
 
     mix = NegativeMix(unwarranted_refusal=0.0, format_violation=0.0, factually_incorrect=0.0, off_topic=1.0, verbose_vague=0.0)
     examples = _skewed_pool()
-    negatives, counts = _negatives(examples, NegativeSettings(per_example=1, mix=mix, length_band=band))
+    settings = NegativeSettings(per_example=1, mix=mix, length_band=band, off_topic_from="other_categories")
+    negatives, counts = _negatives(examples, settings)
     by_id = {example.id: example for example in examples}
     measured = length_by_kind((n.kind, render_completion(by_id[n.instruction_id].response), n.completion) for n in negatives)
     assert counts.to_dict()["length_band"]["by_kind"]["off_topic"]["longer_score"] == pytest.approx(measured["off_topic"]["longer_score"])
