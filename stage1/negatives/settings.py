@@ -57,10 +57,10 @@ class NegativeSettings:
     seed: int = 0  # every choice derives from it; the global random state is never read
     max_repeats: int = 10  # how often one templated or borrowed rejected string may be used
     donor_pool_size: int = 1024  # answers kept per category (seeded reservoir) for off-topic and runaway negatives
-    # Whose answer an off-topic negative borrows: another example of the same category (a question of
-    # the same kind about something else: "The capital of Spain is Madrid." for France) or of
-    # another category ("2 plus 2 is 4." for France), the categories then balanced.
-    off_topic_from: Literal["same_category", "other_categories"] = "same_category"
+    # Whose answer an off-topic negative borrows: an example of another category ("2 plus 2 is 4."
+    # for France; the categories balanced) or of the same one (a question of the same kind about
+    # something else: "The capital of Spain is Madrid."; the chosen answer's opening and length).
+    off_topic_from: Literal["same_category", "other_categories"] = "other_categories"
     attempts: int = 4  # tries per planned negative before it counts as not applicable
     # For every kind: keep "rejected longer than chosen" (ties half) within [low, high] per kind by
     # preferring candidates of matching length; null turns it off.

@@ -372,15 +372,14 @@ def test_off_topic_from_other_categories_is_not_inside_the_answer():
         SFTExample(id="d3", instruction="Is fire hot?", response="Yes.", category="a"),
     ]
     for seed in range(20):
-        settings = NegativeSettings(per_example=1, mix=OFF_TOPIC_ONLY, seed=seed, off_topic_from="other_categories")
-        negatives, _ = _negatives(examples, settings)
+        negatives, _ = _negatives(examples, NegativeSettings(per_example=1, mix=OFF_TOPIC_ONLY, seed=seed))
         mine = [n for n in negatives if n.instruction_id == "q"]
         assert all(n.source_instruction_id == "d2" for n in mine), mine
 
 
 def test_off_topic_from_the_same_category_answers_another_question_of_its_kind():
-    """The default: "The capital of Spain is Madrid." for France, never another category's answer,
-    never the example's own, and not applicable where the category has no other donor."""
+    """``same_category``: "The capital of Spain is Madrid." for France, never another category's
+    answer, never the example's own, and not applicable where the category has no other donor."""
     examples = [
         SFTExample(id="fr", instruction="What is the capital of France?", response="The capital of France is Paris.", category="capitals"),
         SFTExample(id="es", instruction="What is the capital of Spain?", response="The capital of Spain is Madrid.", category="capitals"),
@@ -390,7 +389,8 @@ def test_off_topic_from_the_same_category_answers_another_question_of_its_kind()
     category = {e.id: e.category for e in examples}
     made = Counter()
     for seed in range(20):
-        negatives, counts = _negatives(examples, NegativeSettings(per_example=1, mix=OFF_TOPIC_ONLY, seed=seed))
+        settings = NegativeSettings(per_example=1, mix=OFF_TOPIC_ONLY, seed=seed, off_topic_from="same_category")
+        negatives, counts = _negatives(examples, settings)
         for negative in negatives:
             assert negative.source_instruction_id != negative.instruction_id
             assert category[negative.source_instruction_id] == category[negative.instruction_id], negative
@@ -455,8 +455,8 @@ def test_stage_refuses_bad_rows_naming_file_line_and_field(tmp_path):
 
 def _skewed_pool() -> list[SFTExample]:
     """400 two-word answers in one category, 100 in another, a fifth of them one word and the rest
-    thirteen: off-topic donors of another category (``off_topic_from: other_categories``) for the
-    first category are mostly longer. (The first is 80% of the pool, so it takes off-topic negatives
+    thirteen: off-topic donors of another category (``off_topic_from: other_categories``, the
+    default) for the first category are mostly longer. (The first is 80% of the pool, so it takes off-topic negatives
     at its balanced share, ``donors.balanced_shares``.)"""
     examples = [SFTExample(f"a{i}", f"Name item {i}.", f"Item {i}.", "alpha") for i in range(400)]
     for i in range(100):
@@ -470,8 +470,7 @@ def _off_topic_longer_score(band) -> tuple[float, int]:
 
     mix = NegativeMix(unwarranted_refusal=0.0, format_violation=0.0, factually_incorrect=0.0, off_topic=1.0, verbose_vague=0.0)
     examples = _skewed_pool()
-    settings = NegativeSettings(per_example=1, mix=mix, length_band=band, off_topic_from="other_categories")
-    negatives, counts = _negatives(examples, settings)
+    negatives, counts = _negatives(examples, NegativeSettings(per_example=1, mix=mix, length_band=band))
     by_id = {example.id: example for example in examples}
     measured = length_by_kind((n.kind, render_completion(by_id[n.instruction_id].response), n.completion) for n in negatives)
     assert counts.to_dict()["length_band"]["by_kind"]["off_topic"]["longer_score"] == pytest.approx(measured["off_topic"]["longer_score"])

@@ -147,17 +147,14 @@ def test_refusals_and_vague_answers_are_near_chance_for_the_opening_classifier(p
         assert shortcuts[kind]["classifier"] <= NEAR_CHANCE, (name, kind, shortcuts[kind])
 
 
-@pytest.mark.parametrize("path", [POOL, LARGE_POOL], ids=lambda path: path.stem)
-def test_off_topic_pairs_from_other_categories_draw_both_sides_from_nearly_one_mix(path):
-    """``off_topic_from: other_categories``. The larger pool is 65% arithmetic; with donors'
-    categories drawn uniformly its off-topic pairs had 65% arithmetic chosen answers against few
-    arithmetic rejected ones, and the opening classifier separated them at 0.86 (length rule 0.67);
-    the two sides' mixes were 0.66 apart in total variation (0.27 on the default pool). With
+def test_off_topic_pairs_draw_both_sides_from_nearly_one_mix_of_categories(pool_pairs):
+    """The default, ``off_topic_from: other_categories``. The larger pool is 65% arithmetic; with
+    donors' categories drawn uniformly its off-topic pairs had 65% arithmetic chosen answers against
+    few arithmetic rejected ones, and the opening classifier separated them at 0.86 (length rule
+    0.67); the two sides' mixes were 0.66 apart in total variation (0.27 on the default pool). With
     balanced shares: 0.24 and 0.15, and no category holds a third of either side (arithmetic: 65%
     of the chosen before)."""
-    name, by_id = path.stem, {e.id: e for e in _pool(path)}
-    train, counts = _pairs_of(path, NegativeSettings(off_topic_from="other_categories"))
-    assert counts["train"]["shortcuts_by_kind"]["off_topic"]["classifier"] <= NEAR_CHANCE
+    name, (train, _), by_id = pool_pairs
     pairs = [p for p in train if p.negative_kind == "off_topic"]
     by_answer = {dedup_key(e.response): e.category for e in by_id.values()}
     chosen = Counter(p.category for p in pairs)
@@ -168,10 +165,15 @@ def test_off_topic_pairs_from_other_categories_draw_both_sides_from_nearly_one_m
     assert max(chosen.values()) < len(pairs) / 3 and max(rejected.values()) < len(pairs) / 3, (name, chosen, rejected)
 
 
-def test_off_topic_pairs_from_the_same_category_answer_another_question_of_its_kind(pool_pairs):
-    """The default: every off-topic rejected is the answer of another example of the chosen one's
-    category, so the two sides have one mix of categories by construction."""
-    name, (train, _), by_id = pool_pairs
+@pytest.mark.parametrize("path", [POOL, LARGE_POOL], ids=lambda path: path.stem)
+def test_off_topic_pairs_from_the_same_category_answer_another_question_of_its_kind(path):
+    """``off_topic_from: same_category``: every off-topic rejected is the answer of another example
+    of the chosen one's category, so the two sides have one mix of categories by construction, and
+    neither length nor opening tells them apart."""
+    name, by_id = path.stem, {e.id: e for e in _pool(path)}
+    train, counts = _pairs_of(path, NegativeSettings(off_topic_from="same_category"))
+    report = counts["train"]["shortcuts_by_kind"]["off_topic"]
+    assert report["length_rule"] <= NEAR_CHANCE and report["classifier"] <= NEAR_CHANCE, (name, report)
     pairs = [p for p in train if p.negative_kind == "off_topic"]
     by_answer = {dedup_key(e.response): e for e in by_id.values()}
     assert len(pairs) > 100, name
@@ -308,15 +310,16 @@ def test_a_factual_builder_that_returns_the_chosen_stops_the_stage_naming_the_ki
 
 def test_off_topic_short_of_donors_in_its_own_category_stops_and_names_the_setting(tmp_path):
     """Every example its own category: no same-category donor for anyone. The stage stops naming
-    the kind and the setting that borrows across categories; with that setting it passes."""
+    the kind and the setting that borrows across categories; with that setting (the default) it
+    passes."""
     rows = [{"id": f"r{i}", "instruction": f"What is {i} times 3?", "response": f"{i} times 3 is {3 * i}.",
              "category": f"c{i}"} for i in range(60)]
     source = tmp_path / "pool.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     with pytest.raises(GateError, match=r"off_topic: 0 of \d+ planned.*negatives.off_topic_from: other_categories"):
-        run_negatives(NegativeSettings(), sft_path=source, out_dir=tmp_path / "same")
+        run_negatives(NegativeSettings(off_topic_from="same_category"), sft_path=source, out_dir=tmp_path / "same")
     assert not (tmp_path / "same" / "negatives.jsonl").exists()
-    run_negatives(NegativeSettings(off_topic_from="other_categories"), sft_path=source, out_dir=tmp_path / "other")
+    run_negatives(NegativeSettings(), sft_path=source, out_dir=tmp_path / "other")
     kinds = Counter(json.loads(line)["kind"] for line in (tmp_path / "other" / "negatives.jsonl").read_text().splitlines())
     assert kinds["off_topic"] > 0
 
