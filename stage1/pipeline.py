@@ -40,7 +40,7 @@ from stage1.io.settings_record import refuse_changed_settings
 from stage1.io.stage_spec import StageCall, StageRun, StageSpec
 from stage1.io.temps import remove_stale_temps
 from stage1.stages import STAGE_NAMES
-from stage1.stages.config import PipelineConfig, dump_config
+from stage1.stages.config import PipelineConfig, default_dump, dump_config
 from stage1.stages.seeds import PlannedStage, planned_stages
 from stage1.train.spec import former_settings
 
@@ -180,7 +180,7 @@ def run_pipeline(
     steps = _checked_steps(config, run_dir, only, force, callbacks)
     dumped = dump_config(config)
     if keep_settings:
-        refuse_changed_settings(run_dir, dumped)
+        refuse_changed_settings(run_dir, dumped, default_dump())
     layout = RunLayout(run_dir, config.model.path)
     report = RunReport(run_dir)
     with RunLock(run_dir):

@@ -46,19 +46,26 @@ def _same_file(before: Any, now: Any) -> bool:
         return False
 
 
-def settings_changes(recorded_yaml: str, config_yaml: str) -> list[str]:
+def settings_changes(recorded_yaml: str, config_yaml: str, defaults_yaml: str = "") -> list[str]:
     """Each setting whose value differs between two dumped configs, as ``key: before -> now``.
 
-    An unreadable record gives no change (there is nothing to keep).
+    A setting the record lacks and ``config_yaml`` holds at its value in ``defaults_yaml`` (the code's
+    defaults) is not a change: it was added after the run was recorded, and a new setting's default
+    keeps what the code did before it (``negatives.off_topic_from``). Without that, every setting
+    added to the code made every earlier run refuse even its own recorded ``config.yaml``. An
+    unreadable record gives no change (there is nothing to keep).
     """
     try:
         before = _flatten(yaml.safe_load(recorded_yaml) or {})
     except yaml.YAMLError:
         return []
     now = _flatten(yaml.safe_load(config_yaml) or {})
+    defaults = _flatten(yaml.safe_load(defaults_yaml) or {})
     changes = []
     for key in sorted(set(before) | set(now)):
         if key in NOT_SETTINGS or before.get(key) == now.get(key):
+            continue
+        if key not in before and key in defaults and now.get(key) == defaults[key]:
             continue
         if key in PATH_SETTINGS and _same_file(before.get(key), now.get(key)):
             continue
@@ -66,7 +73,7 @@ def settings_changes(recorded_yaml: str, config_yaml: str) -> list[str]:
     return changes
 
 
-def refuse_changed_settings(run_dir: Path, config_yaml: str) -> None:
+def refuse_changed_settings(run_dir: Path, config_yaml: str, defaults_yaml: str = "") -> None:
     """Refuse a command whose settings differ from those ``run_dir`` was built with.
 
     Raises:
@@ -76,7 +83,7 @@ def refuse_changed_settings(run_dir: Path, config_yaml: str) -> None:
     record = Path(run_dir) / CONFIG_FILE
     if not record.is_file():
         return
-    changes = settings_changes(record.read_text(encoding="utf-8", errors="replace"), config_yaml)
+    changes = settings_changes(record.read_text(encoding="utf-8", errors="replace"), config_yaml, defaults_yaml)
     if changes:
         shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
         raise ConfigError(

@@ -132,6 +132,13 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
     return PipelineConfig(**sections, source=source)
 
 
+def default_dump() -> str:
+    """Every typed section at its code defaults, dumped as ``dump_config`` dumps a config (library
+    sections empty): what a setting absent from an older run's record is taken to have been."""
+    typed = {**load.BASE_SECTIONS, **{section.name: section.settings for section in SCHEMA.sections}}
+    return yaml.safe_dump({name: settings_to_dict(cls()) for name, cls in typed.items()}, sort_keys=True, allow_unicode=True)
+
+
 def dump_config(config: PipelineConfig) -> str:
     """The resolved config as YAML, written into the run directory."""
     return yaml.safe_dump(config.to_dict(), sort_keys=True, allow_unicode=True)

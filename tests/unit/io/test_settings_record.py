@@ -9,7 +9,7 @@ from pathlib import Path
 from stage1 import cli
 from stage1.core.errors import EXIT_INPUT
 from stage1.io.settings_record import settings_changes
-from stage1.stages.config import dump_config, load_config
+from stage1.stages.config import default_dump, dump_config, load_config
 
 
 def _built_run(tmp_path: Path, *overrides: str) -> Path:
@@ -72,3 +72,38 @@ def test_force_accepts_new_settings_and_nothing_else_does(tmp_path, monkeypatch)
     for extra, keep in (([], True), (["--force"], False), (["--force", "eval"], False)):
         assert cli.main(["run", "--run-dir", str(run), *extra]) == 0
         assert seen.pop() is keep
+
+
+def _without(config_yaml: str, section: str, key: str) -> str:
+    import yaml
+
+    data = yaml.safe_load(config_yaml)
+    del data[section][key]
+    return yaml.safe_dump(data, sort_keys=True)
+
+
+def test_a_setting_added_after_the_run_was_recorded_is_no_change_at_its_default(tmp_path, capsys):
+    """A run recorded before ``negatives.off_topic_from`` existed: its own config.yaml, and any
+    command that leaves the new setting at its default, go on; the setting set otherwise is
+    refused by name. (Before, every setting added to the code made every earlier run refuse even
+    the hint's `--config R/config.yaml`.)"""
+    old = _without(dump_config(load_config(None, ["dpo.beta=0.2"])), "negatives", "off_topic_from")
+    assert settings_changes(old, dump_config(load_config(None, ["dpo.beta=0.2"])), default_dump()) == []
+    changed = settings_changes(old, dump_config(load_config(None, ["dpo.beta=0.2", "negatives.off_topic_from=same_category"])),
+                               default_dump())
+    assert changed == ["negatives.off_topic_from: '(unset)' -> 'same_category'"]
+    assert settings_changes(old, dump_config(load_config(None, ["dpo.beta=0.2"])))  # without the defaults: a change
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(old)
+    code = cli.main(["evaluate", "--run-dir", str(run), "--config", str(run / "config.yaml"), "--set", "negatives.off_topic_from=same_category"])
+    assert code == EXIT_INPUT and "negatives.off_topic_from: '(unset)' -> 'same_category'" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == old
+
+
+def test_the_defaults_dump_names_every_typed_setting_at_its_code_default():
+    import yaml
+
+    defaults = yaml.safe_load(default_dump())
+    assert defaults["negatives"]["off_topic_from"] == "other_categories" and defaults["run"]["seed"] == 0
+    assert set(defaults) == {"run", "model", "data", "sft_data", "negatives", "pairs", "training", "eval"}
