@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Literal, get_args
 
 from stage1.config.load import TypedSection
 from stage1.core.errors import ConfigError
@@ -12,7 +12,8 @@ from stage1.core.records import NEGATIVE_KINDS
 from stage1.samples.settings import PolicySettings
 
 NEGATIVE_SOURCE_CHOICES = ("rules", "policy", "mixed")
-OFF_TOPIC_FROM_CHOICES = ("same_category", "other_categories")
+#: Whose answer an off-topic negative borrows (``NegativeSettings.off_topic_from``).
+OffTopicFrom = Literal["same_category", "other_categories"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class NegativeSettings:
     # Whose answer an off-topic negative borrows: an example of another category ("2 plus 2 is 4."
     # for France; the categories balanced) or of the same one (a question of the same kind about
     # something else: "The capital of Spain is Madrid."; the chosen answer's opening and length).
-    off_topic_from: Literal["same_category", "other_categories"] = "other_categories"
+    off_topic_from: OffTopicFrom = "other_categories"
     attempts: int = 4  # tries per planned negative before it counts as not applicable
     # For every kind: keep "rejected longer than chosen" (ties half) within [low, high] per kind by
     # preferring candidates of matching length; null turns it off.
@@ -84,8 +85,8 @@ class NegativeSettings:
             raise ConfigError(f"must be in [0, 1], got {self.kind_floor}", field="negatives.kind_floor", hint="0 turns the floor off")
         if self.on_kind_floor not in ("stop", "warn"):
             raise ConfigError(f"must be stop or warn, got {self.on_kind_floor!r}", field="negatives.on_kind_floor")
-        if self.off_topic_from not in OFF_TOPIC_FROM_CHOICES:
-            raise ConfigError(f"must be one of {', '.join(OFF_TOPIC_FROM_CHOICES)}, got {self.off_topic_from!r}",
+        if self.off_topic_from not in get_args(OffTopicFrom):
+            raise ConfigError(f"must be one of {', '.join(get_args(OffTopicFrom))}, got {self.off_topic_from!r}",
                               field="negatives.off_topic_from")
         if not 0.0 <= self.policy_share <= 1.0:
             raise ConfigError(f"must be in [0, 1], got {self.policy_share}", field="negatives.policy_share")
