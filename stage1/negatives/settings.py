@@ -11,7 +11,6 @@ from stage1.core.errors import ConfigError
 from stage1.core.records import NEGATIVE_KINDS
 from stage1.samples.settings import PolicySettings
 
-NEGATIVE_SOURCE_CHOICES = ("rules", "policy", "mixed")
 #: Whose answer an off-topic negative borrows (``NegativeSettings.off_topic_from``).
 OffTopicFrom = Literal["same_category", "other_categories"]
 
